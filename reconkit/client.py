@@ -1,0 +1,508 @@
+"""``Client``: issue, read back and void CyberSource standalone credits.
+
+One pooled ``requests.Session``; every body is serialized once and the same bytes are signed
+and sent. GETs retry on 429/502/503/504 and transport errors with bounded exponential backoff
+and jitter; a credit POST is never resent.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from . import ledger as _ledger
+from .auth import CyberSourceAuth
+from .config import Config
+from .credit import Credit, Void
+from .errors import (
+    AmbiguousOutcomeError,
+    ApiError,
+    DeclinedError,
+    InvalidRequestError,
+    NetworkError,
+    NotFoundError,
+    ProductionGuardError,
+    error_for_status,
+)
+from .money import CURRENCIES, format_amount, parse_amount
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .fetch import FetchResult
+    from .ledger import Ledger
+
+__all__ = ["Client"]
+
+log = logging.getLogger("reconkit")
+
+_RETRY_STATUSES = frozenset({429, 502, 503, 504})
+_AMBIGUOUS_502_REASONS = frozenset({"SERVER_TIMEOUT", "SERVICE_TIMEOUT"})
+_USER_AGENT = "reconkit/0.1 (+python-requests)"
+_CARD_TYPES = {"visa": "001", "mastercard": "002", "amex": "003", "discover": "004", "diners": "005",
+               "jcb": "007", "maestro": "042", "cup": "062"}
+
+
+def _luhn_ok(number: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(number)):
+        digit = int(char)
+        if index % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is None:
+            return None
+        return max(0.0, (parsed - datetime.now(UTC)).total_seconds())
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _not_sent(exc: requests.RequestException) -> bool:
+    """True when the request provably never reached the server."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        text = repr(reason) if reason is not None else repr(exc)
+        return "NewConnectionError" in text or "Failed to resolve" in text
+    return False
+
+
+class Client:
+    """A CyberSource client for standalone credits.
+
+    Parameters
+    ----------
+    config : Config, optional
+        Defaults to :meth:`Config.from_env`.
+    allow_production : bool
+        Must be True for :meth:`create_credit` / :meth:`void_credit` to reach production.
+    timeout : (float, float)
+        Connect and read timeouts in seconds.
+    ledger : Ledger, path or None
+        Where credit intents and outcomes are written; ``None`` uses the default ledger file
+        (opened on first use).
+    max_retries : int
+        Retries of a GET after the first attempt.
+    retry_deadline : float
+        Total seconds a GET may spend retrying.
+    pool_size : int
+        Connections kept per host; at least the number of fetch workers.
+    """
+
+    def __init__(self, config: Config | None = None, *, allow_production: bool = False,
+                 timeout: tuple[float, float] = (5.0, 30.0), ledger: Ledger | str | None = None,
+                 max_retries: int = 4, retry_deadline: float = 30.0, pool_size: int = 32,
+                 backoff_base: float = 0.2, backoff_cap: float = 5.0, seed: int | None = None) -> None:
+        self.config = config if config is not None else Config.from_env()
+        self.allow_production = allow_production
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.retry_deadline = retry_deadline
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._random = random.Random(seed)
+        self._random_lock = threading.Lock()
+        self._ledger_arg = ledger
+        self._ledger: Ledger | None = None
+        self._ledger_lock = threading.Lock()
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.auth = CyberSourceAuth(self.config)
+        self.session.headers.update({
+            "User-Agent": _USER_AGENT,
+            "Accept": "application/hal+json;charset=utf-8",
+            "Content-Type": "application/json;charset=utf-8",
+        })
+
+    def __repr__(self) -> str:
+        return f"Client(environment={self.config.environment_name}, base_url={self.config.base_url!r}, " \
+               f"merchant_id={self.config.merchant_id!r})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.session.close()
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger this client writes to (opened on first use)."""
+        with self._ledger_lock:
+            if self._ledger is None:
+                arg = self._ledger_arg
+                self._ledger = arg if isinstance(arg, _ledger.Ledger) else _ledger.Ledger(arg)
+            return self._ledger
+
+    # --- transport ---------------------------------------------------------------------
+    def _url(self, path: str) -> str:
+        return self.config.base_url + path
+
+    def _encode(self, body: Mapping[str, Any] | None) -> bytes | None:
+        if body is None:
+            return None
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    def _parse(self, response: requests.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    def _raise_for(self, method: str, path: str, response: requests.Response, body: Any) -> None:
+        raise error_for_status(
+            response.status_code, body if body is not None else response.text[:500],
+            correlation_id=response.headers.get("v-c-correlation-id"), method=method, path=path,
+            retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        with self._random_lock:
+            return self._random.uniform(0, min(self.backoff_cap, self.backoff_base * (2 ** attempt)))
+
+    def _get(self, path: str) -> tuple[dict[str, Any], requests.Response]:
+        """GET with bounded retries; returns the parsed JSON body and the response."""
+        deadline = time.monotonic() + self.retry_deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            wait: float | None = None
+            try:
+                response = self.session.get(self._url(path), timeout=self.timeout)
+                body = self._parse(response)
+                log.debug("GET %s -> %s (attempt %d)", path, response.status_code, attempt)
+                if response.status_code == 200 and isinstance(body, dict):
+                    return body, response
+                if response.status_code in _RETRY_STATUSES or response.status_code == 200:
+                    error: Exception = error_for_status(
+                        response.status_code if response.status_code != 200 else 502,
+                        body if body is not None else {"reason": "BAD_RESPONSE",
+                                                       "message": "the response body was not JSON"},
+                        correlation_id=response.headers.get("v-c-correlation-id"), method="GET", path=path,
+                        retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+                    )
+                    wait = getattr(error, "retry_after", None)
+                else:
+                    try:
+                        self._raise_for("GET", path, response, body)
+                    except ApiError as exc:
+                        exc.attempts = attempt  # type: ignore[attr-defined]
+                        raise
+            except requests.RequestException as exc:
+                log.debug("GET %s -> %s (attempt %d)", path, type(exc).__name__, attempt)
+                error = NetworkError(f"GET {path} failed: {type(exc).__name__}", attempts=attempt)
+            if wait is None:
+                wait = self._backoff(attempt)
+            if attempt > self.max_retries or time.monotonic() + wait > deadline:
+                error.attempts = attempt  # type: ignore[attr-defined]
+                raise error
+            time.sleep(wait)
+
+    def _post(self, path: str, body: Mapping[str, Any], *, reference_code: str | None,
+              transaction_id: str | None) -> tuple[int, Any, requests.Response]:
+        """POST exactly once. Raises AmbiguousOutcomeError when it may have been processed."""
+        data = self._encode(body)
+        try:
+            response = self.session.post(self._url(path), data=data, timeout=self.timeout)
+        except requests.RequestException as exc:
+            log.info("POST %s -> %s", path, type(exc).__name__)
+            if _not_sent(exc):
+                raise NetworkError(f"POST {path} could not connect to {self.config.base_url}; nothing was sent") \
+                    from None
+            raise AmbiguousOutcomeError(
+                f"POST {path} got no answer ({type(exc).__name__}).", reference_code=reference_code,
+                transaction_id=transaction_id, path=path) from None
+        parsed = self._parse(response)
+        log.info("POST %s -> %s", path, response.status_code)
+        if 200 <= response.status_code < 300 and not isinstance(parsed, dict):
+            raise AmbiguousOutcomeError(
+                f"POST {path} answered HTTP {response.status_code} with an unreadable body.",
+                reference_code=reference_code, transaction_id=transaction_id, path=path)
+        return response.status_code, parsed, response
+
+    # --- credits ----------------------------------------------------------------------
+    def _guard(self, action: str) -> None:
+        if self.config.is_production and not self.allow_production:
+            raise ProductionGuardError(
+                f"{action} would move real money on {self.config.base_url}; create the Client with "
+                "allow_production=True to do that on purpose"
+            )
+
+    def build_credit_request(self, amount: str | Decimal | int, currency: str, *,
+                             instrument_identifier: str | None = None, card: Mapping[str, Any] | None = None,
+                             payment_instrument: str | None = None, customer: str | None = None,
+                             reference_code: str | None = None, transaction_id: str | None = None,
+                             commerce_indicator: str = "internet", **extra: Any) -> dict[str, Any]:
+        """Validate the inputs of :meth:`create_credit` and return the request body it would send.
+
+        Raises
+        ------
+        InvalidRequestError
+            With ``details`` naming each field at fault; nothing is sent.
+        """
+        problems: list[dict[str, str]] = []
+
+        def bad(field: str, reason: str) -> None:
+            problems.append({"field": field, "reason": reason})
+
+        code = str(currency or "").strip().upper()
+        if code not in CURRENCIES:
+            bad("orderInformation.amountDetails.currency", f"{currency!r} is not an ISO 4217 currency code")
+        total = None
+        try:
+            total = parse_amount(amount, code if code in CURRENCIES else None)
+            if total <= 0:
+                bad("orderInformation.amountDetails.totalAmount", "must be greater than zero")
+        except ValueError as exc:
+            bad("orderInformation.amountDetails.totalAmount", str(exc))
+        payment: dict[str, Any] = {}
+        card = dict(card or {})
+        number = str(card.get("number", "") or "").replace(" ", "")
+        sources = [name for name, present in (("instrument_identifier", instrument_identifier),
+                                              ("card", number), ("payment_instrument", payment_instrument),
+                                              ("customer", customer)) if present]
+        if len(sources) != 1:
+            bad("paymentInformation", "exactly one payment source is required (instrument identifier, card number, "
+                f"payment instrument or customer); got {', '.join(sources) or 'none'}")
+        if instrument_identifier:
+            payment["instrumentIdentifier"] = {"id": str(instrument_identifier).strip()}
+        if payment_instrument:
+            payment["paymentInstrument"] = {"id": str(payment_instrument).strip()}
+        if customer:
+            payment["customer"] = {"id": str(customer).strip()}
+        if card:
+            card_body: dict[str, str] = {}
+            if number:
+                if not number.isdigit() or not 12 <= len(number) <= 19 or not _luhn_ok(number):
+                    bad("paymentInformation.card.number", "is not a valid card number (12-19 digits, Luhn)")
+                card_body["number"] = number
+            month = str(card.get("expiration_month", card.get("expirationMonth", "")) or "").strip()
+            year = str(card.get("expiration_year", card.get("expirationYear", "")) or "").strip()
+            if number or month or year:
+                if not (month.isdigit() and 1 <= int(month) <= 12):
+                    bad("paymentInformation.card.expirationMonth", "must be a month 01-12")
+                else:
+                    month = f"{int(month):02d}"
+                if not (year.isdigit() and len(year) == 4):
+                    bad("paymentInformation.card.expirationYear", "must be a four-digit year")
+                card_body["expirationMonth"] = month
+                card_body["expirationYear"] = year
+            card_type = str(card.get("type", "") or "").strip()
+            if card_type:
+                card_type = _CARD_TYPES.get(card_type.lower(), card_type)
+                if not (card_type.isdigit() and len(card_type) == 3):
+                    bad("paymentInformation.card.type", "must be a three-digit card type such as 001 (Visa)")
+                card_body["type"] = card_type
+            payment["card"] = card_body
+        reference_code = reference_code or f"rk-{uuid.uuid4().hex[:24]}"
+        transaction_id = transaction_id or uuid.uuid4().hex[:30]
+        if len(reference_code) > 59:
+            bad("clientReferenceInformation.code", "is longer than 59 characters")
+        if len(transaction_id) > 30:
+            bad("clientReferenceInformation.transactionId", "is longer than 30 characters")
+        if problems:
+            raise InvalidRequestError(400, {"status": "INVALID_REQUEST", "reason": "INVALID_DATA",
+                                            "message": "The request was not sent: it is invalid",
+                                            "details": problems}, method="POST", path="/pts/v2/credits")
+        assert total is not None
+        body: dict[str, Any] = {
+            "clientReferenceInformation": {"code": reference_code, "transactionId": transaction_id},
+            "processingInformation": {"commerceIndicator": commerce_indicator},
+            "paymentInformation": payment,
+            "orderInformation": {"amountDetails": {"totalAmount": format_amount(total, code), "currency": code}},
+        }
+        return _deep_merge(body, extra)
+
+    def create_credit(self, amount: str | Decimal | int, currency: str, *, instrument_identifier: str | None = None,
+                      card: Mapping[str, Any] | None = None, payment_instrument: str | None = None,
+                      customer: str | None = None, reference_code: str | None = None,
+                      transaction_id: str | None = None, commerce_indicator: str = "internet",
+                      **extra: Any) -> Credit:
+        """Issue a standalone credit (``POST /pts/v2/credits``), exactly once.
+
+        Parameters
+        ----------
+        amount : str, int or Decimal
+            Positive, with at most the currency's minor units. Floats are refused.
+        currency : str
+            ISO 4217 code.
+        instrument_identifier, card, payment_instrument, customer
+            Exactly one payment source. ``card`` is a dict with ``number``, ``expiration_month``,
+            ``expiration_year`` and ``type``; with a token it may carry only expiry and type.
+        reference_code, transaction_id : str, optional
+            Generated and unique when not given; they are how an ambiguous outcome is looked up.
+        commerce_indicator : str
+        **extra
+            Further request fields in CyberSource's JSON names, merged into the body.
+
+        Returns
+        -------
+        Credit
+
+        Raises
+        ------
+        InvalidRequestError
+            Invalid input (nothing sent) or a 400 from the server.
+        DeclinedError
+            The server created the credit with ``status: DECLINED``; ``error.credit`` holds it.
+        AmbiguousOutcomeError
+            Sent, but no usable answer came back; it is not resent.
+        ProductionGuardError
+            Production without ``allow_production=True``.
+        """
+        self._guard("create_credit")
+        body = self.build_credit_request(
+            amount, currency, instrument_identifier=instrument_identifier, card=card,
+            payment_instrument=payment_instrument, customer=customer, reference_code=reference_code,
+            transaction_id=transaction_id, commerce_indicator=commerce_indicator, **extra)
+        ref = body["clientReferenceInformation"]["code"]
+        txn = body["clientReferenceInformation"]["transactionId"]
+        details = body["orderInformation"]["amountDetails"]
+        ledger = self.ledger
+        ledger.record_intent(reference_code=ref, transaction_id=txn, amount=details["totalAmount"],
+                             currency=details["currency"], environment=self.config.base_url,
+                             merchant_id=self.config.merchant_id)
+        try:
+            status, parsed, response = self._post("/pts/v2/credits", body, reference_code=ref, transaction_id=txn)
+        except AmbiguousOutcomeError as exc:
+            ledger.record_outcome(ref, _ledger.UNKNOWN, error=str(exc))
+            raise
+        except NetworkError as exc:
+            ledger.record_outcome(ref, _ledger.NOT_SENT, error=str(exc))
+            raise
+        correlation = response.headers.get("v-c-correlation-id")
+        if not 200 <= status < 300:
+            error = error_for_status(status, parsed if parsed is not None else response.text[:500],
+                                     correlation_id=correlation, method="POST", path="/pts/v2/credits")
+            if status >= 500 and (error.reason in _AMBIGUOUS_502_REASONS or status == 504):
+                ledger.record_outcome(ref, _ledger.UNKNOWN, credit_id=(parsed or {}).get("id"), error=str(error))
+                raise AmbiguousOutcomeError(
+                    f"POST /pts/v2/credits answered {status} {error.reason}.", reference_code=ref,
+                    transaction_id=txn, path="/pts/v2/credits") from error
+            ledger.record_outcome(ref, _ledger.REJECTED, error=str(error), raw=parsed if isinstance(parsed, dict)
+                                  else None)
+            raise error
+        credit = Credit(parsed, source="create", http_status=status, correlation_id=correlation)
+        if (credit.status or "").upper() == "DECLINED" or credit.error_reason:
+            ledger.record_outcome(ref, _ledger.DECLINED, credit_id=credit.id, status=credit.status,
+                                  reconciliation_id=credit.reconciliation_id, raw=parsed,
+                                  error=f"{credit.error_reason}: {credit.error_message}")
+            raise DeclinedError(status, parsed, credit=credit, correlation_id=correlation, method="POST",
+                                path="/pts/v2/credits")
+        ledger.record_outcome(ref, _ledger.CREATED, credit_id=credit.id, status=credit.status,
+                              reconciliation_id=credit.reconciliation_id, raw=parsed)
+        return credit
+
+    def get_credit(self, credit_or_id: Credit | str) -> Credit:
+        """Read a credit back: its ``_links.self`` first, Transaction Details when that is 404/405.
+
+        The returned credit's ``source`` says which answered (``"self_link"`` or ``"tss"``).
+
+        Raises
+        ------
+        NotFoundError
+            Neither the self link nor Transaction Details knows the id (yet: TSS lags creation).
+        """
+        if isinstance(credit_or_id, Credit):
+            credit_id, href = credit_or_id.id, credit_or_id.self_href
+        else:
+            credit_id = str(credit_or_id).strip()
+            if not re.fullmatch(r"\d{1,26}", credit_id):
+                raise ValueError(f"{credit_or_id!r} is not a credit id (1-26 digits)")
+            href = f"/pts/v2/credits/{credit_id}"
+        try:
+            body, response = self._get(href)
+            source = "self_link"
+        except NotFoundError:
+            body, response = self._get(f"/tss/v2/transactions/{credit_id}")
+            source = "tss"
+        return Credit(body, source=source, http_status=response.status_code,
+                      correlation_id=response.headers.get("v-c-correlation-id"))
+
+    def void_credit(self, credit_or_id: Credit | str, *, reference_code: str | None = None) -> Void:
+        """Void a credit before it is batched (``POST`` to its void link), exactly once.
+
+        Raises
+        ------
+        InvalidRequestError
+            For example ``NOT_VOIDABLE`` once the credit was batched.
+        AmbiguousOutcomeError
+            Sent, but no answer came back.
+        """
+        self._guard("void_credit")
+        if isinstance(credit_or_id, Credit):
+            credit_id, href = credit_or_id.id, credit_or_id.void_href
+            reference_code = reference_code or credit_or_id.reference_code
+        else:
+            credit_id = str(credit_or_id).strip()
+            href = f"/pts/v2/credits/{credit_id}/voids"
+        body = {"clientReferenceInformation": {"code": reference_code or f"void-{credit_id}"}}
+        status, parsed, response = self._post(href, body, reference_code=reference_code, transaction_id=None)
+        correlation = response.headers.get("v-c-correlation-id")
+        if not 200 <= status < 300:
+            raise error_for_status(status, parsed if parsed is not None else response.text[:500],
+                                   correlation_id=correlation, method="POST", path=href)
+        void = Void(parsed, credit_id=credit_id, correlation_id=correlation)
+        if void.status:
+            self.ledger.update_status(credit_id, void.status)
+        return void
+
+    def find_credits_by_reference(self, reference_code: str) -> list[Credit]:
+        """Look credits up by ``clientReferenceInformation.code`` (``POST /tss/v2/searches``).
+
+        This is how an :class:`AmbiguousOutcomeError` is resolved: did the credit get created?
+        """
+        body = {"save": False, "name": "reconkit lookup", "timezone": "UTC",
+                "query": f"clientReferenceInformation.code:{reference_code}", "offset": 0, "limit": 100,
+                "sort": "submitTimeUtc:desc"}
+        status, parsed, response = self._post("/tss/v2/searches", body, reference_code=reference_code,
+                                              transaction_id=None)
+        if not 200 <= status < 300:
+            raise error_for_status(status, parsed, correlation_id=response.headers.get("v-c-correlation-id"),
+                                   method="POST", path="/tss/v2/searches")
+        summaries = ((parsed or {}).get("_embedded") or {}).get("transactionSummaries") or []
+        return [Credit(s, source="tss") for s in summaries if isinstance(s, dict)]
+
+    def fetch_credits(self, ids: Iterable[str], **kwargs: Any) -> FetchResult:
+        """Fetch many credits concurrently; see :func:`reconkit.fetch.fetch_credits`."""
+        from .fetch import fetch_credits
+
+        return fetch_credits(self, ids, **kwargs)
+
+

@@ -1,0 +1,272 @@
+"""The one error tree of reconkit.
+
+Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
+
+    ReconkitError
+    ├── ConfigError                 a credential or setting is missing or malformed
+    ├── ProductionGuardError        money would move on the production host without opt-in
+    ├── AmbiguousOutcomeError       a POST was sent but its outcome is unknown (never resent)
+    ├── NetworkError                the server could not be reached or kept failing (GETs only)
+    ├── SettlementFormatError       a settlement file cannot be read (file, line, column, failures)
+    ├── ReconciliationError         the engine's own invariants failed (rows in != rows out)
+    └── ApiError                    CyberSource answered with an error
+        ├── InvalidRequestError     400
+        ├── AuthenticationError     401
+        ├── NotFoundError           404 (and 405 for an unsupported self link)
+        ├── RateLimitError          429
+        ├── ServerError             5xx
+        └── DeclinedError           201 with ``status: DECLINED`` and ``errorInformation``
+
+``str(error)`` is always one readable sentence; the secret never appears in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "AmbiguousOutcomeError",
+    "ApiError",
+    "AuthenticationError",
+    "ConfigError",
+    "DeclinedError",
+    "InvalidRequestError",
+    "NetworkError",
+    "NotFoundError",
+    "ProductionGuardError",
+    "RateLimitError",
+    "ReconciliationError",
+    "ReconkitError",
+    "ServerError",
+    "SettlementFormatError",
+]
+
+
+class ReconkitError(Exception):
+    """Base class of every error reconkit raises on purpose."""
+
+
+class ConfigError(ReconkitError):
+    """A configuration value is missing or malformed.
+
+    Parameters
+    ----------
+    field : str
+        The name of the offending setting (never its value when it is a secret).
+    message : str
+        What is wrong and what was expected.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class ProductionGuardError(ReconkitError):
+    """Raised when a money-moving call targets production without ``allow_production=True``."""
+
+
+class AmbiguousOutcomeError(ReconkitError):
+    """A POST reached the wire but no answer came back; the outcome is unknown.
+
+    reconkit never resends such a request. Look the credit up by its reference code or
+    transaction id before deciding to issue it again.
+    """
+
+    def __init__(self, message: str, *, reference_code: str | None, transaction_id: str | None,
+                 method: str = "POST", path: str = "") -> None:
+        self.reference_code = reference_code
+        self.transaction_id = transaction_id
+        self.method = method
+        self.path = path
+        super().__init__(
+            f"{message} The outcome of {method} {path} is unknown and it was not resent; "
+            f"look it up by reference code {reference_code!r} / transaction id {transaction_id!r} "
+            "before issuing it again."
+        )
+
+
+class NetworkError(ReconkitError):
+    """The server could not be reached, or a GET kept failing at the transport level.
+
+    For a POST this is raised only when the request provably never left (connection refused),
+    so nothing was created.
+    """
+
+    def __init__(self, message: str, *, attempts: int = 1) -> None:
+        self.attempts = attempts
+        super().__init__(message)
+
+
+class SettlementFormatError(ReconkitError):
+    """A settlement file could not be read.
+
+    Attributes
+    ----------
+    file, line, column : where the problem is (line is 1-based; any may be None)
+    expected : what the reader expected there
+    failure_cases : pandas.DataFrame or None
+        For row-level problems, one row per failing input row with ``source_file``,
+        ``source_line``, ``column``, ``value`` and ``reason`` (pandera's failure-cases pattern).
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 column: str | None = None, expected: str | None = None,
+                 failure_cases: pd.DataFrame | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        self.expected = expected
+        self.failure_cases = failure_cases
+        where = ", ".join(
+            part for part in (
+                f"file {file}" if file else "",
+                f"line {line}" if line is not None else "",
+                f"column {column!r}" if column else "",
+            ) if part
+        )
+        text = f"{where}: {message}" if where else message
+        if expected:
+            text += f" (expected {expected})"
+        super().__init__(text)
+
+
+class ReconciliationError(ReconkitError):
+    """The reconciliation engine found its own invariants broken (a row lost or duplicated)."""
+
+
+@dataclass(frozen=True)
+class _ErrorBody:
+    status: str | None
+    reason: str | None
+    message: str | None
+    details: list[dict[str, Any]]
+
+
+def _parse_error_body(body: Any) -> _ErrorBody:
+    """Read every documented CyberSource error shape into one tuple of fields."""
+    if not isinstance(body, dict):
+        return _ErrorBody(None, None, None, [])
+    status = body.get("status")
+    reason = body.get("reason")
+    message = body.get("message")
+    details = body.get("details") or []
+    info = body.get("errorInformation")
+    if isinstance(info, dict):
+        reason = reason or info.get("reason")
+        message = message or info.get("message")
+        details = details or info.get("details") or []
+    response = body.get("response")
+    if isinstance(response, dict) and "rmsg" in response:
+        message = message or response.get("rmsg")
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        reason = reason or errors[0].get("type")
+        message = message or errors[0].get("message")
+    if not isinstance(details, list):
+        details = []
+    return _ErrorBody(
+        None if status is None else str(status),
+        None if reason is None else str(reason).strip(),
+        None if message is None else str(message),
+        [d for d in details if isinstance(d, dict)],
+    )
+
+
+class ApiError(ReconkitError):
+    """CyberSource (or the sandbox) answered with an error.
+
+    Attributes
+    ----------
+    http_status : int
+    status, reason, message : str or None
+        CyberSource's own fields, from whichever error shape the body had.
+    details : list of dict
+        ``[{"field": ..., "reason": ...}]`` for validation errors.
+    correlation_id : str or None
+        The ``v-c-correlation-id`` response header: quote it to CyberSource support.
+    body : Any
+        The parsed body, or the raw text when it was not JSON.
+    """
+
+    def __init__(self, http_status: int, body: Any = None, *, correlation_id: str | None = None,
+                 method: str = "", path: str = "", retry_after: float | None = None) -> None:
+        parsed = _parse_error_body(body)
+        self.http_status = http_status
+        self.status = parsed.status
+        self.reason = parsed.reason
+        self.message = parsed.message
+        self.details = parsed.details
+        self.correlation_id = correlation_id
+        self.body = body
+        self.method = method
+        self.path = path
+        self.retry_after = retry_after
+        super().__init__(self._sentence())
+
+    def _sentence(self) -> str:
+        what = f"{self.method} {self.path} " if self.method else ""
+        text = f"{what}failed with HTTP {self.http_status}"
+        if self.reason:
+            text += f" {self.reason}"
+        if self.message:
+            text += f": {self.message.rstrip('.')}"
+        if self.details:
+            fields = "; ".join(f"{d.get('field')} {d.get('reason')}" for d in self.details)
+            text += f" ({fields})"
+        if self.correlation_id:
+            text += f" [correlation id {self.correlation_id}]"
+        return text + "."
+
+
+class InvalidRequestError(ApiError):
+    """HTTP 400: the request was refused (missing field, invalid data, duplicate, ...)."""
+
+
+class AuthenticationError(ApiError):
+    """HTTP 401: the signature, key or merchant id was not accepted."""
+
+
+class NotFoundError(ApiError):
+    """HTTP 404 (or 405 on an unsupported self link): no such resource (yet)."""
+
+
+class RateLimitError(ApiError):
+    """HTTP 429: too many requests; ``retry_after`` holds the server's advice in seconds."""
+
+
+class ServerError(ApiError):
+    """HTTP 5xx from CyberSource or a gateway in front of it."""
+
+
+class DeclinedError(ApiError):
+    """A 201 whose ``status`` is ``DECLINED``: the credit resource exists but moves no money.
+
+    ``credit`` holds the :class:`reconkit.Credit` that was created, so it is never lost.
+    """
+
+    def __init__(self, http_status: int, body: Any = None, *, credit: Any = None, **kw: Any) -> None:
+        self.credit = credit
+        super().__init__(http_status, body, **kw)
+
+
+def error_for_status(http_status: int, body: Any, **kw: Any) -> ApiError:
+    """Build the most specific :class:`ApiError` subclass for an HTTP status."""
+    cls: type[ApiError]
+    if http_status == 400:
+        cls = InvalidRequestError
+    elif http_status == 401:
+        cls = AuthenticationError
+    elif http_status in (404, 405):
+        cls = NotFoundError
+    elif http_status == 429:
+        cls = RateLimitError
+    elif http_status >= 500:
+        cls = ServerError
+    else:
+        cls = ApiError
+    return cls(http_status, body, **kw)

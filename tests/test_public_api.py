@@ -1,0 +1,21 @@
+import reconkit
+
+
+def test_all_is_sorted_and_pinned():
+    assert reconkit.__all__ == sorted(reconkit.__all__)
+    assert set(reconkit.__all__) == {
+        "AmbiguousOutcomeError", "ApiError", "AuthenticationError", "Client", "Config", "ConfigError", "Credit",
+        "DeclinedError", "FetchResult", "InvalidRequestError", "Ledger", "NetworkError", "NotFoundError",
+        "ProductionGuardError", "RateLimitError", "ReconResult", "ReconciliationError", "ReconkitError",
+        "ServerError", "SettlementFormatError", "Void", "credits_to_frame", "read_settlement", "reconcile",
+        "sign_request",
+    }
+    for name in reconkit.__all__:
+        assert getattr(reconkit, name) is not None
+
+
+def test_every_error_derives_from_reconkit_error():
+    for name in reconkit.__all__:
+        obj = getattr(reconkit, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, reconkit.ReconkitError)

@@ -1,0 +1,98 @@
+"""Generated settlement files read back with plain csv / ElementTree, against the ground truth."""
+
+from __future__ import annotations
+
+import csv
+import io
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+
+import pytest
+
+from reconkit.sandbox import Sandbox
+from reconkit.sandbox.scenario import populate
+from reconkit.sandbox.settlement import DISCREPANCY_KINDS, FORMATS
+
+ALL_KINDS = {"missing": 3, "amount": 3, "currency": 2, "duplicate": 2, "unexpected": 3, "voided_settled": 1,
+             "next_day": 2, "debit_shared_id": 2, "whitespace": 3, "recon_id_missing": 2}
+
+
+@pytest.fixture(scope="module")
+def populated():
+    start = datetime(2026, 11, 2, 6, 0, tzinfo=timezone.utc)
+    with Sandbox(start=start, seed=21) as sb:
+        client = sb.client()
+        scenario = populate(sb, client, 90, seed=21, days=3, void_rate=0.08)
+        yield sb, scenario
+
+
+def _plain_rows(path):
+    data = path.read_bytes()
+    if path.suffix == ".xml":
+        root = ET.fromstring(data)
+        return [{child.tag.split("}")[1]: (child.text or "").strip() for child in req} | dict(req.attrib)
+                for req in root.iter("{https://ebc.cybersource.com/ebc/reports/dtd/pbdr.dtd}Request")]
+    text = data.decode("utf-8")
+    lines = text.split("\r\n")
+    assert lines[-1] == "" and all("\n" not in line for line in lines)  # CRLF throughout
+    if lines[0].startswith(("Payment Batch Detail Report", "Payment Submission Detail Report")):
+        lines = lines[1:]
+    delimiter = ";" if ";" in lines[0] else ","
+    rows = list(csv.DictReader(io.StringIO("\n".join(lines)), delimiter=delimiter))
+    return [r for r in rows if r.get("Settlement Date") != "TOTAL"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_each_format_parses_back_and_the_truth_adds_up(populated, tmp_path, fmt):
+    sb, scenario = populated
+    bundle = sb.settlement(format=fmt, discrepancies=ALL_KINDS, out_dir=tmp_path, seed=4)
+    rows = _plain_rows(bundle.files[0])
+    assert len(rows) == len(bundle.settlement_truth)
+    assert len(bundle.credits_truth) == len(scenario.credit_ids)
+    assert set(bundle.credits_truth["credit_id"]) == set(scenario.credit_ids)
+    unexpected = (bundle.settlement_truth["outcome"] == "UNEXPECTED_SETTLEMENT").sum()
+    assert unexpected == bundle.injected["unexpected"] == 3
+    assert sum(bundle.outcome_counts().values()) == len(scenario.credit_ids) + len(rows)
+    assert bundle.injected == ALL_KINDS
+    declined = bundle.credits_truth.set_index("credit_id").loc[scenario.declined, "outcome"]
+    assert set(declined) == {"NO_SETTLEMENT_EXPECTED"}
+
+
+def test_sign_conventions_and_quoting(populated, tmp_path):
+    sb, _ = populated
+    legacy = sb.settlement(format="pbdr_csv", out_dir=tmp_path).files[0]
+    assert legacy.read_bytes().startswith(b"Payment Batch Detail Report,1.0,")
+    rows = _plain_rows(legacy)
+    assert all(r["amount"].startswith("-") == (r["transaction_type"] == "ics_credit") for r in rows)
+    classic = sb.settlement(format="psd_classic_csv", out_dir=tmp_path).files[0]
+    header = classic.read_bytes().decode().split("\r\n")[1]
+    assert header.startswith('"batch_id","merchant_id"') and '"ics_applications"' in header
+    rows = _plain_rows(classic)
+    assert rows and all(not r["amount"].startswith("-") for r in rows)
+    assert {r["ics_applications"] for r in rows} >= {"ics_credit"}
+    root = ET.fromstring(sb.settlement(format="pbdr_xml", out_dir=tmp_path).files[0].read_bytes())
+    amounts = [el.text for el in root.iter("{https://ebc.cybersource.com/ebc/reports/dtd/pbdr.dtd}Amount")]
+    assert amounts and all(not a.startswith("-") for a in amounts)
+
+
+def test_whitespace_ids_are_written_with_whitespace(populated, tmp_path):
+    sb, _ = populated
+    bundle = sb.settlement(format="pbdr_csv", discrepancies={"whitespace": 4}, out_dir=tmp_path)
+    raw = [r for r in _plain_rows(bundle.files[0]) if r["request_id"] != r["request_id"].strip()]
+    assert len(raw) == 4
+
+
+def test_unknown_discrepancy_or_format_is_refused(populated, tmp_path):
+    sb, _ = populated
+    with pytest.raises(ValueError, match="unknown discrepancy"):
+        sb.settlement(discrepancies={"typo": 1}, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown settlement format"):
+        sb.settlement(format="pdf", out_dir=tmp_path)
+    assert set(ALL_KINDS) == set(DISCREPANCY_KINDS)
+
+
+def test_rates_are_fractions_of_the_settled_credits(populated, tmp_path):
+    sb, _ = populated
+    bundle = sb.settlement(discrepancies={"amount": 0.1}, out_dir=tmp_path)
+    settled = (bundle.credits_truth["kind"].isin(["none", "amount"])).sum()
+    assert bundle.injected["amount"] == round(0.1 * settled)
