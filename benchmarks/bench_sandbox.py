@@ -14,7 +14,7 @@ import concurrent.futures
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -31,7 +31,7 @@ class _Bare(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     body = json.dumps({"id": "1" * 22, "status": "PENDING"}).encode()
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(self.body)))
@@ -65,7 +65,7 @@ def main() -> None:
     baseline = _rate(lambda: session.get(url).json(), args.requests, args.workers)
     bare.shutdown()
 
-    with Sandbox(start=datetime(2026, 11, 2, tzinfo=timezone.utc)) as sb:
+    with Sandbox(start=datetime(2026, 11, 2, tzinfo=UTC)) as sb:
         client = Client(sb.config, ledger=":memory:", pool_size=args.workers)
         credit = client.create_credit("1.00", "USD", card=CARD)
         _rate(lambda: client.get_credit(credit), 200, args.workers)

@@ -100,7 +100,7 @@ def test_metakey_signatures(tmp_path):
         assert _send(sb, "GET", "/pts/v2/credits/1", None, config=plain).status_code == 401
 
 
-def test_unknown_path_answers_404_in_cyberSource_shape(sandbox):
+def test_unknown_path_answers_404_in_cybersource_shape(sandbox):
     answer = _send(sandbox, "GET", "/pts/v2/payments/1", None)
     assert answer.status_code == 404
     assert answer.json()["errorInformation"]["reason"] == "NOT_FOUND"
@@ -210,10 +210,10 @@ def test_faults_are_reproducible():
 
 
 def test_64_concurrent_requests(sandbox):
-    with Client(sandbox.config, ledger=":memory:", pool_size=64) as c:
-        with concurrent.futures.ThreadPoolExecutor(64) as pool:
-            credits = list(pool.map(lambda i: c.create_credit(f"{i + 1}.00", "USD", card=CARD), range(64)))
-            fetched = list(pool.map(c.get_credit, credits))
+    with Client(sandbox.config, ledger=":memory:", pool_size=64) as c, \
+            concurrent.futures.ThreadPoolExecutor(64) as pool:
+        credits = list(pool.map(lambda i: c.create_credit(f"{i + 1}.00", "USD", card=CARD), range(64)))
+        fetched = list(pool.map(c.get_credit, credits))
     assert len({cr.id for cr in credits}) == 64
     assert [f.id for f in fetched] == [cr.id for cr in credits]
     assert len(sandbox.credits()) == 64

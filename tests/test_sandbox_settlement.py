@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -19,7 +19,7 @@ ALL_KINDS = {"missing": 3, "amount": 3, "currency": 2, "duplicate": 2, "unexpect
 
 @pytest.fixture(scope="module")
 def populated():
-    start = datetime(2026, 11, 2, 6, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
     with Sandbox(start=start, seed=21) as sb:
         client = sb.client()
         scenario = populate(sb, client, 90, seed=21, days=3, void_rate=0.08)

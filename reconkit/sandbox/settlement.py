@@ -15,8 +15,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from xml.sax.saxutils import quoteattr
 from xml.sax.saxutils import escape as xml_escape
+from xml.sax.saxutils import quoteattr
 
 from ..money import format_amount, minor_units
 
@@ -117,7 +117,7 @@ def _counts(spec: Mapping[str, float] | None, pool: int, rng: random.Random) -> 
 
 
 def generate_settlement(state: SandboxState, date_range: tuple[date, date] | None = None, *,
-                        format: str = "pbdr_csv", discrepancies: Mapping[str, float] | None = None,  # noqa: A002
+                        format: str = "pbdr_csv", discrepancies: Mapping[str, float] | None = None,
                         seed: int = 0, out_dir: str | Path | None = None, as_of: datetime | None = None,
                         grace_days: int = 3, captures: int = 3, filename: str | None = None) -> SettlementBundle:
     """Write the settlement side of the sandbox's credits in one of :data:`FORMATS`.
