@@ -10,6 +10,7 @@ from .errors import (
     ApiError,
     AuthenticationError,
     ConfigError,
+    CreditShapeError,
     DeclinedError,
     InvalidRequestError,
     NetworkError,
@@ -21,6 +22,8 @@ from .errors import (
     ServerError,
     SettlementFormatError,
 )
+from .fetch import FetchResult
+from .frames import credits_to_frame
 from .ledger import Ledger
 
 __version__ = "0.1.0"
@@ -33,7 +36,9 @@ __all__ = [
     "Config",
     "ConfigError",
     "Credit",
+    "CreditShapeError",
     "DeclinedError",
+    "FetchResult",
     "InvalidRequestError",
     "Ledger",
     "NetworkError",
@@ -45,5 +50,6 @@ __all__ = [
     "ServerError",
     "SettlementFormatError",
     "Void",
+    "credits_to_frame",
     "sign_request",
 ]

@@ -8,6 +8,7 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
     ├── AmbiguousOutcomeError       a POST was sent but its outcome is unknown (never resent)
     ├── NetworkError                the server could not be reached or kept failing (GETs only)
     ├── SettlementFormatError       a settlement file cannot be read (file, line, column, failures)
+    ├── CreditShapeError            a JSON document given as a credit is not one (also a ValueError)
     ├── ReconciliationError         the engine's own invariants failed (rows in != rows out)
     └── ApiError                    CyberSource answered with an error
         ├── InvalidRequestError     400
@@ -33,6 +34,7 @@ __all__ = [
     "ApiError",
     "AuthenticationError",
     "ConfigError",
+    "CreditShapeError",
     "DeclinedError",
     "InvalidRequestError",
     "NetworkError",
@@ -133,6 +135,10 @@ class SettlementFormatError(ReconkitError):
         if expected:
             text += f" (expected {expected})"
         super().__init__(text)
+
+
+class CreditShapeError(ReconkitError, ValueError):
+    """A document handed over as a credit response is not one (an error body, a list, ...)."""
 
 
 class ReconciliationError(ReconkitError):

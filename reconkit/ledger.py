@@ -90,6 +90,8 @@ class Ledger:
         with self._lock:
             if self.path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL never corrupts; a power cut may lose the last commits, not the file.
+                self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.executescript(_SCHEMA)
 
@@ -156,14 +158,18 @@ class Ledger:
         return frame
 
     # --- fetch cache -----------------------------------------------------------------
-    def cache_put(self, credit_id: str, raw: dict[str, Any], source: str) -> None:
-        """Store a fetched response, keyed by credit id, with the time fetched."""
+    def cache_put(self, entries: Iterable[tuple[str, dict[str, Any], str]]) -> None:
+        """Store fetched responses ``(credit_id, raw, source)`` with the time fetched, in one transaction."""
+        now = _now()
+        rows = [(credit_id, json.dumps(raw), source, now) for credit_id, raw, source in entries]
+        if not rows:
+            return
         with self._tx() as conn:
-            conn.execute(
+            conn.executemany(
                 "INSERT INTO fetch_cache (credit_id, raw_json, source, fetched_at) VALUES (?,?,?,?)"
                 " ON CONFLICT(credit_id) DO UPDATE SET raw_json=excluded.raw_json, source=excluded.source,"
                 " fetched_at=excluded.fetched_at",
-                (credit_id, json.dumps(raw), source, _now()),
+                rows,
             )
 
     def cache_get_many(self, credit_ids: Iterable[str], *, max_age: timedelta | None = None

@@ -1,15 +1,17 @@
 import reconkit
 
+PUBLIC = {
+    "AmbiguousOutcomeError", "ApiError", "AuthenticationError", "Client", "Config", "ConfigError", "Credit",
+    "CreditShapeError", "DeclinedError", "FetchResult", "InvalidRequestError", "Ledger", "NetworkError",
+    "NotFoundError", "ProductionGuardError", "RateLimitError", "ReconResult", "ReconciliationError",
+    "ReconkitError", "ServerError", "SettlementFormatError", "Void", "credits_to_frame", "read_settlement",
+    "reconcile", "sign_request",
+}
+
 
 def test_all_is_sorted_and_pinned():
     assert reconkit.__all__ == sorted(reconkit.__all__)
-    assert set(reconkit.__all__) == {
-        "AmbiguousOutcomeError", "ApiError", "AuthenticationError", "Client", "Config", "ConfigError", "Credit",
-        "DeclinedError", "FetchResult", "InvalidRequestError", "Ledger", "NetworkError", "NotFoundError",
-        "ProductionGuardError", "RateLimitError", "ReconResult", "ReconciliationError", "ReconkitError",
-        "ServerError", "SettlementFormatError", "Void", "credits_to_frame", "read_settlement", "reconcile",
-        "sign_request",
-    }
+    assert set(reconkit.__all__) == PUBLIC
     for name in reconkit.__all__:
         assert getattr(reconkit, name) is not None
 
