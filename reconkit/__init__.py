@@ -25,6 +25,9 @@ from .errors import (
 from .fetch import FetchResult
 from .frames import credits_to_frame
 from .ledger import Ledger
+from .match import reconcile
+from .report import ReconResult
+from .settlement import read_settlement
 
 __version__ = "0.1.0"
 
@@ -45,11 +48,14 @@ __all__ = [
     "NotFoundError",
     "ProductionGuardError",
     "RateLimitError",
+    "ReconResult",
     "ReconciliationError",
     "ReconkitError",
     "ServerError",
     "SettlementFormatError",
     "Void",
     "credits_to_frame",
+    "read_settlement",
+    "reconcile",
     "sign_request",
 ]

@@ -1,0 +1,408 @@
+"""``ReconResult`` and its renderings: summary tables, the break list, HTML and Excel exports
+and matplotlib figures. Computing happens in :mod:`reconkit.match`; this module only presents.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .match import BREAKS, Outcome
+from .money import CURRENCIES, format_amount
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["ReconResult"]
+
+_ORDER = [o.value for o in Outcome]
+_EXCEL_MAX_ROWS = 1_048_575
+
+
+def _money(minor: Any, currency: Any) -> str:
+    if minor is None or (isinstance(minor, float) and np.isnan(minor)) or currency not in CURRENCIES:
+        return "?"
+    return format_amount(int(minor), str(currency), minor=True)
+
+
+def _signed(minor: int, currency: str) -> str:
+    text = _money(abs(minor), currency)
+    return f"+{text}" if minor > 0 else (f"\u2212{text}" if minor < 0 else text)
+
+
+def _decimal(minor: Any, currency: Any) -> Decimal | None:
+    if minor is None or pd.isna(minor):
+        return None
+    return Decimal(int(minor)).scaleb(-CURRENCIES.get(str(currency), 2))
+
+
+@dataclass(frozen=True)
+class ReconResult:
+    """The outcome of :func:`reconkit.reconcile`.
+
+    Attributes
+    ----------
+    credits : DataFrame
+        One row per input credit (its columns, then ``outcome``, ``detail``, ``settled_amount``,
+        ``difference``, ``amount_at_risk``, ``age_days``, ``settlement_rows``).
+    settlement : DataFrame
+        One row per input settlement row (its columns, then ``outcome``, ``detail``,
+        ``credit_id``, ``amount_at_risk``).
+    parameters : dict
+        ``amount_tolerance``, ``grace_days``, ``as_of``, ``match_on``.
+    """
+
+    credits: pd.DataFrame = field(repr=False)
+    settlement: pd.DataFrame = field(repr=False)
+    parameters: dict[str, Any]
+
+    # --- construction (from the engine's output) -------------------------------------------
+    @classmethod
+    def build(cls, credits: pd.DataFrame, settlement: pd.DataFrame, c_table: pa.Table, s_table: pa.Table,
+              c_result: pa.Table, s_result: pa.Table, parameters: dict[str, Any]) -> ReconResult:
+        """Attach outcomes and detail sentences to the input frames."""
+        as_of = pd.Timestamp(parameters["as_of"])
+        grace = parameters["grace_days"]
+        c_out = c_result.to_pandas()
+        s_out = s_result.to_pandas()
+        credit_view = credits.reset_index(drop=True).copy()
+        currency = c_table.column("c_currency").to_pandas()
+        amount_minor = c_table.column("c_amount_minor").to_pandas()
+        age = (as_of - pd.to_datetime(credit_view["submit_time_utc"], utc=True)).dt.total_seconds() / 86400
+        credit_view["outcome"] = pd.Series(c_out["outcome"].to_numpy(), dtype="string")
+        credit_view["settled_amount"] = [_decimal(m, c) for m, c in zip(c_out["settled_minor"], currency,
+                                                                          strict=True)]
+        credit_view["difference"] = [_decimal(m, c) for m, c in zip(c_out["diff_minor"], currency, strict=True)]
+        credit_view["age_days"] = age.round(2)
+        credit_view["settlement_rows"] = (c_out["n_credit_rows"] + c_out["n_debit_rows"]).astype("int64").to_numpy()
+        risk_minor = _credit_risk(c_out, amount_minor)
+        credit_view["amount_at_risk"] = [_decimal(m, c) for m, c in zip(risk_minor, currency, strict=True)]
+        credit_view["detail"] = pd.Series(_credit_details(credit_view, c_out, currency, amount_minor, grace),
+                                          dtype="string")
+        settlement_view = settlement.reset_index(drop=True).copy()
+        settlement_view["outcome"] = pd.Series(s_out["outcome"].to_numpy(), dtype="string")
+        cid = s_out["_cid"]
+        paired = cid.notna().to_numpy()
+        credit_ids = pd.Series(pd.NA, index=settlement_view.index, dtype="string")
+        credit_ids[paired] = credit_view["credit_id"].astype("string").to_numpy()[cid[paired].astype("int64")]
+        settlement_view["credit_id"] = credit_ids
+        s_currency = s_table.column("s_currency").to_pandas()
+        s_minor = s_table.column("s_amount_minor").to_pandas()
+        settlement_view["amount_at_risk"] = [
+            _decimal(m, c) if o == Outcome.UNEXPECTED_SETTLEMENT else Decimal(0)
+            for m, c, o in zip(s_minor, s_currency, settlement_view["outcome"], strict=True)]
+        settlement_view["detail"] = pd.Series(
+            _settlement_details(settlement_view, credit_view, cid, s_minor, s_currency), dtype="string")
+        return cls(credit_view, settlement_view, parameters)
+
+    # --- views -------------------------------------------------------------------------
+    @cached_property
+    def rows(self) -> pd.DataFrame:
+        """Credits and settlement rows side by side, one line per pair (unpaired rows alone)."""
+        credit_cols = [c for c in ("credit_id", "reconciliation_id", "status", "submit_time_utc", "amount",
+                                   "currency", "reference_code", "age_days") if c in self.credits]
+        c = self.credits[credit_cols + ["outcome", "detail", "amount_at_risk"]].copy()
+        c.columns = [f"credit_{n}" if n not in ("credit_id", "outcome", "detail", "amount_at_risk") else n
+                     for n in c.columns]
+        settle_cols = [col for col in ("reconciliation_id", "request_id", "transaction_type", "direction", "amount",
+                                       "currency", "batch_date", "source_file", "source_line")
+                       if col in self.settlement]
+        s = self.settlement[[*settle_cols, "credit_id", "outcome", "detail", "amount_at_risk"]].copy()
+        s.columns = [f"settlement_{n}" if n in settle_cols else n for n in s.columns]
+        paired = s[s["credit_id"].notna()]
+        lonely_credits = c[~c["credit_id"].isin(paired["credit_id"])]
+        pairs = paired.merge(c.drop(columns=["outcome", "detail", "amount_at_risk"]), on="credit_id", how="left")
+        lonely_rows = s[s["credit_id"].isna()]
+        rows = pd.concat([pairs, lonely_credits, lonely_rows], ignore_index=True)
+        rows["currency"] = rows["credit_currency"].fillna(rows["settlement_currency"]).astype("string")
+        lead = ["outcome", "amount_at_risk", "currency", "credit_id", "detail"]
+        return rows[lead + [c for c in rows.columns if c not in lead]]
+
+    @cached_property
+    def breaks(self) -> pd.DataFrame:
+        """Every row but ``MATCHED``, ``NO_SETTLEMENT_EXPECTED`` and ``OUT_OF_SCOPE``, largest risk first."""
+        rows = self.rows
+        out = rows[rows["outcome"].isin(BREAKS)].copy()
+        key = out["amount_at_risk"].map(lambda d: float(d) if d is not None else 0.0)
+        return out.assign(_k=key).sort_values("_k", ascending=False, kind="stable").drop(columns="_k") \
+            .reset_index(drop=True)
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        """Counts and amounts per outcome and currency (credits and settlement rows counted apart)."""
+        c = self.credits.assign(currency=self.credits["currency"].astype("string"))
+        s = self.settlement.assign(currency=self.settlement["currency"].astype("string"))
+        parts = [
+            c.groupby(["outcome", "currency"], dropna=False).agg(
+                credits=("outcome", "size"), credit_amount=("amount", _dsum),
+                amount_at_risk=("amount_at_risk", _dsum)),
+            s.groupby(["outcome", "currency"], dropna=False).agg(
+                settlement_rows=("outcome", "size"), settlement_amount=("amount", _dsum),
+                unexpected_amount=("amount_at_risk", _dsum)),
+        ]
+        table = parts[0].join(parts[1], how="outer").reset_index()
+        for column in ("credits", "settlement_rows"):
+            table[column] = table[column].fillna(0).astype("int64")
+        for column in ("credit_amount", "settlement_amount", "amount_at_risk", "unexpected_amount"):
+            table[column] = table[column].map(lambda v: Decimal(0) if v is None or v is pd.NA or (
+                isinstance(v, float) and np.isnan(v)) else v)
+        table["amount_at_risk"] = table["amount_at_risk"] + table["unexpected_amount"]
+        table = table.drop(columns="unexpected_amount")
+        table["break"] = table["outcome"].isin(BREAKS)
+        table["_o"] = table["outcome"].map({o: i for i, o in enumerate(_ORDER)})
+        return table.sort_values(["_o", "currency"]).drop(columns="_o").reset_index(drop=True)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Outcome counts per side: ``{"credits": {...}, "settlement": {...}}``."""
+        return {
+            "credits": {str(k): int(v) for k, v in self.credits["outcome"].value_counts().sort_index().items()},
+            "settlement": {str(k): int(v) for k, v in self.settlement["outcome"].value_counts().sort_index().items()},
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """All rows side by side (same as :attr:`rows`)."""
+        return self.rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """Parameters, counts and the summary, JSON-ready (amounts as decimal strings)."""
+        summary = self.summary.copy()
+        for column in ("credit_amount", "settlement_amount", "amount_at_risk"):
+            summary[column] = summary[column].map(str)
+        return {
+            "parameters": self.parameters,
+            "counts": self.counts(),
+            "breaks": int(len(self.breaks)),
+            "credits": int(len(self.credits)),
+            "settlement_rows": int(len(self.settlement)),
+            "summary": summary.astype(object).where(summary.notna(), None).to_dict(orient="records"),
+        }
+
+    # --- rendering ---------------------------------------------------------------------
+    def summary_text(self) -> str:
+        """The summary as a fixed-width table for a terminal."""
+        table = self.summary
+        header = f"{'outcome':<24}{'currency':<9}{'credits':>8}{'rows':>7}{'at risk':>16}"
+        lines = [f"Reconciliation as of {self.parameters['as_of']} (grace {self.parameters['grace_days']} days, "
+                 f"tolerance {self.parameters['amount_tolerance']})", header, "-" * len(header)]
+        for row in table.to_dict("records"):
+            mark = "*" if row["break"] else " "
+            lines.append(f"{mark}{row['outcome']:<23}{str(row['currency']):<9}{row['credits']:>8}"
+                         f"{row['settlement_rows']:>7}{_fmt(row['amount_at_risk'], row['currency']):>16}")
+        lines.append("-" * len(header))
+        lines.append(f"{len(self.credits)} credits, {len(self.settlement)} settlement rows, "
+                     f"{len(self.breaks)} breaks (* marks break outcomes)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary_text()
+
+    def __repr__(self) -> str:
+        return f"ReconResult(credits={len(self.credits)}, settlement_rows={len(self.settlement)}, " \
+               f"breaks={len(self.breaks)})"
+
+    def _repr_html_(self) -> str:
+        return _table_html(self.summary, "Summary")
+
+    def plot(self) -> Figure:
+        """Breaks by outcome, amount at risk by outcome and currency, and the age of missing credits
+        against the grace period, as one matplotlib figure."""
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(13, 4), layout="constrained")
+        counts, amounts, ages = figure.subplots(1, 3)
+        breaks = self.summary[self.summary["break"]]
+        by_outcome = breaks.groupby("outcome")[["credits", "settlement_rows"]].sum()
+        by_outcome = by_outcome.assign(n=by_outcome.max(axis=1)).sort_values("n")
+        counts.barh(by_outcome.index, by_outcome["n"], color="#c0392b")
+        counts.set_title("Breaks by outcome")
+        counts.set_xlabel("rows")
+        risk = breaks.pivot_table(index="outcome", columns="currency", values="amount_at_risk",
+                                  aggfunc=lambda v: float(sum(v, Decimal(0))), fill_value=0.0)
+        left = np.zeros(len(risk))
+        for currency in risk.columns:
+            amounts.barh(risk.index, risk[currency], left=left, label=str(currency))
+            left += risk[currency].to_numpy()
+        amounts.set_title("Amount at risk by outcome")
+        amounts.set_xlabel("amount (each currency in its own units)")
+        if len(risk.columns):
+            amounts.legend(fontsize=8)
+        missing = self.credits[self.credits["outcome"].isin(["MISSING_PENDING", "MISSING_OVERDUE"])]
+        grace = float(self.parameters["grace_days"])
+        if len(missing):
+            ages.hist(missing["age_days"].astype(float), bins=20, color="#2980b9")
+        ages.axvline(grace, color="#c0392b", linestyle="--", label=f"grace period ({grace:g} days)")
+        ages.set_title("Age of missing credits")
+        ages.set_xlabel("days since submission")
+        ages.legend(fontsize=8)
+        return figure
+
+    def figure_png(self) -> bytes:
+        """:meth:`plot` rendered as PNG bytes."""
+        buffer = io.BytesIO()
+        self.plot().savefig(buffer, format="png", dpi=90)
+        return buffer.getvalue()
+
+    def to_html(self, path: str | Path | None = None, *, figures: bool = True, max_breaks: int = 5000) -> str:
+        """A self-contained HTML report: parameters, summary, figures and the break table.
+
+        Returns the HTML; also writes it to ``path`` when given (atomically).
+        """
+        breaks = self.breaks
+        shown = breaks.head(max_breaks)
+        note = "" if len(breaks) <= max_breaks else (
+            f"<p>The {max_breaks} largest of {len(breaks)} breaks are shown; the Excel and CSV exports hold all.</p>")
+        image = ""
+        if figures:
+            encoded = base64.b64encode(self.figure_png()).decode("ascii")
+            image = f'<img alt="reconciliation figures" src="data:image/png;base64,{encoded}">'
+        params = "".join(f"<li>{html.escape(k)}: {html.escape(str(v))}</li>" for k, v in self.parameters.items())
+        document = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>reconkit reconciliation</title><style>"
+            "body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
+            "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f3f3f3}"
+            "img{max-width:100%}</style></head><body><h1>Refund reconciliation</h1>"
+            f"<p>{len(self.credits)} credits, {len(self.settlement)} settlement rows, {len(breaks)} breaks.</p>"
+            f"<ul>{params}</ul>{_table_html(self.summary, 'Summary')}{image}"
+            f"{note}{_table_html(shown, 'Breaks')}</body></html>")
+        if path is not None:
+            _atomic_write(Path(path), document.encode("utf-8"))
+        return document
+
+    def to_excel(self, path: str | Path) -> Path:
+        """An Excel workbook: Summary, Breaks, Credits, Settlement and Parameters sheets (atomically)."""
+        sheets = {"Summary": self.summary, "Breaks": self.breaks, "Credits": self.credits,
+                  "Settlement": self.settlement,
+                  "Parameters": pd.DataFrame({"parameter": list(self.parameters),
+                                              "value": [str(v) for v in self.parameters.values()]})}
+        for name, frame in sheets.items():
+            if len(frame) > _EXCEL_MAX_ROWS:
+                raise ValueError(f"the {name} sheet would have {len(frame)} rows, more than Excel holds; "
+                                 "export it with .to_csv instead")
+        buffer = io.BytesIO()
+        with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
+            for name, frame in sheets.items():
+                _excel_ready(frame).to_excel(writer, sheet_name=name, index=False)
+        target = Path(path)
+        _atomic_write(target, buffer.getvalue())
+        return target
+
+
+def _dsum(values: pd.Series) -> Decimal:
+    return sum((v for v in values if v is not None and v is not pd.NA and not (isinstance(v, float) and np.isnan(v))),
+               Decimal(0))
+
+
+def _fmt(value: Any, currency: Any) -> str:
+    if currency in CURRENCIES and isinstance(value, Decimal):
+        return format_amount(value, str(currency))
+    return str(value)
+
+
+def _credit_risk(c_out: pd.DataFrame, amount_minor: pd.Series) -> list[Any]:
+    risk: list[Any] = []
+    for outcome, amount, settled, diff in zip(c_out["outcome"], amount_minor, c_out["settled_minor"],
+                                              c_out["diff_minor"], strict=True):
+        if outcome in ("MISSING_PENDING", "MISSING_OVERDUE", "CURRENCY_MISMATCH", "DIRECTION_MISMATCH",
+                       "DUPLICATE_CREDIT"):
+            risk.append(amount)
+        elif outcome == "AMOUNT_MISMATCH":
+            risk.append(abs(diff) if pd.notna(diff) else amount)
+        elif outcome == "DUPLICATE_SETTLEMENT":
+            risk.append(settled - amount if pd.notna(settled) and pd.notna(amount) else None)
+        elif outcome == "VOIDED_BUT_SETTLED":
+            risk.append(settled)
+        else:
+            risk.append(0)
+    return risk
+
+
+def _credit_details(view: pd.DataFrame, c_out: pd.DataFrame, currency: pd.Series, amount_minor: pd.Series,
+                    grace: float) -> list[str]:
+    details = []
+    columns = zip(c_out["outcome"], currency, amount_minor, c_out["settled_minor"], c_out["settled_currency"],
+                  c_out["diff_minor"], c_out["n_credit_rows"], c_out["n_debit_rows"], view["age_days"],
+                  view["status"], view["reconciliation_id"], strict=True)
+    for outcome, cur, amount, settled, s_cur, diff, n_cr, n_db, age, status, rid in columns:
+        credited = f"{_money(amount, cur)} {cur}"
+        if outcome == "MATCHED":
+            text = f"settled {credited} once, as credited"
+        elif outcome == "MATCHED_BY_REQUEST_ID":
+            text = f"settled {credited}; matched on the request id, the settlement row's reconciliation id " \
+                   "was missing or different"
+        elif outcome == "AMOUNT_MISMATCH":
+            text = f"settled {_money(settled, cur)} {cur}, credited {credited}, difference {_signed(int(diff), cur)}" \
+                if pd.notna(diff) else f"settled {_money(settled, cur)} {cur}; the credited amount is unknown"
+        elif outcome == "CURRENCY_MISMATCH":
+            text = f"settled {_money(settled, s_cur)} {s_cur}, credited {credited}"
+        elif outcome == "DUPLICATE_SETTLEMENT":
+            text = f"settled {int(n_cr)} times, {_money(settled, cur)} {cur} in all, for one credit of {credited}"
+        elif outcome in ("MISSING_PENDING", "MISSING_OVERDUE"):
+            when = "unknown age" if pd.isna(age) else f"{age:.1f} days after submission"
+            side = "within" if outcome == "MISSING_PENDING" else "past"
+            text = f"not in settlement, {when}: {side} the {grace:g}-day grace period"
+        elif outcome == "VOIDED_BUT_SETTLED":
+            text = f"the credit is {status} yet settled {_money(settled, cur)} {cur}"
+        elif outcome == "DIRECTION_MISMATCH":
+            text = f"its id matches {int(n_db)} settlement row(s) that are not credits, and no credit row"
+        elif outcome == "DUPLICATE_CREDIT":
+            text = f"more than one credit carries reconciliation id {rid}; they cannot be told apart"
+        elif outcome == "NO_SETTLEMENT_EXPECTED":
+            text = f"{status}: no settlement expected and none found"
+        else:
+            text = str(outcome)
+        details.append(text)
+    return details
+
+
+def _settlement_details(view: pd.DataFrame, credits: pd.DataFrame, cid: pd.Series, s_minor: pd.Series,
+                        s_currency: pd.Series) -> list[str]:
+    credit_detail = credits["detail"].tolist()
+    credit_ids = credits["credit_id"].tolist()
+    details = []
+    for outcome, index, minor, cur, ttype in zip(view["outcome"], cid, s_minor, s_currency,
+                                                 view.get("transaction_type", pd.Series([""] * len(view))),
+                                                 strict=True):
+        if outcome == "UNEXPECTED_SETTLEMENT":
+            details.append(f"a settlement credit of {_money(minor, cur)} {cur} that matches no known credit")
+        elif outcome == "OUT_OF_SCOPE":
+            details.append(f"a {ttype} row sharing no id with a known credit (not a credit, not a break)")
+        elif outcome == "DIRECTION_MISMATCH" and pd.notna(index):
+            details.append(f"a {ttype} row (not a credit) sharing the id of credit {credit_ids[int(index)]}")
+        elif pd.notna(index):
+            details.append(credit_detail[int(index)])
+        else:
+            details.append(str(outcome))
+    return details
+
+
+def _table_html(frame: pd.DataFrame, title: str) -> str:
+    return f"<h2>{html.escape(title)}</h2>" + frame.to_html(index=False, na_rep="", escape=True, border=0)
+
+
+def _excel_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in out.columns:
+        dtype = out[column].dtype
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            out[column] = out[column].dt.tz_convert("UTC").dt.tz_localize(None)
+        elif isinstance(dtype, pd.ArrowDtype) or str(dtype) in ("string", "str"):
+            out[column] = out[column].astype(object).where(out[column].notna(), None)
+    return out
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename: a failed export never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)

@@ -1,0 +1,163 @@
+"""Settlement files in, one canonical DataFrame out.
+
+``read_settlement`` detects the format from the first bytes and the header names (never
+column positions), reads CyberSource's CSV and XML reports, the purchase-refund-details JSON,
+processor CSVs and Excel files, and returns one row per settlement row with its file and line.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+
+from ..errors import SettlementFormatError
+from .delimited import read_delimited
+from .json_report import read_purchase_refund_json
+from .schema import CANONICAL_COLUMNS, FAILURE_COLUMNS, Canonical
+from .workbook import read_workbook
+from .xml_report import read_xml
+
+__all__ = ["CANONICAL_COLUMNS", "FAILURE_COLUMNS", "FORMATS", "read_settlement"]
+
+_CSV_FORMATS = ("pbdr_csv", "pbdr_new_csv", "psd_classic_csv", "psd_csv", "transaction_request_csv",
+                "exported_search_csv", "processor_csv", "csv")
+FORMATS = ("auto", *_CSV_FORMATS, "pbdr_xml", "purchase_refund_json", "excel")
+
+Source = str | os.PathLike[str] | bytes | IO[bytes]
+
+
+def _inputs(source: Source | Iterable[Source], name: str | None) -> list[tuple[str, bytes]]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return [(name or "upload", bytes(source))]
+    if hasattr(source, "read"):
+        return [(name or getattr(source, "name", None) or "upload", source.read())]  # type: ignore[union-attr]
+    if isinstance(source, str | os.PathLike):
+        text = os.fspath(source)
+        if any(ch in text for ch in "*?["):
+            paths = sorted(glob.glob(text))
+            if not paths:
+                raise SettlementFormatError(f"no file matches {text!r}", file=text)
+            return [(p, Path(p).read_bytes()) for p in paths]
+        path = Path(text)
+        if not path.is_file():
+            raise SettlementFormatError("no such file", file=text)
+        return [(text, path.read_bytes())]
+    items: list[tuple[str, bytes]] = []
+    for item in source:  # type: ignore[union-attr]
+        items += _inputs(item, None)
+    if not items:
+        raise SettlementFormatError("no settlement files were given")
+    return items
+
+
+def _detect(data: bytes, name: str) -> str:
+    head = data[:512].lstrip(b"\xef\xbb\xbf").lstrip()
+    if head.startswith(b"PK\x03\x04"):
+        return "excel"
+    if head.startswith(b"<"):
+        return "pbdr_xml"
+    if head.startswith((b"{", b"[")):
+        return "purchase_refund_json"
+    if b"\x00" in data[:4096]:
+        raise SettlementFormatError("binary content: not a settlement report", file=name, line=1,
+                                    expected="CSV, XML, JSON or .xlsx")
+    return "auto_csv"
+
+
+def _read_one(name: str, data: bytes, fmt: str, mapping: Mapping[str, str] | None, encoding: str | None,
+              delimiter: str | None) -> Canonical:
+    kind = _detect(data, name) if fmt == "auto" else fmt
+    if fmt != "auto":
+        detected = _detect(data, name)
+        family = {"excel": "excel", "pbdr_xml": "pbdr_xml", "purchase_refund_json": "purchase_refund_json"}
+        if family.get(detected, "csv") != family.get(fmt, "csv"):
+            raise SettlementFormatError(f"format={fmt!r} was forced, but the file looks like {detected}", file=name,
+                                        line=1, expected=fmt)
+    if kind == "excel":
+        return read_workbook(data, name, mapping=mapping)
+    if kind == "pbdr_xml":
+        return read_xml(data, name)
+    if kind == "purchase_refund_json":
+        return read_purchase_refund_json(data, name)
+    return read_delimited(data, name, mapping=mapping, encoding=encoding, delimiter=delimiter,
+                          report_format=None if kind == "auto_csv" else kind)
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    def mapper(kind: pa.DataType) -> Any:
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            return pd.StringDtype("pyarrow")
+        if pa.types.is_decimal(kind):
+            return pd.ArrowDtype(kind)
+        return None
+
+    frame = table.to_pandas(types_mapper=mapper)
+    if "batch_date" in frame:
+        frame["batch_date"] = pd.to_datetime(frame["batch_date"])
+    return frame
+
+
+def read_settlement(source: Source | Iterable[Source], format: str = "auto", *,
+                    mapping: Mapping[str, str] | None = None, errors: Literal["raise", "collect"] = "raise",
+                    encoding: str | None = None, delimiter: str | None = None, name: str | None = None
+                    ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """Read settlement files into the canonical settlement frame.
+
+    Parameters
+    ----------
+    source : path, glob, bytes, binary file, or a list of them
+        ``"data/*.csv"`` reads every match; bytes (e.g. a notebook upload) need ``name``.
+    format : str
+        ``"auto"`` (sniff the first bytes and the header names) or one of :data:`FORMATS`.
+    mapping : dict, optional
+        Canonical field -> the file's column name, for files the alias table does not know,
+        e.g. ``{"reconciliation_id": "Merchant Ref", "amount": "Net Amt"}``.
+    errors : {"raise", "collect"}
+        ``"raise"``: any bad row raises :class:`SettlementFormatError` whose ``failure_cases``
+        lists every failing row. ``"collect"``: return ``(frame, failures)`` instead.
+    encoding : str, optional
+        UTF-8 (with or without BOM) by default; ``"latin-1"`` when the file is Latin-1.
+    delimiter : str, optional
+        Sniffed among ``,`` ``;`` tab ``|`` by default.
+    name : str, optional
+        The file name to report for bytes or file objects.
+
+    Returns
+    -------
+    DataFrame, or (DataFrame, DataFrame) with ``errors="collect"``
+        :data:`CANONICAL_COLUMNS` first (``amount`` exact and absolute, ``direction`` from the
+        transaction type), then the file's other columns. Failures have :data:`FAILURE_COLUMNS`.
+
+    Raises
+    ------
+    SettlementFormatError
+        Naming file, line and column: unreadable bytes, no recognisable header, or bad rows.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if errors not in ("raise", "collect"):
+        raise ValueError("errors must be 'raise' or 'collect'")
+    results = [_read_one(n, data, format, mapping, encoding, delimiter)
+               for n, data in _inputs(source, name)]
+    table = pa.concat_tables([r.table for r in results], promote_options="permissive")
+    failures = pa.concat_tables([r.failures for r in results])
+    frame = _to_pandas(table)
+    failure_frame = failures.to_pandas(types_mapper=lambda t: pd.StringDtype("pyarrow")
+                                       if pa.types.is_string(t) else None)
+    if errors == "collect":
+        return frame, failure_frame
+    if len(failure_frame):
+        first = failure_frame.iloc[0]
+        rows = failure_frame[["source_file", "source_line"]].drop_duplicates()
+        raise SettlementFormatError(
+            f"{len(rows)} row(s) could not be read; the first: {first['reason']} (value {first['value']!r}). "
+            "See .failure_cases for all of them, or pass errors='collect'",
+            file=str(first["source_file"]), line=int(first["source_line"]), column=str(first["column"]),
+            failure_cases=failure_frame)
+    return frame
