@@ -8,7 +8,7 @@ pandas edges (:func:`reconcile`) prepare integer minor units and render the deta
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from functools import reduce
@@ -152,7 +152,7 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
 
 # --- the pandas edges ---------------------------------------------------------------------
 
-def _minor_units(amounts: pa.Array, currencies: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np.ndarray, np.ndarray]:
     """Exact integer minor units per row (and a mask of rows that have no amount)."""
     scaled = pc.multiply(pc.cast(amounts, pa.decimal128(20, 4)), pa.scalar(Decimal(10000), pa.decimal128(5, 0)))
     units = pc.cast(scaled, pa.int64())
@@ -161,7 +161,10 @@ def _minor_units(amounts: pa.Array, currencies: pa.Array) -> tuple[np.ndarray, n
     digits = np.array([CURRENCIES.get(c or "", 2) for c in currencies.to_pylist()], dtype=np.int64)
     divisor = 10 ** (4 - np.clip(digits, 0, 4))
     if np.any(values % divisor):
-        raise ReconciliationError("an amount has more decimal places than its currency allows")
+        row = int(np.flatnonzero(values % divisor)[0])
+        raise ReconciliationError(
+            f"{side} row {row}: amount {amounts[row].as_py()} has more decimal places than "
+            f"{currencies[row].as_py()} allows ({int(digits[row])})")
     return values // divisor, missing
 
 
@@ -192,7 +195,7 @@ def _prepare_credits(credits: pd.DataFrame, tolerance: Any) -> pa.Table:
     if missing:
         raise ValueError(f"the credits frame lacks {', '.join(missing)}; build it with reconkit.credits_to_frame")
     currency = pc.utf8_upper(_text(credits["currency"]))
-    amount_minor, no_amount = _minor_units(_as_arrow(credits["amount"], pa.decimal128(20, 4)), currency)
+    amount_minor, no_amount = _minor_units(_as_arrow(credits["amount"], pa.decimal128(20, 4)), currency, "credits")
     submit = pd.to_datetime(credits["submit_time_utc"], utc=True)
     epoch = ((submit - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).where(submit.notna())
     status = credits["status"].astype("string").str.strip().str.upper()
@@ -215,7 +218,8 @@ def _prepare_settlement(settlement: pd.DataFrame) -> pa.Table:
     if missing:
         raise ValueError(f"the settlement frame lacks {', '.join(missing)}; read it with reconkit.read_settlement")
     currency = pc.utf8_upper(_text(settlement["currency"]))
-    amount_minor, no_amount = _minor_units(_as_arrow(settlement["amount"], pa.decimal128(20, 4)), currency)
+    amount_minor, no_amount = _minor_units(_as_arrow(settlement["amount"], pa.decimal128(20, 4)), currency,
+                                           "settlement")
     direction = settlement["direction"].astype("string").str.strip().str.lower()
     if not direction.isin(["credit", "debit"]).all():
         raise ValueError("settlement 'direction' must be 'credit' or 'debit' on every row")
@@ -285,11 +289,11 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
 
 def _as_of(as_of: datetime | str | None) -> datetime:
     if as_of is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     moment = datetime.fromisoformat(as_of.replace("Z", "+00:00")) if isinstance(as_of, str) else as_of
     if isinstance(moment, pd.Timestamp):
         moment = moment.to_pydatetime()
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _check_conservation(result: pa.Table, expected: int, key: str, what: str) -> None:

@@ -111,7 +111,7 @@ class ReconResult:
         """Credits and settlement rows side by side, one line per pair (unpaired rows alone)."""
         credit_cols = [c for c in ("credit_id", "reconciliation_id", "status", "submit_time_utc", "amount",
                                    "currency", "reference_code", "age_days") if c in self.credits]
-        c = self.credits[credit_cols + ["outcome", "detail", "amount_at_risk"]].copy()
+        c = self.credits[[*credit_cols, "outcome", "detail", "amount_at_risk"]].copy()
         c.columns = [f"credit_{n}" if n not in ("credit_id", "outcome", "detail", "amount_at_risk") else n
                      for n in c.columns]
         settle_cols = [col for col in ("reconciliation_id", "request_id", "transaction_type", "direction", "amount",
@@ -181,9 +181,9 @@ class ReconResult:
         return {
             "parameters": self.parameters,
             "counts": self.counts(),
-            "breaks": int(len(self.breaks)),
-            "credits": int(len(self.credits)),
-            "settlement_rows": int(len(self.settlement)),
+            "breaks": len(self.breaks),
+            "credits": len(self.credits),
+            "settlement_rows": len(self.settlement),
             "summary": summary.astype(object).where(summary.notna(), None).to_dict(orient="records"),
         }
 
@@ -196,7 +196,7 @@ class ReconResult:
                  f"tolerance {self.parameters['amount_tolerance']})", header, "-" * len(header)]
         for row in table.to_dict("records"):
             mark = "*" if row["break"] else " "
-            lines.append(f"{mark}{row['outcome']:<23}{str(row['currency']):<9}{row['credits']:>8}"
+            lines.append(f"{mark}{row['outcome']:<23}{row['currency']!s:<9}{row['credits']:>8}"
                          f"{row['settlement_rows']:>7}{_fmt(row['amount_at_risk'], row['currency']):>16}")
         lines.append("-" * len(header))
         lines.append(f"{len(self.credits)} credits, {len(self.settlement)} settlement rows, "

@@ -1,0 +1,215 @@
+"""The engine against the generator's ground truth, plus its invariants and reports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconkit import ReconciliationError, ReconResult, read_settlement, reconcile
+from reconkit.match import BREAKS, Outcome
+from reconkit.sandbox import Sandbox
+from reconkit.sandbox.scenario import populate
+from reconkit.sandbox.settlement import DISCREPANCY_KINDS, FORMATS
+
+ALL_KINDS = {"missing": 3, "amount": 3, "currency": 2, "duplicate": 2, "unexpected": 3, "voided_settled": 1,
+             "next_day": 2, "debit_shared_id": 2, "whitespace": 3, "recon_id_missing": 2}
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+
+@pytest.fixture(scope="module")
+def world():
+    start = datetime(2026, 11, 2, 6, 0, tzinfo=timezone.utc)
+    with Sandbox(start=start, seed=21) as sb:
+        client = sb.client()
+        scenario = populate(sb, client, 90, seed=21, days=3, void_rate=0.08)
+        credits = client.fetch_credits(scenario.credit_ids, progress=False).to_frame()
+        yield sb, scenario, credits
+
+
+def assert_agrees(result: ReconResult, bundle) -> None:
+    got = result.credits.set_index("credit_id")["outcome"].astype(str).sort_index()
+    want = bundle.credits_truth.set_index("credit_id")["outcome"].astype(str).sort_index()
+    pd.testing.assert_series_equal(got, want, check_names=False)
+    rows = result.settlement.assign(source_file=result.settlement["source_file"].map(lambda p: Path(p).name))
+    got_rows = rows.set_index(["source_file", "source_line"])["outcome"].astype(str).sort_index()
+    want_rows = bundle.settlement_truth.set_index(["source_file", "source_line"])["outcome"].astype(str).sort_index()
+    pd.testing.assert_series_equal(got_rows, want_rows, check_names=False)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_with_every_discrepancy_equals_the_ground_truth(world, tmp_path, fmt):
+    sb, _, credits = world
+    bundle = sb.settlement(format=fmt, discrepancies=ALL_KINDS, out_dir=tmp_path, seed=4)
+    result = reconcile(credits, read_settlement(bundle.files[0]), as_of=bundle.as_of, grace_days=bundle.grace_days)
+    assert_agrees(result, bundle)
+    assert set(result.credits["outcome"]) | set(result.settlement["outcome"]) >= {
+        "MATCHED", "AMOUNT_MISMATCH", "CURRENCY_MISMATCH", "DUPLICATE_SETTLEMENT", "MISSING_PENDING",
+        "UNEXPECTED_SETTLEMENT", "VOIDED_BUT_SETTLED", "DIRECTION_MISMATCH", "MATCHED_BY_REQUEST_ID",
+        "NO_SETTLEMENT_EXPECTED", "OUT_OF_SCOPE"}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(mix=st.dictionaries(st.sampled_from(DISCREPANCY_KINDS), st.integers(0, 4), max_size=len(DISCREPANCY_KINDS)),
+       fmt=st.sampled_from(FORMATS), seed=st.integers(0, 10_000), grace=st.integers(0, 5),
+       late=st.integers(0, 96))
+def test_random_discrepancy_mixes_equal_the_ground_truth(world, tmp_path_factory, mix, fmt, seed, grace, late):
+    sb, _, credits = world
+    as_of = sb.now() + timedelta(hours=late)
+    bundle = sb.settlement(format=fmt, discrepancies=mix, out_dir=tmp_path_factory.mktemp("mix"), seed=seed,
+                           as_of=as_of, grace_days=grace)
+    result = reconcile(credits, read_settlement(bundle.files[0]), as_of=as_of, grace_days=grace)
+    assert_agrees(result, bundle)
+
+
+def _credits_frame(rows):
+    return pd.DataFrame({
+        "credit_id": pd.Series([r[0] for r in rows], dtype="string"),
+        "reconciliation_id": pd.Series([r[1] for r in rows], dtype="string"),
+        "status": pd.Series([r[2] for r in rows], dtype="string"),
+        "submit_time_utc": pd.to_datetime([r[3] for r in rows], utc=True),
+        "amount": pd.Series([r[4] for r in rows], dtype=object),
+        "currency": pd.Series([r[5] for r in rows], dtype="string"),
+    })
+
+
+def _settlement_frame(rows):
+    return pd.DataFrame({
+        "reconciliation_id": pd.Series([r[0] for r in rows], dtype="string"),
+        "request_id": pd.Series([r[1] for r in rows], dtype="string"),
+        "direction": pd.Series([r[2] for r in rows], dtype="string"),
+        "amount": pd.Series([r[3] for r in rows], dtype=object),
+        "currency": pd.Series([r[4] for r in rows], dtype="string"),
+        "transaction_type": pd.Series(["ics_credit" if r[2] == "credit" else "ics_bill" for r in rows],
+                                      dtype="string"),
+        "source_file": pd.Series(["f.csv"] * len(rows), dtype="string"),
+        "source_line": pd.Series(range(2, len(rows) + 2), dtype="int64"),
+    })
+
+
+_ids = st.sampled_from(["A", "B", "C", "D", None])
+_money = st.sampled_from([(Decimal("1.00"), "USD"), (Decimal("2.50"), "USD"), (Decimal("2.49"), "EUR"),
+                          (Decimal("100"), "JPY"), (Decimal("101"), "JPY"), (Decimal("100"), "USD")])
+
+
+@settings(max_examples=200, deadline=None)
+@given(credit_rows=st.lists(st.tuples(st.sampled_from(["1", "2", "3", "4", "5"]), _ids,
+                                      st.sampled_from(["PENDING", "VOIDED", "DECLINED", "TRANSMITTED"]),
+                                      st.sampled_from(["2026-11-01T00:00:00Z", "2026-11-09T00:00:00Z", None]),
+                                      _money), max_size=8),
+       settlement_rows=st.lists(st.tuples(_ids, st.sampled_from(["1", "2", "9", None]),
+                                          st.sampled_from(["credit", "debit"]), _money), max_size=10),
+       tolerance=st.sampled_from(["0", "0.01", "1"]))
+def test_every_input_row_ends_in_exactly_one_outcome(credit_rows, settlement_rows, tolerance):
+    credit_rows = [(*r[:4], *r[4]) for r in credit_rows]
+    settlement_rows = [(*r[:3], *r[3]) for r in settlement_rows]
+    credits, settlement = _credits_frame(credit_rows), _settlement_frame(settlement_rows)
+    result = reconcile(credits, settlement, as_of="2026-11-10T00:00:00Z", amount_tolerance=tolerance)
+    assert len(result.credits) == len(credits) and len(result.settlement) == len(settlement)
+    valid = {o.value for o in Outcome}
+    assert set(result.credits["outcome"]) <= valid and set(result.settlement["outcome"]) <= valid
+    assert result.credits["outcome"].notna().all() and result.settlement["outcome"].notna().all()
+    assert result.credits["detail"].notna().all() and result.settlement["detail"].notna().all()
+    for row in result.settlement.itertuples():
+        if pd.notna(row.credit_id):  # the two sides of a pair share the outcome unless the row is a debit
+            partner = result.credits.loc[result.credits["credit_id"] == row.credit_id, "outcome"]
+            if row.outcome not in ("DIRECTION_MISMATCH", "DUPLICATE_CREDIT"):
+                assert row.outcome in set(partner)
+    if credits["reconciliation_id"].isna().all() and settlement["request_id"].isna().all():
+        assert not result.settlement["credit_id"].notna().any()  # null ids never match each other
+    unmatched = result.settlement["credit_id"].isna()
+    assert set(result.settlement.loc[unmatched, "outcome"]) <= {"UNEXPECTED_SETTLEMENT", "OUT_OF_SCOPE"}
+
+
+def test_tolerance_per_currency_and_detail_sentence():
+    credits = _credits_frame([("1", "A", "PENDING", "2026-11-01T00:00:00Z", Decimal("100.00"), "USD"),
+                              ("2", "B", "PENDING", "2026-11-01T00:00:00Z", Decimal("500"), "JPY")])
+    settlement = _settlement_frame([("A", None, "credit", Decimal("98.00"), "USD"),
+                                    ("B", None, "credit", Decimal("501"), "JPY")])
+    strict = reconcile(credits, settlement, as_of="2026-11-02T00:00:00Z")
+    assert strict.credits["outcome"].tolist() == ["AMOUNT_MISMATCH", "AMOUNT_MISMATCH"]
+    assert strict.credits["detail"].iloc[0] == "settled 98.00 USD, credited 100.00 USD, difference \u22122.00"
+    assert strict.credits["amount_at_risk"].tolist() == [Decimal("2.00"), Decimal("1")]
+    loose = reconcile(credits, settlement, as_of="2026-11-02T00:00:00Z", amount_tolerance={"JPY": "1", "*": "0"})
+    assert loose.credits["outcome"].tolist() == ["AMOUNT_MISMATCH", "MATCHED"]
+
+
+def test_amounts_finer_than_the_currency_are_refused_by_name():
+    credits = _credits_frame([("1", "A", "PENDING", "2026-11-01T00:00:00Z", Decimal("2.50"), "JPY")])
+    with pytest.raises(ReconciliationError, match="credits row 0: amount 2.5000 has more decimal places than JPY"):
+        reconcile(credits, _settlement_frame([]))
+
+
+def test_duplicates_are_reported_not_paired_and_null_ids_never_match():
+    credits = _credits_frame([("1", "A", "PENDING", "2026-11-01T00:00:00Z", Decimal("1.00"), "USD"),
+                              ("2", "A", "PENDING", "2026-11-01T00:00:00Z", Decimal("1.00"), "USD"),
+                              ("3", None, "PENDING", "2026-11-01T00:00:00Z", Decimal("1.00"), "USD")])
+    settlement = _settlement_frame([("A", None, "credit", Decimal("1.00"), "USD"),
+                                    (None, None, "credit", Decimal("1.00"), "USD")])
+    result = reconcile(credits, settlement, as_of="2026-11-02T00:00:00Z")
+    assert result.credits["outcome"].tolist() == ["DUPLICATE_CREDIT", "DUPLICATE_CREDIT", "MISSING_PENDING"]
+    assert result.settlement["outcome"].tolist() == ["DUPLICATE_CREDIT", "UNEXPECTED_SETTLEMENT"]
+
+
+def test_match_on_reconciliation_id_only(world, tmp_path):
+    sb, _, credits = world
+    bundle = sb.settlement(discrepancies={"recon_id_missing": 2}, out_dir=tmp_path)
+    result = reconcile(credits, read_settlement(bundle.files[0]), as_of=bundle.as_of,
+                       match_on=("reconciliation_id",))
+    kinds = bundle.credits_truth.set_index("credit_id")["kind"]
+    lost = kinds[kinds == "recon_id_missing"].index
+    outcomes = result.credits.set_index("credit_id").loc[lost, "outcome"]
+    assert set(outcomes) <= {"MISSING_PENDING", "MISSING_OVERDUE"}
+
+
+def test_reports_snapshot_excel_and_plot(world, tmp_path):
+    sb, _, credits = world
+    bundle = sb.settlement(format="pbdr_csv", discrepancies=ALL_KINDS, out_dir=tmp_path, seed=4,
+                           filename="pbdr.csv")
+    result = reconcile(credits, read_settlement(bundle.files[0]), as_of=bundle.as_of)
+    text = result.summary_text()
+    snapshot = SNAPSHOTS / "summary.txt"
+    if not snapshot.exists():  # first run of a new snapshot: write it, then review it in the diff
+        snapshot.write_text(text)
+    assert text == snapshot.read_text()
+    page = result.to_html(tmp_path / "report.html", figures=False)
+    assert (tmp_path / "report.html").read_text() == page
+    html_snapshot = SNAPSHOTS / "report.html"
+    if not html_snapshot.exists():
+        html_snapshot.write_text(page.replace(str(tmp_path), "<tmp>"))
+    assert page.replace(str(tmp_path), "<tmp>") == html_snapshot.read_text()
+    assert "data:image/png;base64," in result.to_html(figures=True)
+    from openpyxl import load_workbook
+    book = load_workbook(result.to_excel(tmp_path / "breaks.xlsx"), read_only=True)
+    assert book.sheetnames == ["Summary", "Breaks", "Credits", "Settlement", "Parameters"]
+    assert book["Breaks"].max_row == len(result.breaks) + 1
+    figure = result.plot()
+    assert [ax.get_title() for ax in figure.axes] == ["Breaks by outcome", "Amount at risk by outcome",
+                                                      "Age of missing credits"]
+    assert result.breaks["outcome"].isin(BREAKS).all()
+    risks = [float(x) for x in result.breaks["amount_at_risk"]]
+    assert risks == sorted(risks, reverse=True)
+    assert result.to_dict()["counts"] == result.counts()
+    assert len(result.rows) >= max(len(result.credits), len(result.settlement))
+
+
+def test_cli_reconcile_writes_the_report(world, tmp_path):
+    sb, _, credits = world
+    bundle = sb.settlement(format="pbdr_xml", discrepancies={"amount": 2}, out_dir=tmp_path)
+    saved = credits[["credit_id", "reconciliation_id", "status", "submit_time_utc", "amount", "currency"]]
+    saved.to_csv(tmp_path / "credits.csv", index=False)
+    out = subprocess.run([sys.executable, "-m", "reconkit", "reconcile", str(tmp_path / "credits.csv"),
+                          str(bundle.files[0]), "-o", str(tmp_path / "r.html"), "--as-of", bundle.as_of.isoformat(),
+                          "--excel", str(tmp_path / "r.xlsx")], capture_output=True, text=True, check=True).stdout
+    assert "AMOUNT_MISMATCH" in out and (tmp_path / "r.html").exists() and (tmp_path / "r.xlsx").exists()
+    bad = subprocess.run([sys.executable, "-m", "reconkit", "reconcile", str(tmp_path / "credits.csv"),
+                          str(tmp_path / "missing.csv")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "missing.csv" in bad.stderr and "Traceback" not in bad.stderr
