@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 
-
 __all__ = ["load_credits", "run_reconcile"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,7 +26,7 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 @pytest.fixture(scope="module")
 def world():
-    start = datetime(2026, 11, 2, 6, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
     with Sandbox(start=start, seed=21) as sb:
         client = sb.client()
         scenario = populate(sb, client, 90, seed=21, days=3, void_rate=0.08)
@@ -144,7 +144,7 @@ def test_tolerance_per_currency_and_detail_sentence():
 
 def test_amounts_finer_than_the_currency_are_refused_by_name():
     credits = _credits_frame([("1", "A", "PENDING", "2026-11-01T00:00:00Z", Decimal("2.50"), "JPY")])
-    with pytest.raises(ReconciliationError, match="credits row 0: amount 2.5000 has more decimal places than JPY"):
+    with pytest.raises(ReconciliationError, match=r"credits row 0: amount 2\.5000 has more decimal places than JPY"):
         reconcile(credits, _settlement_frame([]))
 
 
