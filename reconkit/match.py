@@ -57,7 +57,8 @@ def _case(branches: Sequence[tuple[Any, Any]], otherwise: Any) -> Any:
 
 
 def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: int, grace_seconds: int,
-             match_on: Sequence[str] = ("reconciliation_id", "request_id")) -> tuple[nw.LazyFrame, nw.LazyFrame]:
+             match_on: Sequence[str] = ("reconciliation_id", "request_id"),
+             materialize: Any = None) -> tuple[nw.LazyFrame, nw.LazyFrame]:
     """Assign outcomes, backend-agnostically.
 
     Parameters
@@ -72,21 +73,25 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
     as_of_epoch, grace_seconds : int
     match_on : sequence
         ``"reconciliation_id"`` and/or ``"request_id"``, in order of preference.
+    materialize : callable, optional
+        ``LazyFrame -> LazyFrame`` that computes an intermediate result once (a backend's cache
+        or temporary table); without it, shared steps may be recomputed by lazy backends.
 
     Returns
     -------
     (credit outcomes, settlement outcomes) as lazy frames keyed by ``_cid`` / ``_sid``.
     """
+    keep = materialize or (lambda frame: frame)
     col, lit = nw.col, nw.lit
     c = credits.with_columns(
         _dup=(_case([(col("c_rid").is_null(), lit(1))], nw.len().over("c_rid")) > 1) | (nw.len().over("credit_id") > 1)
     )
     pair_parts = []
     if "reconciliation_id" in match_on:
-        pair_parts.append(
+        pair_parts.append(keep(
             settlement.filter(~col("s_rid").is_null()).select("_sid", "s_rid")
             .join(c.select("_cid", "c_rid"), left_on="s_rid", right_on="c_rid", how="inner")
-            .select("_sid", "_cid", _by_rid=lit(1)))
+            .select("_sid", "_cid", _by_rid=lit(1))))
     if "request_id" in match_on:
         rest = settlement
         if pair_parts:
@@ -98,19 +103,19 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
     if not pair_parts:
         raise ValueError("match_on must name reconciliation_id and/or request_id")
     pairs = nw.concat(pair_parts, how="vertical") if len(pair_parts) > 1 else pair_parts[0]
-    per_row = (pairs.join(settlement.select("_sid", "is_credit", "s_amount_minor", "s_currency"), on="_sid",
-                          how="inner")
-               .with_columns(
-                   _cr=col("is_credit").cast(nw.Int64),
-                   _db=(~col("is_credit")).cast(nw.Int64),
-                   _cr_amount=nw.when(col("is_credit")).then(col("s_amount_minor")),
-                   _cr_currency=nw.when(col("is_credit")).then(col("s_currency")),
-                   _cr_sid=nw.when(col("is_credit")).then(col("_sid")),
-                   _n_for_sid=nw.len().over("_sid")))
+    per_row = keep(pairs.join(settlement.select("_sid", "is_credit", "s_amount_minor", "s_currency"), on="_sid",
+                              how="inner")
+                   .with_columns(
+                       _cr=col("is_credit").cast(nw.Int64),
+                       _db=(~col("is_credit")).cast(nw.Int64),
+                       _cr_amount=nw.when(col("is_credit")).then(col("s_amount_minor")),
+                       _cr_currency=nw.when(col("is_credit")).then(col("s_currency")),
+                       _cr_sid=nw.when(col("is_credit")).then(col("_sid")),
+                       _n_for_sid=nw.len().over("_sid")))
     per_credit = per_row.group_by("_cid").agg(
         col("_cr").sum().alias("n_credit_rows"), col("_db").sum().alias("n_debit_rows"),
         col("_cr_amount").sum().alias("settled_minor"), col("_cr_amount").max().alias("_one_amount"),
-        col("_cr_currency").max().alias("settled_currency"), col("_cr_currency").min().alias("_min_currency"),
+        col("_cr_currency").max().alias("settled_currency"),
         col("_by_rid").max().alias("_any_rid"), col("_cr_sid").min().alias("first_sid"))
     co = (c.join(per_credit, on="_cid", how="left")
           .with_columns(col("n_credit_rows").fill_null(0), col("n_debit_rows").fill_null(0),
@@ -132,9 +137,9 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
          lit(Outcome.AMOUNT_MISMATCH.value)),
         (col("_any_rid") == 0, lit(Outcome.MATCHED_BY_REQUEST_ID.value)),
     ], lit(Outcome.MATCHED.value))
-    credit_out = co.with_columns(outcome=credit_outcome).select(
+    credit_out = keep(co.with_columns(outcome=credit_outcome).select(
         "_cid", "outcome", "n_credit_rows", "n_debit_rows", "settled_minor", "settled_currency", "diff_minor",
-        "first_sid")
+        "first_sid"))
     sid_map = per_row.group_by("_sid").agg(col("_cid").min(), col("_n_for_sid").max())
     so = (settlement.select("_sid", "is_credit")
           .join(sid_map, on="_sid", how="left")
@@ -158,7 +163,11 @@ def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np
     units = pc.cast(scaled, pa.int64())
     missing = np.asarray(pc.is_null(units).to_numpy(zero_copy_only=False))
     values = np.asarray(pc.fill_null(units, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
-    digits = np.array([CURRENCIES.get(c or "", 2) for c in currencies.to_pylist()], dtype=np.int64)
+    if isinstance(currencies, pa.ChunkedArray):
+        currencies = currencies.combine_chunks()
+    encoded = pc.dictionary_encode(currencies)
+    lookup = pa.array([CURRENCIES.get(c or "", 2) for c in encoded.dictionary.to_pylist()], pa.int64())
+    digits = np.asarray(pc.take(lookup, encoded.indices).to_numpy(zero_copy_only=False), dtype=np.int64)
     divisor = 10 ** (4 - np.clip(digits, 0, 4))
     if np.any(values % divisor):
         row = int(np.flatnonzero(values % divisor)[0])
@@ -176,7 +185,11 @@ def _as_arrow(values: pd.Series, kind: pa.DataType) -> pa.Array:
 
 
 def _text(series: pd.Series) -> pa.Array:
-    array = pa.array(series.astype("string").astype(object).where(series.notna(), None).tolist(), pa.string())
+    if not isinstance(series.dtype, pd.StringDtype | pd.ArrowDtype):
+        series = series.astype(pd.StringDtype("pyarrow"))
+    array = pa.array(series.array)  # zero-copy for Arrow-backed strings
+    if not pa.types.is_string(array.type):
+        array = pc.cast(array, pa.string())
     array = pc.utf8_trim_whitespace(array)
     return pc.if_else(pc.equal(array, ""), pa.scalar(None, pa.string()), array)
 
@@ -273,8 +286,12 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
     try:
         c_lazy = nw.from_native(con.from_arrow(c_table))
         s_lazy = nw.from_native(con.from_arrow(s_table))
+        def materialize(frame: nw.LazyFrame) -> nw.LazyFrame:
+            return nw.from_native(con.from_arrow(frame.collect(backend="pyarrow").to_native()))
+
         credit_out, settlement_out = classify(c_lazy, s_lazy, as_of_epoch=int(moment.timestamp()),
-                                              grace_seconds=int(grace_days * 86400), match_on=match_on)
+                                              grace_seconds=int(grace_days * 86400), match_on=match_on,
+                                              materialize=materialize)
         c_result = credit_out.collect(backend="pyarrow").to_native().sort_by("_cid")
         s_result = settlement_out.collect(backend="pyarrow").to_native().sort_by("_sid")
     finally:
@@ -297,10 +314,11 @@ def _as_of(as_of: datetime | str | None) -> datetime:
 
 
 def _check_conservation(result: pa.Table, expected: int, key: str, what: str) -> None:
-    ids = result.column(key)
-    if result.num_rows != expected or pc.count_distinct(ids).as_py() != expected:
+    # Sorted by key, the ids must be exactly 0..n-1: none lost, none doubled.
+    ids = result.column(key).to_numpy()
+    if result.num_rows != expected or not np.array_equal(ids, np.arange(expected)):
         raise ReconciliationError(
-            f"{expected} {what}s went in but {result.num_rows} outcomes ({pc.count_distinct(ids).as_py()} distinct) "
+            f"{expected} {what}s went in but {result.num_rows} outcomes ({len(np.unique(ids))} distinct) "
             "came out; nothing was reported")
     if pc.any(pc.is_null(result.column("outcome"))).as_py():
         raise ReconciliationError(f"a {what} ended without an outcome")

@@ -35,13 +35,17 @@ def world():
 
 
 def assert_agrees(result: ReconResult, bundle) -> None:
-    got = result.credits.set_index("credit_id")["outcome"].astype(str).sort_index()
-    want = bundle.credits_truth.set_index("credit_id")["outcome"].astype(str).sort_index()
-    pd.testing.assert_series_equal(got, want, check_names=False)
-    rows = result.settlement.assign(source_file=result.settlement["source_file"].map(lambda p: Path(p).name))
-    got_rows = rows.set_index(["source_file", "source_line"])["outcome"].astype(str).sort_index()
-    want_rows = bundle.settlement_truth.set_index(["source_file", "source_line"])["outcome"].astype(str).sort_index()
-    pd.testing.assert_series_equal(got_rows, want_rows, check_names=False)
+    got = dict(zip(result.credits["credit_id"].astype(str), result.credits["outcome"].astype(str), strict=True))
+    want = dict(zip(bundle.credits_truth["credit_id"].astype(str), bundle.credits_truth["outcome"].astype(str),
+                    strict=True))
+    assert got == want
+    names = result.settlement["source_file"].astype(str).map(lambda p: Path(p).name)
+    got_rows = dict(zip(zip(names, result.settlement["source_line"].astype(int), strict=True),
+                        result.settlement["outcome"].astype(str), strict=True))
+    truth = bundle.settlement_truth
+    want_rows = dict(zip(zip(truth["source_file"].astype(str), truth["source_line"].astype(int), strict=True),
+                         truth["outcome"].astype(str), strict=True))
+    assert got_rows == want_rows
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

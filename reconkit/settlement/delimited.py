@@ -12,6 +12,7 @@ import csv
 import io
 from collections.abc import Mapping
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -80,18 +81,28 @@ def _report_format(report: str | None, headers: list[str]) -> str:
     return "csv"
 
 
+def _head_lines(data: bytes, name: str) -> list[str]:
+    """The first lines, enough to find the header (decoded on their own: the body is not copied)."""
+    cut = data[: 1 << 16]
+    if len(data) > len(cut):
+        cut = cut[: cut.rfind(b"\n") + 1] or cut
+    return [line.rstrip("\r") for line in decode(cut, name, None).split("\n")]
+
+
 def read_delimited(data: bytes, name: str, *, mapping: Mapping[str, str] | None = None,
                    encoding: str | None = None, delimiter: str | None = None,
                    report_format: str | None = None) -> Canonical:
     """Read one delimited file into canonical rows and failure cases."""
-    text = decode(data, name, encoding)
-    lines = text.splitlines()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if encoding and encoding.lower().replace("_", "-") not in ("utf-8", "utf8", "utf-8-sig"):
+        data = decode(data, name, encoding).encode("utf-8")
+    lines = _head_lines(data, name)
     start = next((i for i, line in enumerate(lines) if line.strip()), None)
     if start is None:
         raise SettlementFormatError("the file is empty", file=name, line=1, expected="a header line")
     delimiter = delimiter or _sniff_delimiter(lines[start])
-    first_cells = _split(lines[start], delimiter)
-    report = _info_line(first_cells)
+    report = _info_line(_split(lines[start], delimiter))
     header_index = start
     if report is not None:
         header_index = next((i for i in range(start + 1, len(lines)) if lines[i].strip()), None)
@@ -116,10 +127,13 @@ def read_delimited(data: bytes, name: str, *, mapping: Mapping[str, str] | None 
             "Pass mapping={'amount': 'Your Amount Column', ...} to name them", file=name, line=header_index + 1,
             expected="a settlement header (e.g. trans_ref_no, amount, currency, transaction_type)")
     fmt = report_format or _report_format(report, headers)
-    body_start = header_index + 1
-    table, ragged = _fast(text, lines, headers, delimiter, header_index), []
+    offset = 0
+    for _ in range(header_index + 1):
+        found = data.find(b"\n", offset)
+        offset = len(data) if found < 0 else found + 1
+    table, ragged = _fast(data, offset, headers, delimiter, header_index), []
     if table is None:
-        table, ragged = _careful(text, headers, delimiter, body_start, name)
+        table, ragged = _careful(decode(data, name, None), headers, delimiter, header_index + 1, name)
     names = table.column_names
     columns = {field: table.column(names[headers.index(header)]) for field, header in chosen.items()}
     extra = {header: table.column(names[headers.index(header)]) for header in extras if header}
@@ -148,11 +162,18 @@ def _unique(headers: list[str]) -> list[str]:
     return out
 
 
-def _fast(text: str, lines: list[str], headers: list[str], delimiter: str, header_index: int) -> pa.Table | None:
-    body = lines[header_index + 1:]
-    while body and not body[-1].strip():
-        body.pop()
-    if not body or any(not line.strip() for line in body) or len(set(headers)) != len(headers):
+def _fast(data: bytes, offset: int, headers: list[str], delimiter: str, header_index: int) -> pa.Table | None:
+    """pyarrow's reader over the body bytes when every record is exactly one line; else None.
+
+    Works on offsets into ``data``: a settlement file can be half a gigabyte, so nothing is copied.
+    """
+    end = len(data)
+    while end > offset and data[end - 1] in b"\r\n":
+        end -= 1
+    # A blank line, a quoted newline or a ragged row makes the row count differ from the line
+    # count (or is an invalid row): any of them sends the file to the careful path, so row i here
+    # is always line header + 1 + i.
+    if end <= offset or len(set(headers)) != len(headers):
         return None
     bad: list[object] = []
 
@@ -162,7 +183,7 @@ def _fast(text: str, lines: list[str], headers: list[str], delimiter: str, heade
 
     try:
         table = pacsv.read_csv(
-            io.BytesIO("\n".join(body).encode("utf-8")),
+            pa.py_buffer(memoryview(data)[offset:end]),
             read_options=pacsv.ReadOptions(column_names=headers, block_size=1 << 24),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False,
                                              invalid_row_handler=invalid),
@@ -171,10 +192,10 @@ def _fast(text: str, lines: list[str], headers: list[str], delimiter: str, heade
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    if bad or table.num_rows != len(body):
+    if bad or table.num_rows != data.count(b"\n", offset, end) + 1:
         return None
     first = header_index + 2  # 1-based line of the first body row
-    return table.append_column("__line__", pa.array(range(first, first + table.num_rows), pa.int64()))
+    return table.append_column("__line__", pa.array(np.arange(first, first + table.num_rows, dtype=np.int64)))
 
 
 def _careful(text: str, headers: list[str], delimiter: str, body_start: int, name: str
