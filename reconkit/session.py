@@ -1,0 +1,73 @@
+"""Where notebooks and the demo get their client: real credentials when configured, otherwise the
+embedded sandbox (simulated money), and say which."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from .client import Client
+from .config import Config, read_dotenv
+
+__all__ = ["connect", "data_dir", "embedded_sandbox"]
+
+_lock = threading.Lock()
+_sandbox: Any = None
+
+
+def data_dir() -> Path:
+    """The project's ``data/`` folder: ``$RECONKIT_DATA``, else the nearest ``data/`` holding
+    ``sample/`` above the working directory (notebooks run from ``notebooks/``), else ``./data``."""
+    if os.environ.get("RECONKIT_DATA"):
+        return Path(os.environ["RECONKIT_DATA"])
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "data" / "sample").is_dir():
+            return folder / "data"
+    return here / "data"
+
+
+def _credentials_configured() -> bool:
+    values = {**read_dotenv(".env"), **os.environ}
+    return any(values.get(k) for k in ("CYBERSOURCE_MERCHANT_ID", "CYBERSOURCE_KEY_ID", "CYBERSOURCE_SECRET_KEY"))
+
+
+def embedded_sandbox() -> Any:
+    """The process-wide sandbox the notebooks use when no credentials are configured.
+
+    It keeps its credits in ``data/sandbox.sqlite3`` (first copied from the shipped sample, so
+    the sample settlement files' credits can be fetched), shared by every notebook.
+    """
+    global _sandbox
+    from .sandbox import Sandbox
+
+    with _lock:
+        if _sandbox is None:
+            folder = data_dir()
+            db = folder / "sandbox.sqlite3"
+            sample = folder / "sample" / "sandbox.sqlite3"
+            if not db.exists() and sample.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(sample, db)
+            _sandbox = Sandbox(db=str(db), seed=42).start()
+        return _sandbox
+
+
+def connect(*, ledger: str | os.PathLike[str] | None = None, **client_options: Any) -> Client:
+    """A client for the notebooks and the demo.
+
+    With ``CYBERSOURCE_*`` credentials in the environment or ``.env`` it uses them (test host
+    unless told otherwise); without any, it starts the embedded sandbox. The ledger defaults to
+    ``data/reconkit.sqlite3``.
+
+    Raises
+    ------
+    reconkit.ConfigError
+        When credentials are configured but incomplete or malformed (the field is named).
+    """
+    ledger = ledger if ledger is not None else data_dir() / "reconkit.sqlite3"
+    config = Config.from_env() if _credentials_configured() else embedded_sandbox().config
+    return Client(config, ledger=str(ledger), **client_options)

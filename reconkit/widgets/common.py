@@ -1,0 +1,90 @@
+"""Pieces both apps share: the connection banner, error capture, small HTML helpers."""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as w
+
+from ..config import Config
+from ..errors import ApiError, ReconkitError, SettlementFormatError
+
+__all__ = ["ConnectionBanner", "describe_error", "guarded", "json_html", "status_badge"]
+
+log = logging.getLogger("reconkit.widgets")
+
+_COLOURS = {"SANDBOX": ("#1e7e34", "local sandbox, simulated money"),
+            "TEST": ("#b8860b", "CyberSource test environment (apitest), no real money"),
+            "PRODUCTION": ("#b00020", "PRODUCTION: real money"),
+            "CUSTOM": ("#555555", "a custom CyberSource endpoint")}
+_STATUS = {"PENDING": "#1e7e34", "TRANSMITTED": "#1e7e34", "COMPLETED": "#1e7e34", "VOIDED": "#555555",
+           "DECLINED": "#b00020", "FAILED": "#b00020"}
+
+
+class ConnectionBanner(w.HTML):
+    """Which environment the app talks to, in colour, with the merchant id (never the secret)."""
+
+    def __init__(self, config: Config) -> None:
+        name = config.environment_name
+        colour, what = _COLOURS.get(name, _COLOURS["CUSTOM"])
+        super().__init__(
+            f'<div class="reconkit-banner" style="background:{colour};color:white;padding:6px 10px;'
+            f'border-radius:4px;font-weight:600">{html.escape(name)} · merchant '
+            f'{html.escape(config.merchant_id)} · {html.escape(what)} · '
+            f'{html.escape(config.base_url)}</div>')
+        self.environment = name
+
+
+def status_badge(status: str | None) -> str:
+    """A coloured status word."""
+    text = status or "UNKNOWN"
+    colour = _STATUS.get(text.upper(), "#b8860b")
+    return f'<b style="color:{colour}">{html.escape(text)}</b>'
+
+
+def json_html(raw: Any) -> str:
+    """Pretty JSON in a <pre>."""
+    return f"<pre style='font-size:12px'>{html.escape(json.dumps(raw, indent=2, sort_keys=True))}</pre>"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One readable HTML block for an error: CyberSource's reason and message, not a traceback."""
+    if isinstance(exc, ApiError):
+        lines = [f"<b>{html.escape(type(exc).__name__)}</b> (HTTP {exc.http_status})"]
+        if exc.reason:
+            lines.append(f"reason: <code>{html.escape(exc.reason)}</code>")
+        if exc.message:
+            lines.append(f"message: {html.escape(exc.message)}")
+        for detail in exc.details:
+            lines.append(f"field <code>{html.escape(str(detail.get('field')))}</code>: "
+                         f"{html.escape(str(detail.get('reason')))}")
+        if exc.correlation_id:
+            lines.append(f"correlation id (for CyberSource support): <code>{html.escape(exc.correlation_id)}</code>")
+        body = "<br>".join(lines)
+    elif isinstance(exc, SettlementFormatError) and exc.failure_cases is not None:
+        body = html.escape(str(exc)) + exc.failure_cases.head(50).to_html(index=False)
+    elif isinstance(exc, ReconkitError | ValueError):
+        body = html.escape(str(exc))
+    else:
+        body = f"<b>{html.escape(type(exc).__name__)}</b>: {html.escape(str(exc))}"
+    return f'<div class="reconkit-error" style="border-left:4px solid #b00020;padding:4px 8px">{body}</div>'
+
+
+def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Catch what a callback raises and show it in the app: ipywidgets would only log it."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            log.debug("callback %s failed", method.__name__, exc_info=True)
+            self.show_error(exc)
+            return None
+
+    return wrapper
