@@ -71,8 +71,8 @@ class InvestigateApp(w.VBox):
         # parameters
         self.tolerance = w.Text(value="0.00", description="Amount tolerance", style=_STYLE)
         self.grace = w.BoundedIntText(value=3, min=0, max=365, description="Grace days", style=_STYLE)
-        self.as_of = w.Text(value="", placeholder="now, or 2026-11-05T00:00:00Z", description="As of",
-                            style=_STYLE)
+        self.as_of = w.Text(value=self._default_as_of(), placeholder="now, or 2026-11-05T00:00:00Z",
+                            description="As of", style=_STYLE)
         self.reconcile_button = w.Button(description="Reconcile", button_style="success", icon="balance-scale")
         # results
         self.cards = w.HTML()
@@ -125,6 +125,33 @@ class InvestigateApp(w.VBox):
     def show_error(self, exc: BaseException) -> None:
         """Show an exception readably in the app."""
         self.error.value = describe_error(exc)
+
+    def _default_as_of(self) -> str:
+        # Against the embedded sandbox, ages are measured on the sandbox's own clock.
+        from .. import session
+
+        sandbox = session._sandbox
+        if sandbox is not None and self.client.config.base_url == sandbox.url:
+            return sandbox.now().isoformat()
+        return ""
+
+    def load_sample(self, fmt: str = "pbdr_csv", *, progress: bool = True) -> ReconResult | None:
+        """Run the whole investigation on the shipped sample: its credit ids, one settlement file
+        (``fmt``), at the sample's as-of time. Returns the result (also shown in the app)."""
+        from ..sandbox.samples import read_manifest
+
+        folder = self.data / "sample"
+        manifest = read_manifest(folder)
+        entry = next(f for f in manifest["files"] if f["format"] == fmt)
+        self.ids.value = "\n".join(pd.read_csv(folder / "credit_ids.csv", dtype=str)["credit_id"])
+        self.data_files.options = self._data_files()
+        self.data_files.value = (str(Path("sample") / entry["file"]),)
+        self.as_of.value = manifest["as_of"]
+        self.grace.value = manifest["grace_days"]
+        self.on_fetch(progress=progress)
+        self.on_load()
+        self.on_reconcile()
+        return self.result
 
     def _data_files(self) -> list[str]:
         if not self.data.is_dir():

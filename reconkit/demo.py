@@ -1,0 +1,107 @@
+"""``make demo`` / ``reconkit demo``: the whole investigation offline against the sandbox, checked
+against the generator's ground truth."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from .match import reconcile
+from .sandbox import Sandbox
+from .sandbox.scenario import populate
+from .settlement import read_settlement
+
+__all__ = ["run_demo"]
+
+DISCREPANCIES = {"missing": 0.03, "amount": 0.02, "currency": 0.01, "duplicate": 0.01, "unexpected": 4,
+                 "voided_settled": 2, "next_day": 0.02, "debit_shared_id": 2, "whitespace": 0.02,
+                 "recon_id_missing": 2}
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42, execute_notebook: bool = True,
+             notebooks: Path | None = None) -> int:
+    """Issue credits in the sandbox, settle them with known discrepancies, fetch them back,
+    reconcile, write the reports and compare every outcome with the ground truth.
+
+    Returns 0 when every outcome agrees with the ground truth, 1 otherwise.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = datetime(2026, 11, 2, 6, 0, tzinfo=timezone.utc)
+    with Sandbox(start=start, seed=seed) as sandbox, tempfile.TemporaryDirectory() as scratch:
+        _say(f"SANDBOX · simulated money · {sandbox.url} · merchant {sandbox.credentials.merchant_id}")
+        client = sandbox.client(ledger=str(Path(scratch) / "ledger.sqlite3"))
+        _say(f"issuing {credits} test credits over 3 sandbox days (declines and voids included) ...")
+        scenario = populate(sandbox, client, credits, seed=seed, days=3)
+        sandbox.advance(timedelta(hours=6))
+        _say(f"  {len(scenario.credit_ids)} issued, {len(scenario.declined)} declined, {len(scenario.voided)} voided; "
+             f"batches run: {', '.join(str(d) for d in sandbox.state.batch_dates())}")
+        bundle = sandbox.settlement(format="pbdr_csv", discrepancies=DISCREPANCIES, seed=seed,
+                                    out_dir=out_dir / "settlement", filename="PaymentBatchDetailReport.csv")
+        bundle.write_truth(out_dir / "settlement" / "ground_truth.csv")
+        _say(f"settlement file {bundle.files[0]} with injected discrepancies: "
+             + ", ".join(f"{k} {v}" for k, v in bundle.injected.items() if v))
+        fetched = client.fetch_credits(scenario.credit_ids, progress=sys.stderr.isatty())
+        _say(f"fetched {len(fetched.credits)} credits back ({len(fetched.failed)} failed)")
+        credits_frame = fetched.to_frame()
+        settlement = read_settlement(bundle.files)
+        result = reconcile(credits_frame, settlement, as_of=bundle.as_of, grace_days=bundle.grace_days)
+    _say("")
+    _say(result.summary_text())
+    _say("")
+    result.to_html(out_dir / "report.html")
+    result.to_excel(out_dir / "breaks.xlsx")
+    result.breaks.to_csv(out_dir / "breaks.csv", index=False)
+    result.plot().savefig(out_dir / "figures.png", dpi=100)
+    credits_frame.drop(columns=[c for c in credits_frame.columns if "." in c]).to_csv(out_dir / "credits.csv",
+                                                                                        index=False)
+    _say(f"wrote {out_dir / 'report.html'}, {out_dir / 'breaks.xlsx'}, {out_dir / 'breaks.csv'}, "
+         f"{out_dir / 'figures.png'}")
+    got = dict(zip(result.credits["credit_id"].astype(str), result.credits["outcome"].astype(str), strict=True))
+    want = dict(zip(bundle.credits_truth["credit_id"].astype(str), bundle.credits_truth["outcome"].astype(str),
+                    strict=True))
+    rows = result.settlement
+    got_rows = dict(zip(zip(rows["source_file"].astype(str).map(lambda p: Path(p).name), rows["source_line"],
+                            strict=True), rows["outcome"].astype(str), strict=True))
+    truth = bundle.settlement_truth
+    want_rows = dict(zip(zip(truth["source_file"], truth["source_line"], strict=True), truth["outcome"],
+                         strict=True))
+    agree = sum(got.get(k) == v for k, v in want.items()) + sum(got_rows.get(k) == v for k, v in want_rows.items())
+    total = len(want) + len(want_rows)
+    _say(f"ground truth: {agree} of {total} outcomes agree ({100 * agree / total:.1f}%)")
+    if execute_notebook:
+        _run_notebook(out_dir, notebooks)
+    return 0 if agree == total else 1
+
+
+def _run_notebook(out_dir: Path, notebooks: Path | None) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+
+    folder = notebooks or Path(__file__).resolve().parents[1] / "notebooks"
+    path = folder / "02_investigate_refund_discrepancies.ipynb"
+    if not path.exists():
+        _say(f"notebook {path} not found; skipped")
+        return
+    _say(f"executing {path.name} headless ...")
+    notebook = nbformat.read(path, as_version=4)
+    env_data = os.environ.get("RECONKIT_DATA")
+    try:
+        os.environ.setdefault("RECONKIT_DATA", str(folder.parent / "data"))
+        NotebookClient(notebook, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(out_dir)}}).execute()
+    finally:
+        if env_data is None:
+            os.environ.pop("RECONKIT_DATA", None)
+    html, _ = HTMLExporter().from_notebook_node(notebook)
+    target = out_dir / "02_investigate_refund_discrepancies.html"
+    target.write_text(html, encoding="utf-8")
+    _say(f"wrote {target}")
