@@ -1,0 +1,122 @@
+"""Notebook 01 in a real JupyterLab, in Debian's Chromium, driven by Playwright."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("RECONKIT_ARTIFACTS", ROOT / "test-artifacts"))
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: `make test` installs it with apt-get")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    shutil.copytree(ROOT / "data" / "sample", root / "data" / "sample")
+    settings = root / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false",
+                                                                          "checkForUpdates": False}))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CYBERSOURCE_")}
+    env |= {"JUPYTER_CONFIG_DIR": str(root / "config"), "JUPYTER_DATA_DIR": str(root / "jdata"),
+            "JUPYTER_RUNTIME_DIR": str(root / "runtime"), "RECONKIT_DATA": str(root / "data")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
+         "--allow-root", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root / 'notebooks'}",
+         "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("JupyterLab did not start")
+            time.sleep(0.3)
+    yield base, token, root
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+
+
+def _credits(db: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT id, amount, currency FROM credits").fetchall()
+
+
+def test_issue_a_credit_by_clicking_in_jupyterlab(lab):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token, root = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_context(viewport={"width": 1400, "height": 2200}).new_page()
+        try:
+            page.goto(f"{base}/lab/tree/01_issue_test_credits.ipynb?token={token}&reset")
+            status = page.locator("#jp-main-statusbar")
+            expect(status).to_contain_text(re.compile(r"\(ipykernel\) \| Idle"), timeout=90_000)
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.locator('.lm-Menu li[data-command="runmenu:run-all"]').click()
+            issue = page.get_by_role("button", name="Issue credit")
+            expect(issue).to_be_visible(timeout=90_000)
+            expect(page.locator(".reconkit-banner")).to_contain_text("SANDBOX")
+            db = root / "data" / "sandbox.sqlite3"
+            before = _credits(db)
+            page.get_by_label("Amount", exact=True).fill("12.34")
+            page.get_by_label("Currency").select_option("EUR")
+            expect(issue).to_be_enabled()
+            issue.click()
+            confirm = page.get_by_role("button", name="Confirm")
+            expect(confirm).to_be_visible()
+            expect(page.get_by_text("12.34 EUR")).to_be_visible()
+            confirm.click()
+            result = page.locator(".reconkit-result")
+            expect(result).to_contain_text("PENDING", timeout=30_000)
+            credit_id = result.locator("code").first.inner_text().strip()
+            assert re.fullmatch(r"\d{22}", credit_id)
+            expect(page.get_by_text("Error displaying widget")).to_have_count(0)
+            page.screenshot(path=str(ARTIFACTS / "notebook01_issued_credit.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "notebook01_failure.png"))
+            raise
+        finally:
+            browser.close()
+    after = _credits(db)
+    new = [row for row in after if row not in before]
+    assert new == [(credit_id, "12.34", "EUR")]
