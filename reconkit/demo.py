@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .match import reconcile
@@ -34,7 +34,7 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    start = datetime(2026, 11, 2, 6, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
     with Sandbox(start=start, seed=seed) as sandbox, tempfile.TemporaryDirectory() as scratch:
         _say(f"SANDBOX · simulated money · {sandbox.url} · merchant {sandbox.credentials.merchant_id}")
         client = sandbox.client(ledger=str(Path(scratch) / "ledger.sqlite3"))

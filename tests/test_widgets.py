@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -124,7 +124,7 @@ def test_fetch_again_and_void_with_confirmation(app, sandbox):
 
 def _upload(name: str, data: bytes) -> tuple[dict, ...]:
     return ({"name": name, "type": "text/csv", "size": len(data), "content": memoryview(data),
-             "last_modified": datetime(2026, 11, 2, tzinfo=timezone.utc)},)
+             "last_modified": datetime(2026, 11, 2, tzinfo=UTC)},)
 
 
 def test_batch_mode(app, sandbox):
@@ -145,7 +145,7 @@ def test_callback_errors_are_shown_not_swallowed(app):
     assert "choose a CSV file" in app.error.value
 
 
-START = datetime(2026, 11, 2, 6, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ def world(tmp_path):
 
 
 def test_investigate_from_uploads_to_exports_equals_the_truth(world, tmp_path):
-    sb, client, scenario, bundle = world
+    _sb, client, scenario, bundle = world
     app = InvestigateApp(client, data=tmp_path / "empty", out_dir=tmp_path / "out", page_size=5)
     ids = ("credit_id\n" + "\n".join(scenario.credit_ids) + "\nnot-an-id\n").encode()
     app.ids_upload.value = _upload("ids.csv", ids)
@@ -195,7 +195,7 @@ def test_investigate_from_uploads_to_exports_equals_the_truth(world, tmp_path):
 
 
 def test_investigate_reports_read_errors_and_missing_steps(world, tmp_path):
-    sb, client, scenario, bundle = world
+    _sb, client, _scenario, _bundle = world
     app = InvestigateApp(client, data=tmp_path / "empty", out_dir=tmp_path / "out")
     app.reconcile_button.click()
     assert "fetch the credits first" in app.error.value

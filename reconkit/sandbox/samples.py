@@ -4,7 +4,7 @@ settlement files in every format, each with its ground truth, all from one fixed
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ __all__ = ["SAMPLE_DISCREPANCIES", "make_samples", "read_manifest"]
 SAMPLE_DISCREPANCIES = {"missing": 3, "amount": 3, "currency": 2, "duplicate": 2, "unexpected": 3,
                         "voided_settled": 1, "next_day": 2, "debit_shared_id": 2, "whitespace": 3,
                         "recon_id_missing": 2}
-_START = datetime(2026, 11, 2, 6, 0, tzinfo=timezone.utc)
+_START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 
 
 def make_samples(folder: str | Path, *, seed: int = 42, credits: int = 120) -> dict[str, Any]:
