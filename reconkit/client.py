@@ -25,6 +25,7 @@ from requests.adapters import HTTPAdapter
 
 from . import ledger as _ledger
 from .auth import CyberSourceAuth
+from .cards import luhn_ok
 from .config import Config
 from .credit import Credit, Void
 from .errors import (
@@ -54,16 +55,6 @@ _AMBIGUOUS_502_REASONS = frozenset({"SERVER_TIMEOUT", "SERVICE_TIMEOUT"})
 _USER_AGENT = "reconkit/0.1 (+python-requests)"
 _CARD_TYPES = {"visa": "001", "mastercard": "002", "amex": "003", "discover": "004", "diners": "005",
                "jcb": "007", "maestro": "042", "cup": "062"}
-
-
-def _luhn_ok(number: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(number)):
-        digit = int(char)
-        if index % 2:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return total % 10 == 0
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -309,7 +300,7 @@ class Client:
         if card:
             card_body: dict[str, str] = {}
             if number:
-                if not number.isdigit() or not 12 <= len(number) <= 19 or not _luhn_ok(number):
+                if not number.isdigit() or not 12 <= len(number) <= 19 or not luhn_ok(number):
                     bad("paymentInformation.card.number", "is not a valid card number (12-19 digits, Luhn)")
                 card_body["number"] = number
             month = str(card.get("expiration_month", card.get("expirationMonth", "")) or "").strip()

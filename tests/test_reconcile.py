@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,23 +15,11 @@ from hypothesis import strategies as st
 
 from reconkit import ReconciliationError, ReconResult, read_settlement, reconcile
 from reconkit.match import BREAKS, Outcome
-from reconkit.sandbox import Sandbox
-from reconkit.sandbox.scenario import populate
 from reconkit.sandbox.settlement import DISCREPANCY_KINDS, FORMATS
 
-ALL_KINDS = {"missing": 3, "amount": 3, "currency": 2, "duplicate": 2, "unexpected": 3, "voided_settled": 1,
-             "next_day": 2, "debit_shared_id": 2, "whitespace": 3, "recon_id_missing": 2}
+from .conftest import ALL_KINDS
+
 SNAPSHOTS = Path(__file__).parent / "snapshots"
-
-
-@pytest.fixture(scope="module")
-def world():
-    start = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
-    with Sandbox(start=start, seed=21) as sb:
-        client = sb.client()
-        scenario = populate(sb, client, 90, seed=21, days=3, void_rate=0.08)
-        credits = client.fetch_credits(scenario.credit_ids, progress=False).to_frame()
-        yield sb, scenario, credits
 
 
 def assert_agrees(result: ReconResult, bundle) -> None:

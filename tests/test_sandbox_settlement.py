@@ -5,25 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
 
 import pytest
 
-from reconkit.sandbox import Sandbox
-from reconkit.sandbox.scenario import populate
 from reconkit.sandbox.settlement import DISCREPANCY_KINDS, FORMATS
 
-ALL_KINDS = {"missing": 3, "amount": 3, "currency": 2, "duplicate": 2, "unexpected": 3, "voided_settled": 1,
-             "next_day": 2, "debit_shared_id": 2, "whitespace": 3, "recon_id_missing": 2}
+from .conftest import ALL_KINDS
 
 
 @pytest.fixture(scope="module")
-def populated():
-    start = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
-    with Sandbox(start=start, seed=21) as sb:
-        client = sb.client()
-        scenario = populate(sb, client, 90, seed=21, days=3, void_rate=0.08)
-        yield sb, scenario
+def populated(world):
+    sb, scenario, _ = world
+    return sb, scenario
 
 
 def _plain_rows(path):

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ..cards import card_type_for, luhn_ok
 from ..money import CURRENCIES, minor_units
 
 __all__ = ["TRIGGERS", "RejectedError", "SandboxState"]
@@ -64,26 +65,6 @@ class RejectedError(Exception):
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _luhn_ok(number: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(number)):
-        digit = int(char)
-        if index % 2:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return total % 10 == 0
-
-
-def _card_type_for(number: str) -> str:
-    if number.startswith("4"):
-        return "001"
-    if number[:2] in {"51", "52", "53", "54", "55", "22", "23", "24", "25", "26", "27"}:
-        return "002"
-    if number[:2] in {"34", "37"}:
-        return "003"
-    return "004" if number.startswith("6") else "001"
 
 
 @dataclass(frozen=True)
@@ -237,7 +218,7 @@ class SandboxState:
         if not number and not tokens:
             details.append({"field": "paymentInformation.card.number", "reason": "MISSING_FIELD"})
         if number:
-            if not (number.isdigit() and 12 <= len(number) <= 19 and _luhn_ok(number)):
+            if not (number.isdigit() and 12 <= len(number) <= 19 and luhn_ok(number)):
                 details.append({"field": "paymentInformation.card.number", "reason": "INVALID_DATA"})
                 reason = "INVALID_CARD"
             for part in ("expirationMonth", "expirationYear"):
@@ -280,7 +261,7 @@ class SandboxState:
                                           "message": "Declined - The merchant reference code or transaction id "
                                                      "was used in the last 15 minutes"})
             request_id, recon = self._new_ids(now)
-            card_type = str(get("paymentInformation", "card", "type") or (_card_type_for(number) if number else "001"))
+            card_type = str(get("paymentInformation", "card", "type") or (card_type_for(number) if number else "001"))
             suffix = number[-4:] if number else None
             response: dict[str, Any] = {
                 "_links": {"void": {"method": "POST", "href": f"/pts/v2/credits/{request_id}/voids"},

@@ -12,7 +12,8 @@ from typing import Any
 import ipywidgets as w
 import pandas as pd
 
-from ..client import Client, _luhn_ok
+from ..cards import luhn_ok
+from ..client import Client
 from ..credit import Credit
 from ..errors import AmbiguousOutcomeError, ApiError, DeclinedError, InvalidRequestError
 from ..money import CURRENCIES
@@ -330,7 +331,7 @@ class IssueCreditApp(w.VBox):
             instrument = record["instrument"]
             kwargs: dict[str, Any] = {"amount": record["amount"], "currency": record["currency"].upper(),
                                       "reference_code": _reference()}
-            if instrument.isdigit() and 12 <= len(instrument) <= 19 and _luhn_ok(instrument):
+            if instrument.isdigit() and 12 <= len(instrument) <= 19 and luhn_ok(instrument):
                 kwargs["card"] = {"number": instrument, "expiration_month": "12", "expiration_year": "2031"}
             else:
                 kwargs["instrument_identifier"] = instrument
