@@ -250,3 +250,21 @@ def test_tss_delay_is_configurable():
         c = Client(sb.config, ledger=":memory:")
         credit = c.create_credit("1.00", "USD", card=CARD)
         assert c.get_credit(credit.id).source == "tss"
+
+
+def test_cli_settlement_from_a_sandbox_database(tmp_path):
+    db = tmp_path / "sandbox.sqlite3"
+    with Sandbox(start=START, db=str(db)) as sb:
+        client = Client(sb.config, ledger=":memory:")
+        for amount in ("1.00", "2.00", "3.00"):
+            client.create_credit(amount, "USD", card=CARD)
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "reconkit", "sandbox", "settlement", "--db", str(db), "--format",
+                          "pbdr_xml", "--advance-hours", "24", "--discrepancy", "unexpected=2", "--out", str(out)],
+                         capture_output=True, text=True, check=True)
+    files = sorted(p.name for p in out.iterdir())
+    assert any(f.endswith(".xml") for f in files) and any(f.endswith("_truth.csv") for f in files)
+    assert "UNEXPECTED_SETTLEMENT" in run.stdout and "MATCHED" in run.stdout
+    missing = subprocess.run([sys.executable, "-m", "reconkit", "sandbox", "settlement", "--db",
+                              str(tmp_path / "nope.sqlite3")], capture_output=True, text=True)
+    assert missing.returncode != 0 and "no such sandbox database" in missing.stderr

@@ -281,3 +281,17 @@ def test_fuzzed_files_give_an_error_or_a_correct_frame(data):
     if records and FOOTER.match(records[-1][0]):
         records.pop()
     assert len(frame) + len(failed) == len(records)  # rows in = rows out + failures
+
+
+def test_exported_search_results_csv():
+    text = ("Merchant ID,Date and Time,Request ID,Merchant Reference Number,Last Name,First Name,Email Address,"
+            "Amount,Currency,Account Suffix,Applications\n"
+            'm1,Dec 01 2006 06:26:15 PM,1650000000000000000001,o1,Doe,J,j@x,-25.00,USD,1111,'
+            '"Credit Card Credit (Accept)"\n'
+            'm1,Dec 01 2006 06:27:15 PM,1650000000000000000002,o2,Doe,J,j@x,30.00,USD,1111,'
+            '"Credit Card Authorization (Accept),Credit Card Settlement (Accept)"\n')
+    frame = read(text)
+    assert frame["report_format"].iloc[0] == "exported_search_csv"
+    assert frame["direction"].tolist() == ["credit", "debit"]
+    assert frame["amount"].tolist() == [Decimal("25.00"), Decimal("30.00")]
+    assert frame["batch_date"].iloc[0] == pd.Timestamp("2006-12-01") and frame["reconciliation_id"].isna().all()
