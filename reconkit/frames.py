@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .credit import Credit
+from .credit import Credit, credit_application
 from .errors import CreditShapeError
 
 __all__ = ["CURATED_COLUMNS", "credits_to_frame", "flatten_json", "leaf_column"]
@@ -98,16 +98,6 @@ def _text(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     return json.dumps(value) if isinstance(value, float) else str(value)
-
-
-def _credit_app(raw: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    info = raw.get("applicationInformation")
-    apps = info.get("applications") if isinstance(info, Mapping) else None
-    if isinstance(apps, list):
-        for app in apps:
-            if isinstance(app, Mapping) and app.get("name") == "ics_credit":
-                return app
-    return None
 
 
 def _as_raw(item: Any, index: int) -> tuple[Mapping[str, Any], str]:
@@ -227,7 +217,7 @@ def credits_to_frame(credits: Iterable[Credit | Mapping[str, Any]], *, engine: s
         else:
             data[name] = _coalesce(leaves, _SOURCES[name], size, keep_empty=name in _SAME_AS_CURATED)
     for index in (i for i, source in enumerate(sources) if source == "tss"):
-        app = _credit_app(raws[index])
+        app = credit_application(raws[index])
         if app is not None:
             for name, key in (("reconciliation_id", "reconciliationId"), ("status", "status")):
                 if pd.isna(data[name].iat[index]) and app.get(key):

@@ -179,17 +179,16 @@ def _amounts(raw: pa.ChunkedArray, places: pa.ChunkedArray, fail: Any) -> pa.Chu
         amounts = pc.cast(raw, kind)  # the common case: one vectorized pass, no copies
         valid = None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        # Some value does not cast: find each bad row and its reason, then cast the good ones.
         text = pc.utf8_trim_whitespace(raw)
-        valid = pc.fill_null(pc.match_substring_regex(text, _AMOUNT), False)
-        fail(pc.invert(valid), "amount", text, "not a decimal amount such as 12.50 or -12.50")
+        well_formed = pc.fill_null(pc.match_substring_regex(text, _AMOUNT), False)
+        fail(pc.invert(well_formed), "amount", text, "not a decimal amount such as 12.50 or -12.50")
+        fits = pc.fill_null(pc.match_substring_regex(text, rf"^[+-]?\d*(\.\d{{0,{scale}}}0*)?$"), False)
         for digits in sorted(set(pc.unique(places).to_pylist()) - {None}):
-            pattern = rf"^[+-]?\d*(\.\d{{0,{digits}}}0*)?$"
-            fine = pc.fill_null(pc.match_substring_regex(text, pattern), True)
-            fail(pc.and_(pc.and_(pc.equal(places, digits), pc.invert(fine)), valid), "amount", text,
+            fail(pc.and_(pc.and_(well_formed, pc.invert(fits)), pc.equal(places, digits)), "amount", text,
                  f"more decimal places than the currency allows ({digits})")
-        ok = pc.and_(valid, pc.fill_null(pc.match_substring_regex(text, rf"^[+-]?\d*(\.\d{{0,{scale}}}0*)?$"),
-                                          False))
-        amounts = pc.cast(pc.if_else(ok, text, "0"), kind)
+        valid = pc.and_(well_formed, fits)
+        amounts = pc.cast(pc.if_else(valid, text, "0"), kind)
     for digits in sorted(set(pc.unique(places).to_pylist()) - {None, scale}):
         rows = pc.equal(places, digits)
         too_fine = pc.and_(rows, pc.not_equal(pc.round(amounts, ndigits=digits), amounts))
