@@ -24,7 +24,7 @@ from .money import CURRENCIES, format_amount
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["ReconResult"]
+__all__ = ["ReconResult", "frame_html"]
 
 _ORDER = [o.value for o in Outcome]
 _EXCEL_MAX_ROWS = 1_048_575
@@ -455,8 +455,15 @@ def _settlement_details(view: pd.DataFrame, outcome: pa.Array, cid: pa.Array, li
     return pa.DictionaryArray.from_arrays(pc.take(unique.indices, pa.array(indices)), unique.dictionary)
 
 
+def frame_html(frame: pd.DataFrame, **options: Any) -> str:
+    """A DataFrame as an HTML table with missing cells blank (nullable dtypes print ``<NA>``
+    whatever ``na_rep`` says)."""
+    options.setdefault("index", False)
+    return frame.astype(object).where(frame.notna(), "").to_html(escape=True, border=0, **options)
+
+
 def _table_html(frame: pd.DataFrame, title: str) -> str:
-    return f"<h2>{html.escape(title)}</h2>" + frame.to_html(index=False, na_rep="", escape=True, border=0)
+    return f"<h2>{html.escape(title)}</h2>" + frame_html(frame)
 
 
 def _excel_ready(frame: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import ipywidgets as w
 
 from ..config import Config
 from ..errors import ApiError, ReconkitError, SettlementFormatError
+from ..report import frame_html
 
 __all__ = ["ConnectionBanner", "describe_error", "guarded", "json_html", "status_badge"]
 
@@ -67,7 +68,7 @@ def describe_error(exc: BaseException) -> str:
             lines.append(f"correlation id (for CyberSource support): <code>{html.escape(exc.correlation_id)}</code>")
         body = "<br>".join(lines)
     elif isinstance(exc, SettlementFormatError) and exc.failure_cases is not None:
-        body = html.escape(str(exc)) + exc.failure_cases.head(50).to_html(index=False)
+        body = html.escape(str(exc)) + frame_html(exc.failure_cases.head(50))
     elif isinstance(exc, ReconkitError | ValueError):
         body = html.escape(str(exc))
     else:

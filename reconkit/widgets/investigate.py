@@ -17,7 +17,7 @@ from ..credit import Credit
 from ..fetch import FetchResult
 from ..frames import CURATED_COLUMNS
 from ..match import BREAKS, reconcile
-from ..report import ReconResult
+from ..report import ReconResult, frame_html
 from ..session import connect, data_dir
 from ..settlement import read_settlement
 from .common import ConnectionBanner, describe_error, guarded, json_html
@@ -196,7 +196,7 @@ class InvestigateApp(w.VBox):
         self.credits_frame = result.to_frame() if result.credits else None
         self.fetch_status.value = (f"Fetched <b>{len(result.credits)}</b> credit(s) ({result.from_cache} from the "
                                    f"cache), <b>{len(result.failed)}</b> failed.")
-        self.failures.value = result.failed.to_html(index=False, na_rep="") if len(result.failed) else ""
+        self.failures.value = frame_html(result.failed) if len(result.failed) else ""
 
     # --- 2 · settlement ---------------------------------------------------------------
     @guarded
@@ -220,8 +220,8 @@ class InvestigateApp(w.VBox):
         counts = self.settlement.groupby(["source_file", "report_format"], observed=True).size().reset_index(
             name="rows")
         counts["source_file"] = counts["source_file"].astype(str).map(lambda p: Path(p).name)
-        self.load_status.value = counts.to_html(index=False)
-        self.read_errors.value = ("<b>Rows that could not be read</b>" + self.read_failures.to_html(index=False)
+        self.load_status.value = frame_html(counts)
+        self.read_errors.value = ("<b>Rows that could not be read</b>" + frame_html(self.read_failures)
                                   if len(self.read_failures) else "")
 
     # --- 3 · reconcile ----------------------------------------------------------------
@@ -294,7 +294,7 @@ class InvestigateApp(w.VBox):
         if "settlement_source_file" in shown:
             shown["settlement_source_file"] = shown["settlement_source_file"].astype("string").map(
                 lambda p: Path(p).name if isinstance(p, str) else p)
-        self.table.value = shown.to_html(index=False, na_rep="") if len(shown) else "<i>no breaks match</i>"
+        self.table.value = frame_html(shown) if len(shown) else "<i>no breaks match</i>"
         self.page_label.value = f"page {self.page + 1} of {pages} · {len(breaks)} break(s)"
         self.prev_button.disabled = self.page == 0
         self.next_button.disabled = self.page >= pages - 1
@@ -337,7 +337,7 @@ class InvestigateApp(w.VBox):
         if pd.notna(credit_id):
             credit = self.result.credits[self.result.credits["credit_id"] == credit_id]
             curated = [c for c in CURATED_COLUMNS if c in credit]
-            parts.append("<b>Credit</b>" + credit[curated].T.to_html(header=False, na_rep=""))
+            parts.append("<b>Credit</b>" + frame_html(credit[curated].T, header=False, index=True))
             raw = self.credits_by_id.get(str(credit_id))
             if raw is not None:
                 parts.append(f"<details><summary>Raw JSON</summary>{json_html(raw.raw)}</details>")
@@ -349,7 +349,7 @@ class InvestigateApp(w.VBox):
         if len(rows):
             columns = [c for c in ("source_file", "source_line", "reconciliation_id", "request_id",
                                    "transaction_type", "amount", "currency", "batch_date", "outcome") if c in rows]
-            parts.append("<b>Settlement row(s)</b>" + rows[columns].to_html(index=False, na_rep=""))
+            parts.append("<b>Settlement row(s)</b>" + frame_html(rows[columns]))
         else:
             parts.append("<b>Settlement row(s)</b>: none")
         self.drill.value = "".join(parts)

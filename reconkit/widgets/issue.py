@@ -17,6 +17,7 @@ from ..client import Client
 from ..credit import Credit
 from ..errors import AmbiguousOutcomeError, ApiError, DeclinedError, InvalidRequestError
 from ..money import CURRENCIES
+from ..report import frame_html
 from ..session import connect
 from .common import ConnectionBanner, describe_error, guarded, json_html, status_badge
 
@@ -283,7 +284,7 @@ class IssueCreditApp(w.VBox):
         frame = frame[frame["environment"] == environment] if len(frame) else frame
         shown = frame.sort_values("intent_at", ascending=False).head(50)
         columns = ["intent_at", "reference_code", "credit_id", "status", "amount", "currency", "outcome"]
-        self.issued.value = shown[columns].to_html(index=False, na_rep="") if len(shown) else "<i>none yet</i>"
+        self.issued.value = frame_html(shown[columns]) if len(shown) else "<i>none yet</i>"
         ids = [i for i in shown["credit_id"].dropna().tolist()]
         self.credit_picker.options = ids
         if self.last_credit is not None and self.last_credit.id in ids:
@@ -373,4 +374,4 @@ class IssueCreditApp(w.VBox):
             self.batch_button.disabled = False
             self.batch_upload.value = ()
             self.refresh_issued()
-        self.batch_result.value = pd.DataFrame(outcomes).to_html(index=False)
+        self.batch_result.value = frame_html(pd.DataFrame(outcomes))
