@@ -248,6 +248,7 @@ class ReconResult:
         against the grace period, as one matplotlib figure."""
         from matplotlib.figure import Figure
 
+        _show_figures_as_png()
         figure = Figure(figsize=(13, 4), layout="constrained")
         counts, amounts, ages = figure.subplots(1, 3)
         breaks = self.summary[self.summary["break"]]
@@ -325,6 +326,29 @@ class ReconResult:
         target = Path(path)
         _atomic_write(target, buffer.getvalue())
         return target
+
+
+def _show_figures_as_png() -> None:
+    """In IPython, display a bare (pyplot-free) Figure as a picture, as the inline backend would.
+
+    The figures are not created through pyplot, so nothing else registers them, and nothing is
+    kept in pyplot's global list.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from matplotlib.figure import Figure
+
+    def png(figure: Figure) -> bytes:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=90)
+        return buffer.getvalue()
+
+    shell.display_formatter.formatters["image/png"].for_type(Figure, png)
 
 
 def _dsum(values: pd.Series) -> Decimal:
