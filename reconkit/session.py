@@ -52,7 +52,8 @@ def embedded_sandbox() -> Any:
             if not db.exists() and sample.exists():
                 folder.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(sample, db)
-            _sandbox = Sandbox(db=str(db), seed=42).start()
+            # Notebooks run in separate kernels over the same file: salt ids with the process id.
+            _sandbox = Sandbox(db=str(db), seed=42, id_salt=str(os.getpid())).start()
         return _sandbox
 
 

@@ -268,3 +268,13 @@ def test_cli_settlement_from_a_sandbox_database(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "reconkit", "sandbox", "settlement", "--db",
                               str(tmp_path / "nope.sqlite3")], capture_output=True, text=True)
     assert missing.returncode != 0 and "no such sandbox database" in missing.stderr
+
+
+def test_two_sandboxes_sharing_a_database_mint_distinct_ids(tmp_path):
+    db = str(tmp_path / "shared.sqlite3")
+    with Sandbox(start=START, db=db, id_salt="a") as first, Sandbox(db=db, id_salt="b") as second:
+        ids = []
+        for sb in (first, second, first, second):
+            ids.append(Client(sb.config, ledger=":memory:").create_credit("1.00", "USD", card=CARD).id)
+        assert len(set(ids)) == 4
+        assert len(second.credits()) == 4  # both write to, and read from, the one file

@@ -321,6 +321,8 @@ class Sandbox:
         Expect MetaKey signatures from this portfolio.
     credentials : SandboxCredentials, optional
         Accept these instead of the seed's (e.g. the reference doc's test-vector merchant).
+    id_salt : str
+        See :class:`~reconkit.sandbox.state.SandboxState`; set when several processes share ``db``.
 
     Examples
     --------
@@ -332,7 +334,7 @@ class Sandbox:
                  db: str = ":memory:", tss_delay: timedelta = timedelta(minutes=5), self_link_status: int = 200,
                  faults: FaultPlan | None = None, portfolio_id: str | None = None,
                  cutoff: Any = None, merchant_id: str = "reconkit_sandbox",
-                 credentials: SandboxCredentials | None = None) -> None:
+                 credentials: SandboxCredentials | None = None, id_salt: str = "") -> None:
         from datetime import time as _time
 
         self.host = host
@@ -344,7 +346,7 @@ class Sandbox:
         self.self_link_status = self_link_status
         self.faults = faults or FaultPlan(seed=seed)
         self.state = SandboxState(db, seed=seed, start=start, merchant_id=merchant_id,
-                                  cutoff=cutoff or _time(0, 0), tss_delay=tss_delay)
+                                  cutoff=cutoff or _time(0, 0), tss_delay=tss_delay, id_salt=id_salt)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()

@@ -90,11 +90,14 @@ class SandboxState:
         The daily batch cut-off, UTC.
     tss_delay : timedelta
         How long Transaction Details answers 404 after a credit's creation (sandbox time).
+    id_salt : str
+        Mixed into the id generator: processes sharing one database file pass different salts
+        so that they never mint the same id (deterministic runs leave it empty).
     """
 
     def __init__(self, db: str = ":memory:", *, seed: int = 0, start: datetime | None = None,
                  merchant_id: str = "reconkit_sandbox", cutoff: time = time(0, 0),
-                 tss_delay: timedelta = timedelta(minutes=5)) -> None:
+                 tss_delay: timedelta = timedelta(minutes=5), id_salt: str = "") -> None:
         import time as _time
 
         self.seed = seed
@@ -102,7 +105,7 @@ class SandboxState:
         self.cutoff = cutoff
         self.tss_delay = tss_delay
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
+        self._conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.executescript(_SCHEMA)
         stored = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
         if "clock" in stored:
@@ -113,7 +116,7 @@ class SandboxState:
             base = (start or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
             self._save_clock(base, ticking)
         self._clock = _Clock(base, ticking, _time.monotonic())
-        self._random = random.Random(f"{seed}:{self._count()}")
+        self._random = random.Random(f"{seed}:{self._count()}:{id_salt}")
 
     # --- clock -----------------------------------------------------------------------
     def _save_clock(self, base: datetime, ticking: bool) -> None:
