@@ -48,34 +48,48 @@ def _decimal(minor: Any, currency: Any) -> Decimal | None:
 
 
 @dataclass(frozen=True)
+class _EngineOutput:
+    """What the engine handed over: the inputs and its outcome tables."""
+
+    credits: pd.DataFrame
+    settlement: pd.DataFrame
+    c_table: pa.Table
+    s_table: pa.Table
+    c_result: pa.Table
+    s_result: pa.Table
+
+
+@dataclass(frozen=True)
 class ReconResult:
     """The outcome of :func:`reconkit.reconcile`.
 
+    Computing is done when it is built (every outcome is known and conserved); the per-row
+    views with amounts and detail sentences are rendered the first time they are asked for.
+
     Attributes
     ----------
-    credits : DataFrame
-        One row per input credit (its columns, then ``outcome``, ``detail``, ``settled_amount``,
-        ``difference``, ``amount_at_risk``, ``age_days``, ``settlement_rows``).
-    settlement : DataFrame
-        One row per input settlement row (its columns, then ``outcome``, ``detail``,
-        ``credit_id``, ``amount_at_risk``).
     parameters : dict
         ``amount_tolerance``, ``grace_days``, ``as_of``, ``match_on``.
+    credits, settlement, rows, breaks, summary : DataFrame
+        The views (see each property).
     """
 
-    credits: pd.DataFrame = field(repr=False)
-    settlement: pd.DataFrame = field(repr=False)
     parameters: dict[str, Any]
+    _engine: _EngineOutput = field(repr=False, compare=False)
 
     # --- construction (from the engine's output) -------------------------------------------
     @classmethod
     def build(cls, credits: pd.DataFrame, settlement: pd.DataFrame, c_table: pa.Table, s_table: pa.Table,
               c_result: pa.Table, s_result: pa.Table, parameters: dict[str, Any]) -> ReconResult:
-        """Attach outcomes, amounts and detail sentences to the input frames.
+        """Wrap the engine's output; the per-row views are built when first asked for."""
+        return cls(parameters, _EngineOutput(credits, settlement, c_table, s_table, c_result, s_result))
 
-        Vectorized over the bulk (matched and out-of-scope rows); only break rows are formatted
-        one by one, so millions of rows cost seconds, not minutes.
-        """
+    @cached_property
+    def credits(self) -> pd.DataFrame:
+        """One row per input credit: its columns, then ``outcome``, ``detail``, ``settled_amount``,
+        ``difference``, ``amount_at_risk``, ``age_days``, ``settlement_rows``."""
+        engine = self._engine
+        credits, c_table, c_result, parameters = engine.credits, engine.c_table, engine.c_result, self.parameters
         ints = {pa.int64(): pd.Int64Dtype()}.get
         c_out = c_result.to_pandas(types_mapper=ints)
         n = len(credits)
@@ -115,6 +129,14 @@ class ReconResult:
         view["detail"] = pd.Series(_credit_details(view, c_out, currency, amount_minor, parameters["grace_days"]),
                                    dtype="string")
 
+        return view
+
+    @cached_property
+    def settlement(self) -> pd.DataFrame:
+        """One row per input settlement row: its columns, then ``outcome``, ``detail``,
+        ``credit_id``, ``amount_at_risk``."""
+        engine = self._engine
+        settlement, s_table, s_result, view = engine.settlement, engine.s_table, engine.s_result, self.credits
         s_view = settlement.reset_index(drop=True).copy()
         s_outcome = s_result.column("outcome").combine_chunks()
         s_view["outcome"] = _arrow_text(s_outcome)
@@ -129,7 +151,15 @@ class ReconResult:
         s_view["detail"] = pd.Series(_settlement_details(
             s_view, s_outcome, cid, linked, pa.array(view["detail"].array), amount,
             s_table.column("s_currency").combine_chunks()).to_pandas())
-        return cls(view, s_view, parameters)
+        return s_view
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Outcome counts per side: ``{"credits": {...}, "settlement": {...}}`` (no view is built)."""
+        def tally(table: pa.Table) -> dict[str, int]:
+            counts = pc.value_counts(table.column("outcome")).to_pylist()
+            return {str(item["values"]): int(item["counts"]) for item in sorted(counts, key=lambda i: i["values"])}
+
+        return {"credits": tally(self._engine.c_result), "settlement": tally(self._engine.s_result)}
 
     # --- views -------------------------------------------------------------------------
     @cached_property
@@ -192,13 +222,6 @@ class ReconResult:
         table["_o"] = table["outcome"].map({o: i for i, o in enumerate(_ORDER)})
         return table.sort_values(["_o", "currency"]).drop(columns="_o").reset_index(drop=True)
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Outcome counts per side: ``{"credits": {...}, "settlement": {...}}``."""
-        return {
-            "credits": {str(k): int(v) for k, v in self.credits["outcome"].value_counts().sort_index().items()},
-            "settlement": {str(k): int(v) for k, v in self.settlement["outcome"].value_counts().sort_index().items()},
-        }
-
     def to_frame(self) -> pd.DataFrame:
         """All rows side by side (same as :attr:`rows`)."""
         return self.rows
@@ -237,8 +260,10 @@ class ReconResult:
         return self.summary_text()
 
     def __repr__(self) -> str:
-        return f"ReconResult(credits={len(self.credits)}, settlement_rows={len(self.settlement)}, " \
-               f"breaks={len(self.breaks)})"
+        counts = self.counts()
+        breaks = sum(n for side in counts.values() for o, n in side.items() if o in BREAKS)
+        return f"ReconResult(credits={self._engine.c_result.num_rows}, " \
+               f"settlement_rows={self._engine.s_result.num_rows}, break_rows={breaks})"
 
     def _repr_html_(self) -> str:
         return _table_html(self.summary, "Summary")

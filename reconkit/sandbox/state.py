@@ -116,7 +116,7 @@ class SandboxState:
             base = (start or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
             self._save_clock(base, ticking)
         self._clock = _Clock(base, ticking, _time.monotonic())
-        self._random = random.Random(f"{seed}:{self._count()}:{id_salt}")
+        self._random = random.Random(f"{seed}:{self._count()}" + (f":{id_salt}" if id_salt else ""))
 
     # --- clock -----------------------------------------------------------------------
     def _save_clock(self, base: datetime, ticking: bool) -> None:
