@@ -170,7 +170,7 @@ def test_get_gives_up_within_its_bounds(client, sandbox, monkeypatch):
 @pytest.mark.parametrize("kind", ["lost", "reset", "truncated", "bad_json"])
 def test_post_without_answer_is_ambiguous_and_never_resent(sandbox, tmp_path, kind):
     sandbox.faults = FaultPlan(rates={"create": {kind: 1.0}}, hang_seconds=5)
-    with Client(sandbox.config, ledger=str(tmp_path / "l.sqlite3"), timeout=(2, 0.5)) as c:
+    with Client(sandbox.config, ledger=str(tmp_path / "l.sqlite3"), timeout=(2, 1.5)) as c:  # a hung POST must outlast it; a normal one never does
         with pytest.raises(AmbiguousOutcomeError) as info:
             c.create_credit("9.99", "USD", card=CARD, reference_code="lost-1", transaction_id="t-lost-1")
         assert (info.value.reference_code, info.value.transaction_id) == ("lost-1", "t-lost-1")

@@ -184,9 +184,9 @@ def test_search_by_reference(client):
 def test_hung_get_times_out_then_retries(sandbox, monkeypatch):
     import reconkit.client
     monkeypatch.setattr(reconkit.client.time, "sleep", lambda s: None)
-    with Client(sandbox.config, ledger=":memory:", timeout=(2, 0.3)) as c:
+    with Client(sandbox.config, ledger=":memory:", timeout=(2, 1.0)) as c:
         credit = c.create_credit("1.00", "USD", card=CARD)
-        sandbox.faults = FaultPlan(rates={"get": {"hang": 0.5}}, hang_seconds=2, seed=2)
+        sandbox.faults = FaultPlan(rates={"get": {"hang": 0.5}}, hang_seconds=3, seed=2)
         for _ in range(4):
             assert c.get_credit(credit).id == credit.id
 

@@ -27,7 +27,7 @@ def test_no_trace_of_the_secret_anywhere(sandbox, tmp_path, caplog):
     config = sandbox.config
     texts += [repr(config), str(config), f"{config}", repr(CyberSourceAuth(config)), repr(sandbox),
               repr(sandbox.credentials)]
-    with Client(config, ledger=str(tmp_path / "l.sqlite3"), timeout=(2, 0.5)) as client:
+    with Client(config, ledger=str(tmp_path / "l.sqlite3"), timeout=(2, 1.5)) as client:
         texts += [repr(client), str(client)]
         credit = client.create_credit("1.00", "USD", card=CARD)
         texts += [repr(credit), str(client.ledger.credits().to_dict())]
@@ -35,7 +35,7 @@ def test_no_trace_of_the_secret_anywhere(sandbox, tmp_path, caplog):
         with Client(bad, ledger=":memory:") as other, pytest.raises(reconkit.AuthenticationError) as info:
             other.get_credit(credit.id)
         texts += [str(info.value), repr(info.value)]
-        sandbox.faults = FaultPlan(rates={"create": {"lost": 1.0}}, hang_seconds=2)
+        sandbox.faults = FaultPlan(rates={"create": {"lost": 1.0}}, hang_seconds=3)
         with pytest.raises(reconkit.AmbiguousOutcomeError) as amb:
             client.create_credit("1.00", "USD", card=CARD)
         texts += [str(amb.value)]
