@@ -15,7 +15,7 @@ from ..config import Config
 from ..errors import ApiError, ReconkitError, SettlementFormatError
 from ..report import frame_html
 
-__all__ = ["ConnectionBanner", "describe_error", "guarded", "json_html", "status_badge"]
+__all__ = ["ConnectionBanner", "describe_error", "guarded", "json_html", "status_badge", "table_html"]
 
 log = logging.getLogger("reconkit.widgets")
 
@@ -39,6 +39,20 @@ class ConnectionBanner(w.HTML):
             f'{html.escape(config.merchant_id)} · {html.escape(what)} · '
             f'{html.escape(config.base_url)}</div>')
         self.environment = name
+
+
+_TABLE_CSS = ("<style>.reconkit-table table{border-collapse:collapse;font-size:12px}"
+              ".reconkit-table td,.reconkit-table th{border:1px solid #ddd;padding:2px 6px;white-space:nowrap;"
+              "text-align:left;vertical-align:top}.reconkit-wrap td:nth-child(5){white-space:normal;"
+              "min-width:380px}</style>")
+
+
+def table_html(frame: Any, *, wrap_fifth: bool = False, **options: Any) -> str:
+    """A DataFrame for an app: compact, scrolling sideways instead of squeezing columns
+    (``wrap_fifth``: the fifth column, a sentence, wraps)."""
+    classes = "reconkit-table reconkit-wrap" if wrap_fifth else "reconkit-table"
+    return f"{_TABLE_CSS}<div class='{classes}' style='overflow-x:auto;max-width:100%'>" \
+           f"{frame_html(frame, **options)}</div>"
 
 
 def status_badge(status: str | None) -> str:
@@ -68,7 +82,7 @@ def describe_error(exc: BaseException) -> str:
             lines.append(f"correlation id (for CyberSource support): <code>{html.escape(exc.correlation_id)}</code>")
         body = "<br>".join(lines)
     elif isinstance(exc, SettlementFormatError) and exc.failure_cases is not None:
-        body = html.escape(str(exc)) + frame_html(exc.failure_cases.head(50))
+        body = html.escape(str(exc)) + table_html(exc.failure_cases.head(50))
     elif isinstance(exc, ReconkitError | ValueError):
         body = html.escape(str(exc))
     else:

@@ -17,10 +17,10 @@ from ..credit import Credit
 from ..fetch import FetchResult
 from ..frames import CURATED_COLUMNS
 from ..match import BREAKS, reconcile
-from ..report import ReconResult, frame_html
+from ..report import ReconResult
 from ..session import connect, data_dir
 from ..settlement import read_settlement
-from .common import ConnectionBanner, describe_error, guarded, json_html
+from .common import ConnectionBanner, describe_error, guarded, json_html, table_html
 
 __all__ = ["InvestigateApp"]
 
@@ -157,7 +157,7 @@ class InvestigateApp(w.VBox):
         if not self.data.is_dir():
             return []
         files = [p for p in sorted(self.data.rglob("*")) if p.suffix.lower() in _SETTLEMENT_SUFFIXES
-                 and p.is_file() and "truth" not in p.name and "credit_ids" not in p.name]
+                 and p.is_file() and "truth" not in p.name and p.name not in ("credit_ids.csv", "manifest.json")]
         return [str(p.relative_to(self.data)) for p in files]
 
     # --- 1 · credits ------------------------------------------------------------------
@@ -196,7 +196,7 @@ class InvestigateApp(w.VBox):
         self.credits_frame = result.to_frame() if result.credits else None
         self.fetch_status.value = (f"Fetched <b>{len(result.credits)}</b> credit(s) ({result.from_cache} from the "
                                    f"cache), <b>{len(result.failed)}</b> failed.")
-        self.failures.value = frame_html(result.failed) if len(result.failed) else ""
+        self.failures.value = table_html(result.failed) if len(result.failed) else ""
 
     # --- 2 · settlement ---------------------------------------------------------------
     @guarded
@@ -220,8 +220,8 @@ class InvestigateApp(w.VBox):
         counts = self.settlement.groupby(["source_file", "report_format"], observed=True).size().reset_index(
             name="rows")
         counts["source_file"] = counts["source_file"].astype(str).map(lambda p: Path(p).name)
-        self.load_status.value = frame_html(counts)
-        self.read_errors.value = ("<b>Rows that could not be read</b>" + frame_html(self.read_failures)
+        self.load_status.value = table_html(counts)
+        self.read_errors.value = ("<b>Rows that could not be read</b>" + table_html(self.read_failures)
                                   if len(self.read_failures) else "")
 
     # --- 3 · reconcile ----------------------------------------------------------------
@@ -258,7 +258,9 @@ class InvestigateApp(w.VBox):
             display(Image(result.figure_png()))
         outcomes = sorted(set(breaks["outcome"]) & BREAKS)
         self.outcome_filter.options = ["(all breaks)", *outcomes]
+        self.outcome_filter.value = "(all breaks)"
         self.currency_filter.options = ["(all)", *sorted(breaks["currency"].dropna().astype(str).unique())]
+        self.currency_filter.value = "(all)"
         self.page = 0
         self.render_table()
 
@@ -287,14 +289,14 @@ class InvestigateApp(w.VBox):
         pages = max(1, -(-len(breaks) // self.page_size))
         self.page = min(max(self.page, 0), pages - 1)
         chunk = breaks.iloc[self.page * self.page_size:(self.page + 1) * self.page_size]
-        columns = [c for c in ("outcome", "amount_at_risk", "currency", "credit_id", "credit_reconciliation_id",
-                               "settlement_reconciliation_id", "settlement_source_file", "settlement_source_line",
-                               "detail") if c in chunk]
+        columns = [c for c in ("outcome", "amount_at_risk", "currency", "credit_id", "detail",
+                               "credit_reconciliation_id", "settlement_reconciliation_id", "settlement_source_file",
+                               "settlement_source_line") if c in chunk]
         shown = chunk[columns].copy()
         if "settlement_source_file" in shown:
             shown["settlement_source_file"] = shown["settlement_source_file"].astype("string").map(
                 lambda p: Path(p).name if isinstance(p, str) else p)
-        self.table.value = frame_html(shown) if len(shown) else "<i>no breaks match</i>"
+        self.table.value = table_html(shown, wrap_fifth=True) if len(shown) else "<i>no breaks match</i>"
         self.page_label.value = f"page {self.page + 1} of {pages} · {len(breaks)} break(s)"
         self.prev_button.disabled = self.page == 0
         self.next_button.disabled = self.page >= pages - 1
@@ -337,7 +339,7 @@ class InvestigateApp(w.VBox):
         if pd.notna(credit_id):
             credit = self.result.credits[self.result.credits["credit_id"] == credit_id]
             curated = [c for c in CURATED_COLUMNS if c in credit]
-            parts.append("<b>Credit</b>" + frame_html(credit[curated].T, header=False, index=True))
+            parts.append("<b>Credit</b>" + table_html(credit[curated].T, header=False, index=True))
             raw = self.credits_by_id.get(str(credit_id))
             if raw is not None:
                 parts.append(f"<details><summary>Raw JSON</summary>{json_html(raw.raw)}</details>")
@@ -349,7 +351,7 @@ class InvestigateApp(w.VBox):
         if len(rows):
             columns = [c for c in ("source_file", "source_line", "reconciliation_id", "request_id",
                                    "transaction_type", "amount", "currency", "batch_date", "outcome") if c in rows]
-            parts.append("<b>Settlement row(s)</b>" + frame_html(rows[columns]))
+            parts.append("<b>Settlement row(s)</b>" + table_html(rows[columns]))
         else:
             parts.append("<b>Settlement row(s)</b>: none")
         self.drill.value = "".join(parts)

@@ -17,9 +17,8 @@ from ..client import Client
 from ..credit import Credit
 from ..errors import AmbiguousOutcomeError, ApiError, DeclinedError, InvalidRequestError
 from ..money import CURRENCIES
-from ..report import frame_html
 from ..session import connect
-from .common import ConnectionBanner, describe_error, guarded, json_html, status_badge
+from .common import ConnectionBanner, describe_error, guarded, json_html, status_badge, table_html
 
 __all__ = ["IssueCreditApp"]
 
@@ -284,7 +283,7 @@ class IssueCreditApp(w.VBox):
         frame = frame[frame["environment"] == environment] if len(frame) else frame
         shown = frame.sort_values("intent_at", ascending=False).head(50)
         columns = ["intent_at", "reference_code", "credit_id", "status", "amount", "currency", "outcome"]
-        self.issued.value = frame_html(shown[columns]) if len(shown) else "<i>none yet</i>"
+        self.issued.value = table_html(shown[columns]) if len(shown) else "<i>none yet</i>"
         ids = [i for i in shown["credit_id"].dropna().tolist()]
         self.credit_picker.options = ids
         if self.last_credit is not None and self.last_credit.id in ids:
@@ -374,4 +373,4 @@ class IssueCreditApp(w.VBox):
             self.batch_button.disabled = False
             self.batch_upload.value = ()
             self.refresh_issued()
-        self.batch_result.value = frame_html(pd.DataFrame(outcomes))
+        self.batch_result.value = table_html(pd.DataFrame(outcomes))
