@@ -178,7 +178,7 @@ def _amounts(raw: pa.ChunkedArray, places: pa.ChunkedArray, fail: Any) -> pa.Chu
     try:
         amounts = pc.cast(raw, kind)  # the common case: one vectorized pass, no copies
         valid = None
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except pa.ArrowException:
         # Some value does not cast: find each bad row and its reason, then cast the good ones.
         text = pc.utf8_trim_whitespace(raw)
         well_formed = pc.fill_null(pc.match_substring_regex(text, _AMOUNT), False)
