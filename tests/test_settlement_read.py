@@ -276,7 +276,7 @@ def test_fuzzed_files_give_an_error_or_a_correct_frame(data):
     assert frame["amount"].map(lambda d: isinstance(d, Decimal) and d >= 0).all()
     assert frame["direction"].isin(["credit", "debit"]).all()
     assert frame["currency"].str.fullmatch("[A-Z]{3}").all()
-    records = [r for r in csv.reader(io.StringIO(bytes(raw).decode("utf-8").lstrip("\ufeff")), strict=False)
+    records = [r for r in csv.reader(io.StringIO(bytes(raw).decode("utf-8").lstrip("\ufeff"), newline=""), strict=False)
                if r and any(cell.strip() for cell in r)][1:]
     if records and FOOTER.match(records[-1][0]):
         records.pop()

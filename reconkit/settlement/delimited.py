@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -53,7 +54,8 @@ def _sniff_delimiter(line: str) -> str:
 
 
 def _split(line: str, delimiter: str) -> list[str]:
-    return next(csv.reader([line], delimiter=delimiter), [])
+    # A stray carriage return inside one line would make the csv module refuse the line.
+    return next(csv.reader([line.replace("\r", " ")], delimiter=delimiter), [])
 
 
 def _info_line(cells: list[str]) -> str | None:
@@ -81,12 +83,27 @@ def _report_format(report: str | None, headers: list[str]) -> str:
     return "csv"
 
 
+_BREAK = re.compile(rb"\r\n|\r|\n")
+"""Line breaks as the csv module and pyarrow see them: CRLF, LF, and a lone CR."""
+
+
 def _head_lines(data: bytes, name: str) -> list[str]:
     """The first lines, enough to find the header (decoded on their own: the body is not copied)."""
     cut = data[: 1 << 16]
     if len(data) > len(cut):
         cut = cut[: cut.rfind(b"\n") + 1] or cut
-    return [line.rstrip("\r") for line in decode(cut, name, None).split("\n")]
+    return re.split(r"\r\n|\r|\n", decode(cut, name, None))
+
+
+def _offset_after(data: bytes, lines: int) -> int:
+    """The byte offset where line ``lines + 1`` starts."""
+    offset = 0
+    for _ in range(lines):
+        found = _BREAK.search(data, offset)
+        if found is None:
+            return len(data)
+        offset = found.end()
+    return offset
 
 
 def read_delimited(data: bytes, name: str, *, mapping: Mapping[str, str] | None = None,
@@ -111,6 +128,9 @@ def read_delimited(data: bytes, name: str, *, mapping: Mapping[str, str] | None 
                                         line=start + 2, expected="a header line")
         delimiter = delimiter if delimiter != _sniff_delimiter(lines[start]) else _sniff_delimiter(
             lines[header_index])
+    if lines[header_index].count('"') % 2:
+        raise SettlementFormatError("the header line has an unbalanced double quote", file=name,
+                                    line=header_index + 1, expected="column names, quoted in pairs if at all")
     headers = [h.strip() for h in _split(lines[header_index], delimiter)]
     try:
         chosen, extras = map_headers(headers, mapping)
@@ -127,10 +147,7 @@ def read_delimited(data: bytes, name: str, *, mapping: Mapping[str, str] | None 
             "Pass mapping={'amount': 'Your Amount Column', ...} to name them", file=name, line=header_index + 1,
             expected="a settlement header (e.g. trans_ref_no, amount, currency, transaction_type)")
     fmt = report_format or _report_format(report, headers)
-    offset = 0
-    for _ in range(header_index + 1):
-        found = data.find(b"\n", offset)
-        offset = len(data) if found < 0 else found + 1
+    offset = _offset_after(data, header_index + 1)
     table, ragged = _fast(data, offset, headers, delimiter, header_index), []
     if table is None:
         table, ragged = _careful(decode(data, name, None), headers, delimiter, header_index + 1, name)
@@ -201,7 +218,7 @@ def _fast(data: bytes, offset: int, headers: list[str], delimiter: str, header_i
 def _careful(text: str, headers: list[str], delimiter: str, body_start: int, name: str
              ) -> tuple[pa.Table, list[tuple[int, str, str]]]:
     """Row by row with the csv module: exact line numbers; a ragged row is a failure, whole."""
-    stream = io.StringIO(text)
+    stream = io.StringIO(text, newline=None)  # universal newlines: a lone CR ends a line, as in the head
     for _ in range(body_start):
         stream.readline()
     reader = csv.reader(stream, delimiter=delimiter, strict=False)
