@@ -11,7 +11,7 @@ import glob
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, overload
 
 import pandas as pd
 import pyarrow as pa
@@ -101,6 +101,20 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     if "batch_date" in frame:
         frame["batch_date"] = pd.to_datetime(frame["batch_date"])
     return frame
+
+
+@overload
+def read_settlement(source: Source | Iterable[Source], format: str = ..., *,
+                    mapping: Mapping[str, str] | None = ..., errors: Literal["raise"] = ...,
+                    encoding: str | None = ..., delimiter: str | None = ..., name: str | None = ...
+                    ) -> pd.DataFrame: ...
+
+
+@overload
+def read_settlement(source: Source | Iterable[Source], format: str = ..., *,
+                    mapping: Mapping[str, str] | None = ..., errors: Literal["collect"],
+                    encoding: str | None = ..., delimiter: str | None = ..., name: str | None = ...
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]: ...
 
 
 def read_settlement(source: Source | Iterable[Source], format: str = "auto", *,
