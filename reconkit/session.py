@@ -30,8 +30,15 @@ def data_dir() -> Path:
     return here / "data"
 
 
+def _dotenv() -> Path:
+    """``.env`` in the working directory, else beside ``data/`` (the project root, where a
+    notebook's kernel, started in ``notebooks/``, would not look)."""
+    here = Path(".env")
+    return here if here.is_file() else data_dir().parent / ".env"
+
+
 def _credentials_configured() -> bool:
-    values = {**read_dotenv(".env"), **os.environ}
+    values = {**read_dotenv(_dotenv()), **os.environ}
     return any(values.get(k) for k in ("CYBERSOURCE_MERCHANT_ID", "CYBERSOURCE_KEY_ID", "CYBERSOURCE_SECRET_KEY"))
 
 
@@ -60,8 +67,9 @@ def embedded_sandbox() -> Any:
 def connect(*, ledger: str | os.PathLike[str] | None = None, **client_options: Any) -> Client:
     """A client for the notebooks and the demo.
 
-    With ``CYBERSOURCE_*`` credentials in the environment or ``.env`` it uses them (test host
-    unless told otherwise); without any, it starts the embedded sandbox. The ledger defaults to
+    With ``CYBERSOURCE_*`` credentials in the environment or ``.env`` (the working directory's,
+    else the project root's) it uses them (test host unless told otherwise); without any, it
+    starts the embedded sandbox. The ledger defaults to
     ``data/reconkit.sqlite3``.
 
     Raises
@@ -70,5 +78,5 @@ def connect(*, ledger: str | os.PathLike[str] | None = None, **client_options: A
         When credentials are configured but incomplete or malformed (the field is named).
     """
     ledger = ledger if ledger is not None else data_dir() / "reconkit.sqlite3"
-    config = Config.from_env() if _credentials_configured() else embedded_sandbox().config
+    config = Config.from_env(dotenv=_dotenv()) if _credentials_configured() else embedded_sandbox().config
     return Client(config, ledger=str(ledger), **client_options)

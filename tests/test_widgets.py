@@ -229,3 +229,17 @@ def test_investigate_sample_in_the_shipped_data(tmp_path, monkeypatch):
         if session._sandbox is not None:
             session._sandbox.stop()
         monkeypatch.setattr(session, "_sandbox", None)
+
+
+def test_connect_reads_the_project_env_file_from_the_notebooks_folder(tmp_path, monkeypatch):
+    import reconkit.session as session
+    (tmp_path / "data" / "sample").mkdir(parents=True)
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / ".env").write_text(f"CYBERSOURCE_MERCHANT_ID=from_env_file\nCYBERSOURCE_KEY_ID=k\n"
+                                   f"CYBERSOURCE_SECRET_KEY={SEED_SECRET}\n")
+    for name in [n for n in __import__("os").environ if n.startswith(("CYBERSOURCE_", "RECONKIT_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path / "notebooks")
+    client = session.connect()
+    assert client.config.merchant_id == "from_env_file" and client.config.environment_name == "TEST"
+    assert Path(client.ledger.path) == tmp_path / "data" / "reconkit.sqlite3"
