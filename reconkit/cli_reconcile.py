@@ -14,7 +14,8 @@ __all__ = ["load_credits", "run_reconcile"]
 def load_credits(path: str | Path) -> pd.DataFrame:
     """A saved credits frame (.parquet, or .csv with the curated columns) or a CSV of ids to fetch.
 
-    A CSV of ids is fetched through :class:`reconkit.Client` configured from the environment.
+    A CSV of ids is fetched through :func:`reconkit.session.connect`: the configured
+    credentials, or the embedded sandbox when there are none.
     """
     path = Path(path)
     if path.suffix == ".parquet":
@@ -31,9 +32,10 @@ def load_credits(path: str | Path) -> pd.DataFrame:
                 frame[column] = frame[column].astype("string")
         return frame
     column = next((c for c in ("credit_id", "id", "request_id") if c in frame.columns), frame.columns[0])
-    from .client import Client
+    from .session import connect
 
-    with Client() as client:
+    with connect() as client:
+        print(f"fetching {len(frame)} credit(s) from {client.config.environment_name} ({client.config.base_url})")
         result = client.fetch_credits(frame[column].tolist())
     if len(result.failed):
         print(f"{len(result.failed)} id(s) could not be fetched:")

@@ -205,3 +205,16 @@ def test_cli_reconcile_writes_the_report(world, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "reconkit", "reconcile", str(tmp_path / "credits.csv"),
                           str(tmp_path / "missing.csv")], capture_output=True, text=True)
     assert bad.returncode == 2 and "missing.csv" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_reconcile_fetches_ids_from_the_embedded_sandbox(tmp_path):
+    import os
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(Path(__file__).parents[1] / "data" / "sample", data / "sample")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CYBERSOURCE_")} | {"RECONKIT_DATA": str(data)}
+    run = subprocess.run([sys.executable, "-m", "reconkit", "reconcile", str(data / "sample" / "credit_ids.csv"),
+                          str(data / "sample" / "pbdr_xml.xml"), "-o", str(tmp_path / "r.html"),
+                          "--as-of", "2026-11-04T18:00:00Z"], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "from SANDBOX" in run.stdout and "120 credits, 83 settlement rows" in run.stdout
