@@ -284,12 +284,19 @@ class ReconResult:
         counts.set_xlabel("rows")
         risk = breaks.pivot_table(index="outcome", columns="currency", values="amount_at_risk",
                                   aggfunc=lambda v: float(sum(v, Decimal(0))), fill_value=0.0)
-        left = np.zeros(len(risk))
-        for currency in risk.columns:
-            amounts.barh(risk.index, risk[currency], left=left, label=str(currency))
-            left += risk[currency].to_numpy()
+        # Grouped bars on a log scale: currencies are not converted, so a JPY total would
+        # otherwise flatten every USD bar next to it.
+        height = 0.8 / max(len(risk.columns), 1)
+        positions = np.arange(len(risk))
+        for index, currency in enumerate(risk.columns):
+            values = risk[currency].to_numpy()
+            shown = values > 0
+            amounts.barh(positions[shown] + index * height, values[shown], height=height, label=str(currency))
+        amounts.set_yticks(positions + height * (len(risk.columns) - 1) / 2, risk.index)
+        if (risk.to_numpy() > 0).any():
+            amounts.set_xscale("log")
         amounts.set_title("Amount at risk by outcome")
-        amounts.set_xlabel("amount (each currency in its own units)")
+        amounts.set_xlabel("amount at risk (log scale, each currency in its own units)")
         if len(risk.columns):
             amounts.legend(fontsize=8)
         missing = self.credits[self.credits["outcome"].isin(["MISSING_PENDING", "MISSING_OVERDUE"])]

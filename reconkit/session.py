@@ -46,7 +46,8 @@ def embedded_sandbox() -> Any:
     """The process-wide sandbox the notebooks use when no credentials are configured.
 
     It keeps its credits in ``data/sandbox.sqlite3`` (first copied from the shipped sample, so
-    the sample settlement files' credits can be fetched), shared by every notebook.
+    the sample settlement files' credits can be fetched), shared by every notebook, and its
+    clock follows the wall clock (the daily cut-offs passed since are run on start).
     """
     global _sandbox
     from .sandbox import Sandbox
@@ -61,6 +62,8 @@ def embedded_sandbox() -> Any:
                 shutil.copyfile(sample, db)
             # Notebooks run in separate kernels over the same file: salt ids with the process id.
             _sandbox = Sandbox(db=str(db), seed=42, id_salt=str(os.getpid())).start()
+            # The sample's clock stopped when it was made; people issuing credits now want now.
+            _sandbox.state.resume_real_time()
         return _sandbox
 
 

@@ -278,3 +278,14 @@ def test_two_sandboxes_sharing_a_database_mint_distinct_ids(tmp_path):
             ids.append(Client(sb.config, ledger=":memory:").create_credit("1.00", "USD", card=CARD).id)
         assert len(set(ids)) == 4
         assert len(second.credits()) == 4  # both write to, and read from, the one file
+
+
+def test_resume_real_time_catches_up_and_ticks(sandbox):
+    from datetime import UTC, datetime
+    credit = Client(sandbox.config, ledger=":memory:").create_credit("1.00", "USD", card=CARD)
+    batches = sandbox.state.resume_real_time()
+    assert batches  # every midnight since 2026-11-02 was a cut-off; the credit's batch ran
+    assert [r["status"] for r in sandbox.credits() if r["id"] == credit.id] == ["TRANSMITTED"]
+    assert abs((sandbox.now() - datetime.now(UTC)).total_seconds()) < 5
+    later = Client(sandbox.config, ledger=":memory:").create_credit("1.00", "USD", card=CARD)
+    assert later.submit_time >= credit.submit_time

@@ -145,6 +145,21 @@ class SandboxState:
             self._save_clock(after, self._clock.ticking)
             return self._run_batches(before, after)
 
+    def resume_real_time(self) -> list[str]:
+        """Catch the clock up with the wall clock (running the cut-offs passed) and let it tick.
+
+        For a sandbox kept in a file for people rather than tests: credits issued today get
+        today's time. Returns the batch ids run while catching up.
+        """
+        import time as _time
+
+        with self._lock:
+            lag = datetime.now(UTC).replace(microsecond=0) - self.now()
+            batches = self.advance(lag) if lag > timedelta(0) else []
+            self._clock = _Clock(self.now(), True, _time.monotonic())
+            self._save_clock(self._clock.base, True)
+            return batches
+
     def _run_batches(self, before: datetime, after: datetime) -> list[str]:
         batches = []
         day = before.date()
