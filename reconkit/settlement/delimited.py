@@ -31,9 +31,6 @@ _REPORTS = {
     "payment events report": "payment_events_csv",
     "batch files detail report": "batch_files_csv",
 }
-REQUIRED = ("amount", "currency", "transaction_type")
-
-
 def decode(data: bytes, name: str, encoding: str | None) -> str:
     """Bytes to text: UTF-8 (a BOM is dropped) unless told otherwise; a bad byte is located."""
     if data.startswith(b"\xef\xbb\xbf"):
@@ -83,8 +80,9 @@ def _report_format(report: str | None, headers: list[str]) -> str:
     return "csv"
 
 
-_BREAK = re.compile(rb"\r\n|\r|\n")
+_BREAK_PATTERN = r"\r\n|\r|\n"
 """Line breaks as the csv module and pyarrow see them: CRLF, LF, and a lone CR."""
+_BREAK = re.compile(_BREAK_PATTERN.encode())
 
 
 def _head_lines(data: bytes, name: str) -> list[str]:
@@ -92,7 +90,7 @@ def _head_lines(data: bytes, name: str) -> list[str]:
     cut = data[: 1 << 16]
     if len(data) > len(cut):
         cut = cut[: cut.rfind(b"\n") + 1] or cut
-    return re.split(r"\r\n|\r|\n", decode(cut, name, None))
+    return re.split(_BREAK_PATTERN, decode(cut, name, None))
 
 
 def _offset_after(data: bytes, lines: int) -> int:
@@ -118,34 +116,19 @@ def read_delimited(data: bytes, name: str, *, mapping: Mapping[str, str] | None 
     start = next((i for i, line in enumerate(lines) if line.strip()), None)
     if start is None:
         raise SettlementFormatError("the file is empty", file=name, line=1, expected="a header line")
-    delimiter = delimiter or _sniff_delimiter(lines[start])
-    report = _info_line(_split(lines[start], delimiter))
-    header_index = start
+    report = _info_line(_split(lines[start], delimiter or _sniff_delimiter(lines[start])))
+    header_index: int | None = start
     if report is not None:
         header_index = next((i for i in range(start + 1, len(lines)) if lines[i].strip()), None)
         if header_index is None:
             raise SettlementFormatError("the report-info line is not followed by a header", file=name,
                                         line=start + 2, expected="a header line")
-        delimiter = delimiter if delimiter != _sniff_delimiter(lines[start]) else _sniff_delimiter(
-            lines[header_index])
+    delimiter = delimiter or _sniff_delimiter(lines[header_index])
     if lines[header_index].count('"') % 2:
         raise SettlementFormatError("the header line has an unbalanced double quote", file=name,
                                     line=header_index + 1, expected="column names, quoted in pairs if at all")
     headers = [h.strip() for h in _split(lines[header_index], delimiter)]
-    try:
-        chosen, extras = map_headers(headers, mapping)
-    except KeyError as exc:
-        raise SettlementFormatError(f"the mapping names column {exc.args[0]!r}, which the header does not have "
-                                    f"(it has: {', '.join(headers)})", file=name, line=header_index + 1,
-                                    column=str(exc.args[0])) from None
-    missing = [f for f in REQUIRED if f not in chosen]
-    if "reconciliation_id" not in chosen and "request_id" not in chosen:
-        missing.append("reconciliation_id or request_id")
-    if missing:
-        raise SettlementFormatError(
-            f"no column for {', '.join(missing)}; the header has {', '.join(repr(h) for h in headers)}. "
-            "Pass mapping={'amount': 'Your Amount Column', ...} to name them", file=name, line=header_index + 1,
-            expected="a settlement header (e.g. trans_ref_no, amount, currency, transaction_type)")
+    chosen, extras = map_headers(headers, mapping, file=name, line=header_index + 1)
     fmt = report_format or _report_format(report, headers)
     offset = _offset_after(data, header_index + 1)
     table, ragged = _fast(data, offset, headers, delimiter, header_index), []

@@ -15,10 +15,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import SettlementFormatError
 from ..money import CURRENCIES
 
-__all__ = ["CANONICAL_COLUMNS", "FAILURE_COLUMNS", "Canonical", "canonicalize", "classify_type", "header_key",
-           "map_headers"]
+__all__ = ["CANONICAL_COLUMNS", "FAILURE_COLUMNS", "REQUIRED", "Canonical", "canonicalize", "classify_type",
+           "header_key", "map_headers"]
 
 CANONICAL_COLUMNS = (
     "reconciliation_id", "request_id", "merchant_ref", "transaction_type", "direction", "amount", "currency",
@@ -95,11 +96,21 @@ def _parse_date(value: str) -> date | None:
         return None
 
 
-def map_headers(headers: list[str], mapping: Mapping[str, str] | None) -> tuple[dict[str, str], list[str]]:
+REQUIRED = ("amount", "currency", "transaction_type")
+
+
+def map_headers(headers: list[str], mapping: Mapping[str, str] | None, *, file: str, line: int
+                ) -> tuple[dict[str, str], list[str]]:
     """Map a file's header names to canonical fields.
 
     Returns ``(canonical -> header, extra headers)``. A ``mapping`` (canonical -> header) wins
     over the alias table.
+
+    Raises
+    ------
+    SettlementFormatError
+        When the mapping names a column the header lacks, or a required field has no column
+        (amount, currency, transaction type, and a reconciliation or request id).
     """
     chosen: dict[str, str] = {}
     if mapping:
@@ -109,12 +120,21 @@ def map_headers(headers: list[str], mapping: Mapping[str, str] | None) -> tuple[
                 raise ValueError(f"mapping key {field!r} is not a settlement field; expected one of "
                                  f"{', '.join(_TEXT_FIELDS)}")
             if header_key(header) not in by_key:
-                raise KeyError(header)
+                raise SettlementFormatError(f"the mapping names column {header!r}, which the header does not have "
+                                            f"(it has: {', '.join(headers)})", file=file, line=line, column=header)
             chosen[field] = by_key[header_key(header)]
     for header in headers:
         field = ALIASES.get(header_key(header))
         if field and field not in chosen and header not in chosen.values():
             chosen[field] = header
+    missing = [f for f in REQUIRED if f not in chosen]
+    if "reconciliation_id" not in chosen and "request_id" not in chosen:
+        missing.append("reconciliation_id or request_id")
+    if missing:
+        raise SettlementFormatError(
+            f"no column for {', '.join(missing)}; the header has {', '.join(repr(h) for h in headers)}. "
+            "Pass mapping={'amount': 'Your Amount Column', ...} to name them", file=file, line=line,
+            expected="a settlement header (e.g. trans_ref_no, amount, currency, transaction_type)")
     extras = [h for h in headers if h not in chosen.values()]
     return chosen, extras
 

@@ -11,7 +11,6 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import SettlementFormatError
-from .delimited import REQUIRED
 from .schema import ALIASES, Canonical, canonicalize, header_key, map_headers
 
 __all__ = ["read_workbook"]
@@ -55,15 +54,7 @@ def read_workbook(data: bytes, name: str, *, mapping: Mapping[str, str] | None =
         raise SettlementFormatError("no header row naming settlement columns was found", file=name, line=1,
                                     expected="a row with e.g. amount, currency, transaction type, reconciliation id")
     headers = [h.strip() for h in rows[header_row]]
-    try:
-        chosen, extras = map_headers(headers, mapping)
-    except KeyError as exc:
-        raise SettlementFormatError(f"the mapping names column {exc.args[0]!r}, which the sheet does not have",
-                                    file=name, line=header_row + 1, column=str(exc.args[0])) from None
-    missing = [f for f in REQUIRED if f not in chosen]
-    if missing:
-        raise SettlementFormatError(f"no column for {', '.join(missing)}", file=name, line=header_row + 1,
-                                    expected="settlement columns (or a mapping)")
+    chosen, extras = map_headers(headers, mapping, file=name, line=header_row + 1)
     body = [(i + 1, row) for i, row in enumerate(rows) if i > header_row and any(c.strip() for c in row)]
 
     def column(header: str) -> pa.Array:
