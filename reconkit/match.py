@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from functools import reduce
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import narwhals as nw
@@ -23,6 +23,9 @@ import pyarrow.compute as pc
 
 from .errors import ReconciliationError
 from .money import CURRENCIES
+
+if TYPE_CHECKING:
+    from .report import ReconResult
 
 __all__ = ["BREAKS", "DEAD_STATUSES", "Outcome", "classify", "reconcile"]
 
@@ -110,13 +113,12 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
                        _db=(~col("is_credit")).cast(nw.Int64),
                        _cr_amount=nw.when(col("is_credit")).then(col("s_amount_minor")),
                        _cr_currency=nw.when(col("is_credit")).then(col("s_currency")),
-                       _cr_sid=nw.when(col("is_credit")).then(col("_sid")),
                        _n_for_sid=nw.len().over("_sid")))
     per_credit = per_row.group_by("_cid").agg(
         col("_cr").sum().alias("n_credit_rows"), col("_db").sum().alias("n_debit_rows"),
         col("_cr_amount").sum().alias("settled_minor"), col("_cr_amount").max().alias("_one_amount"),
         col("_cr_currency").max().alias("settled_currency"),
-        col("_by_rid").max().alias("_any_rid"), col("_cr_sid").min().alias("first_sid"))
+        col("_by_rid").max().alias("_any_rid"))
     co = (c.join(per_credit, on="_cid", how="left")
           .with_columns(col("n_credit_rows").fill_null(0), col("n_debit_rows").fill_null(0),
                         col("_any_rid").fill_null(0))
@@ -138,8 +140,7 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
         (col("_any_rid") == 0, lit(Outcome.MATCHED_BY_REQUEST_ID.value)),
     ], lit(Outcome.MATCHED.value))
     credit_out = keep(co.with_columns(outcome=credit_outcome).select(
-        "_cid", "outcome", "n_credit_rows", "n_debit_rows", "settled_minor", "settled_currency", "diff_minor",
-        "first_sid"))
+        "_cid", "outcome", "n_credit_rows", "n_debit_rows", "settled_minor", "settled_currency", "diff_minor"))
     sid_map = per_row.group_by("_sid").agg(col("_cid").min(), col("_n_for_sid").max())
     so = (settlement.select("_sid", "is_credit")
           .join(sid_map, on="_sid", how="left")
@@ -169,8 +170,9 @@ def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np
     lookup = pa.array([CURRENCIES.get(c or "", 2) for c in encoded.dictionary.to_pylist()], pa.int64())
     digits = np.asarray(pc.take(lookup, encoded.indices).to_numpy(zero_copy_only=False), dtype=np.int64)
     divisor = 10 ** (4 - np.clip(digits, 0, 4))
-    if np.any(values % divisor):
-        row = int(np.flatnonzero(values % divisor)[0])
+    finer = np.flatnonzero(values % divisor)
+    if len(finer):
+        row = int(finer[0])
         raise ReconciliationError(
             f"{side} row {row}: amount {amounts[row].as_py()} has more decimal places than "
             f"{currencies[row].as_py()} allows ({int(digits[row])})")
@@ -179,8 +181,7 @@ def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np
 
 def _as_arrow(values: pd.Series, kind: pa.DataType) -> pa.Array:
     if isinstance(values.dtype, pd.ArrowDtype):
-        return pa.array(values.array).cast(kind) if hasattr(values.array, "__arrow_array__") else pa.array(
-            values, kind)
+        return pa.array(values.array).cast(kind)
     return pa.array(values.astype(object).where(values.notna(), None).tolist(), kind)
 
 
@@ -202,13 +203,21 @@ def _tolerance(tolerance: str | Decimal | Mapping[str, str | Decimal], currency:
     return int(amount.scaleb(CURRENCIES.get(currency or "", 2)).to_integral_value())
 
 
-def _prepare_credits(credits: pd.DataFrame, tolerance: Any) -> pa.Table:
-    missing = [c for c in ("credit_id", "reconciliation_id", "status", "submit_time_utc", "amount", "currency")
-               if c not in credits.columns]
+def _money_columns(frame: pd.DataFrame, columns: tuple[str, ...], side: str, hint: str
+                   ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """Check a side's columns; return its currencies, amounts in minor units and their null mask."""
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"the credits frame lacks {', '.join(missing)}; build it with reconkit.credits_to_frame")
-    currency = pc.utf8_upper(_text(credits["currency"]))
-    amount_minor, no_amount = _minor_units(_as_arrow(credits["amount"], pa.decimal128(20, 4)), currency, "credits")
+        raise ValueError(f"the {side} frame lacks {', '.join(missing)}; {hint}")
+    currency = pc.utf8_upper(_text(frame["currency"]))
+    minor, no_amount = _minor_units(_as_arrow(frame["amount"], pa.decimal128(20, 4)), currency, side)
+    return currency, minor, no_amount
+
+
+def _prepare_credits(credits: pd.DataFrame, tolerance: Any) -> pa.Table:
+    currency, amount_minor, no_amount = _money_columns(
+        credits, ("credit_id", "reconciliation_id", "status", "submit_time_utc", "amount", "currency"), "credits",
+        "build it with reconkit.credits_to_frame")
     submit = pd.to_datetime(credits["submit_time_utc"], utc=True)
     epoch = ((submit - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).where(submit.notna())
     status = credits["status"].astype("string").str.strip().str.upper()
@@ -226,13 +235,9 @@ def _prepare_credits(credits: pd.DataFrame, tolerance: Any) -> pa.Table:
 
 
 def _prepare_settlement(settlement: pd.DataFrame) -> pa.Table:
-    missing = [c for c in ("reconciliation_id", "request_id", "direction", "amount", "currency")
-               if c not in settlement.columns]
-    if missing:
-        raise ValueError(f"the settlement frame lacks {', '.join(missing)}; read it with reconkit.read_settlement")
-    currency = pc.utf8_upper(_text(settlement["currency"]))
-    amount_minor, no_amount = _minor_units(_as_arrow(settlement["amount"], pa.decimal128(20, 4)), currency,
-                                           "settlement")
+    currency, amount_minor, no_amount = _money_columns(
+        settlement, ("reconciliation_id", "request_id", "direction", "amount", "currency"), "settlement",
+        "read it with reconkit.read_settlement")
     direction = settlement["direction"].astype("string").str.strip().str.lower()
     if not direction.isin(["credit", "debit"]).all():
         raise ValueError("settlement 'direction' must be 'credit' or 'debit' on every row")
@@ -248,7 +253,7 @@ def _prepare_settlement(settlement: pd.DataFrame) -> pa.Table:
 
 def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_tolerance: Any = "0.00",
               grace_days: float = 3, as_of: datetime | str | None = None,
-              match_on: Sequence[str] = ("reconciliation_id", "request_id")) -> Any:
+              match_on: Sequence[str] = ("reconciliation_id", "request_id")) -> ReconResult:
     """Reconcile credits against settlement rows.
 
     Parameters

@@ -235,8 +235,8 @@ class ReconResult:
             "parameters": self.parameters,
             "counts": self.counts(),
             "breaks": len(self.breaks),
-            "credits": len(self.credits),
-            "settlement_rows": len(self.settlement),
+            "credits": self._engine.c_result.num_rows,
+            "settlement_rows": self._engine.s_result.num_rows,
             "summary": summary.astype(object).where(summary.notna(), None).to_dict(orient="records"),
         }
 
@@ -250,7 +250,7 @@ class ReconResult:
         for row in table.to_dict("records"):
             mark = "*" if row["break"] else " "
             lines.append(f"{mark}{row['outcome']:<23}{row['currency']!s:<9}{row['credits']:>8}"
-                         f"{row['settlement_rows']:>7}{_fmt(row['amount_at_risk'], row['currency']):>16}")
+                         f"{row['settlement_rows']:>7}{row['amount_at_risk']!s:>16}")
         lines.append("-" * len(header))
         lines.append(f"{len(self.credits)} credits, {len(self.settlement)} settlement rows, "
                      f"{len(self.breaks)} breaks (* marks break outcomes)")
@@ -386,12 +386,6 @@ def _show_figures_as_png() -> None:
 def _dsum(values: pd.Series) -> Decimal:
     return sum((v for v in values if v is not None and v is not pd.NA and not (isinstance(v, float) and np.isnan(v))),
                Decimal(0))
-
-
-def _fmt(value: Any, currency: Any) -> str:
-    if currency in CURRENCIES and isinstance(value, Decimal):
-        return format_amount(value, str(currency))
-    return str(value)
 
 
 def _credit_risk(outcome: str, amount: Any, settled: Any, diff: Any) -> Any:
