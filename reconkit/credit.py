@@ -13,7 +13,8 @@ from .money import parse_amount
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Credit", "Void", "credit_application", "parse_time"]
+__all__ = ["AMOUNT_PATHS", "CURRENCY_PATHS", "TIME_PATHS", "Credit", "Void", "credit_application", "dig",
+           "parse_time"]
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -32,7 +33,15 @@ def parse_time(value: Any) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def _dig(obj: Any, *path: str) -> Any:
+AMOUNT_PATHS = ("creditAmountDetails.creditAmount", "orderInformation.amountDetails.totalAmount")
+"""Where a credit's amount sits: the credit response first, then Transaction Details."""
+CURRENCY_PATHS = ("creditAmountDetails.currency", "orderInformation.amountDetails.currency")
+TIME_PATHS = ("submitTimeUtc", "submitTimeUTC")
+"""The credit response spells it ``Utc``, Transaction Details ``UTC``."""
+
+
+def dig(obj: Any, *path: str) -> Any:
+    """The value at ``path`` in nested mappings, or None where any step is missing."""
     for key in path:
         if not isinstance(obj, Mapping):
             return None
@@ -40,9 +49,17 @@ def _dig(obj: Any, *path: str) -> Any:
     return obj
 
 
+def _first(raw: Mapping[str, Any], paths: tuple[str, ...]) -> Any:
+    for path in paths:
+        value = dig(raw, *path.split("."))
+        if value not in (None, ""):
+            return value
+    return None
+
+
 def credit_application(raw: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The ``ics_credit`` entry of a Transaction Details response, if any."""
-    apps = _dig(raw, "applicationInformation", "applications")
+    apps = dig(raw, "applicationInformation", "applications")
     if isinstance(apps, list):
         for app in apps:
             if isinstance(app, Mapping) and app.get("name") == "ics_credit":
@@ -92,41 +109,35 @@ class Credit:
             app = credit_application(self.raw)
             value = app.get("reconciliationId") if app else None
         if value in (None, ""):
-            value = _dig(self.raw, "processingInformation", "reconciliationId")
+            value = dig(self.raw, "processingInformation", "reconciliationId")
         return None if value in (None, "") else str(value).strip()
 
     @property
     def amount(self) -> Decimal | None:
         """The credited amount, exact."""
-        for path in (("creditAmountDetails", "creditAmount"), ("orderInformation", "amountDetails", "totalAmount")):
-            value = _dig(self.raw, *path)
-            if value not in (None, ""):
-                return parse_amount(value, allow_negative=True)
-        return None
+        value = _first(self.raw, AMOUNT_PATHS)
+        return None if value is None else parse_amount(value, allow_negative=True)
 
     @property
     def currency(self) -> str | None:
         """ISO 4217 code of :attr:`amount`."""
-        for path in (("creditAmountDetails", "currency"), ("orderInformation", "amountDetails", "currency")):
-            value = _dig(self.raw, *path)
-            if value:
-                return str(value).strip().upper()
-        return None
+        value = _first(self.raw, CURRENCY_PATHS)
+        return None if value is None else str(value).strip().upper()
 
     @property
     def submit_time(self) -> datetime | None:
         """``submitTimeUtc`` (credit) or ``submitTimeUTC`` (Transaction Details), aware UTC."""
-        return parse_time(self.raw.get("submitTimeUtc") or self.raw.get("submitTimeUTC"))
+        return parse_time(_first(self.raw, TIME_PATHS))
 
     @property
     def reference_code(self) -> str | None:
         """``clientReferenceInformation.code``: the merchant's reference."""
-        return _dig(self.raw, "clientReferenceInformation", "code")
+        return dig(self.raw, "clientReferenceInformation", "code")
 
     @property
     def transaction_id(self) -> str | None:
         """``clientReferenceInformation.transactionId``, when the response echoes it."""
-        return _dig(self.raw, "clientReferenceInformation", "transactionId")
+        return dig(self.raw, "clientReferenceInformation", "transactionId")
 
     @property
     def links(self) -> dict[str, dict[str, str]]:
@@ -137,24 +148,24 @@ class Credit:
     @property
     def self_href(self) -> str:
         """The self link, or ``/pts/v2/credits/{id}`` when the response has none."""
-        href = _dig(self.links, "self", "href")
+        href = dig(self.links, "self", "href")
         return str(href) if href and self.source != "tss" else f"/pts/v2/credits/{self.id}"
 
     @property
     def void_href(self) -> str:
         """The void link, or ``/pts/v2/credits/{id}/voids``."""
-        href = _dig(self.links, "void", "href")
+        href = dig(self.links, "void", "href")
         return str(href) if href else f"/pts/v2/credits/{self.id}/voids"
 
     @property
     def error_reason(self) -> str | None:
         """``errorInformation.reason`` of a declined credit."""
-        return _dig(self.raw, "errorInformation", "reason")
+        return dig(self.raw, "errorInformation", "reason")
 
     @property
     def error_message(self) -> str | None:
         """``errorInformation.message`` of a declined credit."""
-        return _dig(self.raw, "errorInformation", "message")
+        return dig(self.raw, "errorInformation", "message")
 
     def to_frame(self) -> pd.DataFrame:
         """This credit as a one-row DataFrame (see :func:`reconkit.credits_to_frame`)."""

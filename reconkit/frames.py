@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .credit import Credit, credit_application
+from .credit import AMOUNT_PATHS, CURRENCY_PATHS, TIME_PATHS, Credit, credit_application, dig
 from .errors import CreditShapeError
 
 __all__ = ["CURATED_COLUMNS", "credits_to_frame", "flatten_json", "leaf_column"]
@@ -30,7 +30,7 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     "credit_id": ("id",),
     "reconciliation_id": ("reconciliationId", "processingInformation.reconciliationId"),
     "status": ("status",),
-    "currency": ("creditAmountDetails.currency", "orderInformation.amountDetails.currency"),
+    "currency": CURRENCY_PATHS,
     "reference_code": ("clientReferenceInformation.code",),
     "transaction_id": ("clientReferenceInformation.transactionId",),
     "instrument_identifier_id": ("paymentInformation.instrumentIdentifier.id",
@@ -44,8 +44,6 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     "error_reason": ("errorInformation.reason",),
     "error_message": ("errorInformation.message",),
 }
-_AMOUNT = ("creditAmountDetails.creditAmount", "orderInformation.amountDetails.totalAmount")
-_TIME = ("submitTimeUtc", "submitTimeUTC")
 _TEXT = pd.StringDtype("pyarrow")
 # A top-level leaf named like a curated column is that column when it is the column's source.
 _SAME_AS_CURATED = {"status"}
@@ -146,21 +144,13 @@ def _arrow_leaves(raws: list[Mapping[str, Any]]) -> dict[str, pd.Series] | None:
             text = pc.cast(column, pa.string())
         elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
             keys = name.split(".")
-            text = pa.array([_json_text(v) if isinstance(v := _dig(raw, keys), list) else None for raw in raws],
+            text = pa.array([_json_text(v) if isinstance(v := dig(raw, *keys), list) else None for raw in raws],
                             pa.string())
         else:
             return None
         leaves[name] = pd.Series(text.to_pandas(types_mapper=lambda _: _TEXT) if isinstance(text, pa.ChunkedArray)
                                  else pd.arrays.ArrowStringArray(text), dtype=_TEXT)
     return leaves
-
-
-def _dig(raw: Any, keys: list[str]) -> Any:
-    for key in keys:
-        if not isinstance(raw, Mapping):
-            return None
-        raw = raw.get(key)
-    return raw
 
 
 def _coalesce(leaves: dict[str, pd.Series], paths: tuple[str, ...], size: int, *, keep_empty: bool = False
@@ -209,9 +199,10 @@ def credits_to_frame(credits: Iterable[Credit | Mapping[str, Any]], *, engine: s
     data: dict[str, Any] = {}
     for name in CURATED_COLUMNS:
         if name == "submit_time_utc":
-            data[name] = pd.to_datetime(_coalesce(leaves, _TIME, size), utc=True, format="ISO8601", errors="coerce")
+            times = _coalesce(leaves, TIME_PATHS, size)
+            data[name] = pd.to_datetime(times, utc=True, format="ISO8601", errors="coerce")
         elif name == "amount":
-            data[name] = _amounts(_coalesce(leaves, _AMOUNT, size), raws)
+            data[name] = _amounts(_coalesce(leaves, AMOUNT_PATHS, size), raws)
         elif name == "source":
             data[name] = pd.Series(sources, dtype=_TEXT)
         else:
