@@ -15,7 +15,7 @@ from ..config import Config
 from ..errors import ApiError, ReconkitError, SettlementFormatError
 from ..report import frame_html
 
-__all__ = ["ConnectionBanner", "describe_error", "guarded", "json_html", "status_badge", "table_html"]
+__all__ = ["App", "ConnectionBanner", "describe_error", "guarded", "json_html", "status_badge", "table_html"]
 
 log = logging.getLogger("reconkit.widgets")
 
@@ -90,8 +90,19 @@ def describe_error(exc: BaseException) -> str:
     return f'<div class="reconkit-error" style="border-left:4px solid #b00020;padding:4px 8px">{body}</div>'
 
 
+class App(w.VBox):
+    """What both apps share: ``self.error`` (an HTML widget each app creates) and
+    :meth:`show_error`, which :func:`guarded` callbacks report to."""
+
+    error: w.HTML
+
+    def show_error(self, exc: BaseException) -> None:
+        """Show an exception readably in the app."""
+        self.error.value = describe_error(exc)
+
+
 def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Catch what a callback raises and show it in the app: ipywidgets would only log it."""
+    """Catch what a callback or observer raises and show it in the app: ipywidgets would only log it."""
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:

@@ -20,7 +20,7 @@ from ..match import BREAKS, reconcile
 from ..report import ReconResult
 from ..session import connect, data_dir
 from ..settlement import read_settlement
-from .common import ConnectionBanner, describe_error, guarded, json_html, table_html
+from .common import App, ConnectionBanner, guarded, json_html, table_html
 
 __all__ = ["InvestigateApp"]
 
@@ -28,7 +28,7 @@ _STYLE = {"description_width": "120px"}
 _SETTLEMENT_SUFFIXES = (".csv", ".xml", ".json", ".xlsx", ".txt")
 
 
-class InvestigateApp(w.VBox):
+class InvestigateApp(App):
     """The investigation of notebook 02. Every callback is a method; tests call them directly.
 
     Parameters
@@ -121,10 +121,6 @@ class InvestigateApp(w.VBox):
             w.HBox([self.prev_button, self.page_label, self.next_button]), self.table, self.pick, self.drill,
             w.HBox([self.export_button]), self.export_links,
         ])
-
-    def show_error(self, exc: BaseException) -> None:
-        """Show an exception readably in the app."""
-        self.error.value = describe_error(exc)
 
     def _default_as_of(self) -> str:
         # Against the embedded sandbox, ages are measured on the sandbox's own clock.
@@ -303,12 +299,10 @@ class InvestigateApp(w.VBox):
         self.pick.options = [(f"{r.outcome} · {r.credit_id if pd.notna(r.credit_id) else 'no credit'} · "
                               f"{r.amount_at_risk} {r.currency}", int(i)) for i, r in chunk.iterrows()]
 
+    @guarded
     def _on_filter(self, _change: Any) -> None:
         self.page = 0
-        try:
-            self.render_table()
-        except Exception as exc:  # observers swallow exceptions too
-            self.show_error(exc)
+        self.render_table()
 
     @guarded
     def on_prev(self, _button: Any = None) -> None:
@@ -322,11 +316,9 @@ class InvestigateApp(w.VBox):
         self.page += 1
         self.render_table()
 
+    @guarded
     def _on_pick(self, change: dict[str, Any]) -> None:
-        try:
-            self.drill_down(change["new"])
-        except Exception as exc:
-            self.show_error(exc)
+        self.drill_down(change["new"])
 
     def drill_down(self, row: int | None) -> None:
         """Show a break's credit (curated fields and raw JSON) beside its settlement row(s)."""

@@ -18,7 +18,7 @@ from ..credit import Credit
 from ..errors import AmbiguousOutcomeError, ApiError, DeclinedError, InvalidRequestError
 from ..money import CURRENCIES
 from ..session import connect
-from .common import ConnectionBanner, describe_error, guarded, json_html, status_badge, table_html
+from .common import App, ConnectionBanner, guarded, json_html, status_badge, table_html
 
 __all__ = ["IssueCreditApp"]
 
@@ -38,7 +38,7 @@ def _reference() -> str:
     return f"test-refund-{uuid.uuid4().hex[:12]}"
 
 
-class IssueCreditApp(w.VBox):
+class IssueCreditApp(App):
     """The form of notebook 01. Every callback is a method; tests call them without a browser.
 
     Parameters
@@ -125,10 +125,6 @@ class IssueCreditApp(w.VBox):
         self.refresh_issued()
 
     # --- state ------------------------------------------------------------------------
-    def show_error(self, exc: BaseException) -> None:
-        """Show an exception readably in the app."""
-        self.error.value = describe_error(exc)
-
     def _refuse_production(self) -> None:
         for widget in (self.issue_button, self.confirm_button, self.batch_button, self.void_button):
             widget.disabled = True
