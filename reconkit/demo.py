@@ -64,18 +64,12 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
                                                                                         index=False)
     _say(f"wrote {out_dir / 'report.html'}, {out_dir / 'breaks.xlsx'}, {out_dir / 'breaks.csv'}, "
          f"{out_dir / 'figures.png'}")
-    got = dict(zip(result.credits["credit_id"].astype(str), result.credits["outcome"].astype(str), strict=True))
-    want = dict(zip(bundle.credits_truth["credit_id"].astype(str), bundle.credits_truth["outcome"].astype(str),
-                    strict=True))
-    rows = result.settlement
-    got_rows = dict(zip(zip(rows["source_file"].astype(str).map(lambda p: Path(p).name), rows["source_line"],
-                            strict=True), rows["outcome"].astype(str), strict=True))
-    truth = bundle.settlement_truth
-    want_rows = dict(zip(zip(truth["source_file"], truth["source_line"], strict=True), truth["outcome"],
-                         strict=True))
-    agree = sum(got.get(k) == v for k, v in want.items()) + sum(got_rows.get(k) == v for k, v in want_rows.items())
-    total = len(want) + len(want_rows)
+    total = len(bundle.credits_truth) + len(bundle.settlement_truth)
+    disagree = bundle.disagreements(result)
+    agree = total - len(disagree)
     _say(f"ground truth: {agree} of {total} outcomes agree ({100 * agree / total:.1f}%)")
+    if len(disagree):
+        _say(disagree.to_string(index=False))
     if execute_notebook:
         _run_notebook(out_dir, notebooks)
     return 0 if agree == total else 1

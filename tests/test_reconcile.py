@@ -42,6 +42,7 @@ def test_every_format_with_every_discrepancy_equals_the_ground_truth(world, tmp_
     bundle = sb.settlement(format=fmt, discrepancies=ALL_KINDS, out_dir=tmp_path, seed=4)
     result = reconcile(credits, read_settlement(bundle.files[0]), as_of=bundle.as_of, grace_days=bundle.grace_days)
     assert_agrees(result, bundle)
+    assert bundle.disagreements(result).empty
     assert set(result.credits["outcome"]) | set(result.settlement["outcome"]) >= {
         "MATCHED", "AMOUNT_MISMATCH", "CURRENCY_MISMATCH", "DUPLICATE_SETTLEMENT", "MISSING_PENDING",
         "UNEXPECTED_SETTLEMENT", "VOIDED_BUT_SETTLED", "DIRECTION_MISMATCH", "MATCHED_BY_REQUEST_ID",
@@ -160,6 +161,9 @@ def test_match_on_reconciliation_id_only(world, tmp_path):
     lost = kinds[kinds == "recon_id_missing"].index
     outcomes = result.credits.set_index("credit_id").loc[lost, "outcome"]
     assert set(outcomes) <= {"MISSING_PENDING", "MISSING_OVERDUE"}
+    differences = bundle.disagreements(result)  # the truth assumes the request-id fallback
+    assert set(differences.loc[differences["side"] == "credit", "key"]) == set(lost)
+    assert set(differences["expected"]) == {"MATCHED_BY_REQUEST_ID"}
 
 
 def test_reports_snapshot_excel_and_plot(world, tmp_path):

@@ -95,6 +95,28 @@ class SettlementBundle:
         """Outcomes over credits and settlement rows together."""
         return {str(k): int(v) for k, v in self.truth["outcome"].value_counts().sort_index().items()}
 
+    def disagreements(self, result: Any) -> pd.DataFrame:
+        """Where a :class:`reconkit.ReconResult` differs from this ground truth.
+
+        Credits are keyed by id, settlement rows by (file name, line). Returns one row per
+        disagreement (``side``, ``key``, ``expected``, ``got``); empty when the engine agrees.
+        """
+        import pandas as pd
+
+        got = dict(zip(result.credits["credit_id"].astype(str), result.credits["outcome"].astype(str), strict=True))
+        rows = result.settlement
+        names = rows["source_file"].astype(str).map(lambda p: Path(p).name)
+        got_rows = dict(zip(zip(names, rows["source_line"].astype(int), strict=True), rows["outcome"].astype(str),
+                            strict=True))
+        truth = self.settlement_truth
+        found = [("credit", k, str(v), got.get(k)) for k, v in
+                 zip(self.credits_truth["credit_id"].astype(str), self.credits_truth["outcome"], strict=True)
+                 if got.get(k) != v]
+        found += [("settlement", k, str(v), got_rows.get(k)) for k, v in
+                  zip(zip(truth["source_file"].astype(str), truth["source_line"].astype(int), strict=True),
+                      truth["outcome"], strict=True) if got_rows.get(k) != v]
+        return pd.DataFrame(found, columns=["side", "key", "expected", "got"])
+
     def write_truth(self, path: str | Path) -> Path:
         """Write the ground truth as CSV (ids as text)."""
         target = Path(path)
