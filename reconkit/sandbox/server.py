@@ -52,6 +52,16 @@ class SandboxCredentials:
         return cls(merchant_id, key_id, secret)
 
 
+def _error_body(status: int, reason: str, message: str, moment: datetime) -> dict[str, Any]:
+    """CyberSource's error shapes: ``errorInformation`` for 404/405, flat fields for 400/5xx."""
+    when = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if status in (404, 405):
+        return {"submitTimeUtc": when, "status": str(status), "errorInformation": {"reason": reason,
+                                                                                  "message": message}}
+    return {"submitTimeUtc": when, "status": "SERVER_ERROR" if status >= 500 else "INVALID_REQUEST",
+            "reason": reason, "message": message}
+
+
 def _b64url_decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
@@ -99,14 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._reset()
 
     def _error(self, status: int, reason: str, message: str) -> None:
-        now = self.server.sandbox.state.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-        if status == 404:
-            body: dict[str, Any] = {"submitTimeUtc": now, "status": "404",
-                                    "errorInformation": {"reason": reason, "message": message}}
-        else:
-            body = {"submitTimeUtc": now, "status": "SERVER_ERROR" if status >= 500 else "INVALID_REQUEST",
-                    "reason": reason, "message": message}
-        self._send(status, body)
+        self._send(status, _error_body(status, reason, message, self.server.sandbox.state.now()))
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -214,7 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
         if latency:
             time.sleep(latency)
         if endpoint is None:
-            return self._error(404, "NOT_FOUND", "The requested resource does not exist")
+            return self._error(404, "NOT_FOUND", "The requested resource does not exist.")
         reason = self._authenticate(method, body)
         if reason:
             sandbox._record_auth_failure(reason)
@@ -261,16 +264,14 @@ class _Handler(BaseHTTPRequestHandler):
                                       "message": "The request body must be a JSON object",
                                       "details": [{"field": "body", "reason": "INVALID_DATA"}]})
         credit_id = match.group(1) if match and match.groups() else ""
-        not_found = {"submitTimeUtc": state.now().strftime("%Y-%m-%dT%H:%M:%SZ"), "status": "404",
-                     "errorInformation": {"reason": "NOT_FOUND", "message": "The requested resource does not exist."}}
+        not_found = _error_body(404, "NOT_FOUND", "The requested resource does not exist.", state.now())
         if endpoint == "create":
             status, payload, _ = state.create_credit(parsed)
             return status, payload
         if endpoint == "get":
             if sandbox.self_link_status == 405:
-                return 405, {"submitTimeUtc": not_found["submitTimeUtc"], "status": "405",
-                             "errorInformation": {"reason": "METHOD_NOT_ALLOWED",
-                                                  "message": "GET is not supported for this resource."}}
+                return 405, _error_body(405, "METHOD_NOT_ALLOWED", "GET is not supported for this resource.",
+                                        state.now())
             found = state.get_credit(credit_id)
             return (200, found) if found else (404, not_found)
         if endpoint == "void":
