@@ -12,7 +12,7 @@ import binascii
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -136,10 +136,6 @@ class Config:
     def secret_bytes(self) -> bytes:
         """The decoded shared secret (the HMAC key)."""
         return base64.b64decode(self.secret_key.strip())
-
-    def with_environment(self, environment: str) -> Config:
-        """Return a copy pointed at another environment."""
-        return replace(self, environment=environment)
 
     def __repr__(self) -> str:
         portfolio = f", portfolio_id={self.portfolio_id!r}" if self.portfolio_id else ""

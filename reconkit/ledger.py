@@ -202,3 +202,13 @@ class Ledger:
                 (_now(), json.dumps(parameters, default=str), json.dumps(summary, default=str)),
             )
             return int(cursor.lastrowid or 0)
+
+    def runs(self) -> pd.DataFrame:
+        """Every reconciliation run recorded, oldest first, parameters and counts as JSON text."""
+        import pandas as pd
+
+        with self._lock:
+            rows = self._conn.execute("SELECT run_id, started_at, parameters, summary FROM runs ORDER BY run_id")
+            frame = pd.DataFrame(rows.fetchall(), columns=["run_id", "started_at", "parameters", "summary"])
+        frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True, format="ISO8601")
+        return frame

@@ -176,6 +176,8 @@ def test_investigate_from_uploads_to_exports_equals_the_truth(world, tmp_path):
     assert got == bundle.credits_truth.set_index("credit_id")["outcome"].astype(str).to_dict()
     assert sorted(app.result.settlement["outcome"].astype(str)) == sorted(bundle.settlement_truth["outcome"])
     assert "Breaks" in app.cards.value and "At risk" in app.cards.value
+    runs = client.ledger.runs()
+    assert len(runs) == 1 and bundle.as_of.isoformat() in runs.loc[0, "parameters"]
     breaks = len(app.result.breaks)
     assert f"{breaks} break(s)" in app.page_label.value and app.prev_button.disabled
     app.next_button.click()

@@ -231,6 +231,8 @@ class InvestigateApp(App):
         self.error.value = ""
         self.result = reconcile(self.credits_frame, self.settlement, amount_tolerance=self.tolerance.value.strip(),
                                 grace_days=self.grace.value, as_of=self.as_of.value.strip() or None)
+        # The ledger keeps every run's parameters and counts, so an investigation can be retraced.
+        self.client.ledger.record_run(self.result.parameters, self.result.counts())
         self._render_result()
 
     def _render_result(self) -> None:
