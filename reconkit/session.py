@@ -12,7 +12,7 @@ from typing import Any
 from .client import Client
 from .config import Config, read_dotenv
 
-__all__ = ["connect", "data_dir", "embedded_sandbox"]
+__all__ = ["connect", "data_dir", "embedded_sandbox", "sandbox_for"]
 
 _lock = threading.Lock()
 _sandbox: Any = None
@@ -65,6 +65,12 @@ def embedded_sandbox() -> Any:
             # The sample's clock stopped when it was made; people issuing credits now want now.
             _sandbox.state.resume_real_time()
         return _sandbox
+
+
+def sandbox_for(config: Config) -> Any:
+    """The embedded sandbox when ``config`` points at it (it is running), else None."""
+    sandbox = _sandbox
+    return sandbox if sandbox is not None and config.base_url == sandbox.url else None
 
 
 def connect(*, ledger: str | os.PathLike[str] | None = None, **client_options: Any) -> Client:

@@ -18,7 +18,7 @@ from ..fetch import FetchResult
 from ..frames import CURATED_COLUMNS
 from ..match import BREAKS, reconcile
 from ..report import ReconResult
-from ..session import connect, data_dir
+from ..session import connect, data_dir, sandbox_for
 from ..settlement import read_settlement
 from .common import App, ConnectionBanner, guarded, json_html, table_html
 
@@ -124,12 +124,8 @@ class InvestigateApp(App):
 
     def _default_as_of(self) -> str:
         # Against the embedded sandbox, ages are measured on the sandbox's own clock.
-        from .. import session
-
-        sandbox = session._sandbox
-        if sandbox is not None and self.client.config.base_url == sandbox.url:
-            return sandbox.now().isoformat()
-        return ""
+        sandbox = sandbox_for(self.client.config)
+        return sandbox.now().isoformat() if sandbox is not None else ""
 
     def load_sample(self, fmt: str = "pbdr_csv", *, progress: bool = True) -> ReconResult | None:
         """Run the whole investigation on the shipped sample: its credit ids, one settlement file
