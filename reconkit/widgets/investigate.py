@@ -16,8 +16,9 @@ from ..client import Client
 from ..credit import Credit
 from ..fetch import FetchResult
 from ..frames import CURATED_COLUMNS
-from ..match import BREAKS, reconcile
-from ..report import ReconResult
+from ..match import reconcile
+from ..outcomes import BREAKS
+from ..result import ReconResult
 from ..session import connect, data_dir, sandbox_for
 from ..settlement import read_settlement
 from .common import App, ConnectionBanner, guarded, json_html, table_html
@@ -226,7 +227,8 @@ class InvestigateApp(App):
             raise ValueError("load settlement files first (step 2)")
         self.error.value = ""
         self.result = reconcile(self.credits_frame, self.settlement, amount_tolerance=self.tolerance.value.strip(),
-                                grace_days=self.grace.value, as_of=self.as_of.value.strip() or None)
+                                grace_days=self.grace.value, as_of=self.as_of.value.strip() or None,
+                                failures=self.read_failures, environment=self.client.config.environment_name)
         # The ledger keeps every run's parameters and counts, so an investigation can be retraced.
         self.client.ledger.record_run(self.result.parameters, self.result.counts())
         self._render_result()
@@ -270,8 +272,7 @@ class InvestigateApp(App):
         needle = self.search.value.strip()
         if needle:
             hit = pd.Series(False, index=breaks.index)
-            for column in ("credit_id", "credit_reconciliation_id", "settlement_reconciliation_id",
-                           "settlement_request_id"):
+            for column in ("credit_id", "reconciliation_id", "request_id"):
                 if column in breaks:
                     hit |= breaks[column].astype("string").str.contains(needle, regex=False).fillna(False)
             breaks = breaks[hit]
@@ -283,12 +284,11 @@ class InvestigateApp(App):
         pages = max(1, -(-len(breaks) // self.page_size))
         self.page = min(max(self.page, 0), pages - 1)
         chunk = breaks.iloc[self.page * self.page_size:(self.page + 1) * self.page_size]
-        columns = [c for c in ("outcome", "amount_at_risk", "currency", "credit_id", "detail",
-                               "credit_reconciliation_id", "settlement_reconciliation_id", "settlement_source_file",
-                               "settlement_source_line") if c in chunk]
+        columns = [c for c in ("outcome", "amount_at_risk", "currency", "credit_id", "detail", "reconciliation_id",
+                               "settlement_rows", "source_file", "source_line") if c in chunk]
         shown = chunk[columns].copy()
-        if "settlement_source_file" in shown:
-            shown["settlement_source_file"] = shown["settlement_source_file"].astype("string").map(
+        if "source_file" in shown:
+            shown["source_file"] = shown["source_file"].astype("string").map(
                 lambda p: Path(p).name if isinstance(p, str) else p)
         self.table.value = table_html(shown, wrap_fifth=True) if len(shown) else "<i>no breaks match</i>"
         self.page_label.value = f"page {self.page + 1} of {pages} · {len(breaks)} break(s)"
@@ -336,8 +336,8 @@ class InvestigateApp(App):
             rows = self.result.settlement[self.result.settlement["credit_id"] == credit_id]
         else:
             rows = self.result.settlement.loc[
-                (self.result.settlement["source_file"].astype(str) == str(item.get("settlement_source_file")))
-                & (self.result.settlement["source_line"] == item.get("settlement_source_line"))]
+                (self.result.settlement["source_file"].astype(str) == str(item.get("source_file")))
+                & (self.result.settlement["source_line"] == item.get("source_line"))]
         if len(rows):
             columns = [c for c in ("source_file", "source_line", "reconciliation_id", "request_id",
                                    "transaction_type", "amount", "currency", "batch_date", "outcome") if c in rows]
