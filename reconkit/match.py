@@ -83,14 +83,14 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
                   left_on="row_reconciliation_id", right_on="credit_reconciliation_id", how="inner")
             .select("row_index", "credit_index", by_reconciliation_id=lit(1))))
     if "request_id" in match_on:
-        rest = settlement
-        if pair_parts:
-            rest = settlement.join(pair_parts[0].select("row_index"), on="row_index", how="anti")
-        pair_parts.append(
-            rest.filter(~col("row_request_id").is_null()).select("row_index", "row_request_id")
+        by_request_id = (
+            settlement.filter(~col("row_request_id").is_null()).select("row_index", "row_request_id")
             .join(with_duplicates.select("credit_index", "credit_id"), left_on="row_request_id",
                   right_on="credit_id", how="inner")
             .select("row_index", "credit_index", by_reconciliation_id=lit(0)))
+        if pair_parts:  # the fallback: only rows the reconciliation id did not pair (both sides are small)
+            by_request_id = by_request_id.join(pair_parts[0].select("row_index"), on="row_index", how="anti")
+        pair_parts.append(by_request_id)
     if not pair_parts:
         raise ValueError("match_on must name reconciliation_id and/or request_id")
     pairs = nw.concat(pair_parts, how="vertical") if len(pair_parts) > 1 else pair_parts[0]
@@ -392,8 +392,12 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
         def lazy(table: pa.Table) -> nw.LazyFrame:
             return nw.from_native(connection.from_arrow(table))
 
+        def collect(frame: nw.LazyFrame) -> pa.Table:
+            # One chunk per column: later takes on DuckDB's many small chunks would cost far more.
+            return frame.collect(backend="pyarrow").to_native().combine_chunks()
+
         def materialize(frame: nw.LazyFrame) -> nw.LazyFrame:
-            return lazy(frame.collect(backend="pyarrow").to_native())
+            return lazy(collect(frame))
 
         credit_lazy, row_lazy = lazy(credit_table), lazy(row_table)
         credit_out, settlement_out = classify(
@@ -401,10 +405,11 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
             match_on=match_on, materialize=materialize,
             unreadable=lazy(records.select(["record_index", "failed_reconciliation_id", "failed_request_id"]))
             if records.num_rows else None)
-        settlement_out = materialize(settlement_out)
-        breaks = break_table(credit_lazy, row_lazy, credit_out, settlement_out).collect(backend="pyarrow").to_native()
-        credit_result = credit_out.collect(backend="pyarrow").to_native().sort_by("credit_index")
-        row_result = settlement_out.collect(backend="pyarrow").to_native().sort_by("row_index")
+        row_result = collect(settlement_out)
+        credit_result = collect(credit_out)
+        breaks = collect(break_table(credit_lazy, row_lazy, lazy(credit_result), lazy(row_result)))
+        credit_result = credit_result.sort_by("credit_index")
+        row_result = row_result.sort_by("row_index")
     finally:
         connection.close()
     _check_conservation(credit_result, len(credits), "credit_index", "credit")

@@ -430,6 +430,9 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     detail sentences, and spreads each break's amount at risk back onto its credit or row.
     """
     inputs = _Inputs(credits, settlement, credit_table, row_table)
+    # Sorted while the table is narrow: by currency, then largest amount at risk first.
+    breaks = breaks.sort_by([("currency", "ascending"), ("amount_at_risk_minor", "descending"),
+                             ("credit_index", "ascending"), ("row_index", "ascending")])
     as_of = pd.Timestamp(parameters["as_of"])
     submit = pd.to_datetime(credits["submit_time_utc"], utc=True).reset_index(drop=True)
     age = ((as_of - submit).dt.total_seconds() / 86400).round(2).to_numpy(dtype=float, na_value=np.nan)
@@ -496,8 +499,6 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
         "credit_index": credit_index,
         "row_index": row_index,
     })
-    enriched = enriched.sort_by([("currency", "ascending"), ("amount_at_risk_minor", "descending"),
-                                 ("outcome", "ascending"), ("credit_id", "ascending"), ("row_index", "ascending")])
     return ReconResult(parameters, enriched, credit_result, row_result, unreadable, inputs)
 
 
