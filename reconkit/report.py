@@ -238,30 +238,141 @@ def to_excel(result: ReconResult, path: str | Path, *, fx: Mapping[str, Any] | N
         raise ValueError(f"the Breaks sheet would have {breaks.num_rows} rows, more than Excel holds; "
                          "export it with to_csv instead")
     buffer = io.BytesIO()
-    book = xlsxwriter.Workbook(buffer, {"constant_memory": True, "in_memory": True,
-                                        "strings_to_numbers": False, "strings_to_formulas": False,
-                                        "strings_to_urls": False})
+    book = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_numbers": False,
+                                        "strings_to_formulas": False, "strings_to_urls": False})
     try:
         styles = _Styles(book)
-        _breaks_sheet(book, styles, breaks)
+        names = list(BREAK_COLUMNS)
+        sheet = _start_sheet(book, styles, "Breaks", [LABELS[n] for n in names], _BREAK_WIDTHS, breaks.num_rows)
+        for column, (_, style) in enumerate(_break_cell_kinds(styles).values()):
+            # A styled blank per format gives each its index in styles.xml; the rows replace it.
+            sheet.write_blank(1, column, None, style if not isinstance(style, dict) else style[2])
+        for style in styles.money.values():
+            sheet.write_blank(1, len(names), None, style)
         _summary_sheet(book, styles, result)
         _totals_sheet(book, styles, result, fx, base)
         _parameters_sheet(book, styles, result)
     finally:
         book.close()
+    rows = _breaks_rows_xml(breaks, styles)
+    data = _replace_sheet_rows(buffer.getvalue(), "xl/worksheets/sheet1.xml", rows,
+                               f"A1:{_letter(len(names) - 1)}{breaks.num_rows + 1}")
     target = Path(path)
-    _atomic_write(target, buffer.getvalue())
+    _atomic_write(target, data)
     return target
+
+
+_BREAK_WIDTHS = [22, 9, 15, 24, 20, 24, 15, 15, 10, 24, 7, 70, 12, 20, 10, 14]
 
 
 class _Styles:
     def __init__(self, book: Any) -> None:
         self.header = book.add_format({"bold": True, "bg_color": "#F3F3F3", "border": 1})
         self.text = book.add_format({"num_format": "@"})
+        self.plain = book.add_format({})
         self.integer = book.add_format({"num_format": "0"})
         self.days = book.add_format({"num_format": "0.00"})
         self.time = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
         self.money = {digits: book.add_format({"num_format": pattern}) for digits, pattern in _FORMATS.items()}
+
+
+def _break_cell_kinds(styles: _Styles) -> dict[str, tuple[str, Any]]:
+    """Per shown column: how its cells are written (text, number, date) and their style
+    (a dict by minor-unit digits for amounts)."""
+    kinds: dict[str, tuple[str, Any]] = {}
+    for name in BREAK_COLUMNS:
+        if name in _AMOUNTS:
+            kinds[name] = ("number", styles.money)
+        elif name in ("settlement_rows", "source_line"):
+            kinds[name] = ("number", styles.integer)
+        elif name == "age_days":
+            kinds[name] = ("number", styles.days)
+        elif name == "submit_time_utc":
+            kinds[name] = ("date", styles.time)
+        elif name in ("credit_id", "reconciliation_id", "request_id"):
+            kinds[name] = ("text", styles.text)
+        else:
+            kinds[name] = ("text", styles.plain)
+    return kinds
+
+
+def _letter(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(65 + remainder) + letters
+    return letters
+
+
+_XML_INVALID = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x{FFFE}\x{FFFF}]"
+
+
+def _xml_text(values: pa.Array) -> pa.Array:
+    text = pc.replace_substring_regex(pc.cast(values, pa.string()), _XML_INVALID, "")
+    for raw, escaped in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+        text = pc.replace_substring(text, raw, escaped)
+    return text
+
+
+def _breaks_rows_xml(table: pa.Table, styles: _Styles) -> bytes:
+    """The Breaks sheet's data rows as SpreadsheetML, built column by column with Arrow kernels:
+    one string operation per column instead of one writer call per cell (100k breaks × 16
+    columns would be 1.6M calls)."""
+    size = table.num_rows
+    if size == 0:
+        return b""
+    join = pc.binary_join_element_wise
+    numbers = pa.array(np.arange(2, size + 2).astype(str))
+    shown = _break_columns(table)
+    digits = np.asarray(table.column("minor_units").to_numpy(zero_copy_only=False), dtype=np.int64)
+    settled_currency = table.column("settled_currency")
+    settled_digits = np.where(pc.is_null(settled_currency).to_numpy(zero_copy_only=False), digits,
+                              _digits(table, "settled_currency"))
+    index_of = {d: style.xf_index for d, style in styles.money.items()}
+    amount_style = pa.array(np.vectorize(index_of.get)(digits).astype(str)) if size else pa.array([], pa.string())
+    settled_style = pa.array(np.vectorize(index_of.get)(settled_digits).astype(str))
+    seconds = pc.cast(pc.cast(table.column("submit_time_utc"), pa.timestamp("s", tz="UTC")), pa.int64())
+    serial = pc.add(pc.divide(pc.cast(seconds, pa.float64()), 86400.0), 25569.0)  # days since 1899-12-30
+    cells = []
+    for column, (name, (kind, style)) in enumerate(_break_cell_kinds(styles).items()):
+        reference = join(_letter(column), numbers, "")
+        if name == "settled_amount":
+            style_text: Any = settled_style
+        elif isinstance(style, dict):
+            style_text = amount_style
+        else:
+            style_text = str(style.xf_index)
+        if kind == "text":
+            value = _xml_text(shown[name])
+            cell = join('<c r="', reference, '" s="', style_text, '" t="inlineStr"><is><t xml:space="preserve">',
+                        value, "</t></is></c>", "")
+        else:
+            value = pc.cast(serial if kind == "date" else shown[name], pa.string())
+            cell = join('<c r="', reference, '" s="', style_text, '"><v>', value, "</v></c>", "")
+        cells.append(pc.fill_null(cell, ""))
+    rows = join('<row r="', numbers, '">', *cells, "</row>", "")
+    return "".join(rows.to_pylist()).encode("utf-8")
+
+
+def _replace_sheet_rows(package: bytes, member: str, rows: bytes, dimension: str) -> bytes:
+    """Put ``rows`` after the header row of a worksheet in an xlsx package (the header, column
+    widths, frozen pane and autofilter stay as the writer made them)."""
+    import re
+    import zipfile
+
+    source = zipfile.ZipFile(io.BytesIO(package))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == member:
+                start = data.index(b"</row>") + len(b"</row>")
+                end = data.index(b"</sheetData>")
+                data = data[:start] + rows + data[end:]
+                data = re.sub(rb'<dimension ref="[^"]*"/>', f'<dimension ref="{dimension}"/>'.encode(), data, count=1)
+            target.writestr(item, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
+    return out.getvalue()
 
 
 def _start_sheet(book: Any, styles: _Styles, name: str, labels: list[str], widths: list[int], rows: int) -> Any:
@@ -272,55 +383,6 @@ def _start_sheet(book: Any, styles: _Styles, name: str, labels: list[str], width
     sheet.freeze_panes(1, 0)
     sheet.autofilter(0, 0, max(rows, 1), len(labels) - 1)
     return sheet
-
-
-def _breaks_sheet(book: Any, styles: _Styles, table: pa.Table) -> None:
-    names = list(BREAK_COLUMNS)
-    widths = [22, 9, 15, 24, 20, 24, 15, 15, 10, 24, 7, 70, 12, 20, 10, 14]
-    sheet = _start_sheet(book, styles, "Breaks", [LABELS[n] for n in names], widths, table.num_rows)
-    digits = np.asarray(table.column("minor_units").to_numpy(zero_copy_only=False), dtype=np.int64)
-    settled_currency = table.column("settled_currency")
-    settled_digits = np.where(pc.is_null(settled_currency).to_numpy(zero_copy_only=False), digits,
-                              _digits(table, "settled_currency"))
-    money = styles.money
-    amount_formats = [money.get(int(d), money[2]) for d in digits.tolist()] if table.num_rows else []
-    settled_formats = [money.get(int(d), money[2]) for d in settled_digits.tolist()] if table.num_rows else []
-    text = _break_columns(table)
-
-    def major(minor: str, scale: np.ndarray) -> list[Any]:
-        values = table.column(minor).to_numpy(zero_copy_only=False)
-        valid = ~pd.isna(values)
-        numbers = np.where(valid, np.nan_to_num(values.astype(float)) / 10.0 ** scale, np.nan)
-        return [None if not ok else float(v) for v, ok in zip(numbers.tolist(), valid.tolist(), strict=True)]
-
-    times = pc.cast(table.column("submit_time_utc"), pa.timestamp("us")).to_pylist()
-    columns = [
-        (text["outcome"].to_pylist(), None, "s"), (text["currency"].to_pylist(), None, "s"),
-        (major("amount_at_risk_minor", digits), amount_formats, "n"),
-        (text["credit_id"].to_pylist(), styles.text, "s"), (text["reconciliation_id"].to_pylist(), styles.text, "s"),
-        (text["request_id"].to_pylist(), styles.text, "s"),
-        (major("credit_amount_minor", digits), amount_formats, "n"),
-        (major("settled_amount_minor", settled_digits), settled_formats, "n"),
-        (text["settlement_rows"].to_pylist(), styles.integer, "n"),
-        (text["source_file"].to_pylist(), None, "s"), (text["source_line"].to_pylist(), styles.integer, "n"),
-        (text["detail"].to_pylist(), None, "s"), (text["status"].to_pylist(), None, "s"),
-        (times, styles.time, "d"), (text["age_days"].to_pylist(), styles.days, "n"),
-        (text["break_on"].to_pylist(), None, "s"),
-    ]
-    write_string, write_number, write_datetime = sheet.write_string, sheet.write_number, sheet.write_datetime
-    for row in range(table.num_rows):
-        excel_row = row + 1
-        for column, (values, style, kind) in enumerate(columns):
-            value = values[row]
-            if value is None:
-                continue
-            cell_style = style[row] if isinstance(style, list) else style
-            if kind == "s":
-                write_string(excel_row, column, value, cell_style)
-            elif kind == "n":
-                write_number(excel_row, column, value, cell_style)
-            else:
-                write_datetime(excel_row, column, value, cell_style)
 
 
 def _summary_sheet(book: Any, styles: _Styles, result: ReconResult) -> None:
