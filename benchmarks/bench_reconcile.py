@@ -7,6 +7,8 @@ Three cases:
   full outer join + CASE classification materialized to Arrow over the same data.
 * ``export`` — a result with 100k breaks written as xlsx + csv + html, against
   ``pyarrow.csv.write_csv`` of the same break table (the least any export can cost).
+* ``render`` — notebook 02's first render of a result with 100k breaks (cards, figures, the
+  first page) against turning the whole break list into pandas and its first page into HTML.
 * ``large`` — 1M credits × 5M rows read from ``make_pbdr.py``'s CSV: seconds and peak RSS.
 
     .venv/bin/python benchmarks/bench_reconcile.py --case breaks
@@ -154,6 +156,26 @@ def case_export(repeat: int) -> None:
     print(f"all three exports: {total:6.2f} s (goal < 5 s)")
 
 
+def case_render(repeat: int) -> None:
+    from reconkit.sandbox import Sandbox
+    from reconkit.widgets import InvestigateApp
+
+    credits, settlement = frames(100_000, 100_000, 50_000)
+    result = reconcile(credits, settlement, as_of=AS_OF)
+    with Sandbox() as sandbox, tempfile.TemporaryDirectory() as folder:
+        app = InvestigateApp(sandbox.client(), data=folder, out_dir=folder)
+        best = naive = float("inf")
+        for _ in range(repeat):
+            app.result = result
+            result.__dict__.pop("breaks", None)  # a fresh result: nothing rendered yet
+            best = min(best, timed(app._render_result)[0])
+            naive = min(naive, timed(lambda: result.breaks.head(25).to_html())[0])
+    print(f"{result.break_table.num_rows:,} breaks")
+    print(f"whole break list as pandas, first page to HTML (baseline): {naive:6.2f} s")
+    print(f"InvestigateApp first render (cards, figures, first page):  {best:6.2f} s  -> {best / naive:.2f}x "
+          "baseline (goal < 1 s)")
+
+
 def case_large(folder: str) -> None:
     from reconkit import read_settlement
 
@@ -171,7 +193,7 @@ def case_large(folder: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--case", choices=("breaks", "export", "large"), default="breaks")
+    parser.add_argument("--case", choices=("breaks", "export", "render", "large"), default="breaks")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", default="/tmp/reconkit-bench")
     args = parser.parse_args()
@@ -179,6 +201,8 @@ def main() -> None:
         case_breaks(args.repeat)
     elif args.case == "export":
         case_export(args.repeat)
+    elif args.case == "render":
+        case_render(args.repeat)
     else:
         case_large(args.dir)
 

@@ -194,6 +194,7 @@ def test_investigate_from_uploads_to_exports_equals_the_truth(world, tmp_path):
     app.export_button.click()
     for name in ("report.html", "breaks.xlsx", "breaks.csv"):
         assert (tmp_path / "out" / name).exists() and f"download='{name}'" in app.export_links.value
+    assert "data:" not in app.export_links.value  # links to files Jupyter serves, no payload in the page
 
 
 def test_investigate_reports_read_errors_and_missing_steps(world, tmp_path):
