@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import SettlementFormatError
-from .delimited import read_delimited
+from .delimited import read_delimited, to_utf8
 from .json_report import read_purchase_refund_json
 from .schema import CANONICAL_COLUMNS, FAILURE_COLUMNS, Canonical
 from .workbook import read_workbook
@@ -39,21 +39,27 @@ def _inputs(source: Source | Iterable[Source], name: str | None) -> list[tuple[s
         return [(name or getattr(source, "name", None) or "upload", source.read())]  # type: ignore[union-attr]
     if isinstance(source, str | os.PathLike):
         text = os.fspath(source)
+        if Path(text).is_file():  # an existing name is never a pattern: data/x[1].csv is that file
+            return [(text, _read_bytes(text))]
         if any(ch in text for ch in "*?["):
             paths = sorted(glob.glob(text))
             if not paths:
                 raise SettlementFormatError(f"no file matches {text!r}", file=text)
-            return [(p, Path(p).read_bytes()) for p in paths]
-        path = Path(text)
-        if not path.is_file():
-            raise SettlementFormatError("no such file", file=text)
-        return [(text, path.read_bytes())]
+            return [(p, _read_bytes(p)) for p in paths]
+        raise SettlementFormatError("no such file", file=text)
     items: list[tuple[str, bytes]] = []
     for item in source:  # type: ignore[union-attr]
         items += _inputs(item, None)
     if not items:
         raise SettlementFormatError("no settlement files were given")
     return items
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise SettlementFormatError(f"cannot read the file: {exc.strerror or exc}", file=path) from None
 
 
 def _detect(data: bytes, name: str) -> str:
@@ -72,6 +78,9 @@ def _detect(data: bytes, name: str) -> str:
 
 def _read_one(name: str, data: bytes, fmt: str, mapping: Mapping[str, str] | None, encoding: str | None,
               delimiter: str | None) -> Canonical:
+    converted = False
+    if not data.startswith(b"PK\x03\x04"):
+        data, converted = to_utf8(data, name, encoding)
     kind = _detect(data, name) if fmt == "auto" else fmt
     if fmt != "auto":
         detected = _detect(data, name)
@@ -82,10 +91,10 @@ def _read_one(name: str, data: bytes, fmt: str, mapping: Mapping[str, str] | Non
     if kind == "excel":
         return read_workbook(data, name, mapping=mapping)
     if kind == "pbdr_xml":
-        return read_xml(data, name)
+        return read_xml(data, name, utf8=converted)
     if kind == "purchase_refund_json":
         return read_purchase_refund_json(data, name)
-    return read_delimited(data, name, mapping=mapping, encoding=encoding, delimiter=delimiter,
+    return read_delimited(data, name, mapping=mapping, delimiter=delimiter,
                           report_format=None if kind == "auto_csv" else kind)
 
 
@@ -136,7 +145,8 @@ def read_settlement(source: Source | Iterable[Source], format: str = "auto", *,
         ``"raise"``: any bad row raises :class:`SettlementFormatError` whose ``failure_cases``
         lists every failing row. ``"collect"``: return ``(frame, failures)`` instead.
     encoding : str, optional
-        UTF-8 (with or without BOM) by default; ``"latin-1"`` when the file is Latin-1.
+        UTF-8 (with or without BOM) by default, UTF-16/32 when the file starts with their byte-order
+        mark; e.g. ``"latin-1"`` or ``"utf-16"`` to say so. Not used for workbooks.
     delimiter : str, optional
         Sniffed among ``,`` ``;`` tab ``|`` by default.
     name : str, optional
