@@ -258,6 +258,9 @@ def _fast(data: bytes, offset: int, headers: list[str], delimiter: str, header_i
         return None
     if bad or table.num_rows != data.count(b"\n", offset, end) + 1:
         return None
+    final = data[data.rfind(b"\n", offset, end) + 1:end]
+    if b'"' in final and not _closed([final.decode("utf-8", "replace")], delimiter):
+        return None  # the file ends inside a quoted field: the careful path reports that record
     first = header_index + 2  # 1-based line of the first body row
     return _Body(table, pa.array(np.arange(first, first + table.num_rows, dtype=np.int64)))
 
@@ -284,6 +287,7 @@ def _careful(text: str, headers: list[str], delimiter: str, body_start: int) -> 
     values: list[list[str]] = [[] for _ in names]
     line_numbers: list[int] = []
     bad: list[_Bad] = []
+    final = next((i for i in range(len(physical) - 1, -1, -1) if physical[i].strip()), -1)
     start: int | None = body_start
     while start is not None:
         first_line, start = start, None
@@ -303,11 +307,13 @@ def _careful(text: str, headers: list[str], delimiter: str, body_start: int) -> 
             last = first_line + reader.line_num - 1
             if not row or all(not cell.strip() for cell in row):
                 continue
-            if len(row) == len(names) and (last == first or _closed(physical[first:last + 1], delimiter)):
+            # A record closes its quotes; only one that spans lines or ends the file can fail to.
+            spans = last > first or (last == final and '"' in physical[last])
+            if len(row) == len(names) and not (spans and not _closed(physical[first:last + 1], delimiter)):
                 for index, cell in enumerate(row):
                     values[index].append(cell)
                 line_numbers.append(first + 1)
-            elif last > first:
+            elif spans:
                 ends = ("and never closes" if len(row) == len(names)
                         else f"leaving {len(row)} fields instead of {len(names)}")
                 bad.append(_Bad(first + 1, physical[first][:200],
