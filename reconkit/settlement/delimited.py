@@ -258,6 +258,9 @@ def _fast(data: bytes, offset: int, headers: list[str], delimiter: str, header_i
         return None
     if bad or table.num_rows != data.count(b"\n", offset, end) + 1:
         return None
+    returns = data.count(b"\r", offset, end)
+    if returns and data.count(b"\r\n", offset, end) != returns:
+        return None  # a lone CR ends a line, even inside a quoted value: only the careful path counts it
     final = data[data.rfind(b"\n", offset, end) + 1:end]
     if b'"' in final and not _closed([final.decode("utf-8", "replace")], delimiter):
         return None  # the file ends inside a quoted field: the careful path reports that record
