@@ -8,6 +8,7 @@ processor CSVs and Excel files, and returns one row per settlement row with its 
 from __future__ import annotations
 
 import glob
+import mmap
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -15,9 +16,10 @@ from typing import IO, Any, Literal, overload
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import SettlementFormatError
-from .delimited import read_delimited, to_utf8
+from .delimited import Bytes, read_delimited, to_utf8
 from .json_report import read_purchase_refund_json
 from .schema import CANONICAL_COLUMNS, FAILURE_COLUMNS, Canonical
 from .workbook import read_workbook
@@ -32,7 +34,7 @@ FORMATS = ("auto", *_CSV_FORMATS, "pbdr_xml", "purchase_refund_json", "excel")
 Source = str | os.PathLike[str] | bytes | IO[bytes]
 
 
-def _inputs(source: Source | Iterable[Source], name: str | None) -> list[tuple[str, bytes]]:
+def _inputs(source: Source | Iterable[Source], name: str | None) -> list[tuple[str, Bytes]]:
     if isinstance(source, bytes | bytearray | memoryview):
         return [(name or "upload", bytes(source))]
     if hasattr(source, "read"):
@@ -47,7 +49,7 @@ def _inputs(source: Source | Iterable[Source], name: str | None) -> list[tuple[s
                 raise SettlementFormatError(f"no file matches {text!r}", file=text)
             return [(p, _read_bytes(p)) for p in paths]
         raise SettlementFormatError("no such file", file=text)
-    items: list[tuple[str, bytes]] = []
+    items: list[tuple[str, Bytes]] = []
     for item in source:  # type: ignore[union-attr]
         items += _inputs(item, None)
     if not items:
@@ -55,14 +57,18 @@ def _inputs(source: Source | Iterable[Source], name: str | None) -> list[tuple[s
     return items
 
 
-def _read_bytes(path: str) -> bytes:
+def _read_bytes(path: str) -> Bytes:
+    """The file's contents, mapped rather than copied (pyarrow parses the map in place)."""
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:
+                return b""
+            return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as exc:
         raise SettlementFormatError(f"cannot read the file: {exc.strerror or exc}", file=path) from None
 
 
-def _detect(data: bytes, name: str) -> str:
+def _detect(data: Bytes, name: str) -> str:
     head = data[:512].lstrip(b"\xef\xbb\xbf").lstrip()
     if head.startswith(b"PK\x03\x04"):
         return "excel"
@@ -77,10 +83,10 @@ def _detect(data: bytes, name: str) -> str:
     return "auto_csv"
 
 
-def _read_one(name: str, data: bytes, fmt: str, mapping: Mapping[str, str] | None, encoding: str | None,
+def _read_one(name: str, data: Bytes, fmt: str, mapping: Mapping[str, str] | None, encoding: str | None,
               delimiter: str | None) -> Canonical:
     converted = False
-    if not data.startswith(b"PK\x03\x04"):
+    if data[:4] != b"PK\x03\x04":
         data, converted = to_utf8(data, name, encoding)
     kind = _detect(data, name) if fmt == "auto" else fmt
     if fmt != "auto":
@@ -90,11 +96,11 @@ def _read_one(name: str, data: bytes, fmt: str, mapping: Mapping[str, str] | Non
             raise SettlementFormatError(f"format={fmt!r} was forced, but the file looks like {detected}", file=name,
                                         line=1, expected=fmt)
     if kind == "excel":
-        return read_workbook(data, name, mapping=mapping)
+        return read_workbook(bytes(data), name, mapping=mapping)
     if kind == "pbdr_xml":
-        return read_xml(data, name, utf8=converted)
+        return read_xml(bytes(data), name, utf8=converted)
     if kind == "purchase_refund_json":
-        return read_purchase_refund_json(data, name)
+        return read_purchase_refund_json(bytes(data), name)
     return read_delimited(data, name, mapping=mapping, delimiter=delimiter,
                           report_format=None if kind == "auto_csv" else kind)
 
@@ -107,10 +113,10 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
             return pd.ArrowDtype(kind)
         return None
 
-    frame = table.to_pandas(types_mapper=mapper)
-    if "batch_date" in frame:
-        frame["batch_date"] = pd.to_datetime(frame["batch_date"])
-    return frame
+    if "batch_date" in table.column_names:  # as datetime64[s]: no Python date objects on the way
+        index = table.column_names.index("batch_date")
+        table = table.set_column(index, "batch_date", pc.cast(table.column(index), pa.timestamp("s")))
+    return table.to_pandas(types_mapper=mapper)
 
 
 @overload

@@ -9,19 +9,24 @@ Python path, which knows every row's line number.
 from __future__ import annotations
 
 import csv
+import mmap
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..errors import SettlementFormatError
 from .footer import Footer, find_footer
-from .schema import ALIASES, Canonical, canonicalize, failure_table, header_key, map_headers
+from .schema import ALIASES, Canonical, canonicalize, failure_table, header_key, map_headers, may_hold
 
-__all__ = ["read_delimited"]
+__all__ = ["Bytes", "read_delimited", "to_utf8"]
+
+Bytes = bytes | mmap.mmap
+"""File contents: bytes, or a read-only map of a file on disk (not copied into memory)."""
 
 _REPORTS = {
     "payment batch detail report": "pbdr",
@@ -51,13 +56,13 @@ _BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\x
          (b"\xfe\xff", "utf-16"))
 
 
-def to_utf8(data: bytes, name: str, encoding: str | None) -> tuple[bytes, bool]:
+def to_utf8(data: Bytes, name: str, encoding: str | None) -> tuple[Bytes, bool]:
     """Text in any encoding as UTF-8 bytes, and whether it was converted.
 
     ``encoding`` wins; without it a UTF-16 or UTF-32 byte-order mark names the encoding.
     """
     if encoding is None:
-        encoding = next((codec for bom, codec in _BOMS if data.startswith(bom)), None)
+        encoding = next((codec for bom, codec in _BOMS if data[:4].startswith(bom)), None)
     elif encoding.lower().replace("_", "-") in _UTF8_NAMES:
         encoding = None
     if encoding is None:
@@ -66,7 +71,7 @@ def to_utf8(data: bytes, name: str, encoding: str | None) -> tuple[bytes, bool]:
         "".encode(encoding)
     except LookupError:
         raise ValueError(f"unknown encoding {encoding!r}") from None
-    return decode(data, name, encoding).lstrip("\ufeff").encode("utf-8"), True
+    return decode(bytes(data), name, encoding).lstrip("\ufeff").encode("utf-8"), True
 
 
 def _sniff_delimiter(line: str) -> str:
@@ -109,17 +114,16 @@ _BREAK_PATTERN = r"\r\n|\r|\n"
 _BREAK = re.compile(_BREAK_PATTERN.encode())
 
 
-def _head_lines(data: bytes, name: str) -> list[str]:
+def _head_lines(data: Bytes, start: int, name: str) -> list[str]:
     """The first lines, enough to find the header (decoded on their own: the body is not copied)."""
-    cut = data[: 1 << 16]
-    if len(data) > len(cut):
+    cut = data[start:start + (1 << 16)]
+    if len(data) > start + len(cut):
         cut = cut[: cut.rfind(b"\n") + 1] or cut
     return re.split(_BREAK_PATTERN, decode(cut, name, None))
 
 
-def _offset_after(data: bytes, lines: int) -> int:
-    """The byte offset where line ``lines + 1`` starts."""
-    offset = 0
+def _offset_after(data: Bytes, offset: int, lines: int) -> int:
+    """The byte offset where line ``lines + 1`` starts, counting from ``offset``."""
     for _ in range(lines):
         found = _BREAK.search(data, offset)
         if found is None:
@@ -147,16 +151,15 @@ class _Bad:
     cells: list[str]
 
 
-def read_delimited(data: bytes, name: str, *, mapping: Mapping[str, str] | None = None,
+def read_delimited(data: Bytes, name: str, *, mapping: Mapping[str, str] | None = None,
                    delimiter: str | None = None, report_format: str | None = None,
                    careful: bool = False) -> Canonical:
     """Read one UTF-8 delimited file into canonical rows and failure cases.
 
     ``careful=True`` skips the pyarrow path (both paths give the same result; tests compare them).
     """
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    lines = _head_lines(data, name)
+    bom = 3 if data[:3] == b"\xef\xbb\xbf" else 0
+    lines = _head_lines(data, bom, name)
     start = next((i for i, line in enumerate(lines) if line.strip()), None)
     if start is None:
         raise SettlementFormatError("the file is empty", file=name, line=1, expected="a header line")
@@ -174,10 +177,10 @@ def read_delimited(data: bytes, name: str, *, mapping: Mapping[str, str] | None 
     headers = [h.strip() for h in _split(lines[header_index], delimiter)]
     chosen, extras = map_headers(headers, mapping, file=name, line=header_index + 1)
     fmt = report_format or _report_format(report, headers)
-    body = None if careful else _fast(data, _offset_after(data, header_index + 1), headers, delimiter,
+    body = None if careful else _fast(data, _offset_after(data, bom, header_index + 1), headers, delimiter,
                                       header_index)
     if body is None:
-        body = _careful(decode(data, name, None), headers, delimiter, header_index + 1)
+        body = _careful(decode(bytes(data), name, None), headers, delimiter, header_index + 1)
     footer = _take_footer(body, headers, chosen.get("amount"), delimiter)
     names = body.table.column_names
     columns = {canonical: body.table.column(names[headers.index(header)]) for canonical, header in chosen.items()}
@@ -226,7 +229,11 @@ def _unique(headers: list[str]) -> list[str]:
     return out
 
 
-def _fast(data: bytes, offset: int, headers: list[str], delimiter: str, header_index: int) -> _Body | None:
+def _count(data: Bytes, needle: bytes, start: int, end: int) -> int:
+    return data.count(needle, start, end) if isinstance(data, bytes) else bytes(data[start:end]).count(needle)
+
+
+def _fast(data: Bytes, offset: int, headers: list[str], delimiter: str, header_index: int) -> _Body | None:
     """pyarrow's reader over the body bytes when every record is exactly one line; else None.
 
     Works on offsets into ``data``: a settlement file can be half a gigabyte, so nothing is copied.
@@ -234,9 +241,6 @@ def _fast(data: bytes, offset: int, headers: list[str], delimiter: str, header_i
     end = len(data)
     while end > offset and data[end - 1] in b"\r\n":
         end -= 1
-    # A blank line, a quoted newline or a ragged row makes the row count differ from the line
-    # count (or is an invalid row): any of them sends the file to the careful path, so row i here
-    # is always line header + 1 + i.
     if end <= offset or len(set(headers)) != len(headers):
         return None
     bad: list[object] = []
@@ -248,24 +252,35 @@ def _fast(data: bytes, offset: int, headers: list[str], delimiter: str, header_i
     try:
         table = pacsv.read_csv(
             pa.py_buffer(memoryview(data)[offset:end]),
-            read_options=pacsv.ReadOptions(column_names=headers, block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False,
+            read_options=pacsv.ReadOptions(column_names=headers, block_size=1 << 20),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False, ignore_empty_lines=False,
                                              invalid_row_handler=invalid),
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(headers, pa.string()),
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    if bad or table.num_rows != data.count(b"\n", offset, end) + 1:
+    # A blank or ragged line is an invalid row here (empty lines are kept): the careful path reads those.
+    if bad:
         return None
-    returns = data.count(b"\r", offset, end)
-    if returns and data.count(b"\r\n", offset, end) != returns:
-        return None  # a lone CR ends a line, even inside a quoted value: only the careful path counts it
-    final = data[data.rfind(b"\n", offset, end) + 1:end]
-    if b'"' in final and not _closed([final.decode("utf-8", "replace")], delimiter):
-        return None  # the file ends inside a quoted field: the careful path reports that record
-    first = header_index + 2  # 1-based line of the first body row
-    return _Body(table, pa.array(np.arange(first, first + table.num_rows, dtype=np.int64)))
+    # Without a double quote every line break ends a row and row i is line header + 1 + i. With
+    # quotes, a quoted line break would join lines: the rows must then match the line count, and
+    # a lone CR (a line break to us, text inside quotes to pyarrow) must not occur.
+    if data.find(b'"', offset, end) >= 0:
+        if table.num_rows != _count(data, b"\n", offset, end) + 1:
+            return None
+        returns = _count(data, b"\r", offset, end)
+        if returns and _count(data, b"\r\n", offset, end) != returns:
+            return None
+        final = bytes(data[data.rfind(b"\n", offset, end) + 1:end])
+        if b'"' in final and not _closed([final.decode("utf-8", "replace")], delimiter):
+            return None  # the file ends inside a quoted field: the careful path reports that record
+    # A record of blank cells is no record; its first cell is blank, so only then look closer.
+    first = table.column(0)
+    if pc.min(pc.binary_length(first)).as_py() == 0 or may_hold(first, b" \t"):
+        return None
+    line = header_index + 2  # 1-based line of the first body row
+    return _Body(table, pa.array(np.arange(line, line + table.num_rows, dtype=np.int64)))
 
 
 def _closed(lines: list[str], delimiter: str) -> bool:
