@@ -317,6 +317,14 @@ def canonicalize(columns: Mapping[str, pa.ChunkedArray | pa.Array], lines: pa.Ar
             **{name: pool.submit(_optional_text, text[name])
                for name in ("merchant_ref", "batch_id", "merchant_id", "payment_method")},
         }
+
+        def amounts() -> tuple[pa.ChunkedArray, pa.ChunkedArray, list[Any]]:
+            # Queued after the currency job, so waiting for it here cannot hold up the pool.
+            found: list[Any] = []
+            signed = _amounts(text["amount"], jobs["currency"].result()[1], lambda *problem: found.append(problem))
+            return signed, pc.abs(signed), found
+
+        jobs["amount"] = pool.submit(amounts)
         done = {name: job.result() for name, job in jobs.items()}
     (recon, recon_plain), (request, request_plain) = done["recon"], done["request"]
     currency, places = done["currency"]
@@ -334,7 +342,9 @@ def canonicalize(columns: Mapping[str, pa.ChunkedArray | pa.Array], lines: pa.Ar
     fail(pc.and_(pc.is_null(recon), pc.is_null(request)), "reconciliation_id", text["reconciliation_id"],
          "the row has neither a reconciliation id nor a request id")
     fail(pc.is_null(places), "currency", text["currency"], "not an ISO 4217 currency code")
-    signed = _amounts(text["amount"], places, fail)
+    signed, absolute, amount_problems = done["amount"]
+    for problem in amount_problems:
+        fail(*problem)
     fail(pc.is_null(direction), "transaction_type", text["transaction_type"],
          "unknown transaction type; expected e.g. ics_credit, ics_bill, refund, sale")
     fail(bad_date, "batch_date", text["batch_date"], "not a date (YYYY-MM-DD, YYYYMMDD, M/D/YYYY or ISO date-time)")
@@ -364,7 +374,7 @@ def canonicalize(columns: Mapping[str, pa.ChunkedArray | pa.Array], lines: pa.Ar
         "merchant_ref": rows(done["merchant_ref"]),
         "transaction_type": rows(ttype),
         "direction": rows(direction),
-        "amount": pc.abs(rows(signed)),
+        "amount": rows(absolute),
         "currency": rows(currency),
         "batch_id": rows(done["batch_id"]),
         "batch_date": rows(batch_date),
