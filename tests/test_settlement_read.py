@@ -504,3 +504,14 @@ def test_a_workbook_footer_is_checked_like_a_csv_one():
     frame, failures = collect(_workbook([*_BOOK_ROWS, ["Total", None, 3, None]]), name="book.xlsx")
     assert failures["reason"].tolist() == ["footer says 3 rows; the file has 2"]
     assert failures["source_line"].tolist() == [4]
+
+
+def test_an_xml_request_outside_any_batch_is_still_a_row():
+    request = ('<Request RequestID="{n}"><TransactionReferenceNumber> T{n} </TransactionReferenceNumber>'
+               "<CurrencyCode>USD</CurrencyCode><Amount>{amount}</Amount><Application>ics_credit</Application></Request>")
+    text = ('<Report><Batches><Batch BatchID="1" BatchDate="2026-01-01"><Requests>\n'
+            + request.format(n=1, amount="1.00") + "\n</Requests></Batch>\n"
+            + request.format(n=2, amount="2.00") + "\n" + request.format(n=3, amount="1e3") + "\n</Batches></Report>")
+    frame, failures = collect(text, name="r.xml")
+    assert frame["reconciliation_id"].tolist() == ["T1", "T2"] and frame["batch_id"].tolist() == ["1", pd.NA]
+    assert failures[["source_line", "reconciliation_id", "request_id"]].values.tolist() == [[5, "T3", "3"]]

@@ -3,6 +3,12 @@
 ``read_settlement`` detects the format from the first bytes and the header names (never
 column positions), reads CyberSource's CSV and XML reports, the purchase-refund-details JSON,
 processor CSVs and Excel files, and returns one row per settlement row with its file and line.
+
+The contract, for every input: a frame plus failures in which every physical record appears
+exactly once (a row, or failures on its line, naming file, line and column); nothing but
+:class:`~reconkit.errors.SettlementFormatError` escapes; the pyarrow path and the careful
+record-by-record path give the same result. A totals footer is recognised by its shape and its
+control totals are checked against what was read.
 """
 
 from __future__ import annotations
@@ -142,7 +148,8 @@ def read_settlement(source: Source | Iterable[Source], format: str = "auto", *,
     Parameters
     ----------
     source : path, glob, bytes, binary file, or a list of them
-        ``"data/*.csv"`` reads every match; bytes (e.g. a notebook upload) need ``name``.
+        ``"data/*.csv"`` reads every match (an existing file's name is never a pattern, so
+        ``data/x[1].csv`` is that file); bytes (e.g. a notebook upload) need ``name``.
     format : str
         ``"auto"`` (sniff the first bytes and the header names) or one of :data:`FORMATS`.
     mapping : dict, optional
@@ -163,7 +170,12 @@ def read_settlement(source: Source | Iterable[Source], format: str = "auto", *,
     -------
     DataFrame, or (DataFrame, DataFrame) with ``errors="collect"``
         :data:`CANONICAL_COLUMNS` first (``amount`` exact and absolute, ``direction`` from the
-        transaction type), then the file's other columns. Failures have :data:`FAILURE_COLUMNS`.
+        transaction type), then the file's other columns. Failures have :data:`FAILURE_COLUMNS`:
+        one row per failing cell (``column`` ``"*"`` for a record that could not be split into
+        cells, e.g. ragged or opened by an unbalanced quote), with the record's reconciliation and
+        request ids as far as they could be read; a footer whose row count or amount total differs
+        from what was read is a failure on the footer's line. Amounts must be plain decimals
+        (``1.23457E+06`` is refused).
 
     Raises
     ------

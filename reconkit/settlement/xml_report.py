@@ -98,15 +98,18 @@ def read_xml(data: bytes, name: str, *, utf8: bool = False) -> Canonical:
     batches = report.iter("Batch")
     if batches:
         layout = "pbdr_xml"
-        for batch in batches:
-            for request in batch.iter("Request"):
-                add(request.line, reconciliation_id=request.value("TransactionReferenceNumber") or "",
-                    request_id=request.attrs.get("RequestID", ""),
-                    merchant_ref=request.attrs.get("MerchantReferenceNumber"),
-                    transaction_type=request.value("Application") or "", amount=request.value("Amount") or "",
-                    currency=request.value("CurrencyCode") or "", batch_id=batch.attrs.get("BatchID"),
-                    batch_date=batch.attrs.get("BatchDate"), merchant_id=merchant,
-                    payment_method=request.value("PaymentMethod"))
+        # Every Request is a row, even one outside any Batch (then it has no batch id or date).
+        owner = {id(request): batch for batch in batches for request in batch.iter("Request")}
+        nobatch = _Node("Batch", {}, 0)
+        for request in report.iter("Request"):
+            batch = owner.get(id(request), nobatch)
+            add(request.line, reconciliation_id=request.value("TransactionReferenceNumber") or "",
+                request_id=request.attrs.get("RequestID", ""),
+                merchant_ref=request.attrs.get("MerchantReferenceNumber"),
+                transaction_type=request.value("Application") or "", amount=request.value("Amount") or "",
+                currency=request.value("CurrencyCode") or "", batch_id=batch.attrs.get("BatchID"),
+                batch_date=batch.attrs.get("BatchDate"), merchant_id=merchant,
+                payment_method=request.value("PaymentMethod"))
     else:
         layout = "pbdr_xml_new"
         requests = report.iter("Request")
