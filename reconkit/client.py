@@ -93,6 +93,8 @@ def _not_sent(exc: requests.RequestException) -> bool:
 
 
 _CREDITS = "/pts/v2/credits"
+_PLAIN_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")
+"""What an amount typed as text may look like: Decimal also reads 1e3, 1_000, +5 and other digits."""
 _LINK = re.compile(r"/(?:pts|tss)(?:/[A-Za-z0-9_-]+)+")
 _DEFINITE_502_REASONS = frozenset({"SYSTEM_ERROR", "INVALID_OR_MISSING_CONFIG"})
 
@@ -372,6 +374,9 @@ class Client:
             bad("orderInformation.amountDetails.currency", f"{currency!r} is not an ISO 4217 currency code")
         total = None
         try:
+            if isinstance(amount, str) and not _PLAIN_AMOUNT.fullmatch(amount.strip()):
+                raise ValueError(f"amount {amount!r} is not a plain decimal amount such as 12.50 "
+                                 "(no exponent, sign, separators or spaces)")
             total = parse_amount(amount, code if code in CURRENCIES else None)
             if total <= 0:
                 bad("orderInformation.amountDetails.totalAmount", "must be greater than zero")
