@@ -83,7 +83,7 @@ def test_parenthesised_request_target_is_accepted(sandbox):
         import hmac
         lines = [f"host: {headers['Host']}", f"date: {headers['Date']}", "(request-target): get /pts/v2/credits/1",
                  f"v-c-merchant-id: {headers['v-c-merchant-id']}"]
-        mac = base64.b64encode(hmac.new(sandbox.config.secret_bytes, "\n".join(lines).encode(),
+        mac = base64.b64encode(hmac.new(base64.b64decode(sandbox.credentials.secret_key), "\n".join(lines).encode(),
                                         hashlib.sha256).digest()).decode()
         headers["Signature"] = (f'keyid="{sandbox.config.key_id}", algorithm="HmacSHA256", '
                                 f'headers="host date (request-target) v-c-merchant-id", signature="{mac}"')

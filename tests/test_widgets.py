@@ -127,19 +127,6 @@ def _upload(name: str, data: bytes) -> tuple[dict, ...]:
              "last_modified": datetime(2026, 11, 2, tzinfo=UTC)},)
 
 
-def test_batch_mode(app, sandbox):
-    app.batch_upload.value = _upload("batch.csv", b"amount,currency,instrument\n1.00,USD,4111111111111111\n"
-                                                  b"2.00,EUR,7010000000016241111\n2005.00,USD,5555555555554444\n")
-    app.batch_button.click()
-    assert sandbox.count("POST", "create") == 3 and app.batch_progress.value == 3
-    assert "DECLINED" in app.batch_result.value and app.batch_result.value.count("PENDING") == 2
-    app.batch_upload.value = _upload("bad.csv", b"amount,currency,instrument\n1.00,USD,4111111111111111\n"
-                                                b"abc,USD,4111111111111111\n")
-    app.batch_button.click()
-    assert sandbox.count("POST", "create") == 3  # a bad file sends nothing
-    assert "bad.csv line 3" in app.error.value
-
-
 def test_callback_errors_are_shown_not_swallowed(app):
     app.batch_button.click()  # no file chosen
     assert "choose a CSV file" in app.error.value

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config import Config
-from .faults import FaultPlan
+from .faults import PROXY_ERRORS, FaultPlan
 from .state import RejectedError, SandboxState
 
 __all__ = ["Sandbox", "SandboxCredentials"]
@@ -236,10 +236,15 @@ class _Handler(BaseHTTPRequestHandler):
             return self._hang()
         if fault == "bad_json" and method == "GET":
             return self._send(200, b"<html><body>502 Bad Gateway</body></html>")
+        proxy = PROXY_ERRORS.get(fault or "")
+        if proxy is not None and not proxy.processed:
+            return self._send(proxy.status, proxy.body)
         try:
             status, payload = self._handle(endpoint, match, body)
         except RejectedError as rejection:
             status, payload = rejection.http_status, rejection.body
+        if proxy is not None:
+            return self._send(proxy.status, proxy.body)
         if fault == "lost":
             return self._hang()
         if fault == "truncated":
@@ -415,6 +420,7 @@ class Sandbox:
         from ..client import Client
 
         kwargs.setdefault("ledger", ":memory:")
+        kwargs.setdefault("clock", self.now)
         return Client(self.config, **kwargs)
 
     def advance(self, delta: timedelta | None = None, **kwargs: float) -> list[str]:
