@@ -8,7 +8,9 @@ import hmac
 import json
 import re
 import socket
+import ssl
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -426,6 +428,11 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     sandbox: Sandbox
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that leaves mid-handshake or mid-request is not the sandbox's error.
+        if not isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
 
 class Sandbox:
     """A local, stateful double of CyberSource's test environment.
@@ -453,6 +460,9 @@ class Sandbox:
         Accept these instead of the seed's (e.g. the reference doc's test-vector merchant).
     id_salt : str
         See :class:`~reconkit.sandbox.state.SandboxState`; set when several processes share ``db``.
+    tls : ssl.SSLContext, optional
+        Serve HTTPS with this server-side context (e.g. a throwaway self-signed certificate);
+        :attr:`url` then starts with ``https://``.
 
     Examples
     --------
@@ -464,7 +474,8 @@ class Sandbox:
                  db: str = ":memory:", tss_delay: timedelta = timedelta(minutes=5), self_link_status: int = 200,
                  faults: FaultPlan | None = None, portfolio_id: str | None = None,
                  cutoff: Any = None, merchant_id: str = "reconkit_sandbox",
-                 credentials: SandboxCredentials | None = None, id_salt: str = "") -> None:
+                 credentials: SandboxCredentials | None = None, id_salt: str = "",
+                 tls: ssl.SSLContext | None = None) -> None:
         from datetime import time as _time
 
         self.host = host
@@ -473,6 +484,7 @@ class Sandbox:
         self.credentials = credentials or SandboxCredentials.for_seed(seed, merchant_id)
         merchant_id = self.credentials.merchant_id
         self.portfolio_id = portfolio_id
+        self.tls = tls
         self.self_link_status = self_link_status
         self.faults = faults or FaultPlan(seed=seed)
         self.state = SandboxState(db, seed=seed, start=start, merchant_id=merchant_id,
@@ -494,6 +506,10 @@ class Sandbox:
         self._stopping.clear()
         self._server = _Server((self.host, self.port), _Handler)
         self._server.sandbox = self
+        if self.tls is not None:
+            # The handshake runs on the first read, in the request's thread, not in the accept loop.
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True,
+                                                       do_handshake_on_connect=False)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"sandbox:{self.port}",
                                         daemon=True)
@@ -530,8 +546,8 @@ class Sandbox:
     # --- what users need --------------------------------------------------------------
     @property
     def url(self) -> str:
-        """The base URL, e.g. ``http://127.0.0.1:8765``."""
-        return f"http://{self.host}:{self.port}"
+        """The base URL, e.g. ``http://127.0.0.1:8765`` (``https://`` with ``tls``)."""
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def config(self) -> Config:
