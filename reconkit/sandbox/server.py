@@ -19,10 +19,11 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from ..config import Config
 from .faults import FaultPlan
+from .reporting import Answer, ReportingDesk
 from .state import RejectedError, SandboxState
 
 __all__ = ["Sandbox", "SandboxCredentials"]
@@ -34,6 +35,9 @@ _ROUTES = [
     ("POST", re.compile(r"^/pts/v2/credits/(\d{1,26})/voids/?$"), "void"),
     ("GET", re.compile(r"^/tss/v2/transactions/(\d{1,26})/?$"), "tss"),
     ("POST", re.compile(r"^/tss/v2/searches/?$"), "search"),
+    ("GET", re.compile(r"^/reporting/v3/report-downloads/?$"), "report_download"),
+    ("GET", re.compile(r"^/reporting/v3/reports/?$"), "reports"),
+    ("GET", re.compile(r"^/reporting/v3/purchase-refund-details/?$"), "purchase_refund_details"),
 ]
 _MAX_SKEW = timedelta(minutes=15)
 _BODY_METHODS = ("POST", "PUT", "PATCH")
@@ -91,11 +95,13 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     # --- plumbing ---------------------------------------------------------------------
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None, *,
+              content_type: str | None = None) -> None:
         self._answered = True
         data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode("utf-8")
         self.send_response(status)
-        self.send_header("Content-Type", "application/hal+json" if not isinstance(body, bytes) else "text/html")
+        self.send_header("Content-Type", content_type or ("text/html" if isinstance(body, bytes)
+                                                          else "application/hal+json"))
         self.send_header("Content-Length", str(len(data)))
         self.send_header("v-c-correlation-id", self.server.sandbox._correlation_id())
         for key, value in (headers or {}).items():
@@ -116,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _truncated(self, status: int, body: Any) -> None:
         self._answered = True
-        data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/hal+json")
         self.send_header("Content-Length", str(len(data)))
@@ -361,17 +367,20 @@ class _Handler(BaseHTTPRequestHandler):
             return self._hang()
         if fault == "bad_json" and method == "GET":
             return self._send(200, b"<html><body>502 Bad Gateway</body></html>")
+        content_type = None
         try:
             status, payload = self._handle(endpoint, match, body)
         except RejectedError as rejection:
             status, payload = rejection.http_status, rejection.body
+        if isinstance(payload, Answer):
+            status, payload, content_type = payload.status, payload.body, payload.content_type
         if fault == "lost":
             return self._hang()
         if fault == "truncated":
             return self._truncated(status, payload)
         if fault == "bad_json":
             return self._send(status, b"<html><body>502 Bad Gateway</body></html>")
-        self._send(status, payload)
+        self._send(status, payload, content_type=content_type)
 
     def _handle(self, endpoint: str, match: re.Match[str] | None, body: bytes) -> tuple[int, Any]:
         sandbox = self.server.sandbox
@@ -388,6 +397,15 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RejectedError(400, {"status": "INVALID_REQUEST", "reason": "INVALID_DATA",
                                       "message": "The request body must be a JSON object",
                                       "details": [{"field": "body", "reason": "INVALID_DATA"}]})
+        if endpoint in ("report_download", "reports", "purchase_refund_details"):
+            query = parse_qs(urlsplit(self.path).query)
+            if endpoint == "report_download":
+                answer = sandbox.reporting.download(query, self.headers.get("Accept", "text/csv"))
+            elif endpoint == "reports":
+                answer = sandbox.reporting.reports(query)
+            else:
+                answer = sandbox.reporting.purchase_refund_details(query)
+            return answer.status, answer
         credit_id = match.group(1) if match and match.groups() else ""
         not_found = _error_body(404, "NOT_FOUND", "The requested resource does not exist.", state.now())
         if endpoint == "create":
@@ -460,6 +478,8 @@ class Sandbox:
         Accept these instead of the seed's (e.g. the reference doc's test-vector merchant).
     id_salt : str
         See :class:`~reconkit.sandbox.state.SandboxState`; set when several processes share ``db``.
+    report_ready_after : timedelta
+        How long after its day ends (sandbox time) a daily report can be downloaded.
     tls : ssl.SSLContext, optional
         Serve HTTPS with this server-side context (e.g. a throwaway self-signed certificate);
         :attr:`url` then starts with ``https://``.
@@ -475,7 +495,7 @@ class Sandbox:
                  faults: FaultPlan | None = None, portfolio_id: str | None = None,
                  cutoff: Any = None, merchant_id: str = "reconkit_sandbox",
                  credentials: SandboxCredentials | None = None, id_salt: str = "",
-                 tls: ssl.SSLContext | None = None) -> None:
+                 report_ready_after: timedelta = timedelta(hours=2), tls: ssl.SSLContext | None = None) -> None:
         from datetime import time as _time
 
         self.host = host
@@ -489,6 +509,7 @@ class Sandbox:
         self.faults = faults or FaultPlan(seed=seed)
         self.state = SandboxState(db, seed=seed, start=start, merchant_id=merchant_id,
                                   cutoff=cutoff or _time(0, 0), tss_delay=tss_delay, id_salt=id_salt)
+        self.reporting = ReportingDesk(self.state, ready_after=report_ready_after)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
