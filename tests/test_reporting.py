@@ -213,3 +213,34 @@ def test_sandbox_refuses_bad_reporting_queries_naming_the_field(world, path, fie
     assert answer.status_code == 400
     error = InvalidRequestError(400, answer.json())
     assert [d["field"] for d in error.details] == [field]
+
+
+def test_a_multi_day_report_with_injected_breaks_reconciles_to_its_ground_truth(world, tmp_path):
+    sb, client, _ = world
+    name = "PaymentBatchDetailReport_Nov"
+    report_date = sb.reporting.add_report(name, DAY, date(2026, 11, 3), seed=3,
+                                          discrepancies={"amount": 1, "duplicate": 1, "unexpected": 2})
+    assert report_date == date(2026, 11, 4)
+    settlement = client.download_report(name, report_date, data_dir=tmp_path)
+    truth = sb.reporting.bundle(name, report_date)
+    assert (tmp_path / f"{name}_2026-11-04.csv").read_bytes() == truth.files[0].read_bytes()
+    assert truth.injected == {"amount": 1, "duplicate": 1, "unexpected": 2}
+    credits = client.fetch_credits([c["id"] for c in sb.credits()], progress=False).to_frame()
+    result = reconcile(credits, settlement, as_of=truth.as_of, grace_days=truth.grace_days)
+    assert truth.disagreements(result).empty
+    assert {"AMOUNT_MISMATCH", "DUPLICATE_SETTLEMENT", "UNEXPECTED_SETTLEMENT"} <= set(result.credits["outcome"]) \
+        | set(result.settlement["outcome"])
+    with pytest.raises(NoReportDataError, match="was not found"):
+        client.download_report(name, "2026-11-03", data_dir=tmp_path)
+
+
+def test_the_demo_pulls_its_settlement_through_the_reporting_api(tmp_path, capsys):
+    from reconkit.demo import run_demo
+
+    assert run_demo(tmp_path, credits=60, seed=4, execute_notebook=False) == 0
+    said = capsys.readouterr().out
+    [report] = (tmp_path / "settlement").glob("PaymentBatchDetailReport_*.csv")
+    assert f"settlement pulled from the Reporting API into {report}" in said
+    assert "(100.0%)" in said
+    truth = (tmp_path / "settlement" / "ground_truth.csv").read_text()
+    assert report.name in truth  # the truth's rows point into the downloaded file

@@ -547,6 +547,7 @@ class Sandbox:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self.reporting.close()
         self.state.close()
 
     def serve_forever(self) -> None:
