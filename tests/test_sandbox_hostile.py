@@ -221,6 +221,26 @@ def test_signed_50_mb_body_is_refused_before_it_is_read(sb):
     assert int(headers["Content-Length"]) > _MAX_BODY
 
 
+def test_expect_100_is_not_answered_with_an_invitation_to_send_10_gb(sb):
+    headers = _signed(sb, "POST", PATH, CREDIT) | {"Content-Length": TEN_GB, "Expect": "100-continue"}
+    status, answer = _exchange(sb, "POST", PATH, headers)
+    assert status == 413 and answer["reason"] == "REQUEST_TOO_LARGE"
+
+
+def test_expect_100_then_a_small_body_is_served(sb):
+    headers = _signed(sb, "POST", PATH, CREDIT) | {"Expect": "100-continue"}
+    with socket.create_connection((sb.host, sb.port), timeout=20) as sock:
+        sock.sendall(_head("POST", PATH, headers))
+        # http.client skips interim answers, so the 100 is read by hand: status line, blank line.
+        interim = sock.makefile("rb")
+        assert interim.readline().split()[1] == b"100"
+        assert interim.readline() == b"\r\n"
+        sock.sendall(CREDIT)
+        final = http.client.HTTPResponse(sock, method="POST")
+        final.begin()
+        assert final.status == 201 and json.loads(final.read())["status"] == "PENDING"
+
+
 def test_body_at_the_cap_is_read_and_judged_on_its_content(sb):
     body = b'{"pad":"' + b"x" * (_MAX_BODY - 10) + b'"}'
     assert len(body) == _MAX_BODY
