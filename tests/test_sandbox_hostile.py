@@ -282,3 +282,26 @@ def test_keep_alive_survives_a_refusal_without_a_body(sb):
         second = http.client.HTTPResponse(sock, method="GET")
         second.begin()
         assert second.status == 404 and json.loads(second.read())["errorInformation"]["reason"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize(("name", "raw", "expected"), [
+    ("unknown method", b"FOO /pts/v2/credits HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    ("garbage request line", b"hello\r\n\r\n", 400),
+    ("HTTP/2.0 request line", b"GET /pts/v2/credits/1 HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    ("request line of 70 KB", b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
+    ("header line of 70 KB", b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+    ("150 headers", b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431),
+])
+def test_protocol_errors_are_answered_in_cybersource_shape(sb, name, raw, expected):
+    before = sb.credits()
+    with socket.create_connection((sb.host, sb.port), timeout=20) as sock:
+        sock.sendall(raw)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = json.loads(response.read())
+    assert response.status == expected, name
+    assert response.getheader("Content-Type") == "application/hal+json"
+    assert body["reason"] or body["errorInformation"]["reason"]
+    assert sb.credits() == before
+    probe = "/pts/v2/credits/1"
+    assert _exchange(sb, "GET", probe, _signed(sb, "GET", probe, b""))[0] == 404

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -294,6 +295,25 @@ class _Handler(BaseHTTPRequestHandler):
         if unread:
             self._discard_unread()
         self._error(status, reason, message)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol-level refusals (bad request line, unknown method, oversized headers) in
+        CyberSource's JSON error shape rather than http.server's HTML page."""
+        self._answered = True
+        self.close_connection = True
+        # An unparsable request line leaves the version at HTTP/0.9, which would suppress the status line.
+        self.request_version = self.protocol_version
+        phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "Error"
+        reason = phrase.upper().replace(" ", "_").replace("-", "_")
+        data = json.dumps(_error_body(code, reason, message or phrase, self.server.sandbox.state.now()),
+                          separators=(",", ":")).encode("utf-8")
+        self.send_response(code, message)
+        self.send_header("Content-Type", "application/hal+json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def handle_expect_100(self) -> bool:
         # Invite only a body the sandbox will read; otherwise the final answer comes instead of 100.
