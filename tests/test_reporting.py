@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reconkit import DeclinedError, InvalidRequestError, reconcile
 from reconkit.auth import http_date, sign_request
@@ -244,3 +246,20 @@ def test_the_demo_pulls_its_settlement_through_the_reporting_api(tmp_path, capsy
     assert "(100.0%)" in said
     truth = (tmp_path / "settlement" / "ground_truth.csv").read_text()
     assert report.name in truth  # the truth's rows point into the downloaded file
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(start=st.integers(0, 48 * 3600), span=st.integers(1, 48 * 3600), limit=st.integers(1, 9))
+def test_any_window_and_page_size_yield_each_submitted_credit_in_it_once(world, tmp_path_factory, start, span, limit):
+    sb, client, _ = world
+    begin = datetime(2026, 11, 2, tzinfo=UTC) + timedelta(seconds=start)
+    end = begin + timedelta(seconds=span)
+    expected = sorted(c["id"] for c in sb.credits() if c["batch_id"]
+                      and begin <= datetime.fromisoformat(c["created_at"]) < end)
+    folder = tmp_path_factory.mktemp("prd")
+    if not expected:
+        with pytest.raises(NoReportDataError):
+            client.purchase_refund_details(begin, end, data_dir=folder, limit=limit)
+        return
+    frame = client.purchase_refund_details(begin, end, data_dir=folder, limit=limit)
+    assert sorted(frame["request_id"]) == expected

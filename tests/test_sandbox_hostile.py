@@ -19,6 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reconkit.auth import digest, http_date, jwt_token, sign_request
 from reconkit.sandbox import Sandbox
@@ -305,3 +307,32 @@ def test_protocol_errors_are_answered_in_cybersource_shape(sb, name, raw, expect
     assert sb.credits() == before
     probe = "/pts/v2/credits/1"
     assert _exchange(sb, "GET", probe, _signed(sb, "GET", probe, b""))[0] == 404
+
+
+_TEXT = st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=40)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+       path=st.sampled_from([PATH, "/pts/v2/credits/1/voids", "/tss/v2/searches", "/tss/v2/transactions/1",
+                             "/reporting/v3/report-downloads?reportDate=x", "/nowhere"]),
+       length=st.one_of(st.none(), _TEXT, st.integers(-5, 10**12).map(str)),
+       date=st.one_of(st.none(), _TEXT), token=st.one_of(st.none(), st.lists(_TEXT, max_size=4).map(".".join)),
+       signed=st.booleans(), body=st.binary(max_size=200))
+def test_any_request_gets_an_answer_and_changes_nothing(sb, method, path, length, date, token, signed, body):
+    headers = _signed(sb, method, path, body) if signed else {"Host": sb.config.host}
+    for name, value in (("Content-Length", length), ("Date", date)):
+        if value is not None:
+            headers[name] = value
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    before = sb.credits()
+    with socket.create_connection((sb.host, sb.port), timeout=20) as sock:
+        sock.sendall(_head(method, path, headers) + body)
+        sock.shutdown(socket.SHUT_WR)
+        response = http.client.HTTPResponse(sock, method=method)
+        response.begin()
+        answer = json.loads(response.read())
+    assert response.status in (400, 401, 404, 411, 413), answer
+    assert isinstance(answer, dict) and answer
+    assert sb.credits() == before
