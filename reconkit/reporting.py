@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,8 @@ from urllib.parse import urlencode
 
 import requests
 
-from .errors import NetworkError, NotFoundError, error_for_status
+from .client import _RETRY_STATUSES, _retry_after_seconds
+from .errors import NetworkError, NotFoundError, ReconkitError, error_for_status
 from .settlement import read_settlement
 
 if TYPE_CHECKING:
@@ -97,20 +99,34 @@ def _save(folder: Path, files: dict[str, bytes]) -> list[Path]:
 
 
 def _fetch(client: Client, path: str, accept: str) -> requests.Response:
-    """One GET with an ``Accept`` header; an error status raises the matching :class:`ApiError`."""
-    try:
-        response = client.session.get(client.config.base_url + path, headers={"Accept": accept},
-                                      timeout=client.timeout)
-    except requests.RequestException as exc:
-        raise NetworkError(f"GET {path} failed: {type(exc).__name__}") from None
-    if response.status_code != 200:
+    """GET with an ``Accept`` header, retried like the client's other GETs (429/502/503/504 and
+    transport errors, bounded backoff, re-signed each time); another error status raises at once."""
+    deadline = time.monotonic() + client.retry_deadline
+    attempt = 0
+    while True:
+        attempt += 1
+        error: ReconkitError
         try:
-            body: Any = response.json()
-        except ValueError:
-            body = response.text[:500]
-        raise error_for_status(response.status_code, body, method="GET", path=path.split("?")[0],
-                               correlation_id=response.headers.get("v-c-correlation-id"))
-    return response
+            response = client.session.get(client.config.base_url + path, headers={"Accept": accept},
+                                          timeout=client.timeout)
+        except requests.RequestException as exc:
+            error = NetworkError(f"GET {path} failed: {type(exc).__name__}", attempts=attempt)
+        else:
+            if response.status_code == 200:
+                return response
+            try:
+                body: Any = response.json()
+            except ValueError:
+                body = response.text[:500]
+            error = error_for_status(response.status_code, body, method="GET", path=path.split("?")[0],
+                                     correlation_id=response.headers.get("v-c-correlation-id"),
+                                     retry_after=_retry_after_seconds(response.headers.get("Retry-After")))
+            if response.status_code not in _RETRY_STATUSES:
+                raise error
+        wait = getattr(error, "retry_after", None) or client._backoff(attempt)
+        if attempt > client.max_retries or time.monotonic() + wait > deadline:
+            raise error
+        time.sleep(wait)
 
 
 def _report_status(client: Client, name: str, day: date) -> str | None:

@@ -7,6 +7,7 @@ cut-off) and from the settlement generator, never from the code under test.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,10 +17,10 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconkit import DeclinedError, InvalidRequestError, reconcile
+from reconkit import Client, DeclinedError, InvalidRequestError, reconcile
 from reconkit.auth import http_date, sign_request
 from reconkit.reporting import NoReportDataError, ReportNotReadyError
-from reconkit.sandbox import Sandbox
+from reconkit.sandbox import FaultPlan, Sandbox
 from reconkit.sandbox.reporting import PBDR_REPORT_NAME
 
 from .conftest import CARD
@@ -263,3 +264,18 @@ def test_any_window_and_page_size_yield_each_submitted_credit_in_it_once(world, 
         return
     frame = client.purchase_refund_details(begin, end, data_dir=folder, limit=limit)
     assert sorted(frame["request_id"]) == expected
+
+
+def test_downloads_retry_transient_errors_re_signing_each_attempt(tmp_path):
+    with Sandbox(start=datetime(2026, 11, 2, 9, 0, tzinfo=UTC), seed=8) as sb:
+        client = sb.client(backoff_base=0.01, max_retries=8)
+        _issue(client)
+        sb.advance(hours=20)
+        # The JWT variant re-signs too: a resent token's jti would be refused.
+        jwt_client = Client(replace(sb.config, auth_type="jwt"), ledger=":memory:", backoff_base=0.01, max_retries=8)
+        sb.faults = FaultPlan(rates={"*": {"503": 0.5, "429": 0.2}}, retry_after="0", seed=2)
+        for who in (client, jwt_client):
+            frame = who.download_report(PBDR_REPORT_NAME, "2026-11-03", data_dir=tmp_path)
+            assert len(frame) == 1
+        assert sb.count("GET", "report_download") > 2
+        assert "JWT jti was already used" not in sb.auth_failures
