@@ -21,8 +21,9 @@ import requests
 from reconkit import Config
 from reconkit.auth import auth_headers
 from reconkit.sandbox import Sandbox
+from reconkit.sandbox.reporting import PBDR_REPORT_NAME
 
-from .conftest import START
+from .conftest import CARD, START
 
 ROOT = Path(__file__).resolve().parent.parent
 SDK_PYTHON = ROOT / ".venv-sdk" / "bin" / "python"
@@ -51,6 +52,14 @@ def tls_sandbox(certificate):
     context.load_cert_chain(*certificate)
     # tss_delay 0: Transaction Details answers at once (the live API lags by minutes).
     with Sandbox(start=START, seed=11, tls=context, tss_delay=timedelta(0)) as sb:
+        # One credit settled on 2 November, its report ready, before the SDK starts (3 November 03:00).
+        with sb.client() as client:
+            # Trust the throwaway certificate. requests lets REQUESTS_CA_BUNDLE override a session's
+            # verify, so the environment is switched off for this session, or the setting is ignored.
+            client.session.trust_env = False
+            client.session.verify = str(certificate[0])
+            client.create_credit("42.00", "EUR", card=CARD)
+        sb.advance(hours=18)
         yield sb
 
 
@@ -58,7 +67,8 @@ def tls_sandbox(certificate):
 def sdk_report(tls_sandbox) -> dict:
     config = tls_sandbox.config
     given = {"host": config.host, "merchant_id": config.merchant_id, "key_id": config.key_id,
-             "secret_key": config.secret_key}
+             "secret_key": config.secret_key, "report_date": "2026-11-03", "report_name": PBDR_REPORT_NAME,
+             "start_time": "2026-11-02T00:00:00Z", "end_time": "2026-11-03T00:00:00Z"}
     run = subprocess.run([str(SDK_PYTHON), "-W", "ignore", str(DRIVER)], input=json.dumps(given),
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -107,7 +117,7 @@ def test_sdk_sees_a_401_for_a_wrong_secret(tls_sandbox, sdk_report):
     assert sdk_report["wrong_secret"] == {"http_status": 401, "body": {"response": {"rmsg": "Authentication Failed"}}}
     # The only refusal of the run is the wrong secret's: every other SDK request passed authentication.
     assert tls_sandbox.auth_failures == ["JWT signature mismatch"]
-    assert {c["reference_code"] for c in tls_sandbox.credits()} == {"sdk-signature", "sdk-jwt"}
+    assert {c["reference_code"] for c in tls_sandbox.credits()} >= {"sdk-signature", "sdk-jwt"}
 
 
 def test_reconkit_jwt_passes_the_same_tls_sandbox(tls_sandbox, sdk_report, certificate):
@@ -118,3 +128,14 @@ def test_reconkit_jwt_passes_the_same_tls_sandbox(tls_sandbox, sdk_report, certi
                           verify=str(certificate[0]), timeout=10)
     assert answer.status_code == 200 and answer.json()["id"] == sdk_report["create_signature"]["id"]
     assert tls_sandbox.url.startswith("https://")
+
+
+@pytest.mark.parametrize("auth", ["signature", "jwt"])
+def test_sdk_reads_the_reporting_api(tls_sandbox, sdk_report, auth):
+    seen = sdk_report["reporting"][auth]
+    [settled] = [c for c in tls_sandbox.credits() if c["batch_date"] == "2026-11-02"]
+    assert seen["download_status"] == 200
+    assert seen["page_status"] == 200 and seen["model"] == "ReportingV3PurchaseRefundDetailsGet200Response"
+    assert seen["page_results"] == 1
+    assert seen["settlements"] == [[settled["id"], settled["amount"], settled["currency"], settled["batch_id"]]]
+    assert seen["references"] == [settled["reconciliation_id"]]

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 import CyberSource  # noqa: F401 - imported before authenticationsdk (the SDK's circular import)
-from CyberSource import CreditApi, TransactionDetailsApi, VoidApi
+from CyberSource import CreditApi, PurchaseAndRefundDetailsApi, ReportDownloadsApi, TransactionDetailsApi, VoidApi
 from CyberSource.rest import ApiException
 
 
@@ -66,7 +66,23 @@ def main() -> None:
     report["invalid_card"] = _create(signature, "sdk-bad-card", number="4111111111111112")
     report["wrong_secret"] = _create(_config(given, "JWT", secret="QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="),
                                      "sdk-wrong-secret")
+    report["reporting"] = {auth: _reporting(config, given) for auth, config in (("signature", signature),
+                                                                                   ("jwt", jwt))}
     json.dump(report, sys.stdout)
+
+
+def _reporting(config: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
+    """A report download and the first page of purchase-and-refund details, as the SDK parses them."""
+    _, status, _ = ReportDownloadsApi(config).download_report(given["report_date"], given["report_name"])
+    # Times as text: the SDK signs str(datetime) ("2026-11-02 00:00:00+00:00") but sends its
+    # isoformat, so a datetime argument makes its own signature fail.
+    page, page_status, _ = PurchaseAndRefundDetailsApi(config).get_purchase_and_refund_details(
+        given["start_time"], given["end_time"], limit=1)
+    return {"download_status": status, "page_status": page_status, "model": type(page).__name__,
+            "page_results": page.page_results,
+            "settlements": [[s.request_id, s.amount, s.currency_code, s.cybersource_batch_id]
+                            for s in page.settlements],
+            "references": [d.transaction_reference_number for d in page.request_details]}
 
 
 if __name__ == "__main__":
