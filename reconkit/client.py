@@ -646,3 +646,15 @@ class Client:
         from .fetch import fetch_credits
 
         return fetch_credits(self, ids, **kwargs)
+
+    def download_report(self, name: str, report_date: Any, format: str = "csv", **kwargs: Any) -> Any:
+        """Download a Reporting API report as settlement; see :func:`reconkit.reporting.download_report`."""
+        from .reporting import download_report
+
+        return download_report(self, name, report_date, format, **kwargs)
+
+    def purchase_refund_details(self, start: Any, end: Any, **kwargs: Any) -> Any:
+        """Pull purchase-and-refund details as settlement; see :func:`reconkit.reporting.purchase_refund_details`."""
+        from .reporting import purchase_refund_details
+
+        return purchase_refund_details(self, start, end, **kwargs)
