@@ -464,6 +464,8 @@ class Client:
             credit_id = str(credit_or_id).strip()
             href = f"/pts/v2/credits/{credit_id}/voids"
         body = {"clientReferenceInformation": {"code": reference_code or f"void-{credit_id}"}}
+        # Whatever comes of the POST, a cached copy of this credit may now be stale.
+        self.ledger.cache_forget(credit_id, environment=self.config.base_url, merchant_id=self.config.merchant_id)
         status, parsed, response = self._post(href, body, reference_code=reference_code, transaction_id=None)
         correlation = response.headers.get("v-c-correlation-id")
         if not 200 <= status < 300:

@@ -13,8 +13,8 @@ from .money import parse_amount
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["AMOUNT_PATHS", "CURRENCY_PATHS", "TIME_PATHS", "Credit", "Void", "credit_application", "dig",
-           "parse_time"]
+__all__ = ["AMOUNT_PATHS", "CURRENCY_PATHS", "FINAL_STATUSES", "TIME_PATHS", "Credit", "Void", "credit_application",
+           "dig", "parse_time"]
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -32,6 +32,17 @@ def parse_time(value: Any) -> datetime | None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
 
+
+FINAL_STATUSES = frozenset({"DECLINED", "VOIDED", "FAILED", "CANCELLED", "REJECTED"})
+"""Credit statuses that can no longer change, the only ones the fetch cache serves by default.
+
+A ``PENDING`` credit can still be voided or transmitted. ``TRANSMITTED`` and ``COMPLETED``
+are not final either: a void no longer succeeds once the credit was submitted to the processor
+(reference: "a transaction can be voided only when CyberSource has not already submitted [it]"),
+but the processor can still reject or return it, and Transaction Details keeps reporting its
+settlement. Declined, voided, failed, cancelled and rejected credits move no money and have no
+transition left. Any other status (the set is open) is treated as one that can change.
+"""
 
 AMOUNT_PATHS = ("creditAmountDetails.creditAmount", "orderInformation.amountDetails.totalAmount")
 """Where a credit's amount sits: the credit response first, then Transaction Details."""
