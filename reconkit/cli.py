@@ -53,6 +53,8 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
     if args.action == "settlement":
         return _cmd_settlement(args)
+    if args.db != ":memory:":
+        Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     faults = FaultPlan.parse(args.fault or [], latency_ms=args.latency_ms, jitter_ms=args.jitter_ms,
                              retry_after=args.retry_after, hang_seconds=args.hang_seconds, seed=args.seed)
     sandbox = Sandbox(port=args.port, host=args.host, seed=args.seed, db=args.db,
