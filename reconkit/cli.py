@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import NoReturn
@@ -33,19 +33,36 @@ def _triggers_help() -> str:
     return "\n".join(lines)
 
 
-def _parse_when(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _discrepancy(spec: str) -> tuple[str, float]:
+    """``--discrepancy kind=count`` or ``kind=rate``."""
+    from .sandbox.settlement import DISCREPANCY_KINDS
+
+    kind, sep, value = spec.partition("=")
+    try:
+        amount = float(value) if "." in value else int(value)
+    except ValueError:
+        sep = ""
+    if not sep or kind not in DISCREPANCY_KINDS or amount < 0:
+        raise argparse.ArgumentTypeError(f"{spec!r} is not kind=count or kind=rate with a kind among "
+                                         f"{', '.join(DISCREPANCY_KINDS)}")
+    return kind, amount
 
 
-def _discrepancies(specs: list[str]) -> dict[str, float]:
-    result: dict[str, float] = {}
-    for spec in specs:
-        kind, sep, value = spec.partition("=")
-        if not sep:
-            raise SystemExit(f"--discrepancy {spec!r} is not kind=count or kind=rate")
-        result[kind] = float(value) if "." in value else int(value)
-    return result
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date such as 2026-11-02") from None
+
+
+def _count(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, 0 or more")
+    return number
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
@@ -55,10 +72,13 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         return _cmd_settlement(args)
     if args.db != ":memory:":
         Path(args.db).parent.mkdir(parents=True, exist_ok=True)
-    faults = FaultPlan.parse(args.fault or [], latency_ms=args.latency_ms, jitter_ms=args.jitter_ms,
-                             retry_after=args.retry_after, hang_seconds=args.hang_seconds, seed=args.seed)
+    try:
+        faults = FaultPlan.parse(args.fault or [], latency_ms=args.latency_ms, jitter_ms=args.jitter_ms,
+                                 retry_after=args.retry_after, hang_seconds=args.hang_seconds, seed=args.seed)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--fault: {exc}") from None
     sandbox = Sandbox(port=args.port, host=args.host, seed=args.seed, db=args.db,
-                      start=_parse_when(args.start) if args.start else None,
+                      start=args.start,
                       tss_delay=timedelta(minutes=args.tss_delay_minutes),
                       self_link_status=405 if args.self_link_405 else 200, faults=faults)
     sandbox.start()
@@ -82,19 +102,19 @@ def _cmd_settlement(args: argparse.Namespace) -> int:
     from .sandbox.state import SandboxState
 
     if args.db == ":memory:":
-        raise SystemExit("settlement needs the sandbox's --db file (a memory sandbox keeps nothing to read)")
+        raise argparse.ArgumentTypeError("settlement needs the sandbox's --db file (a memory sandbox keeps "
+                                         "nothing to read)")
     if not Path(args.db).is_file():
-        raise SystemExit(f"{args.db}: no such sandbox database")
+        raise argparse.ArgumentTypeError(f"--db {args.db}: no such sandbox database")
     state = SandboxState(args.db, seed=args.seed)
     try:
         if args.advance_hours:
             state.advance(timedelta(hours=args.advance_hours))
         date_range = None
         if args.date_from or args.date_to:
-            date_range = (date.fromisoformat(args.date_from or args.date_to),
-                          date.fromisoformat(args.date_to or args.date_from))
+            date_range = (args.date_from or args.date_to, args.date_to or args.date_from)
         bundle = generate_settlement(state, date_range, format=args.format,
-                                     discrepancies=_discrepancies(args.discrepancy or []), seed=args.seed,
+                                     discrepancies=dict(args.discrepancy or []), seed=args.seed,
                                      out_dir=args.out, grace_days=args.grace_days)
     finally:
         state.close()
@@ -137,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sandbox.add_argument("--seed", type=int, default=0, help="seed of the credentials, ids and faults (default 0)")
     sandbox.add_argument("--db", default=":memory:", help="SQLite file to keep credits across restarts")
-    sandbox.add_argument("--start", help="freeze the sandbox clock at this ISO time")
+    sandbox.add_argument("--start", type=parse_as_of, help="freeze the sandbox clock at this ISO time")
     sandbox.add_argument("--tss-delay-minutes", type=float, default=5.0,
                          help="minutes Transaction Details answers 404 after a credit is created (default 5)")
     sandbox.add_argument("--self-link-405", action="store_true", help="answer GET on the self link with 405")
@@ -154,11 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     settlement.add_argument("--seed", type=int, default=0, help="seed of the injected discrepancies (default 0)")
     settlement.add_argument("--format", choices=FORMATS, default="pbdr_csv", help="report format (default pbdr_csv)")
     settlement.add_argument("--out", default="out/settlement", help="folder to write into (default out/settlement)")
-    settlement.add_argument("--from", dest="date_from", help="first batch date (ISO), default the first batch")
-    settlement.add_argument("--to", dest="date_to", help="last batch date (ISO), default the last batch")
-    settlement.add_argument("--discrepancy", action="append", metavar="KIND=N",
+    settlement.add_argument("--from", dest="date_from", type=_iso_date,
+                            help="first batch date (ISO), default the first batch")
+    settlement.add_argument("--to", dest="date_to", type=_iso_date,
+                            help="last batch date (ISO), default the last batch")
+    settlement.add_argument("--discrepancy", action="append", metavar="KIND=N", type=_discrepancy,
                             help=f"kinds: {', '.join(DISCREPANCY_KINDS)}; a count, or a rate such as 0.05")
-    settlement.add_argument("--grace-days", type=int, default=3,
+    settlement.add_argument("--grace-days", type=_count, default=3,
                             help="grace period the ground truth assumes (default 3)")
     settlement.add_argument("--advance-hours", type=float, default=0.0,
                             help="advance the sandbox clock first (runs batch cut-offs)")
@@ -187,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the whole investigation offline against the sandbox")
     demo.add_argument("--out", default="out", help="folder to write the reports into (default out)")
-    demo.add_argument("--credits", type=int, default=300, help="how many test credits to issue (default 300)")
+    demo.add_argument("--credits", type=_count, default=300, help="how many test credits to issue (default 300)")
     demo.add_argument("--seed", type=int, default=42, help="seed of the scenario and discrepancies (default 42)")
     demo.add_argument("--no-notebook", action="store_true", help="skip executing notebook 02")
     demo.set_defaults(func=_cmd_demo)

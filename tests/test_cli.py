@@ -154,3 +154,18 @@ def test_a_saved_frame_with_a_bad_amount_names_file_line_and_column(workspace, c
     assert main(["reconcile", "saved.csv", S + "pbdr_csv.csv"]) == 2
     err = capsys.readouterr().err
     assert "saved.csv, line 3, column amount" in err and "NaN" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["sandbox", "--start", "yesterday"], "argument --start: 'yesterday' is not an ISO date"),
+    (["sandbox", "--fault", "get:teapot=0.1"], "--fault:"),
+    (["sandbox", "settlement", "--db", "nowhere.sqlite3"], "--db nowhere.sqlite3: no such sandbox database"),
+    (["sandbox", "settlement", "--db", "x.sqlite3", "--discrepancy", "missing=many"], "argument --discrepancy"),
+    (["sandbox", "settlement", "--db", "x.sqlite3", "--discrepancy", "lost=3"], "with a kind among missing"),
+    (["sandbox", "settlement", "--db", "x.sqlite3", "--from", "last week"], "argument --from: 'last week'"),
+    (["demo", "--credits", "-5"], "argument --credits: '-5' is not a whole number"),
+])
+def test_the_other_commands_refuse_bad_arguments_in_one_line_too(workspace, capsys, argv, expected):
+    assert _status(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
