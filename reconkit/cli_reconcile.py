@@ -226,7 +226,8 @@ def check_inputs(args: argparse.Namespace, *, now: datetime | None = None) -> In
     credits = Path(args.credits)
     credit_ids = _credit_ids(credits)
     settlement = _settlement_paths(list(args.settlement), credits)
-    if _looks_like_settlement(credits):
+    # A settlement report with a request-id column passes for a list of ids: was it meant the other way round?
+    if credit_ids is not None and _looks_like_settlement(credits):
         unreadable = next((p for p in settlement if not _looks_like_settlement(p)), None)
         if unreadable is not None:
             raise _refuse(f"credits file {credits} is a settlement file and settlement file {unreadable} is not "
