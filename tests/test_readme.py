@@ -82,7 +82,7 @@ def test_every_python_block_of_the_readme_runs_in_order(tmp_path):
         server.wait(timeout=30)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "secret_key='***'" in run.stdout
-    assert "yBJxy6LjM2TmcPGu" not in run.stdout
+    assert "YW4tZXhhbXBsZS1ub3Qt" not in run.stdout  # the example secret
     for written in ("out/report.html", "out/breaks.xlsx"):
         assert (tmp_path / written).stat().st_size > 0, written
     # The README's settlement command, as written, on the database the first example kept in out/.
