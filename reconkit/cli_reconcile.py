@@ -63,7 +63,7 @@ def parse_grace_days(text: str) -> float:
         days = -1.0
     if not 0 <= days < 3650:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of days such as 3")
-    return days
+    return int(days) if days.is_integer() else days
 
 
 # --- the checked inputs -----------------------------------------------------------------------------
@@ -242,12 +242,12 @@ def check_inputs(args: argparse.Namespace, *, now: datetime | None = None) -> In
     elif manifest is not None:
         as_of, origin = manifest[1]["as_of"], f"the samples' as-of, from {manifest[0]}"
         if grace_days is None and isinstance(manifest[1].get("grace_days"), int | float):
-            grace_days = float(manifest[1]["grace_days"])
+            grace_days = manifest[1]["grace_days"]
     else:
         as_of = (now or datetime.now(UTC)).replace(microsecond=0)
         origin = "now, as no --as-of was given: ages and MISSING_OVERDUE are measured from this moment"
     return Inputs(credits, credit_ids, settlement, output, excel, args.tolerance,
-                  3.0 if grace_days is None else grace_days, as_of, origin, args.format)
+                  3 if grace_days is None else grace_days, as_of, origin, args.format)
 
 
 # --- running -------------------------------------------------------------------------------------
