@@ -575,6 +575,8 @@ class Client:
         href = same_origin_path(href, "void")
         self._guard("void_credit", href)
         body = {"clientReferenceInformation": {"code": reference_code or f"void-{credit_id}"}}
+        # Whatever comes of the POST, a cached copy of this credit may now be stale.
+        self.ledger.cache_forget(credit_id, environment=self.config.base_url, merchant_id=self.config.merchant_id)
         status, parsed, response = self._post(href, body, reference_code=reference_code, transaction_id=None)
         correlation = response.headers.get("v-c-correlation-id")
         if not 200 <= status < 300:
@@ -648,3 +650,15 @@ class Client:
         from .fetch import fetch_credits
 
         return fetch_credits(self, ids, **kwargs)
+
+    def download_report(self, name: str, report_date: Any, format: str = "csv", **kwargs: Any) -> Any:
+        """Download a Reporting API report as settlement; see :func:`reconkit.reporting.download_report`."""
+        from .reporting import download_report
+
+        return download_report(self, name, report_date, format, **kwargs)
+
+    def purchase_refund_details(self, start: Any, end: Any, **kwargs: Any) -> Any:
+        """Pull purchase-and-refund details as settlement; see :func:`reconkit.reporting.purchase_refund_details`."""
+        from .reporting import purchase_refund_details
+
+        return purchase_refund_details(self, start, end, **kwargs)

@@ -174,13 +174,14 @@ def test_investigate_from_uploads_to_exports_equals_the_truth(world, tmp_path):
     app.outcome_filter.value = "(all breaks)"
     target = app.result.breaks.iloc[0]
     app.search.value = str(target["credit_id"])[-8:] if target["credit_id"] is not None and str(
-        target["credit_id"]) != "<NA>" else str(target["settlement_reconciliation_id"])
+        target["credit_id"]) != "<NA>" else str(target["reconciliation_id"])
     assert "1 break(s)" in app.page_label.value
     app.pick.value = app.pick.options[0][1]
     assert target["outcome"] in app.drill.value and "Settlement row" in app.drill.value
     app.export_button.click()
     for name in ("report.html", "breaks.xlsx", "breaks.csv"):
         assert (tmp_path / "out" / name).exists() and f"download='{name}'" in app.export_links.value
+    assert "data:" not in app.export_links.value  # links to files Jupyter serves, no payload in the page
 
 
 def test_investigate_reports_read_errors_and_missing_steps(world, tmp_path):
