@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["BREAK_COLUMNS", "ReconResult", "amount_decimals", "amount_text", "build_result", "minor_digits",
-           "trimmed_text"]
+           "sorted_table", "trimmed_text"]
 
 BREAK_COLUMNS = ("outcome", "currency", "amount_at_risk", "credit_id", "reconciliation_id", "request_id",
                  "credit_amount", "settled_amount", "settlement_rows", "source_file", "source_line", "detail",
@@ -431,8 +431,8 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     """
     inputs = _Inputs(credits, settlement, credit_table, row_table)
     # Sorted while the table is narrow: by currency, then largest amount at risk first.
-    breaks = breaks.sort_by([("currency", "ascending"), ("amount_at_risk_minor", "descending"),
-                             ("credit_index", "ascending"), ("row_index", "ascending")])
+    breaks = sorted_table(breaks, [("currency", "ascending"), ("amount_at_risk_minor", "descending"),
+                                  ("credit_index", "ascending"), ("row_index", "ascending")])
     as_of = pd.Timestamp(parameters["as_of"])
     submit = pd.to_datetime(credits["submit_time_utc"], utc=True).reset_index(drop=True)
     age = ((as_of - submit).dt.total_seconds() / 86400).round(2).to_numpy(dtype=float, na_value=np.nan)
@@ -499,6 +499,22 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
         "row_index": row_index,
     })
     return ReconResult(parameters, enriched, credit_result, row_result, unreadable, inputs)
+
+
+def sorted_table(table: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:
+    """``table.sort_by(keys)``, moving its text columns as dictionary indices: a handful of
+    distinct outcome and currency words, so gathering integers instead of strings."""
+    text = [name for name, kind in zip(table.column_names, table.schema.types, strict=True)
+            if pa.types.is_string(kind)]
+    encoded = table
+    for name in text:
+        encoded = encoded.set_column(encoded.schema.get_field_index(name), name,
+                                     pc.dictionary_encode(_plain(table.column(name))))
+    ordered = encoded.take(pc.sort_indices(table.select([k for k, _ in keys]), sort_keys=keys))
+    for name in text:
+        ordered = ordered.set_column(ordered.schema.get_field_index(name), name,
+                                     pc.cast(ordered.column(name), pa.string()))
+    return ordered.combine_chunks()
 
 
 def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unreadable: pa.Table,
