@@ -1,9 +1,10 @@
 """Read a legacy PBDR CSV: ``read_settlement`` against a bare ``pyarrow.csv.read_csv`` of the same
 file (all columns as text), in the same run.
 
-    .venv/bin/python benchmarks/make_pbdr.py --rows 1000000 --out /tmp/reconkit-bench-1m   # once
-    .venv/bin/python benchmarks/bench_read.py --file /tmp/reconkit-bench-1m/pbdr_5m.csv --repeat 7
-    .venv/bin/python benchmarks/bench_read.py --rss          # 5M rows: also peak RSS, each in a fresh process
+    .venv/bin/python benchmarks/make_pbdr.py --rows 1000000 --credits 200000   # once: pbdr_1m.csv
+    .venv/bin/python benchmarks/make_pbdr.py                                    # once: pbdr_5m.csv
+    .venv/bin/python benchmarks/bench_read.py --file /tmp/reconkit-bench/pbdr_1m.csv --repeat 7
+    .venv/bin/python benchmarks/bench_read.py --repeat 3 --rss   # 5M rows; peak RSS of each in a fresh process
 
 The two are timed alternately, so a busy machine slows both alike; the ratio of the best times
 and the median of the per-round ratios are printed (wall clock), and the same for CPU time.
