@@ -249,11 +249,13 @@ def _fast(data: Bytes, offset: int, headers: list[str], delimiter: str, header_i
         bad.append(row)
         return "skip"
 
+    quoted = data.find(b'"', offset, end) >= 0
     try:
         table = pacsv.read_csv(
             pa.py_buffer(memoryview(data)[offset:end]),
             read_options=pacsv.ReadOptions(column_names=headers, block_size=1 << 20),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False, ignore_empty_lines=False,
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False,
+                                             newlines_in_values=False, ignore_empty_lines=False,
                                              invalid_row_handler=invalid),
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(headers, pa.string()),
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
@@ -266,7 +268,7 @@ def _fast(data: Bytes, offset: int, headers: list[str], delimiter: str, header_i
     # Without a double quote every line break ends a row and row i is line header + 1 + i. With
     # quotes, a quoted line break would join lines: the rows must then match the line count, and
     # a lone CR (a line break to us, text inside quotes to pyarrow) must not occur.
-    if data.find(b'"', offset, end) >= 0:
+    if quoted:
         if table.num_rows != _count(data, b"\n", offset, end) + 1:
             return None
         returns = _count(data, b"\r", offset, end)
