@@ -222,6 +222,27 @@ def _map_distinct(array: pa.ChunkedArray, *fns: tuple[Any, pa.DataType]) -> list
             for out, (_, kind) in zip(outputs, fns, strict=True)]
 
 
+_YEAR_ONE = (date(1, 1, 1) - date(1970, 1, 1)).days
+"""0001-01-01 in days since the epoch: Arrow reads year 0, which Python's dates (and _parse_date) do not."""
+
+
+def _dates(array: pa.ChunkedArray) -> list[pa.ChunkedArray]:
+    """Batch dates, and which values are not dates. When every value is ten characters, Arrow's own
+    YYYY-MM-DD parser is tried first (it accepts nothing else, and _parse_date reads those alike)."""
+    lengths = pc.min_max(pc.binary_length(array)).as_py()
+    if lengths["min"] == lengths["max"] == 10:
+        try:
+            dates = pc.cast(array, pa.date32())
+        except pa.ArrowException:
+            pass
+        else:
+            first = pc.min(dates.cast(pa.int32())).as_py()
+            if dates.null_count == array.null_count and (first is None or first >= _YEAR_ONE):
+                return [dates, pa.chunked_array([pa.nulls(len(array), pa.bool_())])]
+    return _map_distinct(array, (_parse_date, pa.date32()),
+                         (lambda v: bool(v.strip()) and _parse_date(v) is None, pa.bool_()))
+
+
 def constant(value: str, size: int) -> pa.DictionaryArray:
     """A column holding one value on every row, stored once (file names on millions of rows)."""
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(size, dtype=np.int32)), pa.array([value], pa.string()))
@@ -316,8 +337,7 @@ def canonicalize(columns: Mapping[str, pa.ChunkedArray | pa.Array], lines: pa.Ar
                                     (lambda c: CURRENCIES.get(c.strip().upper()), pa.int8())),
             "type": pool.submit(_map_distinct, text["transaction_type"], (str.strip, pa.string()),
                                 (classify_type, pa.string())),
-            "date": pool.submit(_map_distinct, text["batch_date"], (_parse_date, pa.date32()),
-                                (lambda v: bool(v.strip()) and _parse_date(v) is None, pa.bool_())),
+            "date": pool.submit(_dates, text["batch_date"]),
             **{name: pool.submit(_optional_text, text[name])
                for name in ("merchant_ref", "batch_id", "merchant_id", "payment_method")},
         }
