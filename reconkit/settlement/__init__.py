@@ -17,7 +17,6 @@ import glob
 import mmap
 import os
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, Literal, overload
 
@@ -120,17 +119,10 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
             return pd.ArrowDtype(kind)
         return None
 
-    def widen(column: pa.ChunkedArray) -> pa.ChunkedArray:
-        # pandas' Arrow-backed strings are large_string: cast here, on both cores, not one by one in pandas.
-        if pa.types.is_string(column.type):
-            return pc.cast(column, pa.large_string())
-        if pa.types.is_date(column.type):  # as datetime64[s]: no Python date objects on the way
-            return pc.cast(column, pa.timestamp("s"))
-        return column
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        columns = list(pool.map(widen, table.columns))
-    return pa.table(columns, names=table.column_names).to_pandas(types_mapper=mapper)
+    if "batch_date" in table.column_names:  # as datetime64[s]: no Python date objects on the way
+        index = table.column_names.index("batch_date")
+        table = table.set_column(index, "batch_date", pc.cast(table.column(index), pa.timestamp("s")))
+    return table.to_pandas(types_mapper=mapper)
 
 
 @overload

@@ -206,20 +206,24 @@ def _map_distinct(array: pa.ChunkedArray, *fns: tuple[Any, pa.DataType]) -> list
     """Apply Python functions once per distinct value: types, currencies and dates repeat a lot,
     so millions of rows cost a handful of calls. A text function that changes no value returns
     the column itself (no copy)."""
-    # One dictionary for the whole column (a reader's blocks would each bring their own).
-    encoded = pc.dictionary_encode(array.combine_chunks() if array.num_chunks > 1 else array)
+    # One dictionary for the whole column (a reader's blocks would each bring their own), without
+    # copying the column into one chunk.
+    encoded = pc.dictionary_encode(array)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.unify_dictionaries()
     chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
-    outputs: list[list[pa.Array]] = [[] for _ in fns]
-    for chunk in chunks:
-        values = chunk.dictionary.to_pylist()
-        for out, (fn, kind) in zip(outputs, fns, strict=True):
-            mapped = [None if v is None else fn(v) for v in values]
-            if mapped == values and kind == array.type:
-                out.append(None)
-            else:
-                out.append(pc.take(pa.array(mapped, kind), chunk.indices))
-    return [array if None in out else pa.chunked_array(out, kind)
-            for out, (_, kind) in zip(outputs, fns, strict=True)]
+    if not chunks:
+        return [pa.chunked_array([], kind) for _, kind in fns]
+    values = chunks[0].dictionary.to_pylist()
+    results = []
+    for fn, kind in fns:
+        mapped = [None if v is None else fn(v) for v in values]
+        if mapped == values and kind == array.type:
+            results.append(array)
+        else:
+            lookup = pa.array(mapped, kind)
+            results.append(pa.chunked_array([pc.take(lookup, chunk.indices) for chunk in chunks], kind))
+    return results
 
 
 _YEAR_ONE = (date(1, 1, 1) - date(1970, 1, 1)).days
