@@ -257,7 +257,8 @@ def _fast(data: Bytes, offset: int, headers: list[str], delimiter: str, header_i
             parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False,
                                              newlines_in_values=False, ignore_empty_lines=False,
                                              invalid_row_handler=invalid),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(headers, pa.string()),
+            # large_string: what pandas' Arrow-backed strings hold, so the frame needs no copy of them.
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(headers, pa.large_string()),
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -345,5 +346,5 @@ def _careful(text: str, headers: list[str], delimiter: str, body_start: int) -> 
             else:
                 bad.append(_Bad(first + 1, delimiter.join(row)[:200],
                                 f"expected {len(names)} fields, found {len(row)}", row))
-    table = pa.table({n: pa.array(v, pa.string()) for n, v in zip(names, values, strict=True)})
+    table = pa.table({n: pa.array(v, pa.large_string()) for n, v in zip(names, values, strict=True)})
     return _Body(table, pa.array(line_numbers, pa.int64()), bad)

@@ -164,7 +164,9 @@ def failure_table(source_file: str, lines: Any, column: Any, values: Any, reason
             return pa.nulls(size, pa.string())
         if isinstance(value, str):
             return pa.array([value] * size, pa.string())
-        return value if isinstance(value, pa.Array | pa.ChunkedArray) else pa.array(value, pa.string())
+        if isinstance(value, pa.Array | pa.ChunkedArray):
+            return value if value.type == pa.string() else value.cast(pa.string())
+        return pa.array(value, pa.string())
 
     return pa.table({"source_file": pa.array([source_file] * size, pa.string()), "source_line": lines,
                      "column": text(column), "value": text(values), "reason": text(reason),
@@ -176,7 +178,7 @@ def _null_if_empty(array: pa.ChunkedArray) -> pa.ChunkedArray:
     empty = pc.equal(array, "")
     if not pc.any(empty).as_py():
         return array
-    return pc.if_else(empty, pa.scalar(None, pa.string()), array)
+    return pc.if_else(empty, pa.scalar(None, array.type), array)
 
 
 def _clean_id(array: pa.ChunkedArray) -> tuple[pa.ChunkedArray, bool]:
@@ -217,6 +219,8 @@ def _map_distinct(array: pa.ChunkedArray, *fns: tuple[Any, pa.DataType]) -> list
     values = chunks[0].dictionary.to_pylist()
     results = []
     for fn, kind in fns:
+        if kind == pa.string() and array.type == pa.large_string():
+            kind = array.type  # text comes out as wide as it went in
         mapped = [None if v is None else fn(v) for v in values]
         if mapped == values and kind == array.type:
             results.append(array)
@@ -258,7 +262,7 @@ def may_hold(array: pa.ChunkedArray, characters: bytes) -> bool:
     for chunk in array.chunks:
         if not len(chunk):
             continue
-        data = chunk.buffers()[2] if chunk.type == pa.string() else None
+        data = chunk.buffers()[2] if chunk.type in (pa.string(), pa.large_string()) else None
         if data is None:
             if pc.any(pc.match_substring_regex(chunk, f"[{re.escape(characters.decode())}]")).as_py():
                 return True
@@ -366,7 +370,7 @@ def canonicalize(columns: Mapping[str, pa.ChunkedArray | pa.Array], lines: pa.Ar
             mangled = pc.fill_null(pc.match_substring_regex(ids, _EXCEL_SCI.pattern), False)
             fail(mangled, name, text[name],
                  "an id in scientific notation (Excel rounded it); the original id cannot be recovered")
-            readable_ids[name] = pc.if_else(mangled, pa.scalar(None, pa.string()), ids)
+            readable_ids[name] = pc.if_else(mangled, pa.scalar(None, ids.type), ids)
     fail(pc.and_(pc.is_null(recon), pc.is_null(request)), "reconciliation_id", text["reconciliation_id"],
          "the row has neither a reconciliation id nor a request id")
     fail(pc.is_null(places), "currency", text["currency"], "not an ISO 4217 currency code")
