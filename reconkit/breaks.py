@@ -372,7 +372,7 @@ class BreakDiff:
 
     run_a: int
     run_b: int
-    frame: pd.DataFrame = field(repr=False)
+    frame: pd.DataFrame = field(repr=False, compare=False)
 
     def _of(self, *changes: str) -> pd.DataFrame:
         return self.frame[self.frame["change"].isin(changes)].reset_index(drop=True)
@@ -828,11 +828,13 @@ class BreakBook:
             _atomic_write(target, frame.to_csv(index=False).encode("utf-8"))
         elif target.suffix.lower() == ".xlsx":
             buffer = io.BytesIO()
-            with pd.ExcelWriter(buffer, engine="openpyxl", datetime_format="yyyy-mm-dd hh:mm:ss") as writer:
+            with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
                 frame.astype({"run_id": object}).where(frame.notna(), None).to_excel(
                     writer, sheet_name="Audit", index=False)
                 sheet = writer.sheets["Audit"]
                 sheet.freeze_panes = "A2"
+                for (cell,) in sheet.iter_rows(min_row=2, min_col=2, max_col=2):
+                    cell.number_format = "yyyy-mm-dd hh:mm:ss.000"
                 for letter, width in zip("ABCDEFGHIJKL", (6, 20, 12, 40, 12, 7, 18, 12, 22, 22, 40, 60), strict=True):
                     sheet.column_dimensions[letter].width = width
             _atomic_write(target, buffer.getvalue())
