@@ -2,6 +2,7 @@
 settlement files, from Python and Jupyter."""
 
 from .auth import sign_request
+from .breaks import BreakBook
 from .client import Client
 from .config import Config
 from .credit import Credit, Void
@@ -9,6 +10,8 @@ from .errors import (
     AmbiguousOutcomeError,
     ApiError,
     AuthenticationError,
+    BreakBookError,
+    BreakConflictError,
     ConfigError,
     CreditShapeError,
     DeclinedError,
@@ -35,6 +38,9 @@ __all__ = [
     "AmbiguousOutcomeError",
     "ApiError",
     "AuthenticationError",
+    "BreakBook",
+    "BreakBookError",
+    "BreakConflictError",
     "Client",
     "Config",
     "ConfigError",

@@ -1,7 +1,8 @@
 import reconkit
 
 PUBLIC = {
-    "AmbiguousOutcomeError", "ApiError", "AuthenticationError", "Client", "Config", "ConfigError", "Credit",
+    "AmbiguousOutcomeError", "ApiError", "AuthenticationError", "BreakBook", "BreakBookError", "BreakConflictError",
+    "Client", "Config", "ConfigError", "Credit",
     "CreditShapeError", "DeclinedError", "FetchResult", "InvalidRequestError", "Ledger", "NetworkError",
     "NotFoundError", "ProductionGuardError", "RateLimitError", "ReconResult", "ReconciliationError",
     "ReconkitError", "ServerError", "SettlementFormatError", "Void", "credits_to_frame", "read_settlement",
