@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from .ledger import Ledger
 
 __all__ = ["AGE_BUCKETS", "SYSTEM", "Break", "BreakBook", "BreakDiff", "Note", "Reason", "Status", "age_bucket",
-           "current_analyst", "replay", "settlement_key"]
+           "current_analyst", "replay", "settlement_key", "settlement_keys"]
 
 SYSTEM = "reconkit"
 """The actor of changes a run makes by itself (opening, changing and clearing breaks)."""
@@ -237,18 +237,22 @@ def replay(events: Iterable[Event]) -> dict[str, Break]:
 # --- identity: what a reconciliation result says, one row per break key -------------------------
 
 def _amount_text(value: Any, currency: Any) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+    if _missing(value) or (isinstance(value, Decimal) and value.is_nan()):
         return None
     try:
         amount = abs(Decimal(str(value).strip()))
     except InvalidOperation:
         return None
-    digits = CURRENCIES.get(str(currency).strip().upper()) if currency is not None and currency is not pd.NA else None
+    digits = None if _missing(currency) else CURRENCIES.get(str(currency).strip().upper())
     return str(amount.quantize(Decimal(1).scaleb(-digits)) if digits is not None else amount.normalize())
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, str | Decimal) and bool(pd.isna(value)))
+
+
 def _text(value: Any) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+    if _missing(value):
         return None
     text = str(value).strip()
     return text or None
@@ -269,6 +273,27 @@ def settlement_key(request_id: Any, reconciliation_id: Any, amount: Any, currenc
     ident = _text(request_id) or (f"rid:{_text(reconciliation_id)}" if _text(reconciliation_id) else "?")
     code = (_text(currency) or "?").upper()
     return f"settlement:{ident}|{_amount_text(amount, code) or '?'}|{code}|{_date_text(batch_date) or '?'}"
+
+
+def settlement_keys(request_id: pd.Series, reconciliation_id: pd.Series, amount: pd.Series, currency: pd.Series,
+                    batch_date: pd.Series) -> pd.Series:
+    """:func:`settlement_key` for whole columns: text work is vectorised, and amounts and dates
+    are formatted once per distinct value (a day's file repeats few of either)."""
+    def trimmed(column: pd.Series) -> pd.Series:
+        text = column.astype("string").str.strip()
+        return text.where(text != "", pd.NA)
+
+    index = request_id.index
+    ident = trimmed(request_id).fillna("rid:" + trimmed(reconciliation_id)).fillna("?")
+    code = trimmed(currency).str.upper().fillna("?")
+    pairs = pd.MultiIndex.from_arrays([amount.astype(object).to_numpy(), code.to_numpy()])
+    codes, distinct = pd.factorize(pairs, use_na_sentinel=False)
+    amounts = pd.Series([_amount_text(a, c) or "?" for a, c in distinct], dtype="string")
+    dates, distinct_dates = pd.factorize(batch_date.astype(object).to_numpy(), use_na_sentinel=False)
+    date_text = pd.Series([_date_text(d) or "?" for d in distinct_dates], dtype="string")
+    amount_part = amounts.take(codes).reset_index(drop=True).set_axis(index)
+    date_part = date_text.take(dates).reset_index(drop=True).set_axis(index)
+    return "settlement:" + ident + "|" + amount_part + "|" + code + "|" + date_part
 
 
 def _observe(result: Any) -> pd.DataFrame:
@@ -302,14 +327,11 @@ def _observe(result: Any) -> pd.DataFrame:
     rows = result.settlement
     rows = rows[rows["direction"].astype("string").str.strip().str.lower() == "credit"]
     s_currency = rows["currency"].astype("string").str.strip().str.upper()
-    keys = [settlement_key(q, r, a, c, d) for q, r, a, c, d in zip(
-        rows["request_id"], rows["reconciliation_id"], rows["amount"], s_currency, rows["batch_date"], strict=True)]
+    keys = settlement_keys(rows["request_id"], rows["reconciliation_id"], rows["amount"], s_currency,
+                           rows["batch_date"])
     # Two identical rows (same ids, amount, date) are two breaks: number the repeats.
-    seen: dict[str, int] = {}
-    for index, key in enumerate(keys):
-        seen[key] = seen.get(key, 0) + 1
-        if seen[key] > 1:
-            keys[index] = f"{key}#{seen[key]}"
+    repeat = keys.groupby(keys, sort=False).cumcount().to_numpy() + 1
+    keys = keys.where(repeat == 1, keys + "#" + pd.Series(repeat, index=keys.index).astype(str)).tolist()
     linked = rows["credit_id"].notna().to_numpy()
     settlement_rows = pd.DataFrame({
         "key": keys,

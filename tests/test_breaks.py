@@ -10,9 +10,11 @@ from decimal import Decimal
 import openpyxl
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconkit import Ledger, read_settlement, reconcile
-from reconkit.breaks import AGE_BUCKETS, SYSTEM, BreakBook, age_bucket, current_analyst, settlement_key
+from reconkit.breaks import AGE_BUCKETS, SYSTEM, BreakBook, age_bucket, current_analyst, settlement_key, settlement_keys
 from reconkit.errors import BreakBookError, BreakConflictError
 from reconkit.sandbox.settlement import generate_settlement
 from reconkit.sandbox.state import SandboxState
@@ -365,3 +367,18 @@ def test_the_audit_lists_every_change_with_who_and_when(book, tmp_path):
         "bob", "signed_off", "checked the statement")
     with pytest.raises(BreakBookError, match=r"\.csv or \.xlsx"):
         book.export_audit(tmp_path / "audit.txt")
+
+
+_texts = st.one_of(st.none(), st.just(""), st.just("  "), st.text("0123456789AB ", min_size=1, max_size=6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_texts, _texts,
+                          st.one_of(st.none(), st.decimals(-10**6, 10**6, places=3, allow_nan=False)),
+                          st.sampled_from(["USD", " usd", "JPY", "KWD", "XXX", None]),
+                          st.one_of(st.none(), st.dates(date(2020, 1, 1), date(2030, 1, 1)))), max_size=12))
+def test_the_column_keys_are_the_row_keys(rows):
+    frame = pd.DataFrame(rows, columns=["q", "r", "amount", "currency", "day"])
+    frame["day"] = pd.to_datetime(frame["day"])
+    got = settlement_keys(frame["q"], frame["r"], frame["amount"], frame["currency"], frame["day"])
+    assert got.tolist() == [settlement_key(*row) for row in frame.itertuples(index=False)]
