@@ -32,7 +32,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .breakbook_store import BreakStore, Event, RunRow
 from .errors import BreakBookError, BreakConflictError
@@ -275,6 +278,36 @@ def settlement_key(request_id: Any, reconciliation_id: Any, amount: Any, currenc
     return f"settlement:{ident}|{_amount_text(amount, code) or '?'}|{code}|{_date_text(batch_date) or '?'}"
 
 
+def _amount_texts(amount: pd.Series, code: pd.Series) -> pd.Series:
+    """:func:`_amount_text` for a column: Arrow decimals in a known currency are formatted with
+    integer arithmetic; anything else (finer than the currency, unknown codes, other dtypes)
+    row by row."""
+    out = pd.Series([None] * len(amount), dtype="string")
+    done = np.zeros(len(amount), dtype=bool)
+    values = pa.array(amount.array) if isinstance(amount.dtype, pd.ArrowDtype) else None
+    if values is not None and pa.types.is_decimal(values.type) and values.type.scale <= 4 \
+            and values.type.precision - values.type.scale <= 29:
+        wide = pa.decimal128(values.type.precision - values.type.scale + 4, 4)
+        scaled = pc.multiply(pc.cast(pc.abs(values), wide),
+                             pa.scalar(Decimal(10000), pa.decimal128(5, 0)))
+        units = np.asarray(pc.fill_null(pc.cast(scaled, pa.int64()), -1).to_numpy(zero_copy_only=False))
+        digits = code.map(CURRENCIES).astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
+        for d in np.unique(digits[digits >= 0]):
+            step = 10 ** (4 - int(d))
+            rows = (digits == d) & (units >= 0) & (units % step == 0)
+            minor = units[rows] // step
+            text = pd.Series(minor // 10 ** int(d)).astype(str)
+            if d:
+                text = text + "." + pd.Series(minor % 10 ** int(d)).astype(str).str.zfill(int(d))
+            out[rows] = text.to_numpy()
+            done |= rows
+    rest = np.flatnonzero(~done)
+    if len(rest):
+        out.iloc[rest] = [_amount_text(a, c) or "?" for a, c in
+                          zip(amount.iloc[rest], code.iloc[rest], strict=True)]
+    return out
+
+
 def settlement_keys(request_id: pd.Series, reconciliation_id: pd.Series, amount: pd.Series, currency: pd.Series,
                     batch_date: pd.Series) -> pd.Series:
     """:func:`settlement_key` for whole columns: text work is vectorised, and amounts and dates
@@ -286,12 +319,9 @@ def settlement_keys(request_id: pd.Series, reconciliation_id: pd.Series, amount:
     index = request_id.index
     ident = trimmed(request_id).fillna("rid:" + trimmed(reconciliation_id)).fillna("?")
     code = trimmed(currency).str.upper().fillna("?")
-    pairs = pd.MultiIndex.from_arrays([amount.astype(object).to_numpy(), code.to_numpy()])
-    codes, distinct = pd.factorize(pairs, use_na_sentinel=False)
-    amounts = pd.Series([_amount_text(a, c) or "?" for a, c in distinct], dtype="string")
-    dates, distinct_dates = pd.factorize(batch_date.astype(object).to_numpy(), use_na_sentinel=False)
+    amount_part = _amount_texts(amount, code).set_axis(index)
+    dates, distinct_dates = pd.factorize(batch_date, use_na_sentinel=False)
     date_text = pd.Series([_date_text(d) or "?" for d in distinct_dates], dtype="string")
-    amount_part = amounts.take(codes).reset_index(drop=True).set_axis(index)
     date_part = date_text.take(dates).reset_index(drop=True).set_axis(index)
     return "settlement:" + ident + "|" + amount_part + "|" + code + "|" + date_part
 
