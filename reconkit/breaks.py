@@ -45,8 +45,8 @@ from .money import CURRENCIES
 if TYPE_CHECKING:
     from .ledger import Ledger
 
-__all__ = ["AGE_BUCKETS", "SYSTEM", "Break", "BreakBook", "BreakDiff", "Note", "Reason", "Status", "age_bucket",
-           "current_analyst", "replay", "settlement_key", "settlement_keys"]
+__all__ = ["AGE_BUCKETS", "AUTOMATIC_REASONS", "SYSTEM", "Break", "BreakBook", "BreakDiff", "Note", "Reason",
+           "Status", "age_bucket", "current_analyst", "replay", "settlement_key", "settlement_keys"]
 
 SYSTEM = "reconkit"
 """The actor of changes a run makes by itself (opening, changing and clearing breaks)."""
@@ -90,6 +90,10 @@ class Reason(StrEnum):
     OTHER = "OTHER"
     """Needs a note saying what."""
 
+
+AUTOMATIC_REASONS = frozenset({Reason.SETTLED, Reason.SETTLED_LATE, Reason.MATCHED_LATER,
+                               Reason.NO_SETTLEMENT_EXPECTED, Reason.CARRIED_BY_CREDIT})
+"""Reasons a run sets by itself when later data clear a break."""
 
 AGE_BUCKETS = ("0–2", "3–7", "8–30", ">30")
 """Aging buckets, in whole days: 0–2, 3–7, 8–30, over 30."""
