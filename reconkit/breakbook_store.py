@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
+
+from .ledger import Ledger
 
 __all__ = ["BreakStore", "Event", "RunRow"]
 
@@ -100,8 +100,9 @@ def _event(row: tuple[Any, ...]) -> Event:
     return Event(int(seq), key, kind, at, actor, run_id, json.loads(data))
 
 
-class BreakStore:
-    """The SQL side of :class:`reconkit.breaks.BreakBook`: one connection to the ledger file.
+class BreakStore(Ledger):
+    """The SQL side of :class:`reconkit.breaks.BreakBook`: a connection to the ledger's file
+    (opened as the ledger opens it: WAL, busy timeout) that also knows the break tables.
 
     Parameters
     ----------
@@ -111,38 +112,17 @@ class BreakStore:
     """
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+        super().__init__(path)
         with self._lock:
-            if path != ":memory:":
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.executescript(_SCHEMA)
 
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._conn.close()
+    def __repr__(self) -> str:
+        return f"BreakStore({self.path!r})"
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, holding SQLite's write lock from its first statement, so what
-        is read inside it cannot change before it commits."""
-        with self._lock:
-            if self._conn.in_transaction:  # nested: join the outer one
-                yield self._conn
-                return
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``): SQLite's write lock is held from its first
+        statement, so what is read inside it cannot change before it commits."""
+        return self._tx()
 
     # --- runs ------------------------------------------------------------------------
     def add_run(self, analyst: str, as_of: str, parameters: dict[str, Any], inputs: dict[str, Any]) -> int:
