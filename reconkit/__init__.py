@@ -29,7 +29,7 @@ from .fetch import FetchResult
 from .frames import credits_to_frame
 from .ledger import Ledger
 from .match import reconcile
-from .report import ReconResult
+from .result import ReconResult
 from .settlement import read_settlement
 
 __version__ = "0.1.0"

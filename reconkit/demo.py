@@ -8,11 +8,11 @@ import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from .match import reconcile
 from .sandbox import Sandbox
 from .sandbox.scenario import populate
-from .settlement import read_settlement
 
 __all__ = ["run_demo"]
 
@@ -43,15 +43,13 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
         sandbox.advance(timedelta(hours=6))
         _say(f"  {len(scenario.credit_ids)} issued, {len(scenario.declined)} declined, {len(scenario.voided)} voided; "
              f"batches run: {', '.join(str(d) for d in sandbox.state.batch_dates())}")
-        bundle = sandbox.settlement(format="pbdr_csv", discrepancies=DISCREPANCIES, seed=seed,
-                                    out_dir=out_dir / "settlement", filename="PaymentBatchDetailReport.csv")
+        settlement, bundle = _pull_settlement(sandbox, client, out_dir / "settlement", seed)
         bundle.write_truth(out_dir / "settlement" / "ground_truth.csv")
-        _say(f"settlement file {bundle.files[0]} with injected discrepancies: "
+        _say(f"settlement pulled from the Reporting API into {settlement['source_file'].iloc[0]}; injected: "
              + ", ".join(f"{k} {v}" for k, v in bundle.injected.items() if v))
         fetched = client.fetch_credits(scenario.credit_ids, progress=sys.stderr.isatty())
         _say(f"fetched {len(fetched.credits)} credits back ({len(fetched.failed)} failed)")
         credits_frame = fetched.to_frame()
-        settlement = read_settlement(bundle.files)
         result = reconcile(credits_frame, settlement, as_of=bundle.as_of, grace_days=bundle.grace_days)
     _say("")
     _say(result.summary_text())
@@ -73,6 +71,19 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
     if execute_notebook:
         _run_notebook(out_dir, notebooks)
     return 0 if agree == total else 1
+
+
+def _pull_settlement(sandbox: Sandbox, client: Any, folder: Path, seed: int) -> tuple[Any, Any]:
+    """Download the Payment Batch Detail report over every batch date through the Reporting API,
+    as an analyst would; returns the settlement frame and the ground truth behind the download."""
+    dates = sandbox.state.batch_dates()
+    name = "PaymentBatchDetailReport"
+    report_date = sandbox.reporting.add_report(name, dates[0], dates[-1], discrepancies=DISCREPANCIES, seed=seed,
+                                               captures=3)
+    ready = datetime.combine(report_date, datetime.min.time(), tzinfo=UTC) + sandbox.reporting.ready_after
+    sandbox.advance(max(ready - sandbox.now(), timedelta(0)))
+    settlement = client.download_report(name, report_date, data_dir=folder)
+    return settlement, sandbox.reporting.bundle(name, report_date)
 
 
 def _run_notebook(out_dir: Path, notebooks: Path | None) -> None:
