@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from .breakbook_store import BreakStore, Event, RunRow
 from .errors import BreakBookError, BreakConflictError
-from .match import BREAKS
+from .outcomes import BREAKS
 from .money import CURRENCIES
 
 if TYPE_CHECKING:
