@@ -39,8 +39,8 @@ import pyarrow.compute as pc
 
 from .breakbook_store import BreakStore, Event, RunRow
 from .errors import BreakBookError, BreakConflictError
-from .outcomes import BREAKS
 from .money import CURRENCIES
+from .outcomes import BREAKS
 
 if TYPE_CHECKING:
     from .ledger import Ledger

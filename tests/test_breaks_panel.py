@@ -101,3 +101,51 @@ def test_actions_need_a_selection(books):
     panel = BreaksPanel(ann)
     panel.on_note()
     assert "select a break first" in panel.error.value
+
+
+def test_the_investigation_app_carries_its_breaks_from_run_to_run(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from reconkit.sandbox import Sandbox
+    from reconkit.sandbox.scenario import populate
+    from reconkit.widgets import InvestigateApp
+
+    with Sandbox(start=datetime(2026, 11, 2, 6, 0, tzinfo=UTC), seed=8) as sandbox:
+        client = sandbox.client(ledger=str(tmp_path / "ledger.sqlite3"))
+        scenario = populate(sandbox, client, 24, seed=8, days=2)
+        day1 = sandbox.settlement(format="pbdr_csv", discrepancies={"amount": 1}, seed=8, out_dir=tmp_path / "data",
+                                  filename="day1.csv")
+        app = InvestigateApp(client, data=tmp_path / "data", out_dir=tmp_path / "out")
+        app.ids.value = "\n".join(scenario.credit_ids)
+        app.on_fetch(progress=False)
+        app.data_files.value = ("day1.csv",)
+        app.on_load()
+        app.as_of.value = day1.as_of.isoformat()
+        app.on_reconcile()
+        assert app.error.value == "" and app.breaks_panel.error.value == ""
+        truth1 = day1.credits_truth.set_index("credit_id")["outcome"]
+        expected = {f"credit:{c}" for c, o in truth1.items() if o not in ("MATCHED", "NO_SETTLEMENT_EXPECTED")}
+        assert set(app.breaks_panel.pick.options) == expected
+        pending = {f"credit:{c}" for c, o in truth1.items() if o == "MISSING_PENDING"}
+        assert pending
+        mismatch = next(f"credit:{c}" for c, o in truth1.items() if o == "AMOUNT_MISMATCH")
+        app.breaks_panel.pick.value = mismatch
+        app.breaks_panel.owner.value = "ann"
+        app.breaks_panel.on_assign()
+
+        sandbox.advance(timedelta(days=1))  # the cut-off batches the pending credits
+        day2 = sandbox.settlement((day1.as_of.date(), day1.as_of.date()), format="pbdr_csv", seed=9,
+                                  out_dir=tmp_path / "data", filename="day2.csv", captures=0)
+        app.data_files.options = app._data_files()
+        app.data_files.value = ("day1.csv", "day2.csv")
+        app.on_fetch(progress=False)
+        app.on_load()
+        app.as_of.value = day2.as_of.isoformat()
+        app.on_reconcile()
+        message = app.breaks_panel.message.value
+        assert message.startswith("recorded run 2 · run 1 -&gt; run 2: 0 new, ")
+        assert f"{len(pending)} cleared" in message
+        book = app.breaks_panel.book
+        assert {book.get(k).status for k in pending} == {"timing_difference"}
+        assert (book.get(mismatch).owner, book.get(mismatch).status) == ("ann", "investigating")
+        assert book.runs()["files"].tolist() == ["day1.csv", "day1.csv, day2.csv"]
