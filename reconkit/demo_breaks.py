@@ -84,10 +84,10 @@ def run_two_days(out_dir: Path, *, credits: int = 120, seed: int = 42,
         say(f"  new on day 2: {len(diff.new)}")
 
         signed = _resolve_one(book, say)
-        table = book.table()
+        table = book.table()[["key", "status", "owner", "outcome", "amount_at_risk", "currency", "days_open",
+                              "reason", "signed_off_by"]].head(15).astype(object)
         say("")
-        say(table[["key", "status", "owner", "outcome", "amount_at_risk", "currency", "days_open", "reason",
-                   "signed_off_by"]].head(15).to_string(index=False))
+        say(table.where(table.notna(), "").to_string(index=False))
         aging = book.aging()
         say("")
         say("aging of open breaks (days since first seen / since submission):")
