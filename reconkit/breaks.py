@@ -678,6 +678,32 @@ class BreakBook:
         frame = self.table(statuses=[Status.OPEN.value, Status.INVESTIGATING.value], owner=owner)
         return frame[frame["new"]].reset_index(drop=True) if new else frame
 
+    def workflow(self, breaks: pd.DataFrame) -> pd.DataFrame:
+        """Status and owner in the book of each row of a result's break frame (``credit_id``,
+        ``request_id``, ``reconciliation_id``, ``amount_at_risk``, ``currency``), index kept;
+        blank for breaks the book has not recorded.
+
+        A settlement row with no credit is found by its key without the batch date, which the
+        break frame does not carry (its amount at risk is the row's amount).
+        """
+        by_credit: dict[str, tuple[str, str | None]] = {}
+        by_row: dict[str, tuple[str, str | None]] = {}
+        for state in self._store.states():
+            if state["side"] == "credit":
+                by_credit[state["credit_id"]] = (state["status"], state["owner"])
+            else:
+                by_row.setdefault(state["key"].rsplit("|", 1)[0], (state["status"], state["owner"]))
+        found = []
+        for credit, request, recon, amount, currency in zip(
+                breaks["credit_id"], breaks["request_id"], breaks["reconciliation_id"], breaks["amount_at_risk"],
+                breaks["currency"], strict=True):
+            if _text(credit) is not None:
+                found.append(by_credit.get(str(credit).strip(), (None, None)))
+            else:
+                key = settlement_key(request, recon, amount, currency, None).rsplit("|", 1)[0]
+                found.append(by_row.get(key, (None, None)))
+        return pd.DataFrame(found, columns=["work_status", "owner"], index=breaks.index, dtype=object)
+
     def mine(self) -> pd.DataFrame:
         """The open breaks owned by this book's analyst."""
         return self.open(owner=self.analyst)

@@ -382,3 +382,19 @@ def test_the_column_keys_are_the_row_keys(rows):
     frame["day"] = pd.to_datetime(frame["day"])
     got = settlement_keys(frame["q"], frame["r"], frame["amount"], frame["currency"], frame["day"])
     assert got.tolist() == [settlement_key(*row) for row in frame.itertuples(index=False)]
+
+
+def test_a_results_break_rows_find_their_status_and_owner(book):
+    credits = credits_frame({"c4": "40.00"})
+    result = run(credits, [("r-c4", "c4", "38.50", "2026-11-03"),
+                           ("r-x", "7000000000000000000001", "5.25", "2026-11-03")], T0 + days(1))
+    book.record(result)
+    book.assign("c4", "ann")
+    book.resolve("settlement:7000000000000000000001", "FALSE_BREAK")
+    frame = result.breaks
+    work = book.workflow(frame)
+    by_id = dict(zip(frame["credit_id"].fillna(frame["request_id"]), work.itertuples(index=False), strict=True))
+    assert tuple(by_id["c4"]) == ("investigating", "ann")
+    assert tuple(by_id["7000000000000000000001"]) == ("resolved", None)
+    other = run(credits_frame({"c9": "1.00"}), [], T0)
+    assert book.workflow(other.breaks).values.tolist() == [[None, None]]

@@ -3,6 +3,8 @@ second notebook acting on the same break."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from reconkit.breaks import BreakBook
@@ -129,9 +131,14 @@ def test_the_investigation_app_carries_its_breaks_from_run_to_run(tmp_path):
         pending = {f"credit:{c}" for c, o in truth1.items() if o == "MISSING_PENDING"}
         assert pending
         mismatch = next(f"credit:{c}" for c, o in truth1.items() if o == "AMOUNT_MISMATCH")
+        app.search.value = mismatch.split(":")[1]
+        assert "<td>open</td>" in app.table.value and "ann" not in app.table.value
         app.breaks_panel.pick.value = mismatch
         app.breaks_panel.owner.value = "ann"
         app.breaks_panel.on_assign()
+        # the app's break table shows the new owner at once
+        assert re.search(r"<td>investigating</td>\s*<td>ann</td>", app.table.value)
+        app.search.value = ""
 
         sandbox.advance(timedelta(days=1))  # the cut-off batches the pending credits
         day2 = sandbox.settlement((day1.as_of.date(), day1.as_of.date()), format="pbdr_csv", seed=9,

@@ -10,7 +10,7 @@ each reconciliation.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from os import PathLike
 from typing import Any
 
@@ -44,6 +44,8 @@ class BreaksPanel(App):
     def __init__(self, book: BreakBook, *, page_size: int = 50) -> None:
         self.book = book
         self.page_size = page_size
+        self.on_change: Callable[[], Any] | None = None
+        """Called after every change the panel makes (a host redraws what shows the book)."""
         self.shown: Break | None = None
         self.who = w.HTML(f"<b>analyst:</b> {html.escape(book.analyst)}")
         self.view = w.Dropdown(options=list(_VIEWS), value="open", description="show")
@@ -158,6 +160,8 @@ class BreaksPanel(App):
         self.error.value = ""
         self.message.value = html.escape(f"{key}: {done} (now {state.status}, version {state.version})")
         self.refresh()
+        if self.on_change is not None:
+            self.on_change()
 
     @guarded
     def on_assign(self, _button: Any = None) -> None:

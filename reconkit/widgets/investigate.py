@@ -96,6 +96,7 @@ class InvestigateApp(App):
         self.export_button = w.Button(description="Export", icon="save")
         self.export_links = w.HTML()
         self.breaks_panel = BreaksPanel(BreakBook(self.client.ledger))  # carries breaks from run to run
+        self.breaks_panel.on_change = lambda: self.render_table() if self.result is not None else None
 
         self.credits_frame: pd.DataFrame | None = None
         self.credits_by_id: dict[str, Credit] = {}
@@ -238,8 +239,8 @@ class InvestigateApp(App):
                                 failures=self.read_failures, environment=self.client.config.environment_name)
         # The ledger keeps every run's parameters and counts, so an investigation can be retraced.
         self.client.ledger.record_run(self.result.parameters, self.result.counts())
-        self._render_result()
         self.breaks_panel.record(self.result, [self.data / relative for relative in self.data_files.value])
+        self._render_result()
 
     def _render_result(self) -> None:
         result = self.result
@@ -306,6 +307,7 @@ class InvestigateApp(App):
         columns = ["outcome", "amount_at_risk", "currency", "credit_id", "detail", "reconciliation_id",
                    "settlement_rows", "source_file", "source_line"]
         shown = chunk[columns].copy()
+        shown = pd.concat([shown.iloc[:, :5], self.breaks_panel.book.workflow(chunk), shown.iloc[:, 5:]], axis=1)
         shown["source_file"] = shown["source_file"].astype("string").map(
             lambda p: Path(p).name if isinstance(p, str) else p)
         self.table.value = table_html(shown, wrap_fifth=True) if len(shown) else "<i>no breaks match</i>"
