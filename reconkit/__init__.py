@@ -1,6 +1,9 @@
 """reconkit: issue CyberSource standalone credits, read them back, and reconcile them against
 settlement files, from Python and Jupyter."""
 
+# The sandbox and the session are reachable as attributes after `import reconkit` (reconkit.sandbox.Sandbox()).
+from . import sandbox as sandbox
+from . import session as session
 from .auth import sign_request
 from .breaks import BreakBook
 from .client import Client

@@ -573,6 +573,8 @@ class Client:
         href = same_origin_path(href, "void")
         self._guard("void_credit", href)
         body = {"clientReferenceInformation": {"code": reference_code or f"void-{credit_id}"}}
+        # Whatever comes of the POST, a cached copy of this credit may now be stale.
+        self.ledger.cache_forget(credit_id, environment=self.config.base_url, merchant_id=self.config.merchant_id)
         status, parsed, response = self._post(href, body, reference_code=reference_code, transaction_id=None)
         correlation = response.headers.get("v-c-correlation-id")
         if not 200 <= status < 300:

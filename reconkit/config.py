@@ -198,7 +198,9 @@ class Config:
         kwargs: dict[str, Any] = {name: values[var] for name, var in _ENV_VARS.items() if var in values}
         for name in ("merchant_id", "key_id", "secret_key"):
             if name not in kwargs:
-                raise ConfigError(_ENV_VARS[name], "is not set (in the environment or in .env)")
+                raise ConfigError(_ENV_VARS[name], "is not set (in the environment or in .env). Without credentials, "
+                                  "work against the offline sandbox: reconkit.session.connect() starts it and "
+                                  "returns a client, or run `reconkit sandbox` and set the variables it prints")
         try:
             return cls(**kwargs)
         except ConfigError as exc:

@@ -34,6 +34,9 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = notebooks or Path(__file__).resolve().parents[1] / "notebooks"
+    data = Path(os.environ.get("RECONKIT_DATA") or notebooks.parent / "data")
+    before = _stamps([out_dir, data])
     start = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
     with Sandbox(start=start, seed=seed) as sandbox, tempfile.TemporaryDirectory() as scratch:
         _say(f"SANDBOX · simulated money · {sandbox.url} · merchant {sandbox.credentials.merchant_id}")
@@ -60,8 +63,6 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
     result.plot().savefig(out_dir / "figures.png", dpi=100)
     credits_frame.drop(columns=[c for c in credits_frame.columns if "." in c]).to_csv(out_dir / "credits.csv",
                                                                                         index=False)
-    _say(f"wrote {out_dir / 'report.html'}, {out_dir / 'breaks.xlsx'}, {out_dir / 'breaks.csv'}, "
-         f"{out_dir / 'figures.png'}")
     total = len(bundle.credits_truth) + len(bundle.settlement_truth)
     disagree = bundle.disagreements(result)
     agree = total - len(disagree)
@@ -69,11 +70,15 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
     if len(disagree):
         _say(disagree.to_string(index=False))
     if execute_notebook:
-        _run_notebook(out_dir, notebooks)
+        _run_notebook(out_dir, notebooks, data)
     from .demo_breaks import run_two_days
 
     _say("")
     run_two_days(out_dir / "breaks", seed=seed, say=_say)
+    written = _written_since(before, [out_dir, data])
+    _say(f"files written ({len(written)}):")
+    for path in written:
+        _say(f"  {path}")
     return 0 if agree == total else 1
 
 
@@ -90,12 +95,37 @@ def _pull_settlement(sandbox: Sandbox, client: Any, folder: Path, seed: int) -> 
     return settlement, sandbox.reporting.bundle(name, report_date)
 
 
-def _run_notebook(out_dir: Path, notebooks: Path | None) -> None:
+# SQLite's side files belong to their database: a write may touch only them.
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _stamps(folders: list[Path]) -> dict[Path, tuple[int, int]]:
+    """Every file under ``folders`` with its modification time and size."""
+    found: dict[Path, tuple[int, int]] = {}
+    for folder in folders:
+        for path in folder.rglob("*") if folder.is_dir() else ():
+            if path.is_file():
+                stat = path.stat()
+                found[path] = (stat.st_mtime_ns, stat.st_size)
+    return found
+
+
+def _written_since(before: dict[Path, tuple[int, int]], folders: list[Path]) -> list[Path]:
+    """The files under ``folders`` created or changed since ``before`` was taken, a database for its
+    side files, sorted."""
+    written: set[Path] = set()
+    for path, stamp in _stamps(folders).items():
+        if before.get(path) != stamp:
+            side = next((s for s in _SQLITE_SIDE_FILES if path.name.endswith(s)), None)
+            written.add(path.with_name(path.name.removesuffix(side)) if side else path)
+    return sorted(p for p in written if p.is_file())
+
+
+def _run_notebook(out_dir: Path, folder: Path, data: Path) -> None:
     import nbformat
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
 
-    folder = notebooks or Path(__file__).resolve().parents[1] / "notebooks"
     path = folder / "02_investigate_refund_discrepancies.ipynb"
     if not path.exists():
         _say(f"notebook {path} not found; skipped")
@@ -104,8 +134,8 @@ def _run_notebook(out_dir: Path, notebooks: Path | None) -> None:
     notebook = nbformat.read(path, as_version=4)
     env_data = os.environ.get("RECONKIT_DATA")
     try:
-        os.environ.setdefault("RECONKIT_DATA", str(folder.parent / "data"))
-        NotebookClient(notebook, timeout=300, kernel_name="python3",
+        os.environ["RECONKIT_DATA"] = str(data)
+        NotebookClient(notebook, timeout=300, kernel_name="python3", config=_private_kernel_transport(),
                        resources={"metadata": {"path": str(out_dir)}}).execute()
     finally:
         if env_data is None:
@@ -113,4 +143,24 @@ def _run_notebook(out_dir: Path, notebooks: Path | None) -> None:
     html, _ = HTMLExporter().from_notebook_node(notebook)
     target = out_dir / "02_investigate_refund_discrepancies.html"
     target.write_text(html, encoding="utf-8")
-    _say(f"wrote {target}")
+
+
+def _private_kernel_transport() -> Any:
+    """Kernel-manager settings under which the kernel's messages are not plain TCP.
+
+    By default jupyter_client starts the kernel on loopback TCP without encryption, and ipykernel
+    warns about it on stderr ("Kernel is running over TCP without encryption"). The manager
+    provisions CurveZMQ keys when libzmq has Curve (the python3 kernelspec declares support);
+    otherwise the kernel talks over IPC, Unix sockets in Jupyter's private runtime folder.
+    """
+    import zmq
+    from jupyter_client.kernelspec import KernelSpecManager
+    from traitlets.config import Config
+
+    declared = KernelSpecManager().get_kernel_spec("python3").metadata.get("supported_encryption") or ()
+    config = Config()
+    if zmq.has("curve") and "curve" in {str(kind).lower() for kind in declared}:
+        config.KernelManager.transport_encryption = "required"
+    else:
+        config.KernelManager.transport = "ipc"
+    return config

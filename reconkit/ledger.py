@@ -50,10 +50,14 @@ CREATE TABLE IF NOT EXISTS credits (
 );
 CREATE INDEX IF NOT EXISTS credits_credit_id ON credits (credit_id);
 CREATE TABLE IF NOT EXISTS fetch_cache (
-    credit_id   TEXT PRIMARY KEY,
+    environment TEXT NOT NULL,
+    merchant_id TEXT NOT NULL,
+    credit_id   TEXT NOT NULL,
+    status      TEXT,
     raw_json    TEXT NOT NULL,
     source      TEXT NOT NULL,
-    fetched_at  TEXT NOT NULL
+    fetched_at  TEXT NOT NULL,
+    PRIMARY KEY (environment, merchant_id, credit_id)
 );
 CREATE TABLE IF NOT EXISTS runs (
     run_id      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -103,6 +107,17 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def _drop_unscoped_fetch_cache(conn: sqlite3.Connection) -> None:
+    """Drop a fetch cache written before entries were keyed by environment and merchant.
+
+    Its entries cannot be told apart by sandbox or merchant, so none of them can be trusted;
+    a cache holds nothing that a fetch cannot get again.
+    """
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(fetch_cache)")}
+    if columns and "environment" not in columns:
+        conn.execute("DROP TABLE fetch_cache")
+
+
 class Ledger:
     """The project's SQLite ledger.
 
@@ -127,6 +142,7 @@ class Ledger:
                 # WAL + NORMAL never corrupts; a power cut may lose the last commits, not the file.
                 self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=30000")
+            _drop_unscoped_fetch_cache(self._conn)
             self._conn.executescript(_SCHEMA)
             self._add_credit_columns()
 
@@ -268,38 +284,58 @@ class Ledger:
         return frame
 
     # --- fetch cache -----------------------------------------------------------------
-    def cache_put(self, entries: Iterable[tuple[str, dict[str, Any], str]]) -> None:
-        """Store fetched responses ``(credit_id, raw, source)`` with the time fetched, in one transaction."""
+    # Entries are scoped by environment (the base URL) and merchant: one ledger file may serve
+    # clients of several sandboxes, hosts and merchants, whose credit ids can coincide.
+    def cache_put(self, entries: Iterable[tuple[str, dict[str, Any], str, str | None]], *, environment: str,
+                  merchant_id: str) -> None:
+        """Store fetched responses ``(credit_id, raw, source, status)`` with the time fetched, in one transaction."""
         now = _now()
-        rows = [(credit_id, json.dumps(raw), source, now) for credit_id, raw, source in entries]
+        rows = [(environment, merchant_id, credit_id, status, json.dumps(raw), source, now)
+                for credit_id, raw, source, status in entries]
         if not rows:
             return
         with self._tx() as conn:
             conn.executemany(
-                "INSERT INTO fetch_cache (credit_id, raw_json, source, fetched_at) VALUES (?,?,?,?)"
-                " ON CONFLICT(credit_id) DO UPDATE SET raw_json=excluded.raw_json, source=excluded.source,"
+                "INSERT INTO fetch_cache (environment, merchant_id, credit_id, status, raw_json, source, fetched_at)"
+                " VALUES (?,?,?,?,?,?,?) ON CONFLICT(environment, merchant_id, credit_id) DO UPDATE SET"
+                " status=excluded.status, raw_json=excluded.raw_json, source=excluded.source,"
                 " fetched_at=excluded.fetched_at",
                 rows,
             )
 
-    def cache_get_many(self, credit_ids: Iterable[str], *, max_age: timedelta | None = None
+    def cache_get_many(self, credit_ids: Iterable[str], *, environment: str, merchant_id: str,
+                       final_statuses: Iterable[str], max_age: timedelta | None = None
                        ) -> dict[str, tuple[dict[str, Any], str]]:
-        """Cached ``(raw, source)`` by credit id, for those held and younger than ``max_age``."""
+        """Cached ``(raw, source)`` by credit id, for this environment and merchant only.
+
+        Without ``max_age`` only entries whose status is one of ``final_statuses`` are returned
+        (whatever their age); with it, every entry fetched less than ``max_age`` ago, and no other.
+        """
         ids = list(credit_ids)
+        final = {str(s).upper() for s in final_statuses}
         found: dict[str, tuple[dict[str, Any], str]] = {}
         oldest = None if max_age is None else (datetime.now(UTC) - max_age).isoformat(timespec="microseconds")
         with self._lock:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                query = f"SELECT credit_id, raw_json, source, fetched_at FROM fetch_cache WHERE credit_id IN ({marks})"
-                for credit_id, raw, source, fetched_at in self._conn.execute(query, chunk):
-                    if oldest is None or fetched_at >= oldest:
+                query = ("SELECT credit_id, status, raw_json, source, fetched_at FROM fetch_cache"
+                         f" WHERE environment=? AND merchant_id=? AND credit_id IN ({marks})")
+                for credit_id, status, raw, source, fetched_at in self._conn.execute(
+                        query, [environment, merchant_id, *chunk]):
+                    fresh = (str(status or "").upper() in final) if oldest is None else fetched_at >= oldest
+                    if fresh:
                         found[credit_id] = (json.loads(raw), source)
         return found
 
+    def cache_forget(self, credit_id: str, *, environment: str, merchant_id: str) -> None:
+        """Drop one credit's cached response (its status is about to change, e.g. by a void)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM fetch_cache WHERE environment=? AND merchant_id=? AND credit_id=?",
+                         (environment, merchant_id, credit_id))
+
     def cache_size(self) -> int:
-        """How many responses the fetch cache holds."""
+        """How many responses the fetch cache holds (every environment and merchant)."""
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM fetch_cache").fetchone()[0])
 

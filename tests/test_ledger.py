@@ -11,6 +11,8 @@ import pytest
 from reconkit import Ledger, ReconkitError
 from reconkit.errors import DuplicateReferenceError
 
+SCOPE = {"environment": "http://sandbox", "merchant_id": "m"}
+
 
 def test_concurrent_writers_of_one_process_lose_nothing(tmp_path):
     ledger = Ledger(tmp_path / "ledger.sqlite3")
@@ -20,7 +22,7 @@ def test_concurrent_writers_of_one_process_lose_nothing(tmp_path):
         ledger.record_intent(reference_code=ref, transaction_id=f"t{i}", amount=f"{i}.00", currency="USD",
                              environment="http://sandbox", merchant_id="m")
         ledger.record_outcome(ref, "created", credit_id=f"{i:022d}", status="PENDING", raw={"id": f"{i:022d}"})
-        ledger.cache_put([(f"{i:022d}", {"id": f"{i:022d}"}, "self_link")])
+        ledger.cache_put([(f"{i:022d}", {"id": f"{i:022d}"}, "self_link", "PENDING")], **SCOPE)
 
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
         list(pool.map(write, range(400)))
@@ -28,7 +30,8 @@ def test_concurrent_writers_of_one_process_lose_nothing(tmp_path):
     assert len(frame) == 400 and set(frame["outcome"]) == {"created"}
     assert frame["credit_id"].str.len().eq(22).all() and frame["amount"].iloc[0] == "0.00"
     assert ledger.cache_size() == 400
-    assert len(ledger.cache_get_many([f"{i:022d}" for i in range(10)], max_age=timedelta(hours=1))) == 10
+    assert len(ledger.cache_get_many([f"{i:022d}" for i in range(10)], max_age=timedelta(hours=1),
+                                     final_statuses=(), **SCOPE)) == 10
 
 
 def test_a_reused_reference_code_names_the_earlier_credit(tmp_path):
