@@ -900,26 +900,41 @@ class BreakBook:
         return frame
 
     def export_audit(self, path: str | os.PathLike[str]) -> Path:
-        """Write :meth:`audit` as ``.csv`` or ``.xlsx`` (atomically) and return the path."""
+        """Write :meth:`audit` as ``.csv``, or as ``.xlsx`` with the breaks (their ages and
+        buckets), the aging and the runs on sheets beside it (atomically); return the path."""
         from .report import _atomic_write
 
         target = Path(path)
-        frame = self.audit()
-        frame["at"] = frame["at"].dt.tz_convert("UTC").dt.tz_localize(None)
+        frame = _naive_times(self.audit())
         if target.suffix.lower() == ".csv":
             _atomic_write(target, frame.to_csv(index=False).encode("utf-8"))
         elif target.suffix.lower() == ".xlsx":
+            sheets = {"Audit": frame, "Breaks": _naive_times(self.table()), "Aging": self.aging(),
+                      "Runs": _naive_times(self.runs())}
             buffer = io.BytesIO()
             with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
-                frame.astype({"run_id": object}).where(frame.notna(), None).to_excel(
-                    writer, sheet_name="Audit", index=False)
-                sheet = writer.sheets["Audit"]
-                sheet.freeze_panes = "A2"
-                for (cell,) in sheet.iter_rows(min_row=2, min_col=2, max_col=2):
-                    cell.number_format = "yyyy-mm-dd hh:mm:ss.000"
-                for letter, width in zip("ABCDEFGHIJKL", (6, 20, 12, 40, 12, 7, 18, 12, 22, 22, 40, 60), strict=True):
-                    sheet.column_dimensions[letter].width = width
+                for name, sheet_frame in sheets.items():
+                    plain = sheet_frame.astype(object)
+                    plain.where(plain.notna(), None).to_excel(writer, sheet_name=name, index=False)
+                    sheet = writer.sheets[name]
+                    sheet.freeze_panes = "A2"
+                    for column in sheet.iter_cols(min_row=2):
+                        for cell in column:
+                            if isinstance(cell.value, datetime):
+                                cell.number_format = "yyyy-mm-dd hh:mm:ss.000"
+                audit = writer.sheets["Audit"]
+                for letter, width in zip("ABCDEFGHIJKL", (6, 24, 12, 40, 12, 7, 18, 12, 22, 22, 40, 60), strict=True):
+                    audit.column_dimensions[letter].width = width
             _atomic_write(target, buffer.getvalue())
         else:
             raise BreakBookError(f"{target}: the audit is exported as .csv or .xlsx")
         return target
+
+
+def _naive_times(frame: pd.DataFrame) -> pd.DataFrame:
+    """Time-zone-aware columns as naive UTC (what Excel and a plain CSV reader expect)."""
+    out = frame.copy()
+    for column in out.columns:
+        if isinstance(out[column].dtype, pd.DatetimeTZDtype):
+            out[column] = out[column].dt.tz_convert("UTC").dt.tz_localize(None)
+    return out

@@ -365,6 +365,13 @@ def test_the_audit_lists_every_change_with_who_and_when(book, tmp_path):
     last = [c.value for c in sheet[sheet.max_row]]
     assert (last[header.index("who")], last[header.index("event")], last[header.index("note")]) == (
         "bob", "signed_off", "checked the statement")
+    workbook = openpyxl.load_workbook(tmp_path / "audit.xlsx")
+    assert workbook.sheetnames == ["Audit", "Breaks", "Aging", "Runs"]
+    breaks = pd.read_excel(tmp_path / "audit.xlsx", sheet_name="Breaks", dtype={"key": str})
+    assert breaks["key"].tolist() == book.table()["key"].tolist()
+    assert breaks.set_index("key").loc["credit:c4", "open_bucket"] == "0–2"
+    aging = pd.read_excel(tmp_path / "audit.xlsx", sheet_name="Aging")
+    assert aging["breaks"].sum() == book.aging()["breaks"].sum()
     with pytest.raises(BreakBookError, match=r"\.csv or \.xlsx"):
         book.export_audit(tmp_path / "audit.txt")
 
