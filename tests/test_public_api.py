@@ -2,8 +2,8 @@ import reconkit
 
 PUBLIC = {
     "AmbiguousOutcomeError", "ApiError", "AuthenticationError", "BreakBook", "BreakBookError", "BreakConflictError",
-    "Client", "Config", "ConfigError", "Credit",
-    "CreditShapeError", "DeclinedError", "FetchResult", "InvalidRequestError", "Ledger", "NetworkError",
+    "Client", "Config", "ConfigError", "Credit", "CreditShapeError", "DeclinedError", "DuplicateReferenceError",
+    "FetchResult", "InvalidRequestError", "Ledger", "NetworkError",
     "NotFoundError", "ProductionGuardError", "RateLimitError", "ReconResult", "ReconciliationError",
     "ReconkitError", "ServerError", "SettlementFormatError", "Void", "credits_to_frame", "read_settlement",
     "reconcile", "sign_request",
