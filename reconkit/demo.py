@@ -72,6 +72,10 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
         _say(disagree.to_string(index=False))
     if execute_notebook:
         _run_notebook(out_dir, notebooks, data)
+    from .demo_breaks import run_two_days
+
+    _say("")
+    run_two_days(out_dir / "breaks", seed=seed, say=_say)
     written = _written_since(before, [out_dir, data])
     _say(f"files written ({len(written)}):")
     for path in written:

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..breaks import BreakBook
 from ..client import Client
 from ..credit import Credit
 from ..fetch import FetchResult
@@ -24,6 +25,7 @@ from ..outcomes import BREAKS
 from ..result import ReconResult
 from ..session import connect, data_dir, sandbox_for
 from ..settlement import read_settlement
+from .breaks_panel import BreaksPanel
 from .common import App, ConnectionBanner, guarded, json_html, table_html
 
 __all__ = ["InvestigateApp"]
@@ -93,6 +95,8 @@ class InvestigateApp(App):
         self.drill = w.HTML()
         self.export_button = w.Button(description="Export", icon="save")
         self.export_links = w.HTML()
+        self.breaks_panel = BreaksPanel(BreakBook(self.client.ledger))  # carries breaks from run to run
+        self.breaks_panel.on_change = lambda: self.render_table() if self.result is not None else None
 
         self.credits_frame: pd.DataFrame | None = None
         self.credits_by_id: dict[str, Credit] = {}
@@ -124,6 +128,7 @@ class InvestigateApp(App):
             w.HTML("<h3>Breaks</h3>"), w.HBox([self.outcome_filter, self.currency_filter, self.search]),
             w.HBox([self.prev_button, self.page_label, self.next_button]), self.table, self.pick, self.drill,
             w.HBox([self.export_button]), self.export_links,
+            w.HTML("<h3>4 · Break book</h3>"), self.breaks_panel,
         ])
 
     def _default_as_of(self) -> str:
@@ -234,6 +239,7 @@ class InvestigateApp(App):
                                 failures=self.read_failures, environment=self.client.config.environment_name)
         # The ledger keeps every run's parameters and counts, so an investigation can be retraced.
         self.client.ledger.record_run(self.result.parameters, self.result.counts())
+        self.breaks_panel.record(self.result, [self.data / relative for relative in self.data_files.value])
         self._render_result()
 
     def _render_result(self) -> None:
@@ -301,6 +307,7 @@ class InvestigateApp(App):
         columns = ["outcome", "amount_at_risk", "currency", "credit_id", "detail", "reconciliation_id",
                    "settlement_rows", "source_file", "source_line"]
         shown = chunk[columns].copy()
+        shown = pd.concat([shown.iloc[:, :5], self.breaks_panel.book.workflow(chunk), shown.iloc[:, 5:]], axis=1)
         shown["source_file"] = shown["source_file"].astype("string").map(
             lambda p: Path(p).name if isinstance(p, str) else p)
         self.table.value = table_html(shown, wrap_fifth=True) if len(shown) else "<i>no breaks match</i>"
