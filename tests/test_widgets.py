@@ -152,7 +152,7 @@ def test_investigate_from_uploads_to_exports_equals_the_truth(world, tmp_path):
     ids = ("credit_id\n" + "\n".join(scenario.credit_ids) + "\nnot-an-id\n").encode()
     app.ids_upload.value = _upload("ids.csv", ids)
     app.fetch_button.click()
-    assert "<b>60</b> credit(s)" in app.fetch_status.value and "MalformedId" in app.failures.value
+    assert "<b>60</b> credit(s)" in app.fetch_status.value and "malformed id" in app.failures.value
     app.files_upload.value = _upload(bundle.files[0].name, bundle.files[0].read_bytes())
     app.load_button.click()
     assert "pbdr_xml" in app.load_status.value and str(len(bundle.settlement_truth)) in app.load_status.value
@@ -168,9 +168,9 @@ def test_investigate_from_uploads_to_exports_equals_the_truth(world, tmp_path):
     breaks = len(app.result.breaks)
     assert f"{breaks} break(s)" in app.page_label.value and app.prev_button.disabled
     app.next_button.click()
-    assert "page 2" in app.page_label.value
+    assert app.page_box.value == 2
     app.outcome_filter.value = "AMOUNT_MISMATCH"
-    assert "2 break(s)" in app.page_label.value and "page 1" in app.page_label.value
+    assert "2 break(s)" in app.page_label.value and app.page_box.value == 1
     app.outcome_filter.value = "(all breaks)"
     target = app.result.breaks.iloc[0]
     app.search.value = str(target["credit_id"])[-8:] if target["credit_id"] is not None and str(
@@ -178,8 +178,8 @@ def test_investigate_from_uploads_to_exports_equals_the_truth(world, tmp_path):
     assert "1 break(s)" in app.page_label.value
     app.pick.value = app.pick.options[0][1]
     assert target["outcome"] in app.drill.value and "Settlement row" in app.drill.value
-    app.export_button.click()
-    for name in ("report.html", "breaks.xlsx", "breaks.csv"):
+    app.export_all_button.click()
+    for name in (f"report_{app.run_id}.html", f"breaks_{app.run_id}.xlsx", f"breaks_{app.run_id}.csv"):
         assert (tmp_path / "out" / name).exists() and f"download='{name}'" in app.export_links.value
     assert "data:" not in app.export_links.value  # links to files Jupyter serves, no payload in the page
 
@@ -188,7 +188,7 @@ def test_investigate_reports_read_errors_and_missing_steps(world, tmp_path):
     _sb, client, _scenario, _bundle = world
     app = InvestigateApp(client, data=tmp_path / "empty", out_dir=tmp_path / "out")
     app.reconcile_button.click()
-    assert "fetch the credits first" in app.error.value
+    assert "fetch the credits first" in app.ids_error.value
     app.files_upload.value = _upload("broken.csv", b"trans_ref_no,amount,currency,transaction_type\n"
                                                    b"A,1.00,USD,ics_credit\nB,oops,USD,ics_credit\n")
     app.load_button.click()
