@@ -31,7 +31,7 @@ from ..frames import CURATED_COLUMNS
 from ..match import reconcile
 from ..outcomes import BREAKS
 from ..report import LABELS
-from ..reporting import NoReportDataError
+from ..reporting import NoReportDataError, ReportNotReadyError
 from ..result import ReconResult
 from ..session import connect, data_dir, sandbox_for
 from ..settlement import read_settlement
@@ -44,6 +44,7 @@ _STYLE = {"description_width": "150px"}
 _WIDE = w.Layout(width="auto")
 _SETTLEMENT_SUFFIXES = (".csv", ".xml", ".json", ".xlsx", ".txt")
 _ALL_BREAKS, _ALL_CURRENCIES = "(all breaks)", "(all)"
+_BY_CURRENCY = "currency, then largest amount at risk"
 PBDR_REPORT = "PaymentBatchDetailReport_Daily"
 """The Reporting API report "Pull settlement" downloads, one per day."""
 
@@ -212,10 +213,9 @@ class InvestigateApp(App):
         self.currency_filter = w.Dropdown(description="Currency", style=_STYLE)
         self.search = w.Textarea(description="Search ids", placeholder="credit, reconciliation or request ids "
                                  "(any case; paste a list)", style=_STYLE, layout=w.Layout(width="450px"))
-        self.sort_by = w.Dropdown(options=[(LABELS.get(c, "Lines") if c != "lines" else "Lines", c)
-                                           for c in SHOWN_COLUMNS],
-                                  value="amount_at_risk", description="Sort by", style=_STYLE)
-        self.descending = w.Checkbox(value=True, description="largest first", indent=False)
+        self.sort_by = w.Dropdown(options=[(_BY_CURRENCY, ""), *((LABELS.get(c, "Lines"), c) for c in SHOWN_COLUMNS)],
+                                  value="", description="Sort by", style=_STYLE, layout=w.Layout(width="480px"))
+        self.descending = w.Checkbox(value=False, description="descending", indent=False)
         self.prev_button = w.Button(description="◀ Previous")
         self.next_button = w.Button(description="Next ▶")
         self.page_box = w.BoundedIntText(value=1, min=1, max=1, description="Page", style={"description_width": "40px"},
@@ -549,7 +549,7 @@ class InvestigateApp(App):
         if last < first:
             raise FieldError("pull_to", f"“to” ({last}) is before “from” ({first})")
         folder = self.data / "reports"
-        frames, empty = [], []
+        frames, empty, waiting = [], [], []
         if self.pull_source.value == "report":
             day = first
             while day <= last:
@@ -559,6 +559,8 @@ class InvestigateApp(App):
                                                               data_dir=folder))
                 except NoReportDataError:
                     empty.append(day.isoformat())
+                except ReportNotReadyError:
+                    waiting.append(day.isoformat())
                 day += timedelta(days=1)
         else:
             start = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
@@ -566,11 +568,15 @@ class InvestigateApp(App):
                                                               data_dir=folder))
         self.data_files.options = self._data_files()
         if not frames:
-            raise FieldError("pull_from", f"CyberSource has no settlement for {first} to {last}")
+            why = "its reports are not ready yet" if waiting else "it has none"
+            raise FieldError("pull_from", f"CyberSource has no settlement for {first} to {last}: {why}")
         names = [str(f["source_file"].iloc[0]) if len(f) else "" for f in frames]
         self._show_settlement(frames, [], names, "Pulled from CyberSource")
         if empty:
             self.load_status.value += f"<div>No settlement on {html.escape(', '.join(empty))}.</div>"
+        if waiting:
+            self.load_status.value += (f"<div style='color:#b8860b'><b>CyberSource's report is not ready yet: "
+                                       f"{html.escape(', '.join(waiting))}</b> (pull again later).</div>")
 
     # --- 3 · reconcile ----------------------------------------------------------------
     @guarded
@@ -678,6 +684,8 @@ class InvestigateApp(App):
     def _order(self, table: pa.Table) -> np.ndarray:
         """The chosen sort of ``table``'s rows (amounts compared across currencies in major units;
         blanks last)."""
+        if not self.sort_by.value:  # the break table's own order
+            return np.arange(table.num_rows, dtype=np.int64)
         column = _SORT_KEYS.get(self.sort_by.value, self.sort_by.value)
         if column == "amount_sort":
             digits = np.asarray(table.column("minor_units").to_numpy(zero_copy_only=False), dtype=np.float64)
@@ -744,8 +752,7 @@ class InvestigateApp(App):
     def _on_filter(self, _change: Any) -> None:
         if self.result is None:
             return
-        self.descending.description = ("largest first" if self.sort_by.value == "amount_at_risk"
-                                       else "descending")
+        self.descending.disabled = not self.sort_by.value
         self.page = 0
         self.render_table()
 
