@@ -8,8 +8,6 @@ still serving a well-formed request afterwards.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import http.client
 import json
 import socket
@@ -78,7 +76,7 @@ def _jwt(sb: Sandbox, method: str, path: str, body: bytes, *, header: Any = None
     head = _b64url(json.dumps(header if header is not None else
                               {"kid": config.key_id, "alg": "HS256", "typ": "JWT"}).encode())
     payload = _b64url(json.dumps(claims(good_claims) if claims else good_claims).encode())
-    mac = _b64url(hmac.new(config.secret_bytes, f"{head}.{payload}".encode(), hashlib.sha256).digest())
+    mac = _b64url(config.secret_key.hmac_sha256(f"{head}.{payload}".encode()))
     return {"Host": config.host, "Content-Type": "application/json", "Content-Length": str(len(body)),
             "Authorization": f"Bearer {head}.{payload}.{signature if signature is not None else mac}"}
 

@@ -67,7 +67,7 @@ def tls_sandbox(certificate):
 def sdk_report(tls_sandbox) -> dict:
     config = tls_sandbox.config
     given = {"host": config.host, "merchant_id": config.merchant_id, "key_id": config.key_id,
-             "secret_key": config.secret_key, "report_date": "2026-11-03", "report_name": PBDR_REPORT_NAME,
+             "secret_key": tls_sandbox.credentials.secret_key, "report_date": "2026-11-03", "report_name": PBDR_REPORT_NAME,
              "start_time": "2026-11-02T00:00:00Z", "end_time": "2026-11-03T00:00:00Z"}
     run = subprocess.run([str(SDK_PYTHON), "-W", "ignore", str(DRIVER)], input=json.dumps(given),
                          capture_output=True, text=True, timeout=300)
