@@ -291,7 +291,7 @@ def test_table_shows_labels_amounts_lines_and_tells_duplicate_rows_apart(world, 
             decimals = len(amount.split(".")[1]) if "." in amount else 0
             assert decimals == DIGITS[currency]
             assert re.fullmatch(r"\d{1,3}(,\d{3})*(\.\d+)?", amount)
-        assert re.fullmatch(r"(\d+(, \d+)*)?", row[7])
+        assert re.fullmatch(r"(\d+(, \d+)*)?", row[5])
     shown = sorted((r[0], r[2], r[3], Decimal(r[1].replace(",", "")) if r[1] else None) for r in rows)
     want = sorted((o, c, "" if pd.isna(i) else i, None if pd.isna(a) else a) for o, c, i, a in zip(
         breaks["outcome"], breaks["currency"], breaks["credit_id"], breaks["amount_at_risk"], strict=True))
@@ -301,7 +301,7 @@ def test_table_shows_labels_amounts_lines_and_tells_duplicate_rows_apart(world, 
     assert duplicates["credit_id"].nunique() == 2
     for credit_id, group in duplicates.groupby("credit_id"):
         want = ", ".join(str(int(float(n))) for n in sorted(group["source_line"].astype(float)))
-        assert [r[7] for r in rows if r[3] == credit_id] == [want]
+        assert [r[5] for r in rows if r[3] == credit_id] == [want]
         label, position = next((lab, p) for lab, p in app.pick.options if credit_id in lab)
         assert f"lines {want}" in label
         app.pick.value = position
@@ -396,3 +396,33 @@ def test_pull_settlement_from_cybersource_for_the_credits_dates(world, tmp_path,
     app.pull_to.value = "3 Nov"
     app.pull_button.click()
     assert "“to” must be a date such as 2026-11-03" in app.pull_error.value
+
+
+def test_pull_works_offline_against_the_embedded_sandbox(tmp_path, monkeypatch):
+    import shutil
+
+    import reconkit.session as session
+    data = tmp_path / "data"
+    shutil.copytree(Path(__file__).parents[1] / "data" / "sample", data / "sample")
+    monkeypatch.setenv("RECONKIT_DATA", str(data))
+    monkeypatch.setattr(session, "_sandbox", None)
+    for name in [n for n in list(__import__("os").environ) if n.startswith("CYBERSOURCE_")]:
+        monkeypatch.delenv(name)
+    try:
+        app = InvestigateApp(out_dir=tmp_path / "out")
+        app.load_sample("pbdr_csv", progress=False)
+        sb = session._sandbox
+        assert app.pull_from.value and app.pull_to.value
+        app.pull_button.click()
+        assert app.error.value == "" and app.pull_error.value == ""
+        assert "Pulled from CyberSource" in app.load_status.value and app.result is None
+        assert {Path(str(f)).parent for f in app.settlement["source_file"]} == {data / "reports"}
+        app.reconcile_button.click()
+        outcomes = app.result.credits.set_index("credit_id")["outcome"].astype(str)
+        last = min(date.fromisoformat(app.pull_to.value), sb.now().date() - timedelta(days=1))
+        settled = _batched(sb, date.fromisoformat(app.pull_from.value), last) & set(outcomes.index)
+        assert len(settled) > 50 and set(outcomes[outcomes == "MATCHED"].index) == settled
+    finally:
+        if session._sandbox is not None:
+            session._sandbox.stop()
+        monkeypatch.setattr(session, "_sandbox", None)

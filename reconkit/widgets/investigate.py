@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import ipywidgets as w
 import numpy as np
@@ -48,8 +49,8 @@ _BY_CURRENCY = "currency, then largest amount at risk"
 PBDR_REPORT = "PaymentBatchDetailReport_Daily"
 """The Reporting API report "Pull settlement" downloads, one per day."""
 
-SHOWN_COLUMNS = ("outcome", "amount_at_risk", "currency", "credit_id", "detail", "reconciliation_id",
-                 "settlement_rows", "lines", "source_file")
+SHOWN_COLUMNS = ("outcome", "amount_at_risk", "currency", "credit_id", "detail", "lines", "source_file",
+                 "settlement_rows", "reconciliation_id")
 """The break table's columns in the app, in order (``lines``: every settlement line of the break)."""
 _SORT_KEYS = {"amount_at_risk": "amount_sort", "lines": "source_line"}
 
@@ -134,6 +135,26 @@ def analyst_words(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.removesuffix("Error")).lower()
 
 
+def served_href(path: Path) -> str:
+    """The URL the Jupyter server running this kernel serves ``path`` at: ``<base_url>files/<path
+    under its root>``. A link relative to the page would resolve under ``/lab/tree/``, which
+    opens JupyterLab instead of the file. Outside Jupyter, the path relative to the working
+    directory."""
+    target = path.resolve()
+    try:
+        from jupyter_server.serverapp import list_running_servers
+
+        servers = [s for s in list_running_servers() if target.is_relative_to(Path(s["root_dir"]).resolve())]
+    except (ImportError, OSError, KeyError, ValueError):
+        servers = []
+    if not servers:
+        return Path(os.path.relpath(target, Path.cwd())).as_posix()
+    # The server that started this kernel is its parent process; else the one rooted nearest the file.
+    server = max(servers, key=lambda s: (s.get("pid") == os.getppid(), len(Path(s["root_dir"]).resolve().parts)))
+    under = target.relative_to(Path(server["root_dir"]).resolve()).as_posix()
+    return f"{server.get('base_url', '/').rstrip('/')}/files/{quote(under)}"
+
+
 def _file_name(path: Any) -> str:
     return Path(path).name if isinstance(path, str) and path else ""
 
@@ -209,7 +230,7 @@ class InvestigateApp(App):
         self.stale = w.HTML()
         self.cards = w.HTML()
         self.figures = w.Output()
-        self.outcome_filter = w.Dropdown(description="Outcome", style=_STYLE)
+        self.outcome_filter = w.Dropdown(description="Outcome", style=_STYLE, layout=w.Layout(width="420px"))
         self.currency_filter = w.Dropdown(description="Currency", style=_STYLE)
         self.search = w.Textarea(description="Search ids", placeholder="credit, reconciliation or request ids "
                                  "(any case; paste a list)", style=_STYLE, layout=w.Layout(width="450px"))
@@ -713,9 +734,9 @@ class InvestigateApp(App):
         shown = pd.DataFrame({
             "outcome": chunk["outcome"], "amount_at_risk": chunk["amount_at_risk"].map(format_amount),
             "currency": chunk["currency"], "credit_id": chunk["credit_id"], "detail": chunk["detail"],
-            "reconciliation_id": chunk["reconciliation_id"],
-            "settlement_rows": chunk["settlement_rows"].astype("Int64"), "lines": lines,
-            "source_file": chunk["source_file"].map(_file_name)})
+            "lines": lines, "source_file": chunk["source_file"].map(_file_name),
+            "settlement_rows": chunk["settlement_rows"].astype("Int64"),
+            "reconciliation_id": chunk["reconciliation_id"]})
         return shown.rename(columns={c: LABELS.get(c, "Lines") for c in SHOWN_COLUMNS})
 
     def render_table(self) -> None:
@@ -860,7 +881,7 @@ class InvestigateApp(App):
             write(path)
         links = []
         for path, _ in targets:
-            href = Path(os.path.relpath(path.resolve(), Path.cwd())).as_posix()
+            href = served_href(path)
             links.append(f"<a href='{html.escape(href)}' download='{html.escape(path.name)}' target='_blank' "
                          f"data-run='{html.escape(run)}'>{html.escape(path.name)}</a>")
         what = (f"the filtered view ({result.break_table.num_rows:,} break(s))" if suffix
