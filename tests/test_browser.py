@@ -127,6 +127,19 @@ def test_issue_a_credit_by_clicking_in_jupyterlab(lab):
     assert new == [(credit_id, "12.34", "EUR")]
 
 
+TRUNCATED = """els => {
+  const pen = document.createElement("canvas").getContext("2d");
+  const wide = e => {  // a <select> never overflows: measure its chosen text against its box
+    if (e.tagName !== "SELECT") return e.scrollWidth > e.clientWidth + 1;
+    pen.font = getComputedStyle(e).font;
+    const text = e.selectedIndex >= 0 ? e.options[e.selectedIndex].text : "";
+    return pen.measureText(text).width > e.clientWidth - 24;
+  };
+  return els.filter(e => e.offsetParent && wide(e)).map(e => e.tagName === "SELECT" ? e.options[e.selectedIndex].text : e.textContent.trim());
+}"""
+"""Visible widgets whose text does not fit (what JupyterLab would cut off with an ellipsis)."""
+
+
 def _get(url: str, token: str) -> bytes:
     request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -189,6 +202,10 @@ def test_investigate_the_sample_and_download_this_runs_breaks(lab):
             assert _pairs(everything) == _truth_breaks(truth)
             expect(page.get_by_text("Error displaying widget")).to_have_count(0)
             page.get_by_label("Outcome").select_option("DUPLICATE_SETTLEMENT")
+            # No label, button or choice is cut short: each shows all of its text.
+            cut = page.locator(".widget-label, .widget-upload, .widget-button, .widget-dropdown select").evaluate_all(
+                TRUNCATED)
+            assert cut == []
             app = page.locator(".widget-vbox").filter(has=page.locator(".reconkit-run")).first
             app.screenshot(path=str(ARTIFACTS / "notebook02_breaks.png"))
             page.get_by_label("Amount tolerance").fill("0,05")

@@ -129,10 +129,11 @@ def test_results_that_no_longer_match_the_inputs_are_marked_stale(world, tmp_pat
     assert app.export_links.value
     getattr(app, field).value = value
     assert named in app.stale.value and app.run_id in app.stale.value and app.export_links.value == ""
+    assert all("reconkit-stale-view" in view._dom_classes for view in (app.cards, app.table, app.figures))
     app.export_all_button.click()
     assert "stale" in app.error.value and app.export_links.value == ""
     getattr(app, field).value = before
-    assert app.stale.value == ""
+    assert app.stale.value == "" and "reconkit-stale-view" not in app.cards._dom_classes
 
 
 def test_choosing_other_files_marks_the_result_stale(world, tmp_path):

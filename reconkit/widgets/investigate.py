@@ -369,14 +369,20 @@ class InvestigateApp(App):
             return
         now = self._inputs()
         changed = [name for name, value in self._result_inputs.items() if now[name] != value]
+        self._grey_out(bool(changed))
         if not changed:
             self.stale.value = ""
             return
         self.stale.value = (
+            "<style>.reconkit-stale-view{opacity:.45}</style>"
             "<div class='reconkit-stale' style='background:#fff3cd;border-left:4px solid #b8860b;padding:4px 8px'>"
             f"<b>Stale:</b> these results are from run {html.escape(self.run_id or '')}; since then "
             f"{html.escape(', '.join(changed))} changed. Reconcile again to see current results.</div>")
         self._drop_exports()
+
+    def _grey_out(self, stale: bool) -> None:
+        for widget in (self.run_label, self.cards, self.figures, self.table, self.drill):
+            (widget.add_class if stale else widget.remove_class)("reconkit-stale-view")
 
     def _drop_exports(self) -> None:
         self.export_links.value = ""
@@ -397,6 +403,7 @@ class InvestigateApp(App):
         self.pick.options = []
         self.drill.value = ""
         self._drop_exports()
+        self._grey_out(False)
         self._set_result_controls(False)
 
     def _set_result_controls(self, enabled: bool) -> None:
