@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -15,7 +16,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -161,60 +164,70 @@ def _pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted(zip(frame["outcome"], frame["credit_id"], strict=True))
 
 
-def test_investigate_the_sample_and_download_this_runs_breaks(lab):
+@contextlib.contextmanager
+def _notebook(lab, name: str, viewport: dict[str, int]) -> Iterator[Any]:
+    """A page of ``name`` with every cell run, its kernel idle; a screenshot if the test fails."""
     from playwright.sync_api import expect, sync_playwright
 
-    base, token, root = lab
-    truth = pd.read_csv(root / "data" / "sample" / "pbdr_csv_truth.csv", dtype=str)
+    base, token, _root = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_context(viewport={"width": 1500, "height": 3400}).new_page()
+        page = browser.new_context(viewport=viewport).new_page()
         try:
-            page.goto(f"{base}/lab/tree/02_investigate_refund_discrepancies.ipynb?token={token}&reset")
+            page.goto(f"{base}/lab/tree/{name}.ipynb?token={token}&reset")
             expect(page.locator("#jp-main-statusbar")).to_contain_text(re.compile(r"\(ipykernel\) \| Idle"),
                                                                        timeout=90_000)
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.locator('.lm-Menu li[data-command="runmenu:run-all"]').click()
-            run = page.locator(".reconkit-run")
-            expect(run).to_contain_text("Run", timeout=180_000)  # the sample cell loaded and reconciled
-            expect(page.locator(".reconkit-loaded")).to_contain_text("Loaded pbdr_csv.csv")
-            first = run.locator("b").inner_text()
-            reconcile = page.get_by_role("button", name="Reconcile")
-            reconcile.click()  # a new run replaces the sample cell's
-            expect(run.locator("b")).not_to_have_text(first, timeout=60_000)
-            current = run.locator("b").inner_text()
-            page.get_by_label("Outcome").select_option("AMOUNT_MISMATCH")
-            expect(page.locator(".jp-OutputArea").get_by_text(re.compile(r"of 1 · \d+ break"))).to_be_visible()
-            page.get_by_role("button", name="Export filtered view").click()
-            link = page.locator(".reconkit-exports a", has_text=".csv")
-            expect(link).to_have_count(1, timeout=60_000)
-            href = link.evaluate("a => a.href")  # as the browser resolves it
-            assert current in href and href.endswith("_filtered.csv")
-            filtered = pd.read_csv(io.BytesIO(_get(href, token)), dtype=str, keep_default_na=False)
-            want = [pair for pair in _truth_breaks(truth) if pair[0] == "AMOUNT_MISMATCH"]
-            assert want and _pairs(filtered) == want
-            page.get_by_role("button", name="Export all breaks").click()
-            expect(page.locator(".reconkit-exports")).to_contain_text("all ", timeout=60_000)
-            link = page.locator(".reconkit-exports a", has_text=".csv")
-            everything = pd.read_csv(io.BytesIO(_get(link.evaluate("a => a.href"), token)), dtype=str,
-                                     keep_default_na=False)
-            assert _pairs(everything) == _truth_breaks(truth)
-            expect(page.get_by_text("Error displaying widget")).to_have_count(0)
-            page.get_by_label("Outcome").select_option("DUPLICATE_SETTLEMENT")
-            # No label, button or choice is cut short: each shows all of its text.
-            cut = page.locator(".widget-label, .widget-upload, .widget-button, .widget-dropdown select").evaluate_all(
-                TRUNCATED)
-            assert cut == []
-            app = page.locator(".widget-vbox").filter(has=page.locator(".reconkit-run")).first
-            app.screenshot(path=str(ARTIFACTS / "notebook02_breaks.png"))
-            page.get_by_label("Amount tolerance").fill("0,05")
-            expect(page.locator(".reconkit-field-error")).to_contain_text("0.05")
-            expect(page.locator(".reconkit-stale")).to_contain_text("amount tolerance")
-            expect(page.locator(".reconkit-exports")).to_have_count(0)
-            app.screenshot(path=str(ARTIFACTS / "notebook02_stale.png"))
+            yield page
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "notebook02_failure.png"))
+            page.screenshot(path=str(ARTIFACTS / f"{name}_failure.png"))
             raise
         finally:
             browser.close()
+
+
+def test_investigate_the_sample_and_download_this_runs_breaks(lab):
+    from playwright.sync_api import expect
+
+    _base, token, root = lab
+    truth = pd.read_csv(root / "data" / "sample" / "pbdr_csv_truth.csv", dtype=str)
+    with _notebook(lab, "02_investigate_refund_discrepancies", {"width": 1500, "height": 3400}) as page:
+        run = page.locator(".reconkit-run")
+        expect(run).to_contain_text("Run", timeout=180_000)  # the sample cell loaded and reconciled
+        expect(page.locator(".reconkit-loaded")).to_contain_text("Loaded pbdr_csv.csv")
+        first = run.locator("b").inner_text()
+        reconcile = page.get_by_role("button", name="Reconcile")
+        reconcile.click()  # a new run replaces the sample cell's
+        expect(run.locator("b")).not_to_have_text(first, timeout=60_000)
+        current = run.locator("b").inner_text()
+        page.get_by_label("Outcome").select_option("AMOUNT_MISMATCH")
+        expect(page.locator(".jp-OutputArea").get_by_text(re.compile(r"of 1 · \d+ break"))).to_be_visible()
+        page.get_by_role("button", name="Export filtered view").click()
+        link = page.locator(".reconkit-exports a", has_text=".csv")
+        expect(link).to_have_count(1, timeout=60_000)
+        href = link.evaluate("a => a.href")  # as the browser resolves it
+        assert current in href and href.endswith("_filtered.csv")
+        filtered = pd.read_csv(io.BytesIO(_get(href, token)), dtype=str, keep_default_na=False)
+        want = [pair for pair in _truth_breaks(truth) if pair[0] == "AMOUNT_MISMATCH"]
+        assert want and _pairs(filtered) == want
+        page.get_by_role("button", name="Export all breaks").click()
+        expect(page.locator(".reconkit-exports")).to_contain_text("all ", timeout=60_000)
+        link = page.locator(".reconkit-exports a", has_text=".csv")
+        everything = pd.read_csv(io.BytesIO(_get(link.evaluate("a => a.href"), token)), dtype=str,
+                                 keep_default_na=False)
+        assert _pairs(everything) == _truth_breaks(truth)
+        expect(page.get_by_text("Error displaying widget")).to_have_count(0)
+        page.get_by_label("Outcome").select_option("DUPLICATE_SETTLEMENT")
+        # No label, button or choice is cut short: each shows all of its text.
+        cut = page.locator(".widget-label, .widget-upload, .widget-button, .widget-dropdown select").evaluate_all(
+            TRUNCATED)
+        assert cut == []
+        app = page.locator(".widget-vbox").filter(has=page.locator(".reconkit-run")).first
+        app.screenshot(path=str(ARTIFACTS / "notebook02_breaks.png"))
+        page.get_by_label("Amount tolerance").fill("0,05")
+        expect(page.locator(".reconkit-field-error")).to_contain_text("0.05")
+        expect(page.locator(".reconkit-stale")).to_contain_text("amount tolerance")
+        expect(page.locator(".reconkit-exports")).to_have_count(0)
+        app.screenshot(path=str(ARTIFACTS / "notebook02_stale.png"))

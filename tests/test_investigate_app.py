@@ -3,6 +3,7 @@ with the settlement generator's ground truth (never with the app's own computati
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -81,6 +82,63 @@ def _csv(path: Path) -> pd.DataFrame:
 
 def _hrefs(html_text: str) -> list[str]:
     return re.findall(r"href='([^']+)'", html_text)
+
+
+# --- the whole workflow ------------------------------------------------------------------------
+
+def test_investigate_from_uploads_to_exports_equals_the_truth(world, tmp_path):
+    _sb, client, scenario, bundle = world
+    runs_before = len(client.ledger.runs())
+    app = InvestigateApp(client, data=tmp_path / "empty", out_dir=tmp_path / "out", page_size=5)
+    ids = ("credit_id\n" + "\n".join(scenario.credit_ids) + "\nnot-an-id\n").encode()
+    app.ids_upload.value = _upload("ids.csv", ids)
+    app.fetch_button.click()
+    assert "<b>60</b> credit(s)" in app.fetch_status.value and "malformed id" in app.failures.value
+    app.files_upload.value = _upload(bundle.files[0].name, bundle.files[0].read_bytes())
+    app.load_button.click()
+    assert bundle.format in app.load_status.value and str(len(bundle.settlement_truth)) in app.load_status.value
+    app.as_of.value = bundle.as_of.isoformat()
+    app.reconcile_button.click()
+    assert app.error.value == ""
+    got = app.result.credits.set_index("credit_id")["outcome"].astype(str).to_dict()
+    assert got == bundle.credits_truth.set_index("credit_id")["outcome"].astype(str).to_dict()
+    assert sorted(app.result.settlement["outcome"].astype(str)) == sorted(bundle.settlement_truth["outcome"])
+    assert "Breaks" in app.cards.value and "At risk" in app.cards.value
+    runs = client.ledger.runs()
+    assert len(runs) == runs_before + 1 and bundle.as_of.isoformat() in runs.iloc[-1]["parameters"]
+    breaks = len(app.result.breaks)
+    assert f"{breaks} break(s)" in app.page_label.value and app.prev_button.disabled
+    app.next_button.click()
+    assert app.page_box.value == 2
+    app.outcome_filter.value = "AMOUNT_MISMATCH"
+    mismatches = (bundle.credits_truth["outcome"] == "AMOUNT_MISMATCH").sum()
+    assert f"{mismatches} break(s)" in app.page_label.value and app.page_box.value == 1
+    app.outcome_filter.value = "(all breaks)"
+    target = app.result.breaks.iloc[0]
+    app.search.value = str(target["credit_id"])[-8:] if target["credit_id"] is not None and str(
+        target["credit_id"]) != "<NA>" else str(target["reconciliation_id"])
+    assert "1 break(s)" in app.page_label.value
+    app.pick.value = app.pick.options[0][1]
+    assert target["outcome"] in app.drill.value and "Settlement row" in app.drill.value
+    app.export_all_button.click()
+    for name in (f"report_{app.run_id}.html", f"breaks_{app.run_id}.xlsx", f"breaks_{app.run_id}.csv"):
+        assert (tmp_path / "out" / name).exists() and f"download='{name}'" in app.export_links.value
+    assert "data:" not in app.export_links.value  # links to files Jupyter serves, no payload in the page
+
+
+def test_investigate_reports_read_errors_and_missing_steps(world, tmp_path):
+    _sb, client, _scenario, _bundle = world
+    app = InvestigateApp(client, data=tmp_path / "empty", out_dir=tmp_path / "out")
+    app.reconcile_button.click()
+    assert "fetch the credits first" in app.ids_error.value
+    app.files_upload.value = _upload("broken.csv", b"trans_ref_no,amount,currency,transaction_type\n"
+                                                   b"A,1.00,USD,ics_credit\nB,oops,USD,ics_credit\n")
+    app.load_button.click()
+    assert "Rows that could not be read" in app.read_errors.value and "oops" in app.read_errors.value
+    app.files_upload.value = _upload("junk.bin", b"\x00\x01\x02")
+    app.load_button.click()
+    assert "binary" in app.error.value and "Traceback" not in app.error.value
+
 
 
 # --- every run replaces or invalidates what it supersedes ---------------------------------
@@ -399,7 +457,9 @@ def test_pull_settlement_from_cybersource_for_the_credits_dates(world, tmp_path,
     assert "“to” must be a date such as 2026-11-03" in app.pull_error.value
 
 
-def test_pull_works_offline_against_the_embedded_sandbox(tmp_path, monkeypatch):
+@pytest.fixture
+def embedded(tmp_path, monkeypatch):
+    """A copy of the shipped ``data/`` and no credentials: the app starts the embedded sandbox."""
     import shutil
 
     import reconkit.session as session
@@ -407,23 +467,38 @@ def test_pull_works_offline_against_the_embedded_sandbox(tmp_path, monkeypatch):
     shutil.copytree(Path(__file__).parents[1] / "data" / "sample", data / "sample")
     monkeypatch.setenv("RECONKIT_DATA", str(data))
     monkeypatch.setattr(session, "_sandbox", None)
-    for name in [n for n in list(__import__("os").environ) if n.startswith("CYBERSOURCE_")]:
+    for name in [n for n in os.environ if n.startswith("CYBERSOURCE_")]:
         monkeypatch.delenv(name)
     try:
-        app = InvestigateApp(out_dir=tmp_path / "out")
-        app.load_sample("pbdr_csv", progress=False)
-        sb = session._sandbox
-        assert app.pull_from.value and app.pull_to.value
-        app.pull_button.click()
-        assert app.error.value == "" and app.pull_error.value == ""
-        assert "Pulled from CyberSource" in app.load_status.value and app.result is None
-        assert {Path(str(f)).parent for f in app.settlement["source_file"]} == {data / "reports"}
-        app.reconcile_button.click()
-        outcomes = app.result.credits.set_index("credit_id")["outcome"].astype(str)
-        last = min(date.fromisoformat(app.pull_to.value), sb.now().date() - timedelta(days=1))
-        settled = _batched(sb, date.fromisoformat(app.pull_from.value), last) & set(outcomes.index)
-        assert len(settled) > 50 and set(outcomes[outcomes == "MATCHED"].index) == settled
+        yield data
     finally:
         if session._sandbox is not None:
             session._sandbox.stop()
         monkeypatch.setattr(session, "_sandbox", None)
+
+
+def test_investigate_sample_in_the_shipped_data(embedded, tmp_path):
+    app = InvestigateApp(out_dir=tmp_path / "out")
+    assert "SANDBOX" in app.banner.value
+    result = app.load_sample("processor_csv", progress=False)
+    truth = pd.read_csv(embedded / "sample" / "processor_csv_truth.csv", dtype=str)
+    want = truth[truth["side"] == "credit"].set_index("credit_id")["outcome"].to_dict()
+    assert result.credits.set_index("credit_id")["outcome"].astype(str).to_dict() == want
+
+
+def test_pull_works_offline_against_the_embedded_sandbox(embedded, tmp_path):
+    import reconkit.session as session
+
+    app = InvestigateApp(out_dir=tmp_path / "out")
+    app.load_sample("pbdr_csv", progress=False)
+    sb = session._sandbox
+    assert app.pull_from.value and app.pull_to.value
+    app.pull_button.click()
+    assert app.error.value == "" and app.pull_error.value == ""
+    assert "Pulled from CyberSource" in app.load_status.value and app.result is None
+    assert {Path(str(f)).parent for f in app.settlement["source_file"]} == {embedded / "reports"}
+    app.reconcile_button.click()
+    outcomes = app.result.credits.set_index("credit_id")["outcome"].astype(str)
+    last = min(date.fromisoformat(app.pull_to.value), sb.now().date() - timedelta(days=1))
+    settled = _batched(sb, date.fromisoformat(app.pull_from.value), last) & set(outcomes.index)
+    assert len(settled) > 50 and set(outcomes[outcomes == "MATCHED"].index) == settled

@@ -501,17 +501,17 @@ class InvestigateApp(App):
 
     @guarded
     def _on_upload(self, change: dict[str, Any]) -> None:
-        # An upload replaces the choice in data/: the two never load together by accident.
-        if change["new"] and self.data_files.value:
-            self.data_files.value = ()
-        self.files_error.value = ""
-        self._show_choice()
-        self._check_stale()
+        # An upload replaces the choice in data/ (and a choice in data/ the upload): the two
+        # never load together by accident.
+        self._one_choice(change, self.data_files)
 
     @guarded
     def _on_data_files(self, change: dict[str, Any]) -> None:
-        if change["new"] and self.files_upload.value:
-            self.files_upload.value = ()
+        self._one_choice(change, self.files_upload)
+
+    def _one_choice(self, change: dict[str, Any], other: w.ValueWidget) -> None:
+        if change["new"] and other.value:
+            other.value = ()
         self.files_error.value = ""
         self._show_choice()
         self._check_stale()
