@@ -11,10 +11,10 @@ SDK_STAMP := $(SDK_VENV)/.installed
 
 .PHONY: env sdk-env test lint demo lab browser-deps clean
 
+# PYTHONWARNINGS: setuptools' notice about editable installs is information, not a problem; `make demo` stays quiet.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# setuptools' notice about editable installs is information, not a problem: keep `make demo` quiet.
 	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

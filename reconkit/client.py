@@ -1,8 +1,11 @@
 """``Client``: issue, read back and void CyberSource standalone credits.
 
 One pooled ``requests.Session``; every body is serialized once and the same bytes are signed
-and sent. GETs retry on 429/502/503/504 and transport errors with bounded exponential backoff
-and jitter; a credit POST is never resent.
+and sent. Reads (GETs and the reference search) retry on 429/502/503/504 and transport errors
+with bounded exponential backoff and jitter; a credit POST is never resent, and a 5xx that is not
+CyberSource's own definite refusal leaves its outcome unknown until :meth:`Client.resolve_unknown`
+settles it. Links from responses are followed only as paths on the configured host, and money
+moves on a production host only with ``allow_production=True``.
 """
 
 from __future__ import annotations
@@ -54,7 +57,6 @@ __all__ = ["Client", "Resolution", "instrument_of", "same_origin_path"]
 log = logging.getLogger("reconkit")
 
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
-_AMBIGUOUS_502_REASONS = frozenset({"SERVER_TIMEOUT", "SERVICE_TIMEOUT"})
 _USER_AGENT = "reconkit/0.1 (+python-requests)"
 _CARD_TYPES = {"visa": "001", "mastercard": "002", "amex": "003", "discover": "004", "diners": "005",
                "jcb": "007", "maestro": "042", "cup": "062"}

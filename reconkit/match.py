@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from .errors import ReconciliationError
 from .money import CURRENCIES
 from .outcomes import BREAK_ON_CREDIT, BREAK_ON_ROW, BREAKS, Outcome, at_risk
-from .result import ReconResult, build_result, trimmed_text
+from .result import ReconResult, build_result, sorted_table, trimmed_text
 
 __all__ = ["BREAKS", "DEAD_STATUSES", "Outcome", "break_table", "classify", "reconcile", "unreadable_records"]
 
@@ -77,11 +77,11 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
                             nw.len().over("credit_reconciliation_id")) > 1) | (nw.len().over("credit_id") > 1))
     pair_parts = []
     if "reconciliation_id" in match_on:
-        pair_parts.append(once(
+        pair_parts.append(
             settlement.filter(~col("row_reconciliation_id").is_null()).select("row_index", "row_reconciliation_id")
             .join(with_duplicates.select("credit_index", "credit_reconciliation_id"),
                   left_on="row_reconciliation_id", right_on="credit_reconciliation_id", how="inner")
-            .select("row_index", "credit_index", by_reconciliation_id=lit(1))))
+            .select("row_index", "credit_index", by_reconciliation_id=lit(1)))
     if "request_id" in match_on:
         by_request_id = (
             settlement.filter(~col("row_request_id").is_null()).select("row_index", "row_request_id")
@@ -392,12 +392,19 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
         def lazy(table: pa.Table) -> nw.LazyFrame:
             return nw.from_native(connection.from_arrow(table))
 
+        computed: dict[int, tuple[nw.LazyFrame, pa.Table]] = {}  # the frame is kept so its id stays unique
+
         def collect(frame: nw.LazyFrame) -> pa.Table:
+            if id(frame) in computed:  # materialized already: no second round trip
+                return computed[id(frame)][1]
             # One chunk per column: later takes on DuckDB's many small chunks would cost far more.
             return frame.collect(backend="pyarrow").to_native().combine_chunks()
 
         def materialize(frame: nw.LazyFrame) -> nw.LazyFrame:
-            return lazy(collect(frame))
+            table = collect(frame)
+            result = lazy(table)
+            computed[id(result)] = (result, table)
+            return result
 
         credit_lazy, row_lazy = lazy(credit_table), lazy(row_table)
         credit_out, settlement_out = classify(
@@ -408,8 +415,8 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
         row_result = collect(settlement_out)
         credit_result = collect(credit_out)
         breaks = collect(break_table(credit_lazy, row_lazy, lazy(credit_result), lazy(row_result)))
-        credit_result = credit_result.sort_by("credit_index")
-        row_result = row_result.sort_by("row_index")
+        credit_result = sorted_table(credit_result, [("credit_index", "ascending")])
+        row_result = sorted_table(row_result, [("row_index", "ascending")])
     finally:
         connection.close()
     _check_conservation(credit_result, len(credits), "credit_index", "credit")

@@ -80,10 +80,12 @@ def _break_columns(table: pa.Table) -> dict[str, pa.Array]:
     }
 
 
-def _summary_columns(result: ReconResult) -> dict[str, pa.Array]:
+def _summary_columns(result: ReconResult, *, words: bool = False) -> dict[str, pa.Array]:
+    """The summary's shown columns (``words``: the break flag as "yes"/"no" for people)."""
     table = result.summary_table
     digits = np.asarray(table.column("minor_units").to_numpy(zero_copy_only=False), dtype=np.int64)
-    return {"outcome": table.column("outcome"), "currency": table.column("currency"), "break": table.column("break"),
+    flag = pc.if_else(table.column("break"), "yes", "no") if words else table.column("break")
+    return {"outcome": table.column("outcome"), "currency": table.column("currency"), "break": flag,
             "credits": table.column("credits"), "settlement_rows": table.column("settlement_rows"),
             "breaks": table.column("breaks"),
             "amount_at_risk": amount_text(table.column("amount_at_risk_minor"), digits)}
@@ -157,7 +159,7 @@ def summary_html(result: ReconResult) -> str:
         "<table><tr>{% for l in t.labels %}<th>{{ l }}</th>{% endfor %}</tr>"
         "{% for r in t.cells %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>")
     return template.render(breaks=result.break_table.num_rows,
-                           t=_rows(_summary_columns(result), ("credits", "settlement_rows", "breaks",
+                           t=_rows(_summary_columns(result, words=True), ("credits", "settlement_rows", "breaks",
                                                               "amount_at_risk")))
 
 
@@ -197,7 +199,7 @@ def to_html(result: ReconResult, path: str | Path | None = None, *, figures: boo
         credits=result.credit_outcomes.num_rows, settlement_rows=result.settlement_outcomes.num_rows,
         breaks=breaks.num_rows, shown=shown.num_rows, parameters=_parameter_rows(result),
         totals=_rows(_totals_columns(result, fx, base), ("breaks", "amount_at_risk", "rate", "converted")),
-        summary=_rows(_summary_columns(result), ("credits", "settlement_rows", "breaks", "amount_at_risk")),
+        summary=_rows(_summary_columns(result, words=True), ("credits", "settlement_rows", "breaks", "amount_at_risk")),
         definitions=[(str(o), text) for o, text in AT_RISK.items()],
         figure=base64.b64encode(figure_png(result)).decode("ascii") if figures else "",
         break_rows=_rows(_break_columns(shown), (*_AMOUNTS, "settlement_rows", "source_line", "age_days")))

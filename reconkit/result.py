@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["BREAK_COLUMNS", "ReconResult", "amount_decimals", "amount_text", "build_result", "minor_digits",
-           "trimmed_text"]
+           "sorted_table", "trimmed_text"]
 
 BREAK_COLUMNS = ("outcome", "currency", "amount_at_risk", "credit_id", "reconciliation_id", "request_id",
                  "credit_amount", "settled_amount", "settlement_rows", "source_file", "source_line", "detail",
@@ -431,8 +431,8 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     """
     inputs = _Inputs(credits, settlement, credit_table, row_table)
     # Sorted while the table is narrow: by currency, then largest amount at risk first.
-    breaks = breaks.sort_by([("currency", "ascending"), ("amount_at_risk_minor", "descending"),
-                             ("credit_index", "ascending"), ("row_index", "ascending")])
+    breaks = sorted_table(breaks, [("currency", "ascending"), ("amount_at_risk_minor", "descending"),
+                                  ("credit_index", "ascending"), ("row_index", "ascending")])
     as_of = pd.Timestamp(parameters["as_of"])
     submit = pd.to_datetime(credits["submit_time_utc"], utc=True).reset_index(drop=True)
     age = ((as_of - submit).dt.total_seconds() / 86400).round(2).to_numpy(dtype=float, na_value=np.nan)
@@ -467,13 +467,12 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
         if "source_line" in settlement else pa.nulls(len(settlement), pa.int64())
     record = breaks.column("unreadable_record")
     on_row_rows = pa.array(np.flatnonzero(~on_credit))
-    row_part = row_result.take(pc.take(row_index, on_row_rows))
+    row_part = row_result.select(["row_index", "credit_index", "outcome"]).take(pc.take(row_index, on_row_rows))
     row_detail = _row_details(inputs, row_part, credit_detail)
-    detail = pc.take(credit_detail, credit_index)
-    if len(on_row_rows):
-        positions = np.full(breaks.num_rows, -1, dtype=np.int64)
-        positions[~on_credit] = np.arange(len(on_row_rows))
-        detail = pc.if_else(pa.array(on_credit), detail, row_detail.take(pa.array(np.maximum(positions, 0))))
+    # One dictionary column: a credit's break points at its credit's sentence, a row's break at its own.
+    detail_indices = credit_rows.copy()
+    detail_indices[~on_credit] = np.asarray(row_detail.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    detail = pa.DictionaryArray.from_arrays(pa.array(detail_indices), row_detail.dictionary)
     enriched = pa.table({
         "outcome": breaks.column("outcome"),
         "break_on": breaks.column("break_on"),
@@ -500,6 +499,22 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
         "row_index": row_index,
     })
     return ReconResult(parameters, enriched, credit_result, row_result, unreadable, inputs)
+
+
+def sorted_table(table: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:
+    """``table.sort_by(keys)``, moving its text columns as dictionary indices: a handful of
+    distinct outcome and currency words, so gathering integers instead of strings."""
+    text = [name for name, kind in zip(table.column_names, table.schema.types, strict=True)
+            if pa.types.is_string(kind)]
+    encoded = table
+    for name in text:
+        encoded = encoded.set_column(encoded.schema.get_field_index(name), name,
+                                     pc.dictionary_encode(_plain(table.column(name))))
+    ordered = encoded.take(pc.sort_indices(table.select([k for k, _ in keys]), sort_keys=keys))
+    for name in text:
+        ordered = ordered.set_column(ordered.schema.get_field_index(name), name,
+                                     pc.cast(ordered.column(name), pa.string()))
+    return ordered.combine_chunks()
 
 
 def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unreadable: pa.Table,
@@ -582,28 +597,46 @@ def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unr
                       builders, take(_plain(out.column("outcome"))))
 
 
-def _row_details(inputs: _Inputs, out: pa.Table, credit_detail: pa.Array) -> pa.Array:
-    """Why each settlement row in ``out`` got its outcome: a paired row shares its credit's
-    sentence; the others say what the row is."""
-    rows = out.column("row_index")
-    table = inputs.row_table
-    currency = pc.take(table.column("row_currency"), rows)
-    amount = amount_text(pc.take(table.column("row_amount_minor"), rows), minor_digits(currency))
+def _row_details(inputs: _Inputs, out: pa.Table, credit_detail: pa.Array) -> pa.DictionaryArray:
+    """Why each settlement row in ``out`` got its outcome, as a dictionary column over the credits'
+    sentences: a paired row points at its credit's sentence, an unexpected row at one shared
+    sentence (its amount and currency are columns of their own), an out-of-scope row at one
+    sentence per transaction type; millions of rows cost a few distinct strings."""
+    outcome = _plain(out.column("outcome"))
+    credit_index = _plain(out.column("credit_index"))
+    indices = np.array(pc.fill_null(credit_index, -1).to_numpy(zero_copy_only=False), dtype=np.int64)  # writable
+    parts = [pc.cast(_plain(credit_detail), pa.string())]
+    offset = len(parts[0])
     settlement = inputs.settlement
     kinds = pa.array(settlement["transaction_type"].astype("string").array, pa.string()) \
         if "transaction_type" in settlement else pa.nulls(len(settlement), pa.string())
-    kind = pc.fill_null(pc.take(kinds, rows), "?")
-    credit_index = out.column("credit_index")
-    linked = pc.fill_null(pc.take(inputs.credit_table.column("credit_id"), credit_index), "?")
-    paired = pc.take(pc.cast(credit_detail, pa.string()), credit_index)
-    builders = {
-        "UNEXPECTED_SETTLEMENT": lambda r: _join("a settlement credit of ", pc.take(pc.fill_null(amount, "?"), r),
-                                                 " ", pc.take(pc.fill_null(currency, "?"), r),
-                                                 " that matches no known credit"),
-        "OUT_OF_SCOPE": lambda r: _join("a ", pc.take(kind, r),
-                                        " row sharing no id with a known credit (not a credit, not a break)"),
-        "DIRECTION_MISMATCH": lambda r: _join("a ", pc.take(kind, r), " row (not a credit) sharing the id of credit ",
-                                              pc.take(linked, r)),
-    }
-    return _sentences(np.asarray(_plain(out.column("outcome")).to_numpy(zero_copy_only=False), dtype=object),
-                      builders, lambda r: pc.fill_null(pc.take(paired, r), pc.take(_plain(out.column("outcome")), r)))
+
+    def rows_of(name: str) -> np.ndarray:
+        return np.flatnonzero(np.asarray(pc.fill_null(pc.equal(outcome, name), False).to_numpy(zero_copy_only=False)))
+
+    unexpected = rows_of(Outcome.UNEXPECTED_SETTLEMENT.value)
+    if len(unexpected):
+        parts.append(pa.array(["a settlement credit that matches no known credit"]))
+        indices[unexpected] = offset
+        offset += 1
+    out_of_scope = rows_of(Outcome.OUT_OF_SCOPE.value)
+    if len(out_of_scope):
+        kind = pc.fill_null(pc.take(kinds, pc.take(out.column("row_index"), pa.array(out_of_scope))), "?")
+        encoded = pc.dictionary_encode(_plain(kind))
+        parts.append(_join("a ", encoded.dictionary,
+                           " row sharing no id with a known credit (not a credit, not a break)"))
+        indices[out_of_scope] = offset + np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        offset += len(encoded.dictionary)
+    direction = rows_of(Outcome.DIRECTION_MISMATCH.value)
+    if len(direction):
+        picked = pa.array(direction)
+        kind = pc.fill_null(pc.take(kinds, pc.take(out.column("row_index"), picked)), "?")
+        linked = pc.fill_null(pc.take(inputs.credit_table.column("credit_id"), pc.take(credit_index, picked)), "?")
+        parts.append(_join("a ", kind, " row (not a credit) sharing the id of credit ", linked))
+        indices[direction] = offset + np.arange(len(direction))
+        offset += len(direction)
+    leftover = np.flatnonzero(indices < 0)
+    if len(leftover):  # cannot happen for the engine's outcomes; keeps the column total anyway
+        parts.append(pc.cast(pc.take(outcome, pa.array(leftover)), pa.string()))
+        indices[leftover] = offset + np.arange(len(leftover))
+    return pa.DictionaryArray.from_arrays(pa.array(indices), pa.concat_arrays([_plain(p) for p in parts]))

@@ -218,3 +218,29 @@ def test_break_table_is_arrow_sorted_by_currency_then_largest_risk_first():
     assert fx["converted"].tolist() == [Decimal("3.35"), Decimal("10.56"), Decimal("94.00"), Decimal("107.91")]
     with pytest.raises(ValueError, match="no rate for KWD"):
         result.totals({"JPY": "0.0067"}, base="USD")
+
+
+def test_the_at_risk_expression_gives_the_same_figures_on_every_backend():
+    import duckdb
+    import narwhals as nw
+
+    from reconkit.outcomes import BREAK_ON_CREDIT, BREAK_ON_ROW, Outcome, at_risk
+
+    outcomes = [o.value for o in Outcome]
+    table = pa.table({
+        "outcome": [*outcomes, "DIRECTION_MISMATCH"],
+        "break_on": [BREAK_ON_ROW if o in ("UNEXPECTED_SETTLEMENT", "OUT_OF_SCOPE") else BREAK_ON_CREDIT
+                     for o in outcomes] + [BREAK_ON_ROW],
+        "credit_amount_minor": pa.array([1000] * len(outcomes) + [None], pa.int64()),
+        "settled_amount_minor": pa.array([1250] * len(outcomes) + [None], pa.int64()),
+    })
+    want = {"MATCHED": 0, "AMOUNT_MISMATCH": 250, "CURRENCY_MISMATCH": 1000, "DUPLICATE_SETTLEMENT": 250,
+            "DUPLICATE_CREDIT": 1000, "MISSING_PENDING": 1000, "MISSING_OVERDUE": 1000, "UNREADABLE_SETTLEMENT": 1000,
+            "UNEXPECTED_SETTLEMENT": 1250, "VOIDED_BUT_SETTLED": 1250, "DIRECTION_MISMATCH": 1000,
+            "MATCHED_BY_REQUEST_ID": 250, "NO_SETTLEMENT_EXPECTED": 0, "OUT_OF_SCOPE": 0}
+    on_arrow = nw.from_native(table).with_columns(risk=at_risk())["risk"].to_list()
+    on_pandas = nw.from_native(table.to_pandas()).with_columns(risk=at_risk())["risk"].to_list()
+    connection = duckdb.connect()
+    on_duckdb = nw.from_native(connection.from_arrow(table)).with_columns(risk=at_risk()).collect(
+        backend="pyarrow")["risk"].to_list()
+    assert on_arrow == on_pandas == on_duckdb == [want[o] for o in outcomes] + [0]  # a stray non-credit row: 0

@@ -515,3 +515,13 @@ def test_an_xml_request_outside_any_batch_is_still_a_row():
     frame, failures = collect(text, name="r.xml")
     assert frame["reconciliation_id"].tolist() == ["T1", "T2"] and frame["batch_id"].tolist() == ["1", pd.NA]
     assert failures[["source_line", "reconciliation_id", "request_id"]].values.tolist() == [[5, "T3", "3"]]
+
+
+@pytest.mark.parametrize("batch_date", ["0000-01-01", "2026-02-30", "2026-1-02 ", "2026/11/02"])
+def test_a_bad_batch_date_is_a_failure_however_the_other_dates_look(batch_date):
+    head = "trans_ref_no,amount,currency,transaction_type,batch_date\n"
+    frame, failures = collect(head + "R1,1.00,USD,refund,2026-11-02\n" + f"R2,1.00,USD,refund,{batch_date}\n")
+    if batch_date == "2026-1-02 ":  # strptime reads it, so it is a date
+        assert frame["batch_date"].tolist() == [pd.Timestamp("2026-11-02"), pd.Timestamp("2026-01-02")]
+    else:
+        assert failures[["source_line", "column"]].values.tolist() == [[3, "batch_date"]]

@@ -611,7 +611,8 @@ class Sandbox:
                       portfolio_id=self.portfolio_id, label="SANDBOX")
 
     def client(self, **kwargs: Any) -> Any:
-        """A :class:`reconkit.Client` pointed at this sandbox (ledger in memory unless given)."""
+        """A :class:`reconkit.Client` pointed at this sandbox (ledger in memory unless given; intents
+        stamped and lookup delays measured on the sandbox clock)."""
         from ..client import Client
 
         kwargs.setdefault("ledger", ":memory:")

@@ -249,13 +249,16 @@ def _fast(data: Bytes, offset: int, headers: list[str], delimiter: str, header_i
         bad.append(row)
         return "skip"
 
+    quoted = data.find(b'"', offset, end) >= 0
     try:
         table = pacsv.read_csv(
             pa.py_buffer(memoryview(data)[offset:end]),
             read_options=pacsv.ReadOptions(column_names=headers, block_size=1 << 20),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False, ignore_empty_lines=False,
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False,
+                                             newlines_in_values=False, ignore_empty_lines=False,
                                              invalid_row_handler=invalid),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(headers, pa.string()),
+            # large_string: what pandas' Arrow-backed strings hold, so the frame needs no copy of them.
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(headers, pa.large_string()),
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -266,7 +269,7 @@ def _fast(data: Bytes, offset: int, headers: list[str], delimiter: str, header_i
     # Without a double quote every line break ends a row and row i is line header + 1 + i. With
     # quotes, a quoted line break would join lines: the rows must then match the line count, and
     # a lone CR (a line break to us, text inside quotes to pyarrow) must not occur.
-    if data.find(b'"', offset, end) >= 0:
+    if quoted:
         if table.num_rows != _count(data, b"\n", offset, end) + 1:
             return None
         returns = _count(data, b"\r", offset, end)
@@ -343,5 +346,5 @@ def _careful(text: str, headers: list[str], delimiter: str, body_start: int) -> 
             else:
                 bad.append(_Bad(first + 1, delimiter.join(row)[:200],
                                 f"expected {len(names)} fields, found {len(row)}", row))
-    table = pa.table({n: pa.array(v, pa.string()) for n, v in zip(names, values, strict=True)})
+    table = pa.table({n: pa.array(v, pa.large_string()) for n, v in zip(names, values, strict=True)})
     return _Body(table, pa.array(line_numbers, pa.int64()), bad)

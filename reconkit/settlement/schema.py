@@ -164,7 +164,9 @@ def failure_table(source_file: str, lines: Any, column: Any, values: Any, reason
             return pa.nulls(size, pa.string())
         if isinstance(value, str):
             return pa.array([value] * size, pa.string())
-        return value if isinstance(value, pa.Array | pa.ChunkedArray) else pa.array(value, pa.string())
+        if isinstance(value, pa.Array | pa.ChunkedArray):
+            return value if value.type == pa.string() else value.cast(pa.string())
+        return pa.array(value, pa.string())
 
     return pa.table({"source_file": pa.array([source_file] * size, pa.string()), "source_line": lines,
                      "column": text(column), "value": text(values), "reason": text(reason),
@@ -176,7 +178,7 @@ def _null_if_empty(array: pa.ChunkedArray) -> pa.ChunkedArray:
     empty = pc.equal(array, "")
     if not pc.any(empty).as_py():
         return array
-    return pc.if_else(empty, pa.scalar(None, pa.string()), array)
+    return pc.if_else(empty, pa.scalar(None, array.type), array)
 
 
 def _clean_id(array: pa.ChunkedArray) -> tuple[pa.ChunkedArray, bool]:
@@ -206,18 +208,47 @@ def _map_distinct(array: pa.ChunkedArray, *fns: tuple[Any, pa.DataType]) -> list
     """Apply Python functions once per distinct value: types, currencies and dates repeat a lot,
     so millions of rows cost a handful of calls. A text function that changes no value returns
     the column itself (no copy)."""
+    # One dictionary for the whole column (a reader's blocks would each bring their own), without
+    # copying the column into one chunk.
     encoded = pc.dictionary_encode(array)
-    outputs: list[list[pa.Array]] = [[] for _ in fns]
-    originals = array.chunks if array.num_chunks == encoded.num_chunks else [None] * encoded.num_chunks
-    for original, chunk in zip(originals, encoded.chunks, strict=True):
-        values = chunk.dictionary.to_pylist()
-        for out, (fn, kind) in zip(outputs, fns, strict=True):
-            mapped = [None if v is None else fn(v) for v in values]
-            if original is not None and mapped == values and kind == original.type:
-                out.append(original)
-            else:
-                out.append(pc.take(pa.array(mapped, kind), chunk.indices))
-    return [pa.chunked_array(out, kind) for out, (_, kind) in zip(outputs, fns, strict=True)]
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.unify_dictionaries()
+    chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
+    if not chunks:
+        return [pa.chunked_array([], kind) for _, kind in fns]
+    values = chunks[0].dictionary.to_pylist()
+    results = []
+    for fn, kind in fns:
+        if kind == pa.string() and array.type == pa.large_string():
+            kind = array.type  # text comes out as wide as it went in
+        mapped = [None if v is None else fn(v) for v in values]
+        if mapped == values and kind == array.type:
+            results.append(array)
+        else:
+            lookup = pa.array(mapped, kind)
+            results.append(pa.chunked_array([pc.take(lookup, chunk.indices) for chunk in chunks], kind))
+    return results
+
+
+_YEAR_ONE = (date(1, 1, 1) - date(1970, 1, 1)).days
+"""0001-01-01 in days since the epoch: Arrow reads year 0, which Python's dates (and _parse_date) do not."""
+
+
+def _dates(array: pa.ChunkedArray) -> list[pa.ChunkedArray]:
+    """Batch dates, and which values are not dates. When every value is ten characters, Arrow's own
+    YYYY-MM-DD parser is tried first (it accepts nothing else, and _parse_date reads those alike)."""
+    lengths = pc.min_max(pc.binary_length(array)).as_py()
+    if lengths["min"] == lengths["max"] == 10:
+        try:
+            dates = pc.cast(array, pa.date32())
+        except pa.ArrowException:
+            pass
+        else:
+            first = pc.min(dates.cast(pa.int32())).as_py()
+            if dates.null_count == array.null_count and (first is None or first >= _YEAR_ONE):
+                return [dates, pa.chunked_array([pa.nulls(len(array), pa.bool_())])]
+    return _map_distinct(array, (_parse_date, pa.date32()),
+                         (lambda v: bool(v.strip()) and _parse_date(v) is None, pa.bool_()))
 
 
 def constant(value: str, size: int) -> pa.DictionaryArray:
@@ -226,16 +257,18 @@ def constant(value: str, size: int) -> pa.DictionaryArray:
 
 
 def may_hold(array: pa.ChunkedArray, characters: bytes) -> bool:
-    """Whether any value may hold one of ``characters`` (ASCII): a scan of the raw character data,
-    ~50x faster than a string kernel; a sliced array's unused bytes can only cause a false alarm."""
+    """Whether any value may hold one of ``characters`` (ASCII): a byte search of the raw character
+    data, far faster than a string kernel; a sliced array's unused bytes can only cause a false alarm."""
     for chunk in array.chunks:
-        data = chunk.buffers()[2] if chunk.type == pa.string() and len(chunk) else None
+        if not len(chunk):
+            continue
+        data = chunk.buffers()[2] if chunk.type in (pa.string(), pa.large_string()) else None
         if data is None:
-            if len(chunk) and pc.any(pc.match_substring_regex(chunk, f"[{re.escape(characters.decode())}]")).as_py():
+            if pc.any(pc.match_substring_regex(chunk, f"[{re.escape(characters.decode())}]")).as_py():
                 return True
             continue
-        raw = np.frombuffer(data, np.uint8)
-        if any(np.any(raw == code) for code in characters):
+        raw = data.to_pybytes()
+        if any(raw.find(bytes([code])) >= 0 for code in characters):
             return True
     return False
 
@@ -312,8 +345,7 @@ def canonicalize(columns: Mapping[str, pa.ChunkedArray | pa.Array], lines: pa.Ar
                                     (lambda c: CURRENCIES.get(c.strip().upper()), pa.int8())),
             "type": pool.submit(_map_distinct, text["transaction_type"], (str.strip, pa.string()),
                                 (classify_type, pa.string())),
-            "date": pool.submit(_map_distinct, text["batch_date"], (_parse_date, pa.date32()),
-                                (lambda v: bool(v.strip()) and _parse_date(v) is None, pa.bool_())),
+            "date": pool.submit(_dates, text["batch_date"]),
             **{name: pool.submit(_optional_text, text[name])
                for name in ("merchant_ref", "batch_id", "merchant_id", "payment_method")},
         }
@@ -338,7 +370,7 @@ def canonicalize(columns: Mapping[str, pa.ChunkedArray | pa.Array], lines: pa.Ar
             mangled = pc.fill_null(pc.match_substring_regex(ids, _EXCEL_SCI.pattern), False)
             fail(mangled, name, text[name],
                  "an id in scientific notation (Excel rounded it); the original id cannot be recovered")
-            readable_ids[name] = pc.if_else(mangled, pa.scalar(None, pa.string()), ids)
+            readable_ids[name] = pc.if_else(mangled, pa.scalar(None, ids.type), ids)
     fail(pc.and_(pc.is_null(recon), pc.is_null(request)), "reconciliation_id", text["reconciliation_id"],
          "the row has neither a reconciliation id nor a request id")
     fail(pc.is_null(places), "currency", text["currency"], "not an ISO 4217 currency code")
