@@ -720,6 +720,8 @@ class InvestigateApp(App):
             key = pc.divide(pc.cast(table.column("amount_at_risk_minor"), pa.float64()), pa.array(10.0 ** digits))
         else:
             key = table.column(column)
+        if pa.types.is_dictionary(key.type):  # sentences are stored once per distinct text
+            key = pc.cast(key, key.type.value_type)
         if self.sort_by.value == "source_file":
             key = pc.replace_substring_regex(key, r"^.*[\\/]", "")
         order = "descending" if self.descending.value else "ascending"
