@@ -402,6 +402,7 @@ def test_unreadable_settlement_breaks_name_file_and_line(world, tmp_path):
     app.files_upload.value = _upload("broken.csv", "".join(lines).encode())
     app.load_button.click()
     assert "1 unreadable" in app.load_status.value and "Rows that could not be read" in app.read_errors.value
+    assert f"<td>{line}</td>" in app.read_errors.value and "<td>oops</td>" in app.read_errors.value
     app.as_of.value = bundle.as_of.isoformat()
     app.grace.value = bundle.grace_days
     app.reconcile_button.click()

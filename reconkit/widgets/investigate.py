@@ -562,7 +562,10 @@ class InvestigateApp(App):
         if unread:
             failed = self.read_failures.copy()
             failed["source_file"] = failed["source_file"].map(_file_name)
-            failed = failed.rename(columns={"source_file": "File", "source_line": "Line"})
+            failed["source_line"] = failed["source_line"].astype("Int64")
+            failed = failed.rename(columns={"source_file": "File", "source_line": "Line", "column": "Column",
+                                            "value": "Value", "reason": "Problem",
+                                            "reconciliation_id": "Reconciliation id", "request_id": "Request id"})
             self.read_errors.value = ("<b>Rows that could not be read</b> (reconciled as unreadable "
                                       "settlement breaks)" + table_html(failed))
 
