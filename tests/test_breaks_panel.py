@@ -156,3 +156,13 @@ def test_the_investigation_app_carries_its_breaks_from_run_to_run(tmp_path):
         assert {book.get(k).status for k in pending} == {"timing_difference"}
         assert (book.get(mismatch).owner, book.get(mismatch).status) == ("ann", "investigating")
         assert book.runs()["files"].tolist() == ["day1.csv", "day1.csv, day2.csv"]
+
+
+def test_the_book_table_speaks_analyst_words_with_grouped_amounts(books):
+    ann, _ = books
+    panel = BreaksPanel(ann)
+    panel.record(run(credits_frame({"c1": "12345.60", "c2": "20.00"}), settled({"c2": "20.00"}), T0 + days(1)))
+    headers = re.findall(r"<th>(.*?)</th>", panel.table.value)
+    assert {"Break", "Status", "Owner", "Outcome", "Amount at risk", "Days open"} <= set(headers)
+    assert not {"key", "amount_at_risk", "days_open", "open_bucket"} & set(headers)
+    assert "12,345.60" in panel.table.value

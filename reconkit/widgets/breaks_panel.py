@@ -19,15 +19,33 @@ import pandas as pd
 
 from ..breaks import AUTOMATIC_REASONS, CLOSED, Break, BreakBook, Reason, Status
 from ..errors import BreakConflictError
-from .common import App, guarded, table_html
+from .common import App, format_amount, guarded, table_html
 
 __all__ = ["BreaksPanel"]
 
 _COLUMNS = ["key", "status", "owner", "outcome", "amount_at_risk", "currency", "days_open", "open_bucket",
             "days_since_submission", "category", "new"]
+_LABELS = {"key": "Break", "status": "Status", "owner": "Owner", "outcome": "Outcome",
+           "amount_at_risk": "Amount at risk", "currency": "Currency", "days_open": "Days open",
+           "open_bucket": "Open (days)", "days_since_submission": "Days since submitted", "category": "Kind",
+           "new": "New since last run"}
+"""The book's columns in analyst words."""
 _VIEWS = {**{s.value: [s.value] for s in Status}, "open": [Status.OPEN.value, Status.INVESTIGATING.value],
           "all": None}
 """What the "show" list offers: "open" is every break still being worked (open or investigating)."""
+
+
+def _fit() -> w.Layout:
+    """A button as wide as its words, never squeezed by the fields beside it."""
+    return w.Layout(width="auto", flex="0 0 auto")
+
+
+def _shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """The book's rows as the analyst reads them: labelled columns, amounts with separators."""
+    shown = frame[_COLUMNS].copy()
+    shown["amount_at_risk"] = shown["amount_at_risk"].map(format_amount)
+    shown["new"] = shown["new"].map({True: "new", False: ""})
+    return shown.rename(columns=_LABELS)
 
 
 class BreaksPanel(App):
@@ -57,15 +75,15 @@ class BreaksPanel(App):
         self.pick = w.Dropdown(options=[], description="break", layout=w.Layout(width="560px"))
         self.details = w.HTML()
         self.owner = w.Text(description="owner", placeholder=book.analyst)
-        self.assign_button = w.Button(description="Assign")
+        self.assign_button = w.Button(description="Assign", layout=_fit())
         self.note_text = w.Textarea(description="note", placeholder="what you found")
-        self.note_button = w.Button(description="Add note")
+        self.note_button = w.Button(description="Add note", layout=_fit())
         self.reason = w.Dropdown(options=[r.value for r in Reason if r not in AUTOMATIC_REASONS], description="reason")
         self.close_as = w.Dropdown(options=sorted(CLOSED), value=Status.RESOLVED.value, description="close as")
-        self.resolve_button = w.Button(description="Resolve", button_style="warning")
-        self.sign_button = w.Button(description="Sign off", button_style="success")
+        self.resolve_button = w.Button(description="Resolve", button_style="warning", layout=_fit())
+        self.sign_button = w.Button(description="Sign off", button_style="success", layout=_fit())
         self.why = w.Text(description="why", placeholder="reason to reopen")
-        self.reopen_button = w.Button(description="Reopen")
+        self.reopen_button = w.Button(description="Reopen", layout=_fit())
         self.message = w.HTML()
         self.error = w.HTML()
         for control in (self.view, self.new_only, self.mine_only):
@@ -112,7 +130,7 @@ class BreaksPanel(App):
         frame = self.filtered()
         shown = frame.head(self.page_size)
         more = f"<p>{len(shown)} of {len(frame)} shown.</p>" if len(frame) > len(shown) else ""
-        self.table.value = table_html(shown[_COLUMNS]) + more if len(frame) else "<p>No breaks.</p>"
+        self.table.value = table_html(_shown(shown)) + more if len(frame) else "<p>No breaks.</p>"
         keys = list(shown["key"])
         current = self.pick.value
         self.pick.options = keys

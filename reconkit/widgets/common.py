@@ -7,9 +7,12 @@ import html
 import json
 import logging
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import ipywidgets as w
+import numpy as np
+import pandas as pd
 
 from ..config import Config
 from ..errors import ApiError, ReconkitError, SettlementFormatError
@@ -114,3 +117,12 @@ def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
             return None
 
     return wrapper
+
+
+def format_amount(value: Any) -> str:
+    """An amount with thousands separators and the digits it carries (its currency's decimals)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return ""
+    if isinstance(value, Decimal) and not value.is_finite():
+        return str(value)
+    return f"{value:,}"

@@ -38,7 +38,7 @@ from ..result import ReconResult
 from ..session import connect, data_dir, sandbox_for
 from ..settlement import read_settlement
 from .breaks_panel import BreaksPanel
-from .common import App, ConnectionBanner, describe_error, guarded, json_html, table_html
+from .common import App, ConnectionBanner, describe_error, format_amount, guarded, json_html, table_html
 
 __all__ = ["InvestigateApp", "analyst_words", "format_amount", "parse_as_of", "parse_date", "parse_ids",
            "parse_tolerance"]
@@ -121,15 +121,6 @@ def parse_date(text: str, field: str, label: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise FieldError(field, f"{label} must be a date such as 2026-11-03, not “{value}”") from None
-
-
-def format_amount(value: Any) -> str:
-    """An amount with thousands separators and the digits it carries (its currency's decimals)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-        return ""
-    if isinstance(value, Decimal) and not value.is_finite():
-        return str(value)
-    return f"{value:,}"
 
 
 def analyst_words(name: str) -> str:
@@ -757,7 +748,8 @@ class InvestigateApp(App):
             "reconciliation_id": chunk["reconciliation_id"]})
         shown = shown.rename(columns={c: LABELS.get(c, "Lines") for c in SHOWN_COLUMNS})
         # The break book's status and owner sit beside the reason, where the analyst reads on.
-        return pd.concat([shown.iloc[:, :5], self.breaks_panel.book.workflow(chunk), shown.iloc[:, 5:]], axis=1)
+        workflow = self.breaks_panel.book.workflow(chunk).rename(columns={"work_status": "Status", "owner": "Owner"})
+        return pd.concat([shown.iloc[:, :5], workflow, shown.iloc[:, 5:]], axis=1)
 
     def render_table(self) -> None:
         """Show the current page of filtered breaks (only that page becomes a pandas frame)."""
