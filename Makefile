@@ -3,16 +3,29 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The official SDK lives in its own venv: it pins setuptools<=81 and must not mix with .venv.
+# setuptools 81.0.0 (inside its pin) because the venv's default 65.5 cannot find zope.interface's
+# normalised dist-info name and the SDK's client-id lookup then raises DistributionNotFound.
+SDK_VENV := .venv-sdk
+SDK_STAMP := $(SDK_VENV)/.installed
 
-.PHONY: env test lint demo lab browser-deps clean
+.PHONY: env sdk-env test lint demo lab browser-deps clean
 
+# PYTHONWARNINGS: setuptools' notice about editable installs is information, not a problem; `make demo` stays quiet.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,spark]'
+	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install --quiet -e '.[dev,spark]'
 	touch $(STAMP)
 
 env: $(STAMP)
+
+$(SDK_STAMP):
+	$(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install --quiet 'cybersource-rest-client-python==0.0.80' 'setuptools==81.0.0'
+	touch $(SDK_STAMP)
+
+sdk-env: $(SDK_STAMP)
 
 # Debian's Chromium for the real-browser test; installed when running as root and missing.
 browser-deps:
@@ -25,9 +38,9 @@ browser-deps:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) browser-deps
+test: $(STAMP) $(SDK_STAMP) browser-deps
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	RECONKIT_REQUIRE_SDK=1 $(PY) -m pytest
 
 demo: $(STAMP)
 	$(PY) -m reconkit demo --out out
@@ -36,4 +49,4 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SDK_VENV) out .pytest_cache .ruff_cache

@@ -1,34 +1,50 @@
-"""Reconcile 1M credits against 5M settlement rows: ``reconcile`` against DuckDB doing the bare
-full join plus a CASE classification in SQL, ``pandas.merge`` + ``numpy.select``, and datacompy
-when it installs beside pandas 3; all in the same run. Peak RSS is reported.
+"""Reconcile and export at scale, each against a baseline measured in the same run.
 
-    .venv/bin/python benchmarks/make_pbdr.py             # once
-    .venv/bin/python benchmarks/bench_reconcile.py
+Three cases:
+
+* ``breaks`` — 100k credits × 1M settlement credit rows (98k pair up, ≈900k rows are
+  unexpected): :func:`reconkit.reconcile` *including the break table* against DuckDB's bare
+  full outer join + CASE classification materialized to Arrow over the same data.
+* ``export`` — a result with 100k breaks written as xlsx + csv + html, against
+  ``pyarrow.csv.write_csv`` of the same break table (the least any export can cost).
+* ``render`` — notebook 02's first render of a result with 100k breaks (cards, figures, the
+  first page) against turning the whole break list into pandas and its first page into HTML.
+* ``large`` — 1M credits × 5M rows read from ``make_pbdr.py``'s CSV: seconds and peak RSS.
+
+    .venv/bin/python benchmarks/bench_reconcile.py --case breaks
+    .venv/bin/python benchmarks/bench_reconcile.py --case export
+    .venv/bin/python benchmarks/make_pbdr.py            # once, for --case large
+    .venv/bin/python benchmarks/bench_reconcile.py --case large
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import resource
+import tempfile
 import time
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
-from reconkit import read_settlement, reconcile
+from reconkit import reconcile
 
 SQL = """
-WITH c AS (SELECT * FROM credits), s AS (SELECT * FROM settlement)
 SELECT c.credit_id, s.source_line,
   CASE WHEN s.source_line IS NULL THEN 'MISSING'
        WHEN c.credit_id IS NULL THEN 'UNEXPECTED'
        WHEN s.currency <> c.currency THEN 'CURRENCY_MISMATCH'
        WHEN s.amount <> c.amount THEN 'AMOUNT_MISMATCH'
        ELSE 'MATCHED' END AS outcome
-FROM c FULL OUTER JOIN s ON c.reconciliation_id = s.reconciliation_id
+FROM credits c FULL OUTER JOIN settlement s ON c.reconciliation_id = s.reconciliation_id
 """
+AS_OF = "2026-11-05T00:00:00Z"
 
 
 def timed(fn):
@@ -37,54 +53,158 @@ def timed(fn):
     return time.perf_counter() - started, result
 
 
+def peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+
+
+def _ids(prefix: str, numbers: np.ndarray) -> pa.Array:
+    return pc.binary_join_element_wise(prefix, pa.array(np.char.mod("%012d", numbers)), "")
+
+
+def _money(cents: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    text = np.char.add(np.char.add((cents // 100).astype(str), "."), np.char.zfill((cents % 100).astype(str), 2))
+    return pd.array(pc.cast(pa.array(text), pa.decimal128(20, 2)), dtype=pd.ArrowDtype(pa.decimal128(20, 2)))
+
+
+def frames(credits: int, rows: int, paired: int, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Credits and canonical settlement frames as the readers and ``credits_to_frame`` give them:
+    ``paired`` credits settle once (1 in 50 with another amount), the other rows are unexpected."""
+    rng = np.random.default_rng(seed)
+    cents = rng.integers(100, 500_000, credits)
+    currency = rng.choice(np.array(["USD", "EUR", "GBP"]), credits)
+    credit_ids = pc.utf8_lpad(pa.array(np.arange(credits, dtype=np.int64) * 7919 + 10**17).cast(pa.string()), 22,
+                              "0")
+    credit_frame = pd.DataFrame({
+        "credit_id": pd.array(credit_ids, dtype=pd.ArrowDtype(pa.string())),
+        "reconciliation_id": pd.array(_ids("R", np.arange(credits)), dtype=pd.ArrowDtype(pa.string())),
+        "status": pd.array(pa.array(["TRANSMITTED"] * credits), dtype=pd.ArrowDtype(pa.string())),
+        "submit_time_utc": pd.Timestamp("2026-11-02T10:00:00Z"),
+        "amount": _money(cents),
+        "currency": pd.array(pa.array(currency), dtype=pd.ArrowDtype(pa.string())),
+    })
+    extra = rows - paired
+    row_cents = np.concatenate([cents[:paired], rng.integers(100, 500_000, extra)])
+    row_cents[: paired : 50] += 1  # an amount mismatch every 50 pairs
+    row_currency = np.concatenate([currency[:paired], rng.choice(np.array(["USD", "EUR", "GBP"]), extra)])
+    recon = pa.concat_arrays([_ids("R", np.arange(paired)), _ids("U", np.arange(extra))])
+    request = pa.concat_arrays([credit_ids.slice(0, paired), _ids("9", np.arange(extra))])
+    order = rng.permutation(rows)
+    settlement = pd.DataFrame({
+        "reconciliation_id": pd.array(recon.take(pa.array(order)), dtype=pd.ArrowDtype(pa.string())),
+        "request_id": pd.array(request.take(pa.array(order)), dtype=pd.ArrowDtype(pa.string())),
+        "transaction_type": pd.array(pa.array(["ics_credit"] * rows), dtype=pd.ArrowDtype(pa.string())),
+        "direction": pd.array(pa.array(["credit"] * rows), dtype=pd.ArrowDtype(pa.string())),
+        "amount": _money(row_cents[order]),
+        "currency": pd.array(pa.array(row_currency[order]), dtype=pd.ArrowDtype(pa.string())),
+        "source_file": pd.Categorical(["/data/pbdr.csv"] * rows),
+        "source_line": np.arange(3, rows + 3, dtype=np.int64),
+    })
+    return credit_frame, settlement
+
+
+def duckdb_baseline(credits: pd.DataFrame, settlement: pd.DataFrame) -> tuple[float, int]:
+    credit_arrow = pa.table({name: pa.array(credits[name].array) for name in
+                             ("credit_id", "reconciliation_id", "currency", "amount")})
+    row_arrow = pa.table({"reconciliation_id": pa.array(settlement["reconciliation_id"].array),
+                          "currency": pa.array(settlement["currency"].array),
+                          "amount": pa.array(settlement["amount"].array),
+                          "source_line": pa.array(settlement["source_line"])})
+    connection = duckdb.connect()
+    connection.register("credits", credit_arrow)
+    connection.register("settlement", row_arrow)
+    seconds, table = timed(lambda: connection.sql(SQL).to_arrow_table())
+    connection.close()
+    return seconds, table.num_rows
+
+
+def case_breaks(repeat: int) -> None:
+    credits, settlement = frames(100_000, 1_000_000, 98_000)
+    best_duck = best_ours = float("inf")
+    for _ in range(repeat):
+        duck, joined = duckdb_baseline(credits, settlement)
+        ours, result = timed(lambda: reconcile(credits, settlement, as_of=AS_OF))
+        best_duck, best_ours = min(best_duck, duck), min(best_ours, ours)
+    print(f"inputs: {len(credits):,} credits, {len(settlement):,} settlement rows (best of {repeat})")
+    print(f"DuckDB full outer join + CASE -> Arrow (baseline): {best_duck:6.2f} s  ({joined:,} rows)")
+    print(f"reconcile, break table included:                  {best_ours:6.2f} s  -> {best_ours / best_duck:.2f}x "
+          f"DuckDB  ({result.break_table.num_rows:,} breaks)")
+    page, _ = timed(lambda: result.breaks_frame(result.break_table.slice(0, 25)))
+    print(f"first page of 25 breaks as pandas:                {page:6.3f} s")
+    print(f"peak RSS: {peak_gb():.2f} GB")
+
+
+def case_export(repeat: int) -> None:
+    credits, settlement = frames(100_000, 100_000, 50_000)
+    result = reconcile(credits, settlement, as_of=AS_OF)
+    print(f"{result.break_table.num_rows:,} breaks")
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder)
+        best = dict.fromkeys(("baseline", "xlsx", "csv", "html"), float("inf"))
+        for _ in range(repeat):
+            best["baseline"] = min(best["baseline"], timed(lambda: pacsv.write_csv(
+                result.break_table.drop_columns(["submit_time_utc"]), io.BytesIO()))[0])
+            best["xlsx"] = min(best["xlsx"], timed(lambda: result.to_excel(out / "breaks.xlsx"))[0])
+            best["csv"] = min(best["csv"], timed(lambda: result.to_csv(out / "breaks.csv"))[0])
+            best["html"] = min(best["html"], timed(lambda: result.to_html(out / "report.html"))[0])
+        sizes = {name: (out / file).stat().st_size / 1e6 for name, file in
+                 (("xlsx", "breaks.xlsx"), ("csv", "breaks.csv"), ("html", "report.html"))}
+    total = best["xlsx"] + best["csv"] + best["html"]
+    print(f"pyarrow.csv.write_csv of the break table (baseline): {best['baseline']:6.2f} s")
+    for name in ("xlsx", "csv", "html"):
+        print(f"to_{name if name != 'xlsx' else 'excel'}: {best[name]:6.2f} s  ({sizes[name]:.1f} MB)  "
+              f"-> {best[name] / best['baseline']:.1f}x baseline")
+    print(f"all three exports: {total:6.2f} s (goal < 5 s)")
+
+
+def case_render(repeat: int) -> None:
+    from reconkit.sandbox import Sandbox
+    from reconkit.widgets import InvestigateApp
+
+    credits, settlement = frames(100_000, 100_000, 50_000)
+    result = reconcile(credits, settlement, as_of=AS_OF)
+    with Sandbox() as sandbox, tempfile.TemporaryDirectory() as folder:
+        app = InvestigateApp(sandbox.client(), data=folder, out_dir=folder)
+        best = naive = float("inf")
+        for _ in range(repeat):
+            app.result = result
+            result.__dict__.pop("breaks", None)  # a fresh result: nothing rendered yet
+            best = min(best, timed(app._render_result)[0])
+            naive = min(naive, timed(lambda: result.breaks.head(25).to_html())[0])
+    print(f"{result.break_table.num_rows:,} breaks")
+    print(f"whole break list as pandas, first page to HTML (baseline): {naive:6.2f} s")
+    print(f"InvestigateApp first render (cards, figures, first page):  {best:6.2f} s  -> {best / naive:.2f}x "
+          "baseline (goal < 1 s)")
+
+
+def case_large(folder: str) -> None:
+    from reconkit import read_settlement
+
+    credits = pd.read_pickle(f"{folder}/credits_1m.pkl")
+    settlement = read_settlement(f"{folder}/pbdr_5m.csv")
+    before = peak_gb()
+    duck, joined = duckdb_baseline(credits, settlement)
+    ours, result = timed(lambda: reconcile(credits, settlement, as_of=AS_OF))
+    print(f"inputs: {len(credits):,} credits, {len(settlement):,} settlement rows")
+    print(f"DuckDB full outer join + CASE -> Arrow (baseline): {duck:6.2f} s  ({joined:,} rows)")
+    print(f"reconcile, break table included:                  {ours:6.2f} s  -> {ours / duck:.2f}x DuckDB  "
+          f"({result.break_table.num_rows:,} breaks)")
+    print(f"peak RSS: {before:.2f} GB after reading, {peak_gb():.2f} GB after reconcile (goal < 4 GB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--case", choices=("breaks", "export", "render", "large"), default="breaks")
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", default="/tmp/reconkit-bench")
     args = parser.parse_args()
-    credits = pd.read_pickle(f"{args.dir}/credits_1m.pkl")
-    settlement = read_settlement(f"{args.dir}/pbdr_5m.csv")
-    as_of = "2026-11-05T00:00:00Z"
-
-    c_arrow = pa.table({"credit_id": credits["credit_id"].astype(str), "reconciliation_id":
-                        credits["reconciliation_id"].astype(str), "currency": credits["currency"].astype(str),
-                        "amount": pa.array(credits["amount"], pa.decimal128(20, 2))})
-    s_arrow = pa.table({"reconciliation_id": pa.array(settlement["reconciliation_id"].array),
-                        "currency": pa.array(settlement["currency"].array),
-                        "amount": pa.array(settlement["amount"].array), "source_line": settlement["source_line"]})
-    con = duckdb.connect()
-    con.register("credits", c_arrow)
-    con.register("settlement", s_arrow)
-    duck, table = timed(lambda: con.sql(SQL).to_arrow_table())
-    ours, result = timed(lambda: reconcile(credits, settlement, as_of=as_of))
-    views, _ = timed(lambda: (result.credits, result.settlement))
-    peak_reconcile = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
-
-    def with_pandas():
-        merged = credits[["credit_id", "reconciliation_id", "currency", "amount"]].merge(
-            settlement[["reconciliation_id", "currency", "amount", "source_line"]], on="reconciliation_id",
-            how="outer", suffixes=("_c", "_s"), indicator=True)
-        conditions = [merged["_merge"] == "left_only", merged["_merge"] == "right_only",
-                      (merged["currency_c"] != merged["currency_s"]).fillna(False).to_numpy(bool),
-                      (merged["amount_c"].astype(float) != merged["amount_s"].astype(float)).fillna(False)
-                      .to_numpy(bool)]
-        merged["outcome"] = np.select(conditions, ["MISSING", "UNEXPECTED", "CURRENCY_MISMATCH",
-                                                   "AMOUNT_MISMATCH"], "MATCHED")
-        return merged
-    pandas_time, _ = timed(with_pandas)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
-    print(f"inputs: {len(credits):,} credits, {len(settlement):,} settlement rows")
-    print(f"DuckDB full join + CASE (baseline):  {duck:6.2f} s  ({table.num_rows:,} rows)")
-    print(f"reconcile (every outcome, conserved): {ours:6.2f} s  -> {ours / duck:.2f}x DuckDB  "
-          f"({sum(result.counts()['credits'].values()):,} credit outcomes)")
-    print(f"  + the per-row views (amounts, details): {views:6.2f} s  -> {(ours + views) / duck:.2f}x DuckDB in all")
-    print(f"pandas.merge + numpy.select:          {pandas_time:6.2f} s  -> {pandas_time / duck:.2f}x DuckDB")
-    try:
-        import datacompy  # noqa: F401
-        print("datacompy: installed (not run: it compares fields on a 1:1 key and has no reason codes)")
-    except ImportError:
-        print("datacompy: not installed beside pandas 3 (pip refuses its pandas<3 pin)")
-    print(f"peak RSS up to the end of reconcile and its views: {peak_reconcile:.2f} GB; "
-          f"whole run (pandas too): {peak:.2f} GB")
+    if args.case == "breaks":
+        case_breaks(args.repeat)
+    elif args.case == "export":
+        case_export(args.repeat)
+    elif args.case == "render":
+        case_render(args.repeat)
+    else:
+        case_large(args.dir)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Write a large legacy PBDR CSV (and a matching credits frame) for the read and reconcile benchmarks.
 
     .venv/bin/python benchmarks/make_pbdr.py --rows 5000000 --credits 1000000 --out /tmp/reconkit-bench
+    .venv/bin/python benchmarks/make_pbdr.py --rows 1000000 --credits 200000 --out /tmp/reconkit-bench  # pbdr_1m.csv
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def main() -> None:
         "amount": amount,
         "transaction_type": pa.array(np.where(is_credit, "ics_credit", "ics_bill")),
     })
-    path = out / "pbdr_5m.csv"
+    path = out / (f"pbdr_{n // 1_000_000}m.csv" if n % 1_000_000 == 0 else f"pbdr_{n}.csv")
     with path.open("wb") as handle:
         handle.write(b"Payment Batch Detail Report,1.0,2026-11-02 to 2026-11-03,,,,,,,\r\n")
         pacsv.write_csv(table, handle, pacsv.WriteOptions(quoting_style="none"))

@@ -1,6 +1,9 @@
 """reconkit: issue CyberSource standalone credits, read them back, and reconcile them against
 settlement files, from Python and Jupyter."""
 
+# The sandbox and the session are reachable as attributes after `import reconkit` (reconkit.sandbox.Sandbox()).
+from . import sandbox as sandbox
+from . import session as session
 from .auth import sign_request
 from .client import Client
 from .config import Config
@@ -12,6 +15,7 @@ from .errors import (
     ConfigError,
     CreditShapeError,
     DeclinedError,
+    DuplicateReferenceError,
     InvalidRequestError,
     NetworkError,
     NotFoundError,
@@ -26,7 +30,7 @@ from .fetch import FetchResult
 from .frames import credits_to_frame
 from .ledger import Ledger
 from .match import reconcile
-from .report import ReconResult
+from .result import ReconResult
 from .settlement import read_settlement
 
 __version__ = "0.1.0"
@@ -41,6 +45,7 @@ __all__ = [
     "Credit",
     "CreditShapeError",
     "DeclinedError",
+    "DuplicateReferenceError",
     "FetchResult",
     "InvalidRequestError",
     "Ledger",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -36,8 +35,6 @@ def digest(body: bytes | None) -> str:
     return "SHA-256=" + base64.b64encode(hashlib.sha256(body or b"").digest()).decode("ascii")
 
 
-def _hmac_b64(key: bytes, message: str) -> str:
-    return base64.b64encode(hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()).decode("ascii")
 
 
 def signing_string(headers: dict[str, str], names: list[str]) -> str:
@@ -78,7 +75,8 @@ def sign_request(config: Config, method: str, path: str, body: bytes | None, dat
         sign["digest"] = headers["Digest"] = digest(body)
         names.append("digest")
     names.append("v-c-merchant-id")
-    signature = _hmac_b64(config.secret_bytes, signing_string(sign, names))
+    signature = base64.b64encode(config.secret_key.hmac_sha256(signing_string(sign, names).encode("utf-8")))
+    signature = signature.decode("ascii")
     headers["Signature"] = (
         f'keyid="{config.key_id}", algorithm="HmacSHA256", headers="{" ".join(names)}", signature="{signature}"'
     )
@@ -118,7 +116,7 @@ def jwt_token(config: Config, method: str, path: str, body: bytes | None, *, now
         claims["digestAlgorithm"] = "SHA-256"
     header = {"kid": config.key_id, "alg": "HS256", "typ": "JWT"}
     signing_input = f"{_b64url(_compact(header))}.{_b64url(_compact(claims))}"
-    mac = hmac.new(config.secret_bytes, signing_input.encode("ascii"), hashlib.sha256).digest()
+    mac = config.secret_key.hmac_sha256(signing_input.encode("ascii"))
     return f"{signing_input}.{_b64url(mac)}"
 
 

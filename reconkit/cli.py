@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import NoReturn
 
 from .errors import ReconkitError
 
 __all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _triggers_help() -> str:
@@ -24,19 +33,36 @@ def _triggers_help() -> str:
     return "\n".join(lines)
 
 
-def _parse_when(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _discrepancy(spec: str) -> tuple[str, float]:
+    """``--discrepancy kind=count`` or ``kind=rate``."""
+    from .sandbox.settlement import DISCREPANCY_KINDS
+
+    kind, sep, value = spec.partition("=")
+    try:
+        amount = float(value) if "." in value else int(value)
+    except ValueError:
+        sep = ""
+    if not sep or kind not in DISCREPANCY_KINDS or amount < 0:
+        raise argparse.ArgumentTypeError(f"{spec!r} is not kind=count or kind=rate with a kind among "
+                                         f"{', '.join(DISCREPANCY_KINDS)}")
+    return kind, amount
 
 
-def _discrepancies(specs: list[str]) -> dict[str, float]:
-    result: dict[str, float] = {}
-    for spec in specs:
-        kind, sep, value = spec.partition("=")
-        if not sep:
-            raise SystemExit(f"--discrepancy {spec!r} is not kind=count or kind=rate")
-        result[kind] = float(value) if "." in value else int(value)
-    return result
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date such as 2026-11-02") from None
+
+
+def _count(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, 0 or more")
+    return number
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
@@ -44,10 +70,15 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
     if args.action == "settlement":
         return _cmd_settlement(args)
-    faults = FaultPlan.parse(args.fault or [], latency_ms=args.latency_ms, jitter_ms=args.jitter_ms,
-                             retry_after=args.retry_after, hang_seconds=args.hang_seconds, seed=args.seed)
+    if args.db != ":memory:":
+        Path(args.db).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        faults = FaultPlan.parse(args.fault or [], latency_ms=args.latency_ms, jitter_ms=args.jitter_ms,
+                                 retry_after=args.retry_after, hang_seconds=args.hang_seconds, seed=args.seed)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--fault: {exc}") from None
     sandbox = Sandbox(port=args.port, host=args.host, seed=args.seed, db=args.db,
-                      start=_parse_when(args.start) if args.start else None,
+                      start=args.start,
                       tss_delay=timedelta(minutes=args.tss_delay_minutes),
                       self_link_status=405 if args.self_link_405 else 200, faults=faults)
     sandbox.start()
@@ -71,19 +102,19 @@ def _cmd_settlement(args: argparse.Namespace) -> int:
     from .sandbox.state import SandboxState
 
     if args.db == ":memory:":
-        raise SystemExit("settlement needs the sandbox's --db file (a memory sandbox keeps nothing to read)")
+        raise argparse.ArgumentTypeError("settlement needs the sandbox's --db file (a memory sandbox keeps "
+                                         "nothing to read)")
     if not Path(args.db).is_file():
-        raise SystemExit(f"{args.db}: no such sandbox database")
+        raise argparse.ArgumentTypeError(f"--db {args.db}: no such sandbox database")
     state = SandboxState(args.db, seed=args.seed)
     try:
         if args.advance_hours:
             state.advance(timedelta(hours=args.advance_hours))
         date_range = None
         if args.date_from or args.date_to:
-            date_range = (date.fromisoformat(args.date_from or args.date_to),
-                          date.fromisoformat(args.date_to or args.date_from))
+            date_range = (args.date_from or args.date_to, args.date_to or args.date_from)
         bundle = generate_settlement(state, date_range, format=args.format,
-                                     discrepancies=_discrepancies(args.discrepancy or []), seed=args.seed,
+                                     discrepancies=dict(args.discrepancy or []), seed=args.seed,
                                      out_dir=args.out, grace_days=args.grace_days)
     finally:
         state.close()
@@ -109,10 +140,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``reconkit`` command."""
+    from .cli_reconcile import parse_as_of, parse_grace_days, parse_tolerance
     from .sandbox.faults import ENDPOINTS, FAULT_KINDS
     from .sandbox.settlement import DISCREPANCY_KINDS, FORMATS
+    from .settlement import FORMATS as SETTLEMENT_FORMATS
 
-    parser = argparse.ArgumentParser(prog="reconkit", description="Refund reconciliation for CyberSource credits.")
+    parser = _Parser(prog="reconkit", description="Refund reconciliation for CyberSource credits.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     sandbox = commands.add_parser(
@@ -120,59 +153,77 @@ def build_parser() -> argparse.ArgumentParser:
         description="A local server speaking CyberSource's credit API with simulated money.",
         epilog=_triggers_help() + f"\n\nfault kinds: {', '.join(FAULT_KINDS)}; endpoints: {', '.join(ENDPOINTS)}"
         "\nexample: reconkit sandbox --fault get:429=0.1 --fault reset=0.02 --latency-ms 20")
-    sandbox.add_argument("--port", type=int, default=8765)
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--seed", type=int, default=0)
+    sandbox.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0 picks a free one)")
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sandbox.add_argument("--seed", type=int, default=0, help="seed of the credentials, ids and faults (default 0)")
     sandbox.add_argument("--db", default=":memory:", help="SQLite file to keep credits across restarts")
-    sandbox.add_argument("--start", help="freeze the sandbox clock at this ISO time")
-    sandbox.add_argument("--tss-delay-minutes", type=float, default=5.0)
+    sandbox.add_argument("--start", type=parse_as_of, help="freeze the sandbox clock at this ISO time")
+    sandbox.add_argument("--tss-delay-minutes", type=float, default=5.0,
+                         help="minutes Transaction Details answers 404 after a credit is created (default 5)")
     sandbox.add_argument("--self-link-405", action="store_true", help="answer GET on the self link with 405")
-    sandbox.add_argument("--fault", action="append", metavar="[ENDPOINT:]KIND=RATE")
-    sandbox.add_argument("--latency-ms", type=float, default=0.0)
-    sandbox.add_argument("--jitter-ms", type=float, default=0.0)
-    sandbox.add_argument("--retry-after", default="1")
-    sandbox.add_argument("--hang-seconds", type=float, default=30.0)
+    sandbox.add_argument("--fault", action="append", metavar="[ENDPOINT:]KIND=RATE",
+                         help="inject a fault at this rate, e.g. get:429=0.1 (repeatable; kinds and endpoints below)")
+    sandbox.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every answer (default 0)")
+    sandbox.add_argument("--jitter-ms", type=float, default=0.0, help="random extra latency up to this (default 0)")
+    sandbox.add_argument("--retry-after", default="1", help="Retry-After header of 429/503 faults (default 1)")
+    sandbox.add_argument("--hang-seconds", type=float, default=30.0,
+                         help="how long a 'hang' fault holds the connection (default 30)")
     actions = sandbox.add_subparsers(dest="action", required=False)
     settlement = actions.add_parser("settlement", help="write settlement files for the credits a sandbox holds")
     settlement.add_argument("--db", required=True, help="the sandbox's SQLite file")
-    settlement.add_argument("--seed", type=int, default=0)
-    settlement.add_argument("--format", choices=FORMATS, default="pbdr_csv")
-    settlement.add_argument("--out", default="out/settlement")
-    settlement.add_argument("--from", dest="date_from")
-    settlement.add_argument("--to", dest="date_to")
-    settlement.add_argument("--discrepancy", action="append", metavar="KIND=N",
+    settlement.add_argument("--seed", type=int, default=0, help="seed of the injected discrepancies (default 0)")
+    settlement.add_argument("--format", choices=FORMATS, default="pbdr_csv", help="report format (default pbdr_csv)")
+    settlement.add_argument("--out", default="out/settlement", help="folder to write into (default out/settlement)")
+    settlement.add_argument("--from", dest="date_from", type=_iso_date,
+                            help="first batch date (ISO), default the first batch")
+    settlement.add_argument("--to", dest="date_to", type=_iso_date,
+                            help="last batch date (ISO), default the last batch")
+    settlement.add_argument("--discrepancy", action="append", metavar="KIND=N", type=_discrepancy,
                             help=f"kinds: {', '.join(DISCREPANCY_KINDS)}; a count, or a rate such as 0.05")
-    settlement.add_argument("--grace-days", type=int, default=3)
+    settlement.add_argument("--grace-days", type=_count, default=3,
+                            help="grace period the ground truth assumes (default 3)")
     settlement.add_argument("--advance-hours", type=float, default=0.0,
                             help="advance the sandbox clock first (runs batch cut-offs)")
     sandbox.set_defaults(func=_cmd_sandbox)
 
-    reconcile = commands.add_parser("reconcile", help="reconcile credits against settlement files")
+    reconcile = commands.add_parser(
+        "reconcile", help="reconcile credits against settlement files",
+        description="Every argument and file is checked before anything is fetched.")
     reconcile.add_argument("credits", help="a CSV of credit ids (fetched through the client) or a saved credits "
-                                           "frame (.csv/.parquet with a credit_id column and amounts)")
+                                           "frame (.csv/.parquet with credit_id, amount, currency, submit_time_utc)")
     reconcile.add_argument("settlement", nargs="+", help="settlement files or globs")
-    reconcile.add_argument("-o", "--output", default="report.html")
-    reconcile.add_argument("--excel", help="also write the workbook here")
-    reconcile.add_argument("--tolerance", default="0.00")
-    reconcile.add_argument("--grace-days", type=int, default=3)
-    reconcile.add_argument("--as-of", help="ISO time the ages are measured at (default: now)")
-    reconcile.add_argument("--format", default="auto")
+    reconcile.add_argument("-o", "--output", default="report.html", help="the HTML report (default report.html)")
+    reconcile.add_argument("--excel", help="also write the breaks workbook here (.xlsx)")
+    reconcile.add_argument("--tolerance", type=parse_tolerance, default=Decimal("0.00"),
+                           help="amount difference still counted as MATCHED, e.g. 0.01 (default 0.00)")
+    reconcile.add_argument("--grace-days", type=parse_grace_days, default=None,
+                           help="days a credit may wait for settlement before it is overdue (default: the "
+                                "samples' manifest, else 3)")
+    reconcile.add_argument("--as-of", type=parse_as_of,
+                           help="ISO date or time the ages are measured at (default: the samples' as-of when "
+                                "the settlement files are the shipped samples, else now; printed either way)")
+    reconcile.add_argument("--format", default="auto", choices=SETTLEMENT_FORMATS, metavar="FORMAT",
+                           help="settlement format, one of " + ", ".join(SETTLEMENT_FORMATS)
+                           + " (default auto: detected from each file's content)")
     reconcile.set_defaults(func=_cmd_reconcile)
 
     demo = commands.add_parser("demo", help="run the whole investigation offline against the sandbox")
-    demo.add_argument("--out", default="out")
-    demo.add_argument("--credits", type=int, default=300)
-    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--out", default="out", help="folder to write the reports into (default out)")
+    demo.add_argument("--credits", type=_count, default=300, help="how many test credits to issue (default 300)")
+    demo.add_argument("--seed", type=int, default=42, help="seed of the scenario and discrepancies (default 42)")
     demo.add_argument("--no-notebook", action="store_true", help="skip executing notebook 02")
     demo.set_defaults(func=_cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``reconkit`` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Run the ``reconkit`` command; returns the exit status (2: bad input, said in one line on stderr)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except ReconkitError as exc:
+    except argparse.ArgumentTypeError as exc:
+        print(f"reconkit {args.command}: error: {exc}", file=sys.stderr)
+    except (ReconkitError, OSError) as exc:
         print(f"reconkit: {exc}", file=sys.stderr)
-        return 2
+    return 2

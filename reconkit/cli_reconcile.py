@@ -1,63 +1,320 @@
-"""``reconkit reconcile``: credits (ids to fetch, or a saved credits frame) against settlement files."""
+"""``reconkit reconcile``: credits (ids to fetch, or a saved credits frame) against settlement files.
+
+Every argument and file is checked first (:func:`check_inputs`), before anything is read over the
+network: a mistake costs no request and ends in one line naming the argument or file at fault
+(``argparse.ArgumentTypeError``, which the command turns into exit status 2).
+"""
 
 from __future__ import annotations
 
 import argparse
+import glob
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-__all__ = ["load_credits", "run_reconcile"]
+from .credit import credit_amount, parse_time
+from .errors import CreditShapeError, SettlementFormatError
+from .fetch import normalize_ids
+
+__all__ = ["Inputs", "check_inputs", "load_credits", "parse_as_of", "parse_grace_days", "parse_tolerance",
+           "run_reconcile"]
+
+SAVED_FRAME_COLUMNS = frozenset({"credit_id", "amount", "currency", "submit_time_utc"})
+"""A credits CSV holding these columns is a saved credits frame, reconciled as it is."""
+ID_COLUMNS = ("credit_id", "id", "request_id")
+"""The column a CSV of credit ids is read from (else its first column)."""
+_SWAPPED = "the credits come first: reconkit reconcile CREDITS SETTLEMENT..."
+
+# --- argument types (argparse reports their errors as "argument --x: ...") -----------------------
 
 
-def load_credits(path: str | Path) -> pd.DataFrame:
-    """A saved credits frame (.parquet, or .csv with the curated columns) or a CSV of ids to fetch.
+def parse_tolerance(text: str) -> Decimal:
+    """``--tolerance``: a non-negative decimal amount such as ``0.01``."""
+    from .money import parse_amount
 
-    A CSV of ids is fetched through :func:`reconkit.session.connect`: the configured
-    credentials, or the embedded sandbox when there are none.
+    try:
+        return parse_amount(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount such as 0.01 (a dot for decimals, "
+                                         "not negative)") from None
+
+
+def parse_as_of(text: str) -> datetime:
+    """``--as-of``: an ISO date or time; a time without offset is UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or time such as 2026-11-04 or "
+                                         "2026-11-04T18:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_grace_days(text: str) -> float:
+    """``--grace-days``: days (a number, 0 or more) before a missing credit is overdue."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not 0 <= days < 3650:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days such as 3")
+    return int(days) if days.is_integer() else days
+
+
+# --- the checked inputs -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The reconcile command's inputs, every one checked.
+
+    Attributes
+    ----------
+    credits : Path
+    credit_ids : list of str or None
+        The ids to fetch, when ``credits`` is a list of ids (else it is a saved credits frame).
+    settlement : list of Path
+        Every settlement file, globs expanded.
+    as_of : datetime
+    as_of_origin : str
+        Where ``as_of`` came from, in words (printed with it).
+    grace_days : float
+    """
+
+    credits: Path
+    credit_ids: list[str] | None
+    settlement: list[Path]
+    output: Path
+    excel: Path | None
+    tolerance: Decimal
+    grace_days: float
+    as_of: datetime
+    as_of_origin: str
+    format: str
+
+
+def _refuse(message: str) -> argparse.ArgumentTypeError:
+    return argparse.ArgumentTypeError(message)
+
+
+def _read_text(path: Path, role: str) -> str:
+    if not path.exists():
+        raise _refuse(f"{role} file {path}: no such file")
+    if not path.is_file():
+        raise _refuse(f"{role} file {path}: is a directory, not a file")
+    data = path.read_bytes()
+    if not data.strip():
+        raise _refuse(f"{role} file {path}: is empty")
+    if b"\x00" in data[:4096] or data.startswith(b"PK\x03\x04"):
+        raise _refuse(f"{role} file {path}: is not a CSV (binary content)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _refuse(f"{role} file {path}: is not a CSV (not UTF-8 text)") from None
+
+
+def _looks_like_settlement(path: Path) -> bool:
+    from .settlement import read_settlement
+
+    try:
+        _, _failures = read_settlement(path, errors="collect")
+    except (SettlementFormatError, ValueError, OSError):
+        return False
+    return True
+
+
+def _credit_ids(path: Path) -> list[str] | None:
+    """The ids of a credits CSV of ids, or None for a saved credits frame; refuses anything else."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            columns = set(pq.read_schema(path).names)
+        except (OSError, ValueError) as exc:
+            raise _refuse(f"credits file {path}: is not a Parquet file ({exc})") from None
+        missing = sorted(SAVED_FRAME_COLUMNS - columns)
+        if missing:
+            raise _refuse(f"credits file {path}: a saved credits frame needs the columns {', '.join(missing)}")
+        return None
+    text = _read_text(path, "credits")
+    first = text.lstrip().splitlines()[0].strip()
+    if path.suffix.lower() in (".xml", ".json", ".xlsx") or first.startswith(("<", "{", "[")):
+        raise _refuse(f"credits file {path}: is not a CSV of credits ({_SWAPPED})")
+    headerless = bool(normalize_ids([first.split(",")[0].strip('"')])[0])
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, header=None if headerless else "infer",
+                            skip_blank_lines=True)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise _refuse(f"credits file {path}: is not a readable CSV ({str(exc).splitlines()[0]})") from None
+    if frame.empty:
+        raise _refuse(f"credits file {path}: has a header but no rows")
+    columns = {str(c) for c in frame.columns}
+    if columns >= SAVED_FRAME_COLUMNS:
+        return None
+    column = next((c for c in ID_COLUMNS if c in columns), frame.columns[0])
+    valid, _ = normalize_ids(frame[column].tolist())
+    if not valid:
+        hint = f"; it looks like a settlement file ({_SWAPPED})" if _looks_like_settlement(path) else ""
+        name = str(column) if len(str(column)) <= 40 else str(column)[:37] + "..."
+        raise _refuse(f"credits file {path}: column {name!r} holds no credit ids (1-26 digits){hint}")
+    return valid
+
+
+def _settlement_paths(patterns: list[str], credits: Path) -> list[Path]:
+    paths: list[Path] = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern)) if any(ch in pattern for ch in "*?[") else [pattern]
+        if not found:
+            raise _refuse(f"settlement {pattern!r}: no file matches")
+        for name in found:
+            path = Path(name)
+            if not path.is_file():
+                raise _refuse(f"settlement file {path}: " + ("is a directory, not a file" if path.exists()
+                                                             else "no such file"))
+            if path.stat().st_size == 0:
+                raise _refuse(f"settlement file {path}: is empty")
+            if path.resolve() == credits.resolve():
+                raise _refuse(f"settlement file {path}: is the credits file too ({_SWAPPED})")
+            paths.append(path)
+    return paths
+
+
+def _manifest_for(paths: list[Path]) -> tuple[Path, dict[str, Any]] | None:
+    """The sample manifest describing every one of ``paths``, if there is one."""
+    folders = {p.resolve().parent for p in paths}
+    if len(folders) != 1:
+        return None
+    manifest = next(iter(folders)) / "manifest.json"
+    try:
+        content = json.loads(manifest.read_text(encoding="utf-8"))
+        described = {entry["file"] for entry in content["files"]}
+        content["as_of"] = parse_as_of(content["as_of"])
+    except (OSError, ValueError, KeyError, TypeError, argparse.ArgumentTypeError):
+        return None
+    return (manifest, content) if {p.name for p in paths} <= described else None
+
+
+def _output(value: str | None, suffixes: tuple[str, ...], option: str, inputs: list[Path]) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if path.suffix.lower() not in suffixes:
+        raise _refuse(f"{option} {value}: the file name must end in {' or '.join(suffixes)}")
+    if not path.resolve().parent.is_dir():
+        raise _refuse(f"{option} {value}: folder {path.parent} does not exist")
+    if any(path.resolve() == p.resolve() for p in inputs):
+        raise _refuse(f"{option} {value}: would overwrite an input file")
+    return path
+
+
+def check_inputs(args: argparse.Namespace, *, now: datetime | None = None) -> Inputs:
+    """Check every argument and file of ``reconkit reconcile``; nothing is fetched.
+
+    The as-of is ``--as-of``, else the as-of of the sample manifest (``manifest.json`` beside the
+    settlement files, as in ``data/sample/``) that describes every settlement file given, else now.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        One sentence naming the argument or file at fault.
+    """
+    credits = Path(args.credits)
+    credit_ids = _credit_ids(credits)
+    settlement = _settlement_paths(list(args.settlement), credits)
+    # A settlement report with a request-id column passes for a list of ids: was it meant the other way round?
+    if credit_ids is not None and _looks_like_settlement(credits):
+        unreadable = next((p for p in settlement if not _looks_like_settlement(p)), None)
+        if unreadable is not None:
+            raise _refuse(f"credits file {credits} is a settlement file and settlement file {unreadable} is not "
+                          f"({_SWAPPED})")
+    output = _output(args.output, (".html", ".htm"), "-o/--output", [credits, *settlement])
+    excel = _output(args.excel, (".xlsx",), "--excel", [credits, *settlement])
+    assert output is not None
+    manifest = _manifest_for(settlement)
+    grace_days = args.grace_days
+    if args.as_of is not None:
+        as_of, origin = args.as_of, "given by --as-of"
+    elif manifest is not None:
+        as_of, origin = manifest[1]["as_of"], f"the samples' as-of, from {manifest[0]}"
+        if grace_days is None and isinstance(manifest[1].get("grace_days"), int | float):
+            grace_days = manifest[1]["grace_days"]
+    else:
+        as_of = (now or datetime.now(UTC)).replace(microsecond=0)
+        origin = "now, as no --as-of was given: ages and MISSING_OVERDUE are measured from this moment"
+    return Inputs(credits, credit_ids, settlement, output, excel, args.tolerance,
+                  3 if grace_days is None else grace_days, as_of, origin, args.format)
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+def load_credits(path: str | Path, credit_ids: list[str] | None = None) -> pd.DataFrame:
+    """A saved credits frame (.parquet, or .csv with the curated columns), or ``credit_ids`` fetched.
+
+    Ids are fetched through :func:`reconkit.session.connect`: the configured credentials, or
+    the embedded sandbox when there are none.
     """
     path = Path(path)
-    if path.suffix == ".parquet":
+    if credit_ids is not None:
+        from .session import connect
+
+        with connect() as client:
+            print(f"fetching {len(credit_ids)} credit(s) from {client.config.environment_name} "
+                  f"({client.config.base_url})")
+            result = client.fetch_credits(credit_ids)
+        if len(result.failed):
+            print(f"{len(result.failed)} id(s) could not be fetched:")
+            print(result.failed.to_string(index=False))
+        return result.to_frame()
+    if path.suffix.lower() == ".parquet":
         frame = pd.read_parquet(path)
         frame["amount"] = frame["amount"].map(lambda v: None if v is None or pd.isna(v) else Decimal(str(v)))
         return frame
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if {"credit_id", "amount", "currency", "submit_time_utc"} <= set(frame.columns):
-        frame = frame.replace({"": None})
-        frame["amount"] = frame["amount"].map(lambda v: None if v is None else Decimal(v))
-        frame["submit_time_utc"] = pd.to_datetime(frame["submit_time_utc"], utc=True)
-        for column in frame.columns:
-            if column not in ("amount", "submit_time_utc"):
-                frame[column] = frame[column].astype("string")
-        return frame
-    column = next((c for c in ("credit_id", "id", "request_id") if c in frame.columns), frame.columns[0])
-    from .session import connect
-
-    with connect() as client:
-        print(f"fetching {len(frame)} credit(s) from {client.config.environment_name} ({client.config.base_url})")
-        result = client.fetch_credits(frame[column].tolist())
-    if len(result.failed):
-        print(f"{len(result.failed)} id(s) could not be fetched:")
-        print(result.failed.to_string(index=False))
-    return result.to_frame()
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False).replace({"": None})
+    amounts = []
+    for line, value in enumerate(frame["amount"].tolist(), start=2):
+        try:
+            amounts.append(credit_amount(value))
+        except CreditShapeError as exc:
+            raise _refuse(f"credits file {path}, line {line}, column amount: {exc}") from None
+    frame["amount"] = pd.Series(amounts, dtype=object)
+    times = frame["submit_time_utc"].map(lambda v: None if v is None else parse_time(v))
+    bad = frame["submit_time_utc"].notna() & times.isna()
+    if bad.any():
+        line = int(bad.to_numpy().argmax()) + 2
+        raise _refuse(f"credits file {path}, line {line}, column submit_time_utc: "
+                      f"{frame['submit_time_utc'].iat[line - 2]!r} is not an ISO time")
+    frame["submit_time_utc"] = pd.to_datetime(times, utc=True)
+    for column in frame.columns:
+        if column not in ("amount", "submit_time_utc"):
+            frame[column] = frame[column].astype("string")
+    return frame
 
 
 def run_reconcile(args: argparse.Namespace) -> int:
-    """Run the ``reconcile`` command; prints the summary and writes the report(s)."""
+    """Run the ``reconcile`` command: check, read, fetch, reconcile, print the summary, write the reports."""
     from .match import reconcile
     from .settlement import read_settlement
 
-    credits = load_credits(args.credits)
-    settlement = read_settlement(args.settlement, format=args.format)
-    result = reconcile(credits, settlement, amount_tolerance=args.tolerance, grace_days=args.grace_days,
-                       as_of=args.as_of)
+    inputs = check_inputs(args)
+    settlement = read_settlement(inputs.settlement, format=inputs.format)  # local: read before any fetch
+    print(f"AS OF {inputs.as_of.isoformat()} — {inputs.as_of_origin}", flush=True)
+    credits = load_credits(inputs.credits, inputs.credit_ids)
+    result = reconcile(credits, settlement, amount_tolerance=inputs.tolerance, grace_days=inputs.grace_days,
+                       as_of=inputs.as_of)
     print(result.summary_text())
-    result.to_html(args.output)
-    print(f"wrote {args.output}")
-    if args.excel:
-        result.to_excel(args.excel)
-        print(f"wrote {args.excel}")
+    _write_reports(result, inputs)
     return 0
 
 
+def _write_reports(result: Any, inputs: Inputs) -> None:
+    result.to_html(inputs.output)
+    print(f"wrote {inputs.output}")
+    if inputs.excel:
+        result.to_excel(inputs.excel)
+        print(f"wrote {inputs.excel}")

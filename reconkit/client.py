@@ -1,8 +1,11 @@
 """``Client``: issue, read back and void CyberSource standalone credits.
 
 One pooled ``requests.Session``; every body is serialized once and the same bytes are signed
-and sent. GETs retry on 429/502/503/504 and transport errors with bounded exponential backoff
-and jitter; a credit POST is never resent.
+and sent. Reads (GETs and the reference search) retry on 429/502/503/504 and transport errors
+with bounded exponential backoff and jitter; a credit POST is never resent, and a 5xx that is not
+CyberSource's own definite refusal leaves its outcome unknown until :meth:`Client.resolve_unknown`
+settles it. Links from responses are followed only as paths on the configured host, and money
+moves on a production host only with ``allow_production=True``.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -27,10 +31,11 @@ from . import ledger as _ledger
 from .auth import CyberSourceAuth
 from .cards import luhn_ok
 from .config import Config
-from .credit import Credit, Void
+from .credit import Credit, Void, dig
 from .errors import (
     AmbiguousOutcomeError,
     ApiError,
+    CreditShapeError,
     DeclinedError,
     InvalidRequestError,
     NetworkError,
@@ -38,6 +43,7 @@ from .errors import (
     ProductionGuardError,
     error_for_status,
 )
+from .hosts import production_host
 from .money import CURRENCIES, format_amount, parse_amount
 
 if TYPE_CHECKING:
@@ -46,12 +52,11 @@ if TYPE_CHECKING:
     from .fetch import FetchResult
     from .ledger import Ledger
 
-__all__ = ["Client"]
+__all__ = ["Client", "Resolution", "instrument_of", "same_origin_path"]
 
 log = logging.getLogger("reconkit")
 
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
-_AMBIGUOUS_502_REASONS = frozenset({"SERVER_TIMEOUT", "SERVICE_TIMEOUT"})
 _USER_AGENT = "reconkit/0.1 (+python-requests)"
 _CARD_TYPES = {"visa": "001", "mastercard": "002", "amex": "003", "discover": "004", "diners": "005",
                "jcb": "007", "maestro": "042", "cup": "062"}
@@ -89,6 +94,79 @@ def _not_sent(exc: requests.RequestException) -> bool:
     return False
 
 
+_CREDITS = "/pts/v2/credits"
+_PLAIN_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")
+"""What an amount typed as text may look like: Decimal also reads 1e3, 1_000, +5 and other digits."""
+_LINK = re.compile(r"/(?:pts|tss)(?:/[A-Za-z0-9_-]+)+")
+_DEFINITE_502_REASONS = frozenset({"SYSTEM_ERROR", "INVALID_OR_MISSING_CONFIG"})
+
+
+def same_origin_path(href: object, name: str) -> str:
+    """``href`` when it is an absolute path under ``/pts/`` or ``/tss/`` on this host.
+
+    Links come from responses; ``base_url + href`` must never reach another host (``@host/...``,
+    ``//host``, ``https://...``), climb out (``..``) or smuggle a query or header.
+
+    Raises
+    ------
+    CreditShapeError
+        Naming the link; nothing is sent.
+    """
+    if not isinstance(href, str) or not _LINK.fullmatch(href):
+        raise CreditShapeError(f"the {name} link {href!r} is not a path on this host (/pts/... or /tss/...); "
+                               "it was not followed and nothing was sent")
+    return href
+
+
+def _credit_id(value: object) -> str:
+    credit_id = str(value).strip()
+    if not re.fullmatch(r"[0-9]{1,26}", credit_id):
+        raise ValueError(f"{value!r} is not a credit id (1-26 digits)")
+    return credit_id
+
+
+def _definite_refusal(status: int, body: Any) -> bool:
+    """True for CyberSource's own definite 5xx refusal of a credit (nothing was created).
+
+    Only a 502 with CyberSource's JSON error body, a non-timeout reason and no request id is
+    definite; an HTML page from a proxy or load balancer, a bare 500, a 503 or a timeout may
+    stand in front of a credit that was created.
+    """
+    return (status == 502 and isinstance(body, dict) and body.get("status") == "SERVER_ERROR"
+            and body.get("reason") in _DEFINITE_502_REASONS and not body.get("id"))
+
+
+def instrument_of(body: Mapping[str, Any]) -> str:
+    """The payment instrument of a credit request as one string (``card:4111...``, ``customer:...``)."""
+    payment = body.get("paymentInformation") or {}
+    for kind in ("instrumentIdentifier", "paymentInstrument", "customer"):
+        token = dig(payment, kind, "id")
+        if token:
+            return f"{kind}:{token}"
+    return f"card:{dig(payment, 'card', 'number') or ''}"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a lookup of an unknown outcome found.
+
+    Attributes
+    ----------
+    reference_code : str
+    outcome : str
+        The ledger outcome now: ``created``, ``declined``, ``not_created`` or still ``unknown_outcome``.
+    credit : Credit or None
+        The credit found (the newest when several share the reference code).
+    matches : int
+        How many credits carry the reference code.
+    """
+
+    reference_code: str
+    outcome: str
+    credit: Credit | None
+    matches: int
+
+
 class Client:
     """A CyberSource client for standalone credits.
 
@@ -109,13 +187,23 @@ class Client:
         Total seconds a GET may spend retrying.
     pool_size : int
         Connections kept per host; at least the number of fetch workers.
+    clock : callable, optional
+        Returns the current aware UTC time; intents are stamped with it and the lookup delay is
+        measured on it (a sandbox client passes the sandbox clock). Defaults to the wall clock.
+    tss_delay : timedelta
+        How long after sending a credit a search that finds nothing proves it was not created:
+        Transaction Details is fed asynchronously and CyberSource advises retrying a 404 five
+        minutes later, several times. Deciding sooner invites a second credit.
     """
 
     def __init__(self, config: Config | None = None, *, allow_production: bool = False,
                  timeout: tuple[float, float] = (5.0, 30.0), ledger: Ledger | str | None = None,
                  max_retries: int = 4, retry_deadline: float = 30.0, pool_size: int = 32,
-                 backoff_base: float = 0.2, backoff_cap: float = 5.0, seed: int | None = None) -> None:
+                 backoff_base: float = 0.2, backoff_cap: float = 5.0, seed: int | None = None,
+                 clock: Callable[[], datetime] | None = None, tss_delay: timedelta = timedelta(minutes=15)) -> None:
         self.config = config if config is not None else Config.from_env()
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+        self.tss_delay = tss_delay
         self.allow_production = allow_production
         self.timeout = timeout
         self.max_retries = max_retries
@@ -189,35 +277,43 @@ class Client:
 
     def _get(self, path: str) -> tuple[dict[str, Any], requests.Response]:
         """GET with bounded retries; returns the parsed JSON body and the response."""
+        return self._read("GET", path)
+
+    def _read(self, method: str, path: str, body: Mapping[str, Any] | None = None
+              ) -> tuple[dict[str, Any], requests.Response]:
+        """A read (a GET, or a search POST that creates nothing) with bounded retries on 429/502/503/504
+        and transport errors; returns the parsed JSON body and the response."""
+        data = self._encode(body)
         deadline = time.monotonic() + self.retry_deadline
         attempt = 0
         while True:
             attempt += 1
             wait: float | None = None
             try:
-                response = self.session.get(self._url(path), timeout=self.timeout)
-                body = self._parse(response)
-                log.debug("GET %s -> %s (attempt %d)", path, response.status_code, attempt)
-                if response.status_code == 200 and isinstance(body, dict):
-                    return body, response
-                if response.status_code in _RETRY_STATUSES or response.status_code == 200:
+                response = self.session.request(method, self._url(path), data=data, timeout=self.timeout)
+                parsed = self._parse(response)
+                log.debug("%s %s -> %s (attempt %d)", method, path, response.status_code, attempt)
+                ok = 200 <= response.status_code < 300
+                if ok and isinstance(parsed, dict):
+                    return parsed, response
+                if response.status_code in _RETRY_STATUSES or ok:
                     error: Exception = error_for_status(
-                        response.status_code if response.status_code != 200 else 502,
-                        body if body is not None else {"reason": "BAD_RESPONSE",
-                                                       "message": "the response body was not JSON"},
-                        correlation_id=response.headers.get("v-c-correlation-id"), method="GET", path=path,
+                        response.status_code if not ok else 502,
+                        parsed if parsed is not None else {"reason": "BAD_RESPONSE",
+                                                           "message": "the response body was not JSON"},
+                        correlation_id=response.headers.get("v-c-correlation-id"), method=method, path=path,
                         retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
                     )
                     wait = getattr(error, "retry_after", None)
                 else:
                     try:
-                        self._raise_for("GET", path, response, body)
+                        self._raise_for(method, path, response, parsed)
                     except ApiError as exc:
                         exc.attempts = attempt  # type: ignore[attr-defined]
                         raise
             except requests.RequestException as exc:
-                log.debug("GET %s -> %s (attempt %d)", path, type(exc).__name__, attempt)
-                error = NetworkError(f"GET {path} failed: {type(exc).__name__}", attempts=attempt)
+                log.debug("%s %s -> %s (attempt %d)", method, path, type(exc).__name__, attempt)
+                error = NetworkError(f"{method} {path} failed: {type(exc).__name__}", attempts=attempt)
             if wait is None:
                 wait = self._backoff(attempt)
             if attempt > self.max_retries or time.monotonic() + wait > deadline:
@@ -248,10 +344,13 @@ class Client:
         return response.status_code, parsed, response
 
     # --- credits ----------------------------------------------------------------------
-    def _guard(self, action: str) -> None:
-        if self.config.is_production and not self.allow_production:
+    def _guard(self, action: str, path: str) -> None:
+        """Refuse a money-moving POST to a production host (decided on the URL the HTTP stack
+        will connect to) unless the client was built with ``allow_production=True``."""
+        host = production_host(self._url(path))
+        if host is not None and not self.allow_production:
             raise ProductionGuardError(
-                f"{action} would move real money on {self.config.base_url}; create the Client with "
+                f"{action} would move real money on production ({host}); create the Client with "
                 "allow_production=True to do that on purpose"
             )
 
@@ -277,6 +376,9 @@ class Client:
             bad("orderInformation.amountDetails.currency", f"{currency!r} is not an ISO 4217 currency code")
         total = None
         try:
+            if isinstance(amount, str) and not _PLAIN_AMOUNT.fullmatch(amount.strip()):
+                raise ValueError(f"amount {amount!r} is not a plain decimal amount such as 12.50 "
+                                 "(no exponent, sign, separators or spaces)")
             total = parse_amount(amount, code if code in CURRENCIES else None)
             if total <= 0:
                 bad("orderInformation.amountDetails.totalAmount", "must be greater than zero")
@@ -377,7 +479,7 @@ class Client:
         ProductionGuardError
             Production without ``allow_production=True``.
         """
-        self._guard("create_credit")
+        self._guard("create_credit", _CREDITS)
         body = self.build_credit_request(
             amount, currency, instrument_identifier=instrument_identifier, card=card,
             payment_instrument=payment_instrument, customer=customer, reference_code=reference_code,
@@ -388,9 +490,9 @@ class Client:
         ledger = self.ledger
         ledger.record_intent(reference_code=ref, transaction_id=txn, amount=details["totalAmount"],
                              currency=details["currency"], environment=self.config.base_url,
-                             merchant_id=self.config.merchant_id)
+                             merchant_id=self.config.merchant_id, instrument=instrument_of(body), at=self.clock())
         try:
-            status, parsed, response = self._post("/pts/v2/credits", body, reference_code=ref, transaction_id=txn)
+            status, parsed, response = self._post(_CREDITS, body, reference_code=ref, transaction_id=txn)
         except AmbiguousOutcomeError as exc:
             ledger.record_outcome(ref, _ledger.UNKNOWN, error=str(exc))
             raise
@@ -400,12 +502,14 @@ class Client:
         correlation = response.headers.get("v-c-correlation-id")
         if not 200 <= status < 300:
             error = error_for_status(status, parsed if parsed is not None else response.text[:500],
-                                     correlation_id=correlation, method="POST", path="/pts/v2/credits")
-            if status >= 500 and (error.reason in _AMBIGUOUS_502_REASONS or status == 504):
-                ledger.record_outcome(ref, _ledger.UNKNOWN, credit_id=(parsed or {}).get("id"), error=str(error))
+                                     correlation_id=correlation, method="POST", path=_CREDITS)
+            if status >= 500 and not _definite_refusal(status, parsed):
+                ledger.record_outcome(ref, _ledger.UNKNOWN, credit_id=(parsed or {}).get("id")
+                                      if isinstance(parsed, dict) else None, error=str(error))
                 raise AmbiguousOutcomeError(
-                    f"POST /pts/v2/credits answered {status} {error.reason}.", reference_code=ref,
-                    transaction_id=txn, path="/pts/v2/credits") from error
+                    f"POST {_CREDITS} answered HTTP {status} without CyberSource's definite refusal"
+                    f"{f' ({error.reason})' if error.reason else ''}.", reference_code=ref,
+                    transaction_id=txn, path=_CREDITS) from error
             ledger.record_outcome(ref, _ledger.REJECTED, error=str(error), raw=parsed if isinstance(parsed, dict)
                                   else None)
             raise error
@@ -415,7 +519,7 @@ class Client:
                                   reconciliation_id=credit.reconciliation_id, raw=parsed,
                                   error=f"{credit.error_reason}: {credit.error_message}")
             raise DeclinedError(status, parsed, credit=credit, correlation_id=correlation, method="POST",
-                                path="/pts/v2/credits")
+                                path=_CREDITS)
         ledger.record_outcome(ref, _ledger.CREATED, credit_id=credit.id, status=credit.status,
                               reconciliation_id=credit.reconciliation_id, raw=parsed)
         return credit
@@ -429,19 +533,21 @@ class Client:
         ------
         NotFoundError
             Neither the self link nor Transaction Details knows the id (yet: TSS lags creation).
+        CreditShapeError
+            The credit's self link is not a path on this host (nothing is sent).
         """
         if isinstance(credit_or_id, Credit):
             credit_id, href = credit_or_id.id, credit_or_id.self_href
         else:
-            credit_id = str(credit_or_id).strip()
-            if not re.fullmatch(r"\d{1,26}", credit_id):
-                raise ValueError(f"{credit_or_id!r} is not a credit id (1-26 digits)")
-            href = f"/pts/v2/credits/{credit_id}"
+            credit_id = _credit_id(credit_or_id)
+            href = f"{_CREDITS}/{credit_id}"
+        href = same_origin_path(href, "self")
+        tss = same_origin_path(f"/tss/v2/transactions/{credit_id}", "Transaction Details")
         try:
             body, response = self._get(href)
             source = "self_link"
         except NotFoundError:
-            body, response = self._get(f"/tss/v2/transactions/{credit_id}")
+            body, response = self._get(tss)
             source = "tss"
         return Credit(body, source=source, http_status=response.status_code,
                       correlation_id=response.headers.get("v-c-correlation-id"))
@@ -455,15 +561,22 @@ class Client:
             For example ``NOT_VOIDABLE`` once the credit was batched.
         AmbiguousOutcomeError
             Sent, but no answer came back.
+        CreditShapeError
+            The credit's void link is not a path on this host (nothing is sent).
+        ProductionGuardError
+            Production without ``allow_production=True``.
         """
-        self._guard("void_credit")
         if isinstance(credit_or_id, Credit):
             credit_id, href = credit_or_id.id, credit_or_id.void_href
             reference_code = reference_code or credit_or_id.reference_code
         else:
-            credit_id = str(credit_or_id).strip()
-            href = f"/pts/v2/credits/{credit_id}/voids"
+            credit_id = _credit_id(credit_or_id)
+            href = f"{_CREDITS}/{credit_id}/voids"
+        href = same_origin_path(href, "void")
+        self._guard("void_credit", href)
         body = {"clientReferenceInformation": {"code": reference_code or f"void-{credit_id}"}}
+        # Whatever comes of the POST, a cached copy of this credit may now be stale.
+        self.ledger.cache_forget(credit_id, environment=self.config.base_url, merchant_id=self.config.merchant_id)
         status, parsed, response = self._post(href, body, reference_code=reference_code, transaction_id=None)
         correlation = response.headers.get("v-c-correlation-id")
         if not 200 <= status < 300:
@@ -477,18 +590,60 @@ class Client:
     def find_credits_by_reference(self, reference_code: str) -> list[Credit]:
         """Look credits up by ``clientReferenceInformation.code`` (``POST /tss/v2/searches``).
 
-        This is how an :class:`AmbiguousOutcomeError` is resolved: did the credit get created?
+        A search creates nothing, so it is retried like a GET (429, 502-504, transport errors);
+        it never raises :class:`AmbiguousOutcomeError`. This is how an unknown outcome is resolved.
         """
         body = {"save": False, "name": "reconkit lookup", "timezone": "UTC",
                 "query": f"clientReferenceInformation.code:{reference_code}", "offset": 0, "limit": 100,
                 "sort": "submitTimeUtc:desc"}
-        status, parsed, response = self._post("/tss/v2/searches", body, reference_code=reference_code,
-                                              transaction_id=None)
-        if not 200 <= status < 300:
-            raise error_for_status(status, parsed, correlation_id=response.headers.get("v-c-correlation-id"),
-                                   method="POST", path="/tss/v2/searches")
-        summaries = ((parsed or {}).get("_embedded") or {}).get("transactionSummaries") or []
-        return [Credit(s, source="tss") for s in summaries if isinstance(s, dict)]
+        parsed, _response = self._read("POST", "/tss/v2/searches", body)
+        summaries = (parsed.get("_embedded") or {}).get("transactionSummaries") or []
+        return [Credit(s, source="tss") for s in summaries
+                if isinstance(s, dict) and dig(s, "clientReferenceInformation", "code") == reference_code]
+
+    def resolve_unknown(self, reference_code: str | None = None) -> list[Resolution]:
+        """Look up credits whose outcome is unknown and write what was found to the ledger.
+
+        Each unknown outcome of this environment and merchant (or only ``reference_code``) is
+        searched by its reference code. Found: the ledger row becomes ``created`` (or
+        ``declined``) with the credit's id. Not found once :attr:`tss_delay` has passed since the
+        intent (by :attr:`clock`): ``not_created``, and it is safe to issue again. Not found
+        sooner: it stays unknown. Intents left by a process that died first become unknown.
+
+        Returns
+        -------
+        list of Resolution
+            One per row looked up, with its new ledger outcome.
+        """
+        ledger = self.ledger
+        ledger.mark_abandoned_intents()
+        if reference_code is not None:
+            row = ledger.credit(reference_code)
+            rows = [row] if row is not None and row["outcome"] == _ledger.UNKNOWN else []
+        else:
+            rows = ledger.unknown_outcomes(self.config.base_url, self.config.merchant_id)
+        resolved = []
+        for row in rows:
+            reference = row["reference_code"]
+            found = self.find_credits_by_reference(reference)
+            if found:
+                credit = found[0]
+                declined = (credit.status or "").upper() in ("DECLINED", "FAILED")
+                outcome = _ledger.DECLINED if declined else _ledger.CREATED
+                ledger.record_outcome(reference, outcome, credit_id=credit.id, status=credit.status,
+                                      reconciliation_id=credit.reconciliation_id, raw=credit.raw,
+                                      error=f"found by reference code after an unknown outcome ({len(found)} match"
+                                            f"{'es' if len(found) > 1 else ''})")
+                resolved.append(Resolution(reference, outcome, credit, len(found)))
+                continue
+            intent_at = datetime.fromisoformat(row["intent_at"])
+            if self.clock() - intent_at >= self.tss_delay:
+                ledger.record_outcome(reference, _ledger.NOT_CREATED,
+                                      error=f"no credit with this reference code {self.tss_delay} after it was sent")
+                resolved.append(Resolution(reference, _ledger.NOT_CREATED, None, 0))
+            else:
+                resolved.append(Resolution(reference, _ledger.UNKNOWN, None, 0))
+        return resolved
 
     def fetch_credits(self, ids: Iterable[str], **kwargs: Any) -> FetchResult:
         """Fetch many credits concurrently; see :func:`reconkit.fetch.fetch_credits`."""
@@ -496,4 +651,14 @@ class Client:
 
         return fetch_credits(self, ids, **kwargs)
 
+    def download_report(self, name: str, report_date: Any, format: str = "csv", **kwargs: Any) -> Any:
+        """Download a Reporting API report as settlement; see :func:`reconkit.reporting.download_report`."""
+        from .reporting import download_report
 
+        return download_report(self, name, report_date, format, **kwargs)
+
+    def purchase_refund_details(self, start: Any, end: Any, **kwargs: Any) -> Any:
+        """Pull purchase-and-refund details as settlement; see :func:`reconkit.reporting.purchase_refund_details`."""
+        from .reporting import purchase_refund_details
+
+        return purchase_refund_details(self, start, end, **kwargs)

@@ -7,8 +7,6 @@ official SDK's configuration dictionary. The shared secret is kept out of every 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -17,7 +15,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from urllib3.util import parse_url
+
 from .errors import ConfigError
+from .hosts import production_host, request_host
+from .secret import Secret
 
 __all__ = ["ENVIRONMENTS", "Config"]
 
@@ -25,7 +27,6 @@ ENVIRONMENTS = {
     "test": "https://apitest.cybersource.com",
     "production": "https://api.cybersource.com",
 }
-_PRODUCTION_HOSTS = {"api.cybersource.com", "api.in.cybersource.com"}
 _AUTH_TYPES = ("http_signature", "jwt")
 _ENV_VARS = {
     "merchant_id": "CYBERSOURCE_MERCHANT_ID",
@@ -35,10 +36,45 @@ _ENV_VARS = {
     "auth_type": "CYBERSOURCE_AUTH_TYPE",
     "portfolio_id": "CYBERSOURCE_PORTFOLIO_ID",
 }
+_SECRET_VARS = frozenset({_ENV_VARS["secret_key"]})
+_SDK_SECRET_KEYS = ("merchant_secretkey", "merchant_secret_key")
 _MERCHANT_ID = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
+_PLAIN_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~\-/]*)?$")
 
 
-@dataclass(frozen=True, repr=False)
+def _canonical_environment(environment: str) -> str:
+    """``"test"``, ``"production"`` or a canonical base URL, decided on the host the HTTP stack
+    will connect to. A production host is always reached as ``https://host``."""
+    env = environment.strip()
+    if env.lower() in ENVIRONMENTS:
+        return env.lower()
+    host = production_host(env)
+    if host is not None:
+        url = f"https://{host}"
+        return "production" if url == ENVIRONMENTS["production"] else url
+    expected = f"must be 'test', 'production' or a base URL like http://127.0.0.1:8765, not {env!r}"
+    connects_to = request_host(env)
+    if not connects_to or not _PLAIN_URL.match(env):
+        # userinfo, a query, a fragment, backslashes or escapes make a URL mean two things
+        raise ConfigError("environment", expected)
+    parts = parse_url(env)
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError("environment", expected)
+    port = f":{parts.port}" if parts.port is not None else ""
+    host_text = f"[{connects_to.strip('[]')}]" if ":" in connects_to else connects_to
+    url = f"{parts.scheme}://{host_text}{port}{(parts.path or '').rstrip('/')}"
+    for name, known in ENVIRONMENTS.items():
+        if url == known:
+            return name
+    return url
+
+
+def _masked_settings(values: Mapping[str, Any], secret_keys: frozenset[str] | tuple[str, ...]) -> dict[str, Any]:
+    """A copy of ``values`` with every secret wrapped in :class:`Secret` (never raises)."""
+    return {key: Secret(value) if key in secret_keys else value for key, value in values.items()}
+
+
+@dataclass(frozen=True, repr=False, init=False)
 class Config:
     """Where to send requests and how to sign them.
 
@@ -48,11 +84,12 @@ class Config:
         The transacting merchant id (``v-c-merchant-id``).
     key_id : str
         The shared-secret key id (``keyid`` of the signature, ``kid`` of a JWT).
-    secret_key : str
-        The base64 shared secret. Never printed.
+    secret_key : str or Secret
+        The base64 shared secret, kept as a :class:`~reconkit.secret.Secret`. Never printed.
     environment : str
         ``"test"`` (apitest.cybersource.com, the default), ``"production"``, or a base URL such as
-        ``"http://127.0.0.1:8765"`` for the local sandbox.
+        ``"http://127.0.0.1:8765"`` for the local sandbox. Any URL whose host is production
+        (however it is spelled) is production.
     auth_type : {"http_signature", "jwt"}
     portfolio_id : str, optional
         MetaKey portfolio: signs as the portfolio while transacting as ``merchant_id``.
@@ -60,40 +97,36 @@ class Config:
 
     merchant_id: str
     key_id: str
-    secret_key: str = field(repr=False)
+    secret_key: Secret
     environment: str = "test"
     auth_type: str = "http_signature"
     portfolio_id: str | None = None
     label: str | None = field(default=None, compare=False)
 
-    def __post_init__(self) -> None:
-        for name in ("merchant_id", "key_id", "secret_key", "environment", "auth_type"):
+    def __init__(self, merchant_id: str, key_id: str, secret_key: str | Secret, environment: str = "test",
+                 auth_type: str = "http_signature", portfolio_id: str | None = None,
+                 label: str | None = None) -> None:
+        # The plain text must not outlive this line in a frame that can raise.
+        object.__setattr__(self, "secret_key", Secret(secret_key))
+        del secret_key
+        for name, value in (("merchant_id", merchant_id), ("key_id", key_id), ("environment", environment),
+                            ("auth_type", auth_type), ("portfolio_id", portfolio_id), ("label", label)):
+            object.__setattr__(self, name, value)
+        for name in ("merchant_id", "key_id", "environment", "auth_type"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(name, "is missing or empty")
+        if self.secret_key.is_blank():
+            raise ConfigError("secret_key", "is missing or empty")
         if not _MERCHANT_ID.match(self.merchant_id):
             raise ConfigError("merchant_id", "may only hold letters, digits, '_', '-' and '.' (1-64 characters)")
-        try:
-            decoded = base64.b64decode(self.secret_key.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            decoded = b""
-        if not decoded:
+        if not self.secret_key.is_base64():
             raise ConfigError("secret_key", "is not valid base64 (the shared secret as CyberSource shows it)")
         auth = self.auth_type.strip().lower().replace("-", "_")
         if auth not in _AUTH_TYPES:
             raise ConfigError("auth_type", f"must be one of {', '.join(_AUTH_TYPES)}, not {self.auth_type!r}")
         object.__setattr__(self, "auth_type", auth)
-        env = self.environment.strip()
-        if env.lower() in ENVIRONMENTS:
-            env = env.lower()
-        else:
-            parts = urlsplit(env)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(
-                    "environment", f"must be 'test', 'production' or a base URL like http://127.0.0.1:8765, not {env!r}"
-                )
-            env = env.rstrip("/")
-        object.__setattr__(self, "environment", env)
+        object.__setattr__(self, "environment", _canonical_environment(self.environment))
         if self.portfolio_id is not None and not str(self.portfolio_id).strip():
             object.__setattr__(self, "portfolio_id", None)
 
@@ -113,8 +146,8 @@ class Config:
 
     @property
     def is_production(self) -> bool:
-        """True when requests would reach a production CyberSource host."""
-        return urlsplit(self.base_url).hostname in _PRODUCTION_HOSTS
+        """True when requests would reach a production CyberSource host (see :mod:`reconkit.hosts`)."""
+        return production_host(self.base_url) is not None
 
     @property
     def environment_name(self) -> str:
@@ -131,11 +164,6 @@ class Config:
     def signing_merchant_id(self) -> str:
         """The id that signs: the MetaKey portfolio when one is configured."""
         return self.portfolio_id or self.merchant_id
-
-    @property
-    def secret_bytes(self) -> bytes:
-        """The decoded shared secret (the HMAC key)."""
-        return base64.b64decode(self.secret_key.strip())
 
     def __repr__(self) -> str:
         portfolio = f", portfolio_id={self.portfolio_id!r}" if self.portfolio_id else ""
@@ -163,15 +191,16 @@ class Config:
         ConfigError
             Naming the variable that is missing or malformed.
         """
-        values = dict(read_dotenv(dotenv)) if dotenv else {}
-        values.update({k: v for k, v in (os.environ if environ is None else environ).items() if v != ""})
-        kwargs: dict[str, Any] = {}
-        for name, var in _ENV_VARS.items():
-            if var in values:
-                kwargs[name] = values[var]
+        # First statement: only our variables, the secret wrapped; the caller's mapping is not kept.
+        environ = _masked_settings({k: v for k, v in (os.environ if environ is None else environ).items()
+                                    if k in _ENV_VARS.values() and v != ""}, _SECRET_VARS)
+        values = {**(read_dotenv(dotenv) if dotenv else {}), **environ}
+        kwargs: dict[str, Any] = {name: values[var] for name, var in _ENV_VARS.items() if var in values}
         for name in ("merchant_id", "key_id", "secret_key"):
             if name not in kwargs:
-                raise ConfigError(_ENV_VARS[name], "is not set (in the environment or in .env)")
+                raise ConfigError(_ENV_VARS[name], "is not set (in the environment or in .env). Without credentials, "
+                                  "work against the offline sandbox: reconkit.session.connect() starts it and "
+                                  "returns a client, or run `reconkit sandbox` and set the variables it prints")
         try:
             return cls(**kwargs)
         except ConfigError as exc:
@@ -185,21 +214,17 @@ class Config:
         misspelling ``merchant_secret_key``), ``run_environment`` (a bare host),
         ``authentication_type``, ``use_metakey`` and ``portfolio_id``.
         """
+        d = _masked_settings(d, _SDK_SECRET_KEYS)  # the caller's dict, secret and all, is not kept
+
         def need(*keys: str) -> Any:
             for key in keys:
-                if d.get(key) not in (None, ""):
-                    return d[key]
+                value = d.get(key)
+                if not (value is None or value == "" or (isinstance(value, Secret) and value.is_blank())):
+                    return value
             raise ConfigError(keys[0], "is missing from the SDK configuration")
 
         host = str(need("run_environment")).strip()
-        if "://" in host:
-            environment = host
-        elif host in ("apitest.cybersource.com",):
-            environment = "test"
-        elif host == "api.cybersource.com":
-            environment = "production"
-        else:
-            environment = f"https://{host}"
+        environment = host if "://" in host else f"https://{host}"
         auth = str(d.get("authentication_type") or "http_signature").strip().lower()
         if auth == "jwt" and str(d.get("jwt_key_type", "")).upper() not in ("SHARED_SECRET",):
             raise ConfigError("jwt_key_type", "only SHARED_SECRET JWT is supported (P12 keys are not)")
@@ -210,15 +235,36 @@ class Config:
         return cls(
             merchant_id=str(need("merchantid")),
             key_id=str(need("merchant_keyid")),
-            secret_key=str(need("merchant_secretkey", "merchant_secret_key")),
+            secret_key=need(*_SDK_SECRET_KEYS),
             environment=environment,
             auth_type=auth,
             portfolio_id=portfolio,
         )
 
 
-def read_dotenv(path: str | Path) -> dict[str, str]:
-    """Read ``KEY=VALUE`` lines of a ``.env`` file (missing file: empty dict).
+def _dotenv_pairs(text: str) -> tuple[dict[str, Any], int | None]:
+    """``KEY=VALUE`` pairs of a ``.env`` text (secrets wrapped) and the first bad line number.
+
+    Never raises: the caller raises, so no frame holding a raw line can show up in a traceback.
+    """
+    values: dict[str, Any] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not key.strip():
+            return values, number
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key.strip()] = Secret(value) if key.strip() in _SECRET_VARS else value
+    return values, None
+
+
+def read_dotenv(path: str | Path) -> dict[str, Any]:
+    """Read ``KEY=VALUE`` lines of a ``.env`` file (missing file: empty dict); the secret comes
+    back as a :class:`Secret`.
 
     Raises
     ------
@@ -228,18 +274,7 @@ def read_dotenv(path: str | Path) -> dict[str, str]:
     file = Path(path)
     if not file.is_file():
         return {}
-    values: dict[str, str] = {}
-    for number, raw in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):]
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{file}:{number}", "is not a KEY=VALUE line")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        values[key.strip()] = value
+    values, bad = _dotenv_pairs(file.read_text(encoding="utf-8"))
+    if bad is not None:
+        raise ConfigError(f"{file}:{bad}", "is not a KEY=VALUE line")
     return values

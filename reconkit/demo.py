@@ -8,11 +8,11 @@ import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from .match import reconcile
 from .sandbox import Sandbox
 from .sandbox.scenario import populate
-from .settlement import read_settlement
 
 __all__ = ["run_demo"]
 
@@ -34,6 +34,9 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = notebooks or Path(__file__).resolve().parents[1] / "notebooks"
+    data = Path(os.environ.get("RECONKIT_DATA") or notebooks.parent / "data")
+    before = _stamps([out_dir, data])
     start = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
     with Sandbox(start=start, seed=seed) as sandbox, tempfile.TemporaryDirectory() as scratch:
         _say(f"SANDBOX · simulated money · {sandbox.url} · merchant {sandbox.credentials.merchant_id}")
@@ -43,15 +46,13 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
         sandbox.advance(timedelta(hours=6))
         _say(f"  {len(scenario.credit_ids)} issued, {len(scenario.declined)} declined, {len(scenario.voided)} voided; "
              f"batches run: {', '.join(str(d) for d in sandbox.state.batch_dates())}")
-        bundle = sandbox.settlement(format="pbdr_csv", discrepancies=DISCREPANCIES, seed=seed,
-                                    out_dir=out_dir / "settlement", filename="PaymentBatchDetailReport.csv")
+        settlement, bundle = _pull_settlement(sandbox, client, out_dir / "settlement", seed)
         bundle.write_truth(out_dir / "settlement" / "ground_truth.csv")
-        _say(f"settlement file {bundle.files[0]} with injected discrepancies: "
+        _say(f"settlement pulled from the Reporting API into {settlement['source_file'].iloc[0]}; injected: "
              + ", ".join(f"{k} {v}" for k, v in bundle.injected.items() if v))
         fetched = client.fetch_credits(scenario.credit_ids, progress=sys.stderr.isatty())
         _say(f"fetched {len(fetched.credits)} credits back ({len(fetched.failed)} failed)")
         credits_frame = fetched.to_frame()
-        settlement = read_settlement(bundle.files)
         result = reconcile(credits_frame, settlement, as_of=bundle.as_of, grace_days=bundle.grace_days)
     _say("")
     _say(result.summary_text())
@@ -62,8 +63,6 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
     result.plot().savefig(out_dir / "figures.png", dpi=100)
     credits_frame.drop(columns=[c for c in credits_frame.columns if "." in c]).to_csv(out_dir / "credits.csv",
                                                                                         index=False)
-    _say(f"wrote {out_dir / 'report.html'}, {out_dir / 'breaks.xlsx'}, {out_dir / 'breaks.csv'}, "
-         f"{out_dir / 'figures.png'}")
     total = len(bundle.credits_truth) + len(bundle.settlement_truth)
     disagree = bundle.disagreements(result)
     agree = total - len(disagree)
@@ -71,16 +70,58 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
     if len(disagree):
         _say(disagree.to_string(index=False))
     if execute_notebook:
-        _run_notebook(out_dir, notebooks)
+        _run_notebook(out_dir, notebooks, data)
+    written = _written_since(before, [out_dir, data])
+    _say(f"files written ({len(written)}):")
+    for path in written:
+        _say(f"  {path}")
     return 0 if agree == total else 1
 
 
-def _run_notebook(out_dir: Path, notebooks: Path | None) -> None:
+def _pull_settlement(sandbox: Sandbox, client: Any, folder: Path, seed: int) -> tuple[Any, Any]:
+    """Download the Payment Batch Detail report over every batch date through the Reporting API,
+    as an analyst would; returns the settlement frame and the ground truth behind the download."""
+    dates = sandbox.state.batch_dates()
+    name = "PaymentBatchDetailReport"
+    report_date = sandbox.reporting.add_report(name, dates[0], dates[-1], discrepancies=DISCREPANCIES, seed=seed,
+                                               captures=3)
+    ready = datetime.combine(report_date, datetime.min.time(), tzinfo=UTC) + sandbox.reporting.ready_after
+    sandbox.advance(max(ready - sandbox.now(), timedelta(0)))
+    settlement = client.download_report(name, report_date, data_dir=folder)
+    return settlement, sandbox.reporting.bundle(name, report_date)
+
+
+# SQLite's side files belong to their database: a write may touch only them.
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _stamps(folders: list[Path]) -> dict[Path, tuple[int, int]]:
+    """Every file under ``folders`` with its modification time and size."""
+    found: dict[Path, tuple[int, int]] = {}
+    for folder in folders:
+        for path in folder.rglob("*") if folder.is_dir() else ():
+            if path.is_file():
+                stat = path.stat()
+                found[path] = (stat.st_mtime_ns, stat.st_size)
+    return found
+
+
+def _written_since(before: dict[Path, tuple[int, int]], folders: list[Path]) -> list[Path]:
+    """The files under ``folders`` created or changed since ``before`` was taken, a database for its
+    side files, sorted."""
+    written: set[Path] = set()
+    for path, stamp in _stamps(folders).items():
+        if before.get(path) != stamp:
+            side = next((s for s in _SQLITE_SIDE_FILES if path.name.endswith(s)), None)
+            written.add(path.with_name(path.name.removesuffix(side)) if side else path)
+    return sorted(p for p in written if p.is_file())
+
+
+def _run_notebook(out_dir: Path, folder: Path, data: Path) -> None:
     import nbformat
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
 
-    folder = notebooks or Path(__file__).resolve().parents[1] / "notebooks"
     path = folder / "02_investigate_refund_discrepancies.ipynb"
     if not path.exists():
         _say(f"notebook {path} not found; skipped")
@@ -89,8 +130,8 @@ def _run_notebook(out_dir: Path, notebooks: Path | None) -> None:
     notebook = nbformat.read(path, as_version=4)
     env_data = os.environ.get("RECONKIT_DATA")
     try:
-        os.environ.setdefault("RECONKIT_DATA", str(folder.parent / "data"))
-        NotebookClient(notebook, timeout=300, kernel_name="python3",
+        os.environ["RECONKIT_DATA"] = str(data)
+        NotebookClient(notebook, timeout=300, kernel_name="python3", config=_private_kernel_transport(),
                        resources={"metadata": {"path": str(out_dir)}}).execute()
     finally:
         if env_data is None:
@@ -98,4 +139,24 @@ def _run_notebook(out_dir: Path, notebooks: Path | None) -> None:
     html, _ = HTMLExporter().from_notebook_node(notebook)
     target = out_dir / "02_investigate_refund_discrepancies.html"
     target.write_text(html, encoding="utf-8")
-    _say(f"wrote {target}")
+
+
+def _private_kernel_transport() -> Any:
+    """Kernel-manager settings under which the kernel's messages are not plain TCP.
+
+    By default jupyter_client starts the kernel on loopback TCP without encryption, and ipykernel
+    warns about it on stderr ("Kernel is running over TCP without encryption"). The manager
+    provisions CurveZMQ keys when libzmq has Curve (the python3 kernelspec declares support);
+    otherwise the kernel talks over IPC, Unix sockets in Jupyter's private runtime folder.
+    """
+    import zmq
+    from jupyter_client.kernelspec import KernelSpecManager
+    from traitlets.config import Config
+
+    declared = KernelSpecManager().get_kernel_spec("python3").metadata.get("supported_encryption") or ()
+    config = Config()
+    if zmq.has("curve") and "curve" in {str(kind).lower() for kind in declared}:
+        config.KernelManager.transport_encryption = "required"
+    else:
+        config.KernelManager.transport = "ipc"
+    return config

@@ -6,6 +6,7 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
     ├── ConfigError                 a credential or setting is missing or malformed
     ├── ProductionGuardError        money would move on the production host without opt-in
     ├── AmbiguousOutcomeError       a POST was sent but its outcome is unknown (never resent)
+    ├── DuplicateReferenceError     a reference code already names an earlier credit in the ledger
     ├── NetworkError                the server could not be reached or kept failing (GETs only)
     ├── SettlementFormatError       a settlement file cannot be read (file, line, column, failures)
     ├── CreditShapeError            a JSON document given as a credit is not one (also a ValueError)
@@ -18,7 +19,8 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
         ├── ServerError             5xx
         └── DeclinedError           201 with ``status: DECLINED`` and ``errorInformation``
 
-``str(error)`` is always one readable sentence; the secret never appears in it.
+``str(error)`` is always one readable sentence; the secret never appears in it. Every error
+survives ``pickle`` (multiprocessing, joblib, caches) with its attributes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "ConfigError",
     "CreditShapeError",
     "DeclinedError",
+    "DuplicateReferenceError",
     "InvalidRequestError",
     "NetworkError",
     "NotFoundError",
@@ -48,8 +51,19 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[ReconkitError], args: tuple[Any, ...]) -> ReconkitError:
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
+
 class ReconkitError(Exception):
     """Base class of every error reconkit raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception pickles as cls(*args), which breaks every subclass whose __init__ takes other
+        # arguments than its message; rebuild without calling __init__ and restore the attributes.
+        return (_rebuild, (type(self), self.args), dict(self.__dict__))
 
 
 class ConfigError(ReconkitError):
@@ -90,6 +104,30 @@ class AmbiguousOutcomeError(ReconkitError):
             f"look it up by reference code {reference_code!r} / transaction id {transaction_id!r} "
             "before issuing it again."
         )
+
+
+class DuplicateReferenceError(ReconkitError):
+    """A reference code that the ledger already holds for an earlier credit (nothing was sent).
+
+    Attributes
+    ----------
+    reference_code : str
+    credit_id : str or None
+        The earlier credit's id (None while its outcome is unknown or it was never created).
+    outcome : str
+        The earlier credit's ledger outcome (``created``, ``unknown_outcome``, ...).
+    """
+
+    def __init__(self, reference_code: str, *, credit_id: str | None, outcome: str,
+                 amount: str | None = None, currency: str | None = None) -> None:
+        self.reference_code = reference_code
+        self.credit_id = credit_id
+        self.outcome = outcome
+        earlier = f"credit {credit_id}" if credit_id else "a credit with no id yet"
+        what = f" of {amount} {currency}" if amount and currency else ""
+        super().__init__(
+            f"reference code {reference_code!r} was already used for {earlier}{what} (outcome {outcome}); "
+            "a reference code names one credit, so nothing was sent.")
 
 
 class NetworkError(ReconkitError):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from requests.adapters import HTTPAdapter
 
-from .credit import Credit
+from .credit import FINAL_STATUSES, Credit
 from .errors import ApiError, ReconkitError
 
 if TYPE_CHECKING:
@@ -36,7 +36,8 @@ class FetchResult:
         One row per id that could not be fetched: ``id``, ``error`` (class), ``http_status``,
         ``reason``, ``message``, ``attempts`` (0 for an id that was never sent).
     from_cache : int
-        How many credits came from the ledger's cache instead of the network.
+        How many credits came from the ledger's cache instead of the network (see the ``cache``
+        parameter of :func:`fetch_credits` for what it serves).
     requested : int
         Distinct ids asked for; ``len(credits) + len(failed) == requested``.
     """
@@ -94,12 +95,17 @@ def fetch_credits(client: Client, ids: Iterable[Any], *, workers: int = 16, prog
     progress : bool
         A ``tqdm.auto`` bar (a widget in a notebook, text in a terminal).
     cache : bool
-        Keep every response in the ledger's SQLite file and reuse it on the next call, so an
-        interrupted fetch resumes where it stopped.
+        Keep every response in the ledger's SQLite file, under this client's environment (base
+        URL) and merchant id, and reuse what cannot have changed on the next call: a credit whose
+        status is final (:data:`reconkit.credit.FINAL_STATUSES`: declined, voided, ...) is not
+        fetched again; a ``PENDING`` or ``TRANSMITTED`` one always is, since it may have been
+        voided or settled since. Another environment's or merchant's entries are never served.
     refresh : bool
         Refetch even what the cache holds.
     max_age : timedelta, optional
-        Refetch cache entries older than this.
+        Serve any cached entry younger than this, whatever its status, and refetch every older
+        one: the caller accepts answers up to ``max_age`` old (e.g. to resume an interrupted
+        fetch of thousands of pending credits without asking again).
 
     Returns
     -------
@@ -113,9 +119,11 @@ def fetch_credits(client: Client, ids: Iterable[Any], *, workers: int = 16, prog
             "message": f"{m!r} is not a credit id (1-26 digits); it was not sent", "attempts": 0}
         for m in malformed}
     ledger = client.ledger if cache else None
+    scope = {"environment": client.config.base_url, "merchant_id": client.config.merchant_id}
     results: dict[str, Credit] = {}
     if ledger is not None and not refresh:
-        for credit_id, (raw, source) in ledger.cache_get_many(valid, max_age=max_age).items():
+        cached = ledger.cache_get_many(valid, max_age=max_age, final_statuses=FINAL_STATUSES, **scope)
+        for credit_id, (raw, source) in cached.items():
             results[credit_id] = Credit(raw, source=source, http_status=200)
     from_cache = len(results)
     todo = [i for i in valid if i not in results]
@@ -127,7 +135,7 @@ def fetch_credits(client: Client, ids: Iterable[Any], *, workers: int = 16, prog
     def save(force: bool = False) -> None:
         # One transaction per batch: a commit per credit would cost more than the GET itself.
         if ledger is not None and unsaved and (force or len(unsaved) >= 64):
-            ledger.cache_put((c.id, c.raw, c.source) for c in unsaved)
+            ledger.cache_put(((c.id, c.raw, c.source, c.status) for c in unsaved), **scope)
             unsaved.clear()
 
     def collect(credit_id: str, future: concurrent.futures.Future[Credit]) -> None:

@@ -6,58 +6,33 @@ so nothing in the response is lost (not even fields the official SDK's models dr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .credit import AMOUNT_PATHS, CURRENCY_PATHS, TIME_PATHS, Credit, credit_application, dig
+from .credit import FIELD_PATHS, Credit, credit_amount, dig, field_value, json_text, leaf_text, parse_time
 from .errors import CreditShapeError
 
 __all__ = ["CURATED_COLUMNS", "credits_to_frame", "flatten_json", "leaf_column"]
 
-CURATED_COLUMNS = (
-    "credit_id", "reconciliation_id", "status", "submit_time_utc", "amount", "currency", "reference_code",
-    "transaction_id", "instrument_identifier_id", "card_type", "card_suffix", "approval_code", "response_code",
-    "payment_account_reference", "error_reason", "error_message", "source",
-)
-# Where each curated text column comes from, first non-empty wins; both response shapes covered.
-_SOURCES: dict[str, tuple[str, ...]] = {
-    "credit_id": ("id",),
-    "reconciliation_id": ("reconciliationId", "processingInformation.reconciliationId"),
-    "status": ("status",),
-    "currency": CURRENCY_PATHS,
-    "reference_code": ("clientReferenceInformation.code",),
-    "transaction_id": ("clientReferenceInformation.transactionId",),
-    "instrument_identifier_id": ("paymentInformation.instrumentIdentifier.id",
-                                 "tokenInformation.instrumentIdentifier.id"),
-    "card_type": ("paymentAccountInformation.card.type", "paymentInformation.card.type",
-                  "paymentInformation.tokenizedCard.type"),
-    "card_suffix": ("paymentAccountInformation.card.suffix", "paymentInformation.card.suffix"),
-    "approval_code": ("processorInformation.approvalCode",),
-    "response_code": ("processorInformation.responseCode",),
-    "payment_account_reference": ("processorInformation.paymentAccountReferenceNumber",),
-    "error_reason": ("errorInformation.reason",),
-    "error_message": ("errorInformation.message",),
-}
+CURATED_COLUMNS = (*FIELD_PATHS, "source")
+"""The curated columns, in order: every field of :data:`reconkit.credit.FIELD_PATHS` (the one table
+:class:`~reconkit.Credit` reads through too), then ``source``."""
 _TEXT = pd.StringDtype("pyarrow")
-# A top-level leaf named like a curated column is that column when it is the column's source.
-_SAME_AS_CURATED = {"status"}
 
 
 def leaf_column(path: str) -> str:
     """The frame column that holds the JSON leaf at dotted ``path``.
 
-    Leaves keep their dotted path, except one whose path is a curated column's name: ``status``
-    is the curated ``status`` column, and any other such leaf is kept as ``json:<path>``.
+    Leaves keep their dotted path, except one whose path is a curated column's name (``status``,
+    ``amount``, ...), kept as ``json:<path>``: the curated column is read through the field table
+    (stripped, with fallbacks), the leaf exactly as sent.
     """
-    if path in CURATED_COLUMNS and path not in _SAME_AS_CURATED:
-        return f"json:{path}"
-    return path
+    return f"json:{path}" if path in CURATED_COLUMNS else path
 
 
 def flatten_json(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -81,21 +56,9 @@ def _walk(node: Mapping[str, Any], base: str, out: dict[str, Any]) -> None:
         elif kind is dict or (kind is not list and isinstance(value, Mapping)):
             _walk(value, path + ".", out)
         elif kind is list or kind is tuple:
-            out[path] = _json_text(value)
+            out[path] = json_text(value)
         else:
             out[path] = value
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _text(value: Any) -> Any:
-    if type(value) is str or value is None:
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value) if isinstance(value, float) else str(value)
 
 
 def _as_raw(item: Any, index: int) -> tuple[Mapping[str, Any], str]:
@@ -116,7 +79,7 @@ def _python_leaves(raws: list[Mapping[str, Any]]) -> dict[str, pd.Series]:
     paths: dict[str, None] = {}
     for flat in flats:
         paths.update(dict.fromkeys(flat))
-    return {path: pd.Series([_text(f.get(path)) for f in flats], dtype=_TEXT) for path in paths}
+    return {path: pd.Series([leaf_text(f.get(path)) for f in flats], dtype=_TEXT) for path in paths}
 
 
 def _arrow_leaves(raws: list[Mapping[str, Any]]) -> dict[str, pd.Series] | None:
@@ -144,7 +107,7 @@ def _arrow_leaves(raws: list[Mapping[str, Any]]) -> dict[str, pd.Series] | None:
             text = pc.cast(column, pa.string())
         elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
             keys = name.split(".")
-            text = pa.array([_json_text(v) if isinstance(v := dig(raw, *keys), list) else None for raw in raws],
+            text = pa.array([json_text(v) if isinstance(v := dig(raw, *keys), list) else None for raw in raws],
                             pa.string())
         else:
             return None
@@ -153,16 +116,41 @@ def _arrow_leaves(raws: list[Mapping[str, Any]]) -> dict[str, pd.Series] | None:
     return leaves
 
 
-def _coalesce(leaves: dict[str, pd.Series], paths: tuple[str, ...], size: int, *, keep_empty: bool = False
-              ) -> pd.Series:
-    result = pd.Series(pd.NA, index=pd.RangeIndex(size), dtype=_TEXT)
-    for path in reversed(paths):
-        column = leaves.get(path)
-        if column is None:
-            continue
-        present = column.notna() if keep_empty else column.notna() & (column != "")
-        result = column.where(present, result)
-    return result
+# Any character str.strip() removes, at either end of a value: where none is there (and no value
+# is blank), field_value leaves a column as it is and the per-value call can be skipped.
+_SPACE = "".join(sorted({chr(c) for c in range(0x110000) if chr(c).isspace()}))
+_EDGE_SPACE = "^[{0}]|[{0}]$".format("".join(f"\\x{{{ord(c):x}}}" for c in _SPACE))
+
+
+def _field_array(name: str, texts: pa.Array) -> pa.Array:
+    """:func:`reconkit.credit.field_value` over one column of leaf texts."""
+    if name != "currency" and len(texts) and not pc.any(pc.or_(pc.equal(texts, ""),
+                                                             pc.match_substring_regex(texts, _EDGE_SPACE))).as_py():
+        return texts
+    distinct = pc.unique(texts)  # one call per distinct value: codes and statuses repeat a lot
+    mapped = pa.array([field_value(name, text) for text in distinct.to_pylist()], pa.string())
+    return pc.take(mapped, pc.index_in(texts, distinct))
+
+
+def _field(name: str, leaves: dict[str, pd.Series], raws: list[Mapping[str, Any]]) -> pa.Array:
+    """Field ``name`` of every credit: :func:`reconkit.credit.read_field` over whole columns."""
+    candidates = []
+    for path in FIELD_PATHS[name]:
+        if "[" in path:
+            # A list element picked by name: only Transaction Details rows hold one, walk those.
+            if leaves.get(path.partition("[")[0]) is None:
+                continue
+            keys = path.split(".")
+            texts = pa.array([leaf_text(dig(raw, *keys)) for raw in raws], pa.string())
+        else:
+            column = leaves.get(path)
+            if column is None:
+                continue
+            texts = pa.array(column.array, pa.string())
+        candidates.append(_field_array(name, texts))
+    if not candidates:
+        return pa.nulls(len(raws), pa.string())
+    return candidates[0] if len(candidates) == 1 else pc.coalesce(*candidates)
 
 
 def credits_to_frame(credits: Iterable[Credit | Mapping[str, Any]], *, engine: str = "auto") -> pd.DataFrame:
@@ -198,34 +186,29 @@ def credits_to_frame(credits: Iterable[Credit | Mapping[str, Any]], *, engine: s
     leaves = (_arrow_leaves(raws) if engine == "auto" else None) or _python_leaves(raws)
     data: dict[str, Any] = {}
     for name in CURATED_COLUMNS:
-        if name == "submit_time_utc":
-            times = _coalesce(leaves, TIME_PATHS, size)
-            data[name] = pd.to_datetime(times, utc=True, format="ISO8601", errors="coerce")
-        elif name == "amount":
-            data[name] = _amounts(_coalesce(leaves, AMOUNT_PATHS, size), raws)
-        elif name == "source":
+        if name == "source":
             data[name] = pd.Series(sources, dtype=_TEXT)
+            continue
+        values = _field(name, leaves, raws)
+        if name == "submit_time_utc":
+            texts = values.to_pylist()
+            moments = {text: parse_time(text) for text in set(texts)}  # one parse per distinct time
+            data[name] = pd.to_datetime(pd.Series([moments[t] for t in texts], dtype=object), utc=True)
+        elif name == "amount":
+            data[name] = _amounts(values.to_pylist(), raws)
         else:
-            data[name] = _coalesce(leaves, _SOURCES[name], size, keep_empty=name in _SAME_AS_CURATED)
-    for index in (i for i, source in enumerate(sources) if source == "tss"):
-        app = credit_application(raws[index])
-        if app is not None:
-            for name, key in (("reconciliation_id", "reconciliationId"), ("status", "status")):
-                if pd.isna(data[name].iat[index]) and app.get(key):
-                    data[name].iat[index] = str(app[key])
+            data[name] = pd.Series(pd.arrays.ArrowStringArray(values), dtype=_TEXT)
     for path in sorted(leaves):
-        column = leaf_column(path)
-        if column != "status":
-            data[column] = leaves[path]
+        data[leaf_column(path)] = leaves[path]
     return pd.DataFrame(data, index=pd.RangeIndex(size))
 
 
-def _amounts(text: pd.Series, raws: list[Mapping[str, Any]]) -> pd.Series:
-    out: list[Decimal | None] = []
-    for index, value in enumerate(text.tolist()):
+def _amounts(values: list[str | None], raws: list[Mapping[str, Any]]) -> pd.Series:
+    parsed: dict[str | None, Decimal | None] = {}
+    for text in dict.fromkeys(values):  # distinct texts in order of first appearance
         try:
-            out.append(None if value is None or value is pd.NA else Decimal(value.strip()))
-        except InvalidOperation:
-            raise CreditShapeError(
-                f"item {index} (credit {raws[index].get('id')}): amount {value!r} is not a decimal") from None
-    return pd.Series(out, dtype=object)
+            parsed[text] = credit_amount(text)
+        except CreditShapeError as exc:
+            index = values.index(text)
+            raise CreditShapeError(f"item {index} (credit {raws[index].get('id')}): {exc}") from None
+    return pd.Series([parsed[text] for text in values], dtype=object)

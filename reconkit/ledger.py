@@ -7,15 +7,22 @@ other processes (WAL and a busy timeout).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
+import secrets
+import socket
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .errors import DuplicateReferenceError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,10 +50,14 @@ CREATE TABLE IF NOT EXISTS credits (
 );
 CREATE INDEX IF NOT EXISTS credits_credit_id ON credits (credit_id);
 CREATE TABLE IF NOT EXISTS fetch_cache (
-    credit_id   TEXT PRIMARY KEY,
+    environment TEXT NOT NULL,
+    merchant_id TEXT NOT NULL,
+    credit_id   TEXT NOT NULL,
+    status      TEXT,
     raw_json    TEXT NOT NULL,
     source      TEXT NOT NULL,
-    fetched_at  TEXT NOT NULL
+    fetched_at  TEXT NOT NULL,
+    PRIMARY KEY (environment, merchant_id, credit_id)
 );
 CREATE TABLE IF NOT EXISTS runs (
     run_id      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -63,10 +74,48 @@ DECLINED = "declined"
 REJECTED = "rejected"
 UNKNOWN = "unknown_outcome"
 NOT_SENT = "not_sent"
+NOT_CREATED = "not_created"
+"""An unknown outcome looked up after the Transaction Details delay with no match."""
+
+# Added to the credits table after its first release (ALTER TABLE keeps old ledger files working).
+_CREDIT_COLUMNS = {"instrument_key": "TEXT", "owner": "TEXT"}
+_HOST = socket.gethostname()
+_PROCESS = f"{_HOST}|{os.getpid()}|{uuid.uuid4().hex}"
+"""Who wrote an intent: host, pid and a token unique to this process (pids are reused)."""
+
+
+def _owner_alive(owner: str | None) -> bool:
+    """Whether the process that wrote an intent may still be waiting for its answer."""
+    host, _, rest = (owner or "").partition("|")
+    pid_text, _, token = rest.partition("|")
+    if owner == _PROCESS:
+        return True
+    if host != _HOST or not pid_text.isdigit():
+        return True  # another machine: only age tells
+    if int(pid_text) == os.getpid():
+        return False  # our pid, another token: an earlier process with a reused pid
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return bool(token)
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _drop_unscoped_fetch_cache(conn: sqlite3.Connection) -> None:
+    """Drop a fetch cache written before entries were keyed by environment and merchant.
+
+    Its entries cannot be told apart by sandbox or merchant, so none of them can be trusted;
+    a cache holds nothing that a fetch cannot get again.
+    """
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(fetch_cache)")}
+    if columns and "environment" not in columns:
+        conn.execute("DROP TABLE fetch_cache")
 
 
 class Ledger:
@@ -93,7 +142,9 @@ class Ledger:
                 # WAL + NORMAL never corrupts; a power cut may lose the last commits, not the file.
                 self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=30000")
+            _drop_unscoped_fetch_cache(self._conn)
             self._conn.executescript(_SCHEMA)
+            self._add_credit_columns()
 
     def __repr__(self) -> str:
         return f"Ledger({self.path!r})"
@@ -115,21 +166,53 @@ class Ledger:
             self._conn.close()
 
     # --- credits ---------------------------------------------------------------------
+    def _add_credit_columns(self) -> None:
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(credits)")}
+        for name, kind in _CREDIT_COLUMNS.items():
+            if name not in have:
+                self._conn.execute(f"ALTER TABLE credits ADD COLUMN {name} {kind}")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self._conn.execute("INSERT OR IGNORE INTO ledger_meta VALUES ('instrument_salt', ?)", (secrets.token_hex(16),))
+        self._salt = bytes.fromhex(
+            self._conn.execute("SELECT value FROM ledger_meta WHERE key='instrument_salt'").fetchone()[0])
+
+    def instrument_key(self, instrument: str) -> str:
+        """A keyed hash of a payment instrument (card number or token): equal instruments get equal
+        keys in this ledger, and the ledger never holds the number itself."""
+        return hmac.new(self._salt, instrument.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
     def record_intent(self, *, reference_code: str, transaction_id: str, amount: str, currency: str,
-                      environment: str, merchant_id: str) -> None:
-        """Write the intent row before a credit POST is sent (a reused reference code raises)."""
+                      environment: str, merchant_id: str, instrument: str | None = None,
+                      at: datetime | None = None) -> None:
+        """Write the intent row before a credit POST is sent.
+
+        Raises
+        ------
+        DuplicateReferenceError
+            The reference code already names a credit in this ledger (the earlier one is named).
+        """
         now = _now()
+        when = now if at is None else at.astimezone(UTC).isoformat(timespec="microseconds")
+        key = None if instrument is None else self.instrument_key(instrument)
         with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO credits (reference_code, transaction_id, amount, currency, environment, merchant_id,"
-                " intent_at, outcome, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (reference_code, transaction_id, amount, currency, environment, merchant_id, now, INTENT, now),
-            )
+            earlier = conn.execute("SELECT credit_id, outcome, amount, currency FROM credits WHERE reference_code=?",
+                                   (reference_code,)).fetchone()
+            if earlier is None:
+                conn.execute(
+                    "INSERT INTO credits (reference_code, transaction_id, amount, currency, environment, merchant_id,"
+                    " intent_at, outcome, updated_at, instrument_key, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (reference_code, transaction_id, amount, currency, environment, merchant_id, when, INTENT, now,
+                     key, _PROCESS),
+                )
+        if earlier is not None:
+            credit_id, outcome, earlier_amount, earlier_currency = earlier
+            raise DuplicateReferenceError(reference_code, credit_id=credit_id, outcome=outcome,
+                                          amount=earlier_amount, currency=earlier_currency)
 
     def record_outcome(self, reference_code: str, outcome: str, *, credit_id: str | None = None,
                        status: str | None = None, reconciliation_id: str | None = None,
                        raw: dict[str, Any] | None = None, error: str | None = None) -> None:
-        """Write what came of a credit POST (or a later void) on its intent row."""
+        """Write what came of a credit POST (or a later void or lookup) on its intent row."""
         with self._tx() as conn:
             conn.execute(
                 "UPDATE credits SET outcome=?, credit_id=COALESCE(?, credit_id), status=COALESCE(?, status),"
@@ -143,6 +226,49 @@ class Ledger:
         """Record a credit's new status (after a void or a fetch)."""
         with self._tx() as conn:
             conn.execute("UPDATE credits SET status=?, updated_at=? WHERE credit_id=?", (status, _now(), credit_id))
+
+    def _rows(self, where: str, values: tuple[Any, ...]) -> list[dict[str, Any]]:
+        with self._lock:
+            cursor = self._conn.execute(f"SELECT * FROM credits WHERE {where} ORDER BY intent_at, rowid", values)
+            names = [c[0] for c in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def credit(self, reference_code: str) -> dict[str, Any] | None:
+        """The ledger row of one reference code, or None."""
+        rows = self._rows("reference_code=?", (reference_code,))
+        return rows[0] if rows else None
+
+    def unknown_outcomes(self, environment: str, merchant_id: str) -> list[dict[str, Any]]:
+        """Rows of one environment and merchant whose outcome is unknown, oldest first."""
+        return self._rows("outcome=? AND environment=? AND merchant_id=?", (UNKNOWN, environment, merchant_id))
+
+    def recent_to_instrument(self, instrument: str, amount: str, currency: str, since: datetime
+                             ) -> list[dict[str, Any]]:
+        """Credits of ``amount currency`` to ``instrument`` whose intent is at or after ``since`` and
+        that may have moved money (not rejected, declined, not sent or not created), newest first."""
+        rows = self._rows(
+            "instrument_key=? AND amount=? AND currency=? AND intent_at>=? AND outcome IN (?,?,?)",
+            (self.instrument_key(instrument), amount, currency,
+             since.astimezone(UTC).isoformat(timespec="microseconds"), INTENT, CREATED, UNKNOWN))
+        return rows[::-1]
+
+    def mark_abandoned_intents(self, *, older_than: timedelta = timedelta(hours=1)) -> list[str]:
+        """Turn intents whose writer is gone into unknown outcomes; returns their reference codes.
+
+        An intent row is written before a POST and updated when its answer comes; one still an
+        intent whose process has died (same host), or older than ``older_than`` (any host), was
+        sent or not: nobody knows. It must be looked up, like any unknown outcome.
+        """
+        oldest = (datetime.now(UTC) - older_than).isoformat(timespec="microseconds")
+        stale = [row["reference_code"] for row in self._rows("outcome=?", (INTENT,))
+                 if row["updated_at"] < oldest or not _owner_alive(row["owner"])]
+        for reference in stale:
+            with self._tx() as conn:
+                conn.execute(
+                    "UPDATE credits SET outcome=?, error=?, updated_at=? WHERE reference_code=? AND outcome=?",
+                    (UNKNOWN, "the process that sent this credit stopped before its answer was recorded; "
+                              "look it up before issuing it again", _now(), reference, INTENT))
+        return stale
 
     def credits(self) -> pd.DataFrame:
         """Every credit this ledger saw issued, newest last, ids and amounts as text."""
@@ -158,38 +284,58 @@ class Ledger:
         return frame
 
     # --- fetch cache -----------------------------------------------------------------
-    def cache_put(self, entries: Iterable[tuple[str, dict[str, Any], str]]) -> None:
-        """Store fetched responses ``(credit_id, raw, source)`` with the time fetched, in one transaction."""
+    # Entries are scoped by environment (the base URL) and merchant: one ledger file may serve
+    # clients of several sandboxes, hosts and merchants, whose credit ids can coincide.
+    def cache_put(self, entries: Iterable[tuple[str, dict[str, Any], str, str | None]], *, environment: str,
+                  merchant_id: str) -> None:
+        """Store fetched responses ``(credit_id, raw, source, status)`` with the time fetched, in one transaction."""
         now = _now()
-        rows = [(credit_id, json.dumps(raw), source, now) for credit_id, raw, source in entries]
+        rows = [(environment, merchant_id, credit_id, status, json.dumps(raw), source, now)
+                for credit_id, raw, source, status in entries]
         if not rows:
             return
         with self._tx() as conn:
             conn.executemany(
-                "INSERT INTO fetch_cache (credit_id, raw_json, source, fetched_at) VALUES (?,?,?,?)"
-                " ON CONFLICT(credit_id) DO UPDATE SET raw_json=excluded.raw_json, source=excluded.source,"
+                "INSERT INTO fetch_cache (environment, merchant_id, credit_id, status, raw_json, source, fetched_at)"
+                " VALUES (?,?,?,?,?,?,?) ON CONFLICT(environment, merchant_id, credit_id) DO UPDATE SET"
+                " status=excluded.status, raw_json=excluded.raw_json, source=excluded.source,"
                 " fetched_at=excluded.fetched_at",
                 rows,
             )
 
-    def cache_get_many(self, credit_ids: Iterable[str], *, max_age: timedelta | None = None
+    def cache_get_many(self, credit_ids: Iterable[str], *, environment: str, merchant_id: str,
+                       final_statuses: Iterable[str], max_age: timedelta | None = None
                        ) -> dict[str, tuple[dict[str, Any], str]]:
-        """Cached ``(raw, source)`` by credit id, for those held and younger than ``max_age``."""
+        """Cached ``(raw, source)`` by credit id, for this environment and merchant only.
+
+        Without ``max_age`` only entries whose status is one of ``final_statuses`` are returned
+        (whatever their age); with it, every entry fetched less than ``max_age`` ago, and no other.
+        """
         ids = list(credit_ids)
+        final = {str(s).upper() for s in final_statuses}
         found: dict[str, tuple[dict[str, Any], str]] = {}
         oldest = None if max_age is None else (datetime.now(UTC) - max_age).isoformat(timespec="microseconds")
         with self._lock:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                query = f"SELECT credit_id, raw_json, source, fetched_at FROM fetch_cache WHERE credit_id IN ({marks})"
-                for credit_id, raw, source, fetched_at in self._conn.execute(query, chunk):
-                    if oldest is None or fetched_at >= oldest:
+                query = ("SELECT credit_id, status, raw_json, source, fetched_at FROM fetch_cache"
+                         f" WHERE environment=? AND merchant_id=? AND credit_id IN ({marks})")
+                for credit_id, status, raw, source, fetched_at in self._conn.execute(
+                        query, [environment, merchant_id, *chunk]):
+                    fresh = (str(status or "").upper() in final) if oldest is None else fetched_at >= oldest
+                    if fresh:
                         found[credit_id] = (json.loads(raw), source)
         return found
 
+    def cache_forget(self, credit_id: str, *, environment: str, merchant_id: str) -> None:
+        """Drop one credit's cached response (its status is about to change, e.g. by a void)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM fetch_cache WHERE environment=? AND merchant_id=? AND credit_id=?",
+                         (environment, merchant_id, credit_id))
+
     def cache_size(self) -> int:
-        """How many responses the fetch cache holds."""
+        """How many responses the fetch cache holds (every environment and merchant)."""
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM fetch_cache").fetchone()[0])
 

@@ -1,8 +1,10 @@
-"""The reconciliation engine: every credit and every settlement row gets exactly one outcome.
+"""The reconciliation engine: every credit and every settlement row gets exactly one outcome,
+and every break its amount at risk.
 
-The matching itself (:func:`classify`) is written once against narwhals' lazy API, with no
-pandas-only calls, so the same code runs on DuckDB (the default here), Polars or PySpark. The
-pandas edges (:func:`reconcile`) prepare integer minor units and render the detail sentences.
+The matching (:func:`classify`) and the break table (:func:`break_table`) are written once
+against narwhals' lazy API, with no pandas-only calls, so the same code runs on DuckDB (the
+default here), Polars or PySpark. The edges (:func:`reconcile`) prepare integer minor units
+from the pandas frames and hand the engine's Arrow tables to :class:`reconkit.result.ReconResult`.
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import StrEnum
 from functools import reduce
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 import narwhals as nw
@@ -23,35 +24,13 @@ import pyarrow.compute as pc
 
 from .errors import ReconciliationError
 from .money import CURRENCIES
+from .outcomes import BREAK_ON_CREDIT, BREAK_ON_ROW, BREAKS, Outcome, at_risk
+from .result import ReconResult, build_result, sorted_table, trimmed_text
 
-if TYPE_CHECKING:
-    from .report import ReconResult
+__all__ = ["BREAKS", "DEAD_STATUSES", "Outcome", "break_table", "classify", "reconcile", "unreadable_records"]
 
-__all__ = ["BREAKS", "DEAD_STATUSES", "Outcome", "classify", "reconcile"]
-
-
-class Outcome(StrEnum):
-    """Reason codes (see DESIGN.md); every credit and settlement row gets exactly one."""
-
-    MATCHED = "MATCHED"
-    AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
-    CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
-    DUPLICATE_SETTLEMENT = "DUPLICATE_SETTLEMENT"
-    DUPLICATE_CREDIT = "DUPLICATE_CREDIT"
-    MISSING_PENDING = "MISSING_PENDING"
-    MISSING_OVERDUE = "MISSING_OVERDUE"
-    UNEXPECTED_SETTLEMENT = "UNEXPECTED_SETTLEMENT"
-    VOIDED_BUT_SETTLED = "VOIDED_BUT_SETTLED"
-    DIRECTION_MISMATCH = "DIRECTION_MISMATCH"
-    MATCHED_BY_REQUEST_ID = "MATCHED_BY_REQUEST_ID"
-    NO_SETTLEMENT_EXPECTED = "NO_SETTLEMENT_EXPECTED"
-    OUT_OF_SCOPE = "OUT_OF_SCOPE"
-
-
-BREAKS = frozenset(o.value for o in Outcome) - {"MATCHED", "NO_SETTLEMENT_EXPECTED", "OUT_OF_SCOPE"}
 DEAD_STATUSES = frozenset({"DECLINED", "VOIDED", "FAILED", "CANCELLED", "REJECTED", "INVALID_REQUEST"})
 """Credit statuses that move no money: their absence from settlement is expected."""
-
 
 def _case(branches: Sequence[tuple[Any, Any]], otherwise: Any) -> Any:
     # Nested when/otherwise: portable to every narwhals backend.
@@ -60,100 +39,184 @@ def _case(branches: Sequence[tuple[Any, Any]], otherwise: Any) -> Any:
 
 
 def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: int, grace_seconds: int,
-             match_on: Sequence[str] = ("reconciliation_id", "request_id"),
+             match_on: Sequence[str] = ("reconciliation_id", "request_id"), unreadable: nw.LazyFrame | None = None,
              materialize: Any = None) -> tuple[nw.LazyFrame, nw.LazyFrame]:
     """Assign outcomes, backend-agnostically.
 
     Parameters
     ----------
     credits : narwhals LazyFrame
-        ``_cid`` (int), ``credit_id``, ``c_rid`` (reconciliation id or null), ``dead`` (bool),
-        ``submit_epoch`` (int seconds or null), ``c_currency``, ``c_amount_minor`` (int),
-        ``tol_minor`` (int).
+        ``credit_index`` (int), ``credit_id``, ``credit_reconciliation_id`` (or null),
+        ``moves_no_money`` (bool: declined, voided, failed), ``submit_epoch`` (int seconds or
+        null), ``credit_currency``, ``credit_amount_minor`` (int), ``tolerance_minor`` (int).
     settlement : narwhals LazyFrame
-        ``_sid`` (int), ``s_rid``, ``s_qid`` (request id), ``is_credit`` (bool), ``s_currency``,
-        ``s_amount_minor`` (int).
+        ``row_index`` (int), ``row_reconciliation_id``, ``row_request_id``, ``is_credit``
+        (bool), ``row_currency``, ``row_amount_minor`` (int, unsigned).
     as_of_epoch, grace_seconds : int
     match_on : sequence
         ``"reconciliation_id"`` and/or ``"request_id"``, in order of preference.
+    unreadable : narwhals LazyFrame, optional
+        Settlement records that failed to read: ``record_index`` (int), ``failed_reconciliation_id``
+        and ``failed_request_id`` (the ids as far as they could be read, or null).
     materialize : callable, optional
         ``LazyFrame -> LazyFrame`` that computes an intermediate result once (a backend's cache
         or temporary table); without it, shared steps may be recomputed by lazy backends.
 
     Returns
     -------
-    (credit outcomes, settlement outcomes) as lazy frames keyed by ``_cid`` / ``_sid``.
+    (credit outcomes, settlement outcomes) as lazy frames.
+        Credits: ``credit_index``, ``outcome``, ``credit_rows``, ``debit_rows``,
+        ``settled_amount_minor``, ``settled_currency``, ``first_row`` (the lowest paired
+        ``row_index``), ``unreadable_record`` (the lowest matching ``record_index``).
+        Settlement rows: ``row_index``, ``credit_index`` (the paired credit or null), ``outcome``.
     """
-    keep = materialize or (lambda frame: frame)
+    once = materialize or (lambda frame: frame)
     col, lit = nw.col, nw.lit
-    c = credits.with_columns(
-        _dup=(_case([(col("c_rid").is_null(), lit(1))], nw.len().over("c_rid")) > 1) | (nw.len().over("credit_id") > 1)
-    )
+    with_duplicates = credits.with_columns(
+        is_duplicate=(_case([(col("credit_reconciliation_id").is_null(), lit(1))],
+                            nw.len().over("credit_reconciliation_id")) > 1) | (nw.len().over("credit_id") > 1))
     pair_parts = []
     if "reconciliation_id" in match_on:
-        pair_parts.append(keep(
-            settlement.filter(~col("s_rid").is_null()).select("_sid", "s_rid")
-            .join(c.select("_cid", "c_rid"), left_on="s_rid", right_on="c_rid", how="inner")
-            .select("_sid", "_cid", _by_rid=lit(1))))
-    if "request_id" in match_on:
-        rest = settlement
-        if pair_parts:
-            rest = settlement.join(pair_parts[0].select("_sid"), on="_sid", how="anti")
         pair_parts.append(
-            rest.filter(~col("s_qid").is_null()).select("_sid", "s_qid")
-            .join(c.select("_cid", "credit_id"), left_on="s_qid", right_on="credit_id", how="inner")
-            .select("_sid", "_cid", _by_rid=lit(0)))
+            settlement.filter(~col("row_reconciliation_id").is_null()).select("row_index", "row_reconciliation_id")
+            .join(with_duplicates.select("credit_index", "credit_reconciliation_id"),
+                  left_on="row_reconciliation_id", right_on="credit_reconciliation_id", how="inner")
+            .select("row_index", "credit_index", by_reconciliation_id=lit(1)))
+    if "request_id" in match_on:
+        by_request_id = (
+            settlement.filter(~col("row_request_id").is_null()).select("row_index", "row_request_id")
+            .join(with_duplicates.select("credit_index", "credit_id"), left_on="row_request_id",
+                  right_on="credit_id", how="inner")
+            .select("row_index", "credit_index", by_reconciliation_id=lit(0)))
+        if pair_parts:  # the fallback: only rows the reconciliation id did not pair (both sides are small)
+            by_request_id = by_request_id.join(pair_parts[0].select("row_index"), on="row_index", how="anti")
+        pair_parts.append(by_request_id)
     if not pair_parts:
         raise ValueError("match_on must name reconciliation_id and/or request_id")
     pairs = nw.concat(pair_parts, how="vertical") if len(pair_parts) > 1 else pair_parts[0]
-    per_row = keep(pairs.join(settlement.select("_sid", "is_credit", "s_amount_minor", "s_currency"), on="_sid",
-                              how="inner")
-                   .with_columns(
-                       _cr=col("is_credit").cast(nw.Int64),
-                       _db=(~col("is_credit")).cast(nw.Int64),
-                       _cr_amount=nw.when(col("is_credit")).then(col("s_amount_minor")),
-                       _cr_currency=nw.when(col("is_credit")).then(col("s_currency")),
-                       _n_for_sid=nw.len().over("_sid")))
-    per_credit = per_row.group_by("_cid").agg(
-        col("_cr").sum().alias("n_credit_rows"), col("_db").sum().alias("n_debit_rows"),
-        col("_cr_amount").sum().alias("settled_minor"), col("_cr_amount").max().alias("_one_amount"),
-        col("_cr_currency").max().alias("settled_currency"),
-        col("_by_rid").max().alias("_any_rid"))
-    co = (c.join(per_credit, on="_cid", how="left")
-          .with_columns(col("n_credit_rows").fill_null(0), col("n_debit_rows").fill_null(0),
-                        col("_any_rid").fill_null(0))
-          .with_columns(diff_minor=col("_one_amount") - col("c_amount_minor")))
-    none_found = (col("n_credit_rows") == 0) & (col("n_debit_rows") == 0)
+    paired_rows = once(
+        pairs.join(settlement.select("row_index", "is_credit", "row_amount_minor", "row_currency"), on="row_index",
+                   how="inner")
+        .with_columns(credit_row=col("is_credit").cast(nw.Int64), debit_row=(~col("is_credit")).cast(nw.Int64),
+                      credit_row_amount=nw.when(col("is_credit")).then(col("row_amount_minor")),
+                      credit_row_currency=nw.when(col("is_credit")).then(col("row_currency")),
+                      credits_sharing_row=nw.len().over("row_index")))
+    per_credit = paired_rows.group_by("credit_index").agg(
+        col("credit_row").sum().alias("credit_rows"), col("debit_row").sum().alias("debit_rows"),
+        col("credit_row_amount").sum().alias("settled_amount_minor"),
+        col("credit_row_currency").max().alias("settled_currency"),
+        col("by_reconciliation_id").max().alias("any_by_reconciliation_id"),
+        col("row_index").min().alias("first_row"))
+    joined = (with_duplicates.join(per_credit, on="credit_index", how="left")
+              .with_columns(col("credit_rows").fill_null(0), col("debit_rows").fill_null(0),
+                            col("any_by_reconciliation_id").fill_null(0)))
+    if unreadable is None:
+        joined = joined.with_columns(unreadable_record=lit(None, nw.Int64))
+    else:
+        by_id = [
+            unreadable.filter(~col("failed_reconciliation_id").is_null())
+            .join(with_duplicates.select("credit_index", "credit_reconciliation_id"),
+                  left_on="failed_reconciliation_id", right_on="credit_reconciliation_id", how="inner")
+            .select("credit_index", "record_index"),
+            unreadable.filter(~col("failed_request_id").is_null())
+            .join(with_duplicates.select("credit_index", "credit_id"), left_on="failed_request_id",
+                  right_on="credit_id", how="inner")
+            .select("credit_index", "record_index"),
+        ]
+        records = nw.concat(by_id, how="vertical").group_by("credit_index").agg(
+            col("record_index").min().alias("unreadable_record"))
+        joined = joined.join(records, on="credit_index", how="left")
+    none_found = (col("credit_rows") == 0) & (col("debit_rows") == 0)
     young = (lit(as_of_epoch) - col("submit_epoch")) <= lit(grace_seconds)
+    difference = col("settled_amount_minor") - col("credit_amount_minor")
     credit_outcome = _case([
-        (col("_dup"), lit(Outcome.DUPLICATE_CREDIT.value)),
-        (none_found & col("dead"), lit(Outcome.NO_SETTLEMENT_EXPECTED.value)),
+        (col("is_duplicate"), lit(Outcome.DUPLICATE_CREDIT.value)),
+        (none_found & ~col("unreadable_record").is_null(), lit(Outcome.UNREADABLE_SETTLEMENT.value)),
+        (none_found & col("moves_no_money"), lit(Outcome.NO_SETTLEMENT_EXPECTED.value)),
         (none_found & young, lit(Outcome.MISSING_PENDING.value)),
         (none_found, lit(Outcome.MISSING_OVERDUE.value)),
-        (col("n_credit_rows") == 0, lit(Outcome.DIRECTION_MISMATCH.value)),
-        (col("dead"), lit(Outcome.VOIDED_BUT_SETTLED.value)),
-        (col("n_credit_rows") > 1, lit(Outcome.DUPLICATE_SETTLEMENT.value)),
-        ((col("settled_currency") != col("c_currency")) | col("c_currency").is_null(),
+        (col("credit_rows") == 0, lit(Outcome.DIRECTION_MISMATCH.value)),
+        (col("moves_no_money"), lit(Outcome.VOIDED_BUT_SETTLED.value)),
+        (col("credit_rows") > 1, lit(Outcome.DUPLICATE_SETTLEMENT.value)),
+        ((col("settled_currency") != col("credit_currency")) | col("credit_currency").is_null(),
          lit(Outcome.CURRENCY_MISMATCH.value)),
-        (col("diff_minor").is_null() | (col("diff_minor").abs() > col("tol_minor")),
-         lit(Outcome.AMOUNT_MISMATCH.value)),
-        (col("_any_rid") == 0, lit(Outcome.MATCHED_BY_REQUEST_ID.value)),
+        (difference.is_null() | (difference.abs() > col("tolerance_minor")), lit(Outcome.AMOUNT_MISMATCH.value)),
+        (col("any_by_reconciliation_id") == 0, lit(Outcome.MATCHED_BY_REQUEST_ID.value)),
     ], lit(Outcome.MATCHED.value))
-    credit_out = keep(co.with_columns(outcome=credit_outcome).select(
-        "_cid", "outcome", "n_credit_rows", "n_debit_rows", "settled_minor", "settled_currency", "diff_minor"))
-    sid_map = per_row.group_by("_sid").agg(col("_cid").min(), col("_n_for_sid").max())
-    so = (settlement.select("_sid", "is_credit")
-          .join(sid_map, on="_sid", how="left")
-          .join(credit_out.select("_cid", col("outcome").alias("_c_outcome")), on="_cid", how="left"))
-    settlement_outcome = _case([
-        (col("_cid").is_null() & col("is_credit"), lit(Outcome.UNEXPECTED_SETTLEMENT.value)),
-        (col("_cid").is_null(), lit(Outcome.OUT_OF_SCOPE.value)),
-        ((col("_n_for_sid") > 1) | (col("_c_outcome") == Outcome.DUPLICATE_CREDIT.value),
+    credit_outcomes = once(joined.with_columns(outcome=credit_outcome).select(
+        "credit_index", "outcome", col("credit_rows").cast(nw.Int64), col("debit_rows").cast(nw.Int64),
+        col("settled_amount_minor").cast(nw.Int64), "settled_currency", col("first_row").cast(nw.Int64),
+        col("unreadable_record").cast(nw.Int64)))
+    row_to_credit = paired_rows.group_by("row_index").agg(col("credit_index").min(), col("credits_sharing_row").max())
+    rows = (settlement.select("row_index", "is_credit")
+            .join(row_to_credit, on="row_index", how="left")
+            .join(credit_outcomes.select("credit_index", col("outcome").alias("credit_outcome")), on="credit_index",
+                  how="left"))
+    row_outcome = _case([
+        (col("credit_index").is_null() & col("is_credit"), lit(Outcome.UNEXPECTED_SETTLEMENT.value)),
+        (col("credit_index").is_null(), lit(Outcome.OUT_OF_SCOPE.value)),
+        ((col("credits_sharing_row") > 1) | (col("credit_outcome") == Outcome.DUPLICATE_CREDIT.value),
          lit(Outcome.DUPLICATE_CREDIT.value)),
         (~col("is_credit"), lit(Outcome.DIRECTION_MISMATCH.value)),
-    ], col("_c_outcome"))
-    settlement_out = so.with_columns(outcome=settlement_outcome).select("_sid", "_cid", "outcome")
-    return credit_out, settlement_out
+    ], col("credit_outcome"))
+    settlement_outcomes = rows.with_columns(outcome=row_outcome).select("row_index", "credit_index", "outcome")
+    return credit_outcomes, settlement_outcomes
+
+
+def break_table(credits: nw.LazyFrame, settlement: nw.LazyFrame, credit_outcomes: nw.LazyFrame,
+                settlement_outcomes: nw.LazyFrame) -> nw.LazyFrame:
+    """One row per break, with its amount at risk (:func:`reconkit.outcomes.at_risk`).
+
+    A break is a credit whose outcome is a break, with all its settlement rows, or a settlement
+    row that is a break on its own (an unexpected row, a non-credit row beside a credit that is
+    not a break).
+
+    Parameters
+    ----------
+    credits, settlement : narwhals LazyFrame
+        The engine's inputs, as for :func:`classify`.
+    credit_outcomes, settlement_outcomes : narwhals LazyFrame
+        :func:`classify`'s outputs.
+
+    Returns
+    -------
+    narwhals LazyFrame
+        ``break_on``, ``outcome``, ``credit_index`` (null for an unexpected row), ``row_index``
+        (the break's first settlement row, or null), ``currency``, ``credit_amount_minor``,
+        ``settled_amount_minor``, ``settled_currency``, ``settlement_rows`` (how many
+        settlement rows the break holds), ``unreadable_record`` and ``amount_at_risk_minor``.
+    """
+    col, lit = nw.col, nw.lit
+    breaks = list(BREAKS)
+    on_credit = (
+        credit_outcomes.filter(col("outcome").is_in(breaks))
+        .join(credits.select("credit_index", "credit_currency", "credit_amount_minor"), on="credit_index",
+              how="inner")
+        .select(break_on=lit(BREAK_ON_CREDIT), outcome=col("outcome"), credit_index=col("credit_index"),
+                row_index=col("first_row"), currency=col("credit_currency"),
+                credit_amount_minor=col("credit_amount_minor"), settled_amount_minor=col("settled_amount_minor"),
+                settled_currency=col("settled_currency"),
+                settlement_rows=col("credit_rows") + col("debit_rows"), unreadable_record=col("unreadable_record")))
+    credit_breaks = credit_outcomes.filter(col("outcome").is_in(breaks)).select(
+        "credit_index", is_credit_break=lit(True))
+    on_row = (
+        settlement_outcomes.filter(col("outcome").is_in(breaks))
+        .join(credit_breaks, on="credit_index", how="left")
+        .filter(col("is_credit_break").is_null())
+        .join(settlement.select("row_index", "is_credit", "row_currency", "row_amount_minor"), on="row_index",
+              how="inner")
+        .select(break_on=lit(BREAK_ON_ROW), outcome=col("outcome"), credit_index=col("credit_index"),
+                row_index=col("row_index"), currency=col("row_currency"),
+                credit_amount_minor=lit(None, nw.Int64),
+                settled_amount_minor=nw.when(col("is_credit")).then(col("row_amount_minor")),
+                settled_currency=nw.when(col("is_credit")).then(col("row_currency")),
+                settlement_rows=lit(1, nw.Int64), unreadable_record=lit(None, nw.Int64)))
+    schema = {"break_on": nw.String, "outcome": nw.String, "credit_index": nw.Int64, "row_index": nw.Int64,
+              "currency": nw.String, "credit_amount_minor": nw.Int64, "settled_amount_minor": nw.Int64,
+              "settled_currency": nw.String, "settlement_rows": nw.Int64, "unreadable_record": nw.Int64}
+    both = nw.concat([part.select(*(col(name).cast(kind) for name, kind in schema.items()))
+                      for part in (on_credit, on_row)], how="vertical")
+    return both.with_columns(amount_at_risk_minor=at_risk())
 
 
 # --- the pandas edges ---------------------------------------------------------------------
@@ -185,16 +248,6 @@ def _as_arrow(values: pd.Series, kind: pa.DataType) -> pa.Array:
     return pa.array(values.astype(object).where(values.notna(), None).tolist(), kind)
 
 
-def _text(series: pd.Series) -> pa.Array:
-    if not isinstance(series.dtype, pd.StringDtype | pd.ArrowDtype):
-        series = series.astype(pd.StringDtype("pyarrow"))
-    array = pa.array(series.array)  # zero-copy for Arrow-backed strings
-    if not pa.types.is_string(array.type):
-        array = pc.cast(array, pa.string())
-    array = pc.utf8_trim_whitespace(array)
-    return pc.if_else(pc.equal(array, ""), pa.scalar(None, pa.string()), array)
-
-
 def _tolerance(tolerance: str | Decimal | Mapping[str, str | Decimal], currency: str | None) -> int:
     value = tolerance.get(currency or "", tolerance.get("*", "0")) if isinstance(tolerance, Mapping) else tolerance
     amount = Decimal(str(value))
@@ -209,7 +262,7 @@ def _money_columns(frame: pd.DataFrame, columns: tuple[str, ...], side: str, hin
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"the {side} frame lacks {', '.join(missing)}; {hint}")
-    currency = pc.utf8_upper(_text(frame["currency"]))
+    currency = pc.utf8_upper(trimmed_text(frame["currency"]))
     minor, no_amount = _minor_units(_as_arrow(frame["amount"], pa.decimal128(20, 4)), currency, side)
     return currency, minor, no_amount
 
@@ -222,15 +275,17 @@ def _prepare_credits(credits: pd.DataFrame, tolerance: Any) -> pa.Table:
     epoch = ((submit - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).where(submit.notna())
     status = credits["status"].astype("string").str.strip().str.upper()
     tolerances = {c: _tolerance(tolerance, c) for c in set(currency.to_pylist())}
+    encoded = pc.dictionary_encode(currency)
+    tolerance_of = pa.array([tolerances[c] for c in encoded.dictionary.to_pylist()], pa.int64())
     return pa.table({
-        "_cid": pa.array(np.arange(len(credits), dtype=np.int64)),
-        "credit_id": _text(credits["credit_id"]),
-        "c_rid": _text(credits["reconciliation_id"]),
-        "dead": pa.array(status.isin(DEAD_STATUSES).fillna(False).to_numpy(dtype=bool)),
+        "credit_index": pa.array(np.arange(len(credits), dtype=np.int64)),
+        "credit_id": trimmed_text(credits["credit_id"]),
+        "credit_reconciliation_id": trimmed_text(credits["reconciliation_id"]),
+        "moves_no_money": pa.array(status.isin(DEAD_STATUSES).fillna(False).to_numpy(dtype=bool)),
         "submit_epoch": pa.array(epoch.astype("Int64"), pa.int64()),
-        "c_currency": currency,
-        "c_amount_minor": pa.array(amount_minor, mask=no_amount),
-        "tol_minor": pa.array([tolerances[c] for c in currency.to_pylist()], pa.int64()),
+        "credit_currency": currency,
+        "credit_amount_minor": pa.array(amount_minor, mask=no_amount),
+        "tolerance_minor": pc.take(tolerance_of, encoded.indices),
     })
 
 
@@ -238,22 +293,63 @@ def _prepare_settlement(settlement: pd.DataFrame) -> pa.Table:
     currency, amount_minor, no_amount = _money_columns(
         settlement, ("reconciliation_id", "request_id", "direction", "amount", "currency"), "settlement",
         "read it with reconkit.read_settlement")
-    direction = settlement["direction"].astype("string").str.strip().str.lower()
-    if not direction.isin(["credit", "debit"]).all():
+    direction = pc.utf8_lower(trimmed_text(settlement["direction"]))
+    is_credit = pc.equal(direction, "credit")
+    if pc.any(pc.invert(pc.is_in(direction, pa.array(["credit", "debit"])))).as_py():
         raise ValueError("settlement 'direction' must be 'credit' or 'debit' on every row")
     return pa.table({
-        "_sid": pa.array(np.arange(len(settlement), dtype=np.int64)),
-        "s_rid": _text(settlement["reconciliation_id"]),
-        "s_qid": _text(settlement["request_id"]),
-        "is_credit": pa.array((direction == "credit").to_numpy(dtype=bool)),
-        "s_currency": currency,
-        "s_amount_minor": pa.array(np.abs(amount_minor), mask=no_amount),
+        "row_index": pa.array(np.arange(len(settlement), dtype=np.int64)),
+        "row_reconciliation_id": trimmed_text(settlement["reconciliation_id"]),
+        "row_request_id": trimmed_text(settlement["request_id"]),
+        "is_credit": is_credit,
+        "row_currency": currency,
+        "row_amount_minor": pa.array(np.abs(amount_minor), mask=no_amount),
     })
+
+
+def unreadable_records(failures: pd.DataFrame | None) -> pa.Table:
+    """One row per settlement record that failed to read, from the readers' failures frame.
+
+    Several failure rows may name one record (file, line); the record's ids are the trimmed
+    ``reconciliation_id`` / ``request_id`` the reader could still make out (null when the frame
+    lacks those columns or the id was unreadable too).
+
+    Returns
+    -------
+    pyarrow.Table
+        ``record_index``, ``source_file``, ``source_line``, ``column``, ``value``, ``reason``
+        (of the record's first failure), ``failed_reconciliation_id``, ``failed_request_id``.
+    """
+    names = ("source_file", "source_line", "column", "value", "reason", "reconciliation_id", "request_id")
+    if failures is None or len(failures) == 0:
+        frame = pd.DataFrame({n: pd.Series([], dtype="Int64" if n == "source_line" else "string") for n in names})
+    else:
+        frame = failures.reset_index(drop=True)
+    columns = {}
+    for name in names:
+        if name not in frame.columns:
+            columns[name] = pa.nulls(len(frame), pa.int64() if name == "source_line" else pa.string())
+        elif name == "source_line":
+            columns[name] = pa.array(frame[name].astype("Int64"), pa.int64())
+        else:
+            columns[name] = trimmed_text(frame[name])
+    table = pa.table(columns)
+    # The first failure of each (file, line) stands for the record; the ids come from any of them.
+    grouped = table.append_column("order", pa.array(np.arange(len(frame), dtype=np.int64))).group_by(
+        ["source_file", "source_line"], use_threads=False).aggregate(
+        [("order", "min"), ("reconciliation_id", "max"), ("request_id", "max")])
+    first = table.take(grouped.column("order_min")).select(["source_file", "source_line", "column", "value",
+                                                            "reason"])
+    ordered = first.append_column("failed_reconciliation_id", grouped.column("reconciliation_id_max")) \
+        .append_column("failed_request_id", grouped.column("request_id_max")) \
+        .sort_by([("source_file", "ascending"), ("source_line", "ascending")])
+    return ordered.add_column(0, "record_index", pa.array(np.arange(ordered.num_rows, dtype=np.int64)))
 
 
 def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_tolerance: Any = "0.00",
               grace_days: float = 3, as_of: datetime | str | None = None,
-              match_on: Sequence[str] = ("reconciliation_id", "request_id")) -> ReconResult:
+              match_on: Sequence[str] = ("reconciliation_id", "request_id"), failures: pd.DataFrame | None = None,
+              environment: str | None = None) -> ReconResult:
     """Reconcile credits against settlement rows.
 
     Parameters
@@ -272,6 +368,11 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
     match_on : sequence
         Keys in order of preference; a row matched by request id only is
         ``MATCHED_BY_REQUEST_ID``.
+    failures : DataFrame, optional
+        The failures frame of ``read_settlement(..., errors="collect")``: a credit with no
+        readable settlement row whose id is in a failed record is ``UNREADABLE_SETTLEMENT``.
+    environment : str, optional
+        Where the credits came from (``SANDBOX``, ``TEST``, ``PRODUCTION``), for the reports.
 
     Returns
     -------
@@ -282,31 +383,52 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
     ReconciliationError
         If the engine would lose or duplicate a row (it checks rows in = rows out per side).
     """
-    from .report import ReconResult
-
     moment = _as_of(as_of)
-    c_table = _prepare_credits(credits, amount_tolerance)
-    s_table = _prepare_settlement(settlement)
-    con = duckdb.connect()
+    credit_table = _prepare_credits(credits, amount_tolerance)
+    row_table = _prepare_settlement(settlement)
+    records = unreadable_records(failures)
+    connection = duckdb.connect()
     try:
-        c_lazy = nw.from_native(con.from_arrow(c_table))
-        s_lazy = nw.from_native(con.from_arrow(s_table))
-        def materialize(frame: nw.LazyFrame) -> nw.LazyFrame:
-            return nw.from_native(con.from_arrow(frame.collect(backend="pyarrow").to_native()))
+        def lazy(table: pa.Table) -> nw.LazyFrame:
+            return nw.from_native(connection.from_arrow(table))
 
-        credit_out, settlement_out = classify(c_lazy, s_lazy, as_of_epoch=int(moment.timestamp()),
-                                              grace_seconds=int(grace_days * 86400), match_on=match_on,
-                                              materialize=materialize)
-        c_result = credit_out.collect(backend="pyarrow").to_native().sort_by("_cid")
-        s_result = settlement_out.collect(backend="pyarrow").to_native().sort_by("_sid")
+        computed: dict[int, tuple[nw.LazyFrame, pa.Table]] = {}  # the frame is kept so its id stays unique
+
+        def collect(frame: nw.LazyFrame) -> pa.Table:
+            if id(frame) in computed:  # materialized already: no second round trip
+                return computed[id(frame)][1]
+            # One chunk per column: later takes on DuckDB's many small chunks would cost far more.
+            return frame.collect(backend="pyarrow").to_native().combine_chunks()
+
+        def materialize(frame: nw.LazyFrame) -> nw.LazyFrame:
+            table = collect(frame)
+            result = lazy(table)
+            computed[id(result)] = (result, table)
+            return result
+
+        credit_lazy, row_lazy = lazy(credit_table), lazy(row_table)
+        credit_out, settlement_out = classify(
+            credit_lazy, row_lazy, as_of_epoch=int(moment.timestamp()), grace_seconds=int(grace_days * 86400),
+            match_on=match_on, materialize=materialize,
+            unreadable=lazy(records.select(["record_index", "failed_reconciliation_id", "failed_request_id"]))
+            if records.num_rows else None)
+        row_result = collect(settlement_out)
+        credit_result = collect(credit_out)
+        breaks = collect(break_table(credit_lazy, row_lazy, lazy(credit_result), lazy(row_result)))
+        credit_result = sorted_table(credit_result, [("credit_index", "ascending")])
+        row_result = sorted_table(row_result, [("row_index", "ascending")])
     finally:
-        con.close()
-    _check_conservation(c_result, len(credits), "_cid", "credit")
-    _check_conservation(s_result, len(settlement), "_sid", "settlement row")
-    parameters = {"amount_tolerance": amount_tolerance if isinstance(amount_tolerance, Mapping)
-                  else str(amount_tolerance), "grace_days": grace_days, "as_of": moment.isoformat(),
-                  "match_on": list(match_on)}
-    return ReconResult.build(credits, settlement, c_table, s_table, c_result, s_result, parameters)
+        connection.close()
+    _check_conservation(credit_result, len(credits), "credit_index", "credit")
+    _check_conservation(row_result, len(settlement), "row_index", "settlement row")
+    files = settlement["source_file"].astype("category").cat.remove_unused_categories().cat.categories \
+        .astype(str).tolist() if "source_file" in settlement else []
+    parameters = {"environment": environment or "", "as_of": moment.isoformat(),
+                  "amount_tolerance": amount_tolerance if isinstance(amount_tolerance, Mapping)
+                  else str(amount_tolerance), "grace_days": grace_days, "match_on": list(match_on),
+                  "input_files": files}
+    return build_result(credits, settlement, credit_table, row_table, credit_result, row_result, breaks, records,
+                        parameters)
 
 
 def _as_of(as_of: datetime | str | None) -> datetime:

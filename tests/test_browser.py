@@ -102,9 +102,10 @@ def test_issue_a_credit_by_clicking_in_jupyterlab(lab):
             page.get_by_label("Currency").select_option("EUR")
             expect(issue).to_be_enabled()
             issue.click()
-            confirm = page.get_by_role("button", name="Confirm")
+            # The confirmation names exactly what it will issue, on the button itself.
+            confirm = page.get_by_role("button", name="Issue 12.34 EUR", exact=True)
             expect(confirm).to_be_visible()
-            expect(page.get_by_text("12.34 EUR")).to_be_visible()
+            expect(page.get_by_text("Issue a credit of 12.34 EUR")).to_be_visible()
             confirm.click()
             result = page.locator(".reconkit-result")
             expect(result).to_contain_text("PENDING", timeout=30_000)

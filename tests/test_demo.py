@@ -26,3 +26,21 @@ def test_demo_agrees_with_the_ground_truth_and_writes_the_report(tmp_path):
         assert (out / name).stat().st_size > 0, name
     page = (out / "02_investigate_refund_discrepancies.html").read_text()
     assert "AMOUNT_MISMATCH" in page and "Traceback" not in page
+    # No warnings: not the kernel's about unencrypted TCP, not Python's, not anyone's.
+    assert [line for line in (run.stdout + run.stderr).splitlines() if "warn" in line.lower()] == []
+    # It lists every file it wrote, and nothing it did not write.
+    listed = run.stdout.split("files written (", 1)[1].splitlines()
+    count, listed = int(listed[0].rstrip("):")), [Path(line.strip()) for line in listed[1:] if line.startswith("  ")]
+    assert len(listed) == count
+    in_out = {p for p in out.rglob("*") if p.is_file()}
+    assert {p for p in listed if out in p.parents} == in_out
+    assert all(p.is_file() for p in listed)
+    assert set(listed) - in_out == {data / "reconkit.sqlite3", data / "sandbox.sqlite3"}  # notebook 02's
+
+
+def test_the_package_metadata_has_no_deprecated_license_table():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert isinstance(project["project"]["license"], str)  # an SPDX expression, as setuptools >= 77 wants
+    assert project["build-system"]["requires"] == ["setuptools>=77"]

@@ -74,7 +74,8 @@ def test_seed_response_curated_values_and_all_20_leaves():
     for path, value in SEED_LEAVES.items():
         assert row[leaf_column(path)] == value, path
     assert len(SEED_LEAVES) == 20
-    assert len(frame.columns) == len(CURATED_COLUMNS) + 19  # `status` is the curated column itself
+    assert len(frame.columns) == len(CURATED_COLUMNS) + 20  # the `status` leaf is kept as `json:status`
+    assert leaf_column("status") == "json:status" and row["json:status"] == "PENDING"
 
 
 def test_tss_shape_gives_the_same_curated_values():
@@ -181,3 +182,117 @@ def test_arrow_and_python_engines_agree_on_sandbox_data(sandbox):
     slow = credits_to_frame(raws, engine="python")
     pd.testing.assert_frame_equal(fast, slow)
     assert fast["source"].value_counts().to_dict() == {"self_link": 40, "tss": 10}
+
+
+# --- one source of truth: Credit and credits_to_frame read every field the same way ---------------
+
+_PROPERTIES = {"credit_id": "id", "submit_time_utc": "submit_time"}
+"""Credit's property for a curated column, where it is not named like the column."""
+_TRICKY = st.one_of(
+    st.sampled_from(["12.50", " 12.50 ", "-3.10", "1E+3", "0.000", "NaN", "-Infinity", "12,50", "", "   ", "abc",
+                     "PENDING", " voided ", "usd", "0004173790000167905139", "2023-02-10T21:12:52Z",
+                     "2023-02-10 21:12:52", "2023-02-10T21:12:52.123456Z", "2023-02-10T23:12:52+02:00"]),
+    st.text(max_size=5), st.integers(-10**20, 10**20), st.booleans(), st.none(),
+    st.floats(allow_nan=True, allow_infinity=True), st.lists(st.integers(0, 9), max_size=2), st.just({}))
+
+
+def _put(tree, path, value):
+    *parents, leaf = path.split(".")
+    for key in parents:
+        if key.endswith("]"):
+            key, _, name = key[:-1].partition("[")
+            apps = tree.setdefault(key, [])
+            tree = next((a for a in apps if a.get("name") == name), None) or (apps.append({"name": name}) or apps[-1])
+        else:
+            tree = tree.setdefault(key, {})
+    tree[leaf] = value
+
+
+@st.composite
+def _credit_bodies(draw):
+    from reconkit.credit import FIELD_PATHS
+
+    paths = sorted({p for ps in FIELD_PATHS.values() for p in ps})
+    raw = {}
+    if draw(st.booleans()):  # Transaction Details: a void application may come first
+        raw["applicationInformation"] = {"applications": draw(st.sampled_from([[], [{"name": "ics_void",
+                                                                                    "status": "VOIDED"}]]))}
+    for path, value in draw(st.dictionaries(st.sampled_from(paths), _TRICKY, max_size=8)).items():
+        _put(raw, path, value)
+    raw["id"] = draw(st.sampled_from(["6760635718126158603955", " 0004173790000167905139 "]))
+    return raw
+
+
+def _frame_or_error(raws):
+    try:
+        return credits_to_frame(raws), None
+    except CreditShapeError as exc:
+        return None, exc
+
+
+def _same(a, b):
+    if a is None or (not isinstance(a, str | Decimal) and pd.isna(a)):
+        return b is None or pd.isna(b)
+    return a == b
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=_credit_bodies(), engine=st.sampled_from(["auto", "python"]))
+def test_credit_and_frame_agree_on_every_field_of_every_shape(raw, engine):
+    from reconkit import Credit
+    from reconkit.credit import FIELD_PATHS, read_field
+
+    credit = Credit(raw, source="tss" if "applicationInformation" in raw else "self_link")
+    try:
+        credits_to_frame([raw], engine=engine)
+    except CreditShapeError as exc:
+        assert "amount" in str(exc)
+        with pytest.raises(CreditShapeError, match="amount"):
+            credit.amount  # noqa: B018 (the property raises)
+        return
+    for item in (raw, credit):
+        row = credits_to_frame([item], engine=engine).iloc[0]
+        for name in FIELD_PATHS:
+            prop = _PROPERTIES.get(name, name)
+            expected = getattr(credit, prop) if hasattr(credit, prop) else read_field(raw, name)
+            got = row[name]
+            if name == "submit_time_utc":
+                got = None if pd.isna(got) else got.to_pydatetime()
+            assert _same(expected, got), (name, expected, got)
+
+
+@pytest.mark.parametrize(("shape", "expected"), [
+    # Transaction Details with the id in the ics_credit application and in processingInformation.
+    ({"id": "1", "submitTimeUTC": "2023-02-10T21:12:52Z", "processingInformation": {"reconciliationId": "REQ"},
+      "applicationInformation": {"applications": [{"name": "ics_void", "reconciliationId": "VOID", "status": "VOIDED"},
+                                                  {"name": "ics_credit", "reconciliationId": "CRED",
+                                                   "status": "TRANSMITTED"}]}},
+     {"reconciliation_id": "CRED", "status": "TRANSMITTED"}),
+    ({"id": "1", "reconciliationId": " TOP ", "applicationInformation": {"applications": [
+        {"name": "ics_credit", "reconciliationId": "APP"}]}}, {"reconciliation_id": "TOP"}),
+    ({"id": "1", "reconciliationId": "", "status": "  ", "applicationInformation": {"applications": [
+        {"name": "ics_credit", "reconciliationId": "APP", "status": "PENDING"}]}},
+     {"reconciliation_id": "APP", "status": "PENDING"}),
+    ({"id": "1", "creditAmountDetails": {"creditAmount": " 7.5 ", "currency": " eur "}},
+     {"amount": Decimal("7.5"), "currency": "EUR"}),
+    ({"id": "1", "creditAmountDetails": {"creditAmount": ""}, "orderInformation": {"amountDetails": {
+        "totalAmount": "3.00", "currency": "JPY"}}}, {"amount": Decimal("3.00"), "currency": "JPY"}),
+])
+def test_credit_and_frame_read_the_documented_shapes_alike(shape, expected):
+    from reconkit import Credit
+
+    row = credits_to_frame([shape]).iloc[0]
+    credit = Credit(shape, source="tss")
+    for name, value in expected.items():
+        assert getattr(credit, name) == value == row[name], name
+
+
+@pytest.mark.parametrize("amount", ["NaN", "Infinity", "-inf", "12,50", "1.2.3"])
+def test_an_amount_that_is_no_finite_number_is_refused_by_both(amount):
+    from reconkit import Credit
+
+    raw = SEED | {"creditAmountDetails": {"currency": "USD", "creditAmount": amount}}
+    with pytest.raises(CreditShapeError, match=r"item 0 \(credit 6760635718126158603955\): amount"):
+        credits_to_frame([raw])
+    with pytest.raises(CreditShapeError, match="amount"):
+        Credit(raw).amount  # noqa: B018 (the property raises)

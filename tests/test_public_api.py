@@ -2,7 +2,7 @@ import reconkit
 
 PUBLIC = {
     "AmbiguousOutcomeError", "ApiError", "AuthenticationError", "Client", "Config", "ConfigError", "Credit",
-    "CreditShapeError", "DeclinedError", "FetchResult", "InvalidRequestError", "Ledger", "NetworkError",
+    "CreditShapeError", "DeclinedError", "DuplicateReferenceError", "FetchResult", "InvalidRequestError", "Ledger", "NetworkError",
     "NotFoundError", "ProductionGuardError", "RateLimitError", "ReconResult", "ReconciliationError",
     "ReconkitError", "ServerError", "SettlementFormatError", "Void", "credits_to_frame", "read_settlement",
     "reconcile", "sign_request",

@@ -127,19 +127,6 @@ def _upload(name: str, data: bytes) -> tuple[dict, ...]:
              "last_modified": datetime(2026, 11, 2, tzinfo=UTC)},)
 
 
-def test_batch_mode(app, sandbox):
-    app.batch_upload.value = _upload("batch.csv", b"amount,currency,instrument\n1.00,USD,4111111111111111\n"
-                                                  b"2.00,EUR,7010000000016241111\n2005.00,USD,5555555555554444\n")
-    app.batch_button.click()
-    assert sandbox.count("POST", "create") == 3 and app.batch_progress.value == 3
-    assert "DECLINED" in app.batch_result.value and app.batch_result.value.count("PENDING") == 2
-    app.batch_upload.value = _upload("bad.csv", b"amount,currency,instrument\n1.00,USD,4111111111111111\n"
-                                                b"abc,USD,4111111111111111\n")
-    app.batch_button.click()
-    assert sandbox.count("POST", "create") == 3  # a bad file sends nothing
-    assert "bad.csv line 3" in app.error.value
-
-
 def test_callback_errors_are_shown_not_swallowed(app):
     app.batch_button.click()  # no file chosen
     assert "choose a CSV file" in app.error.value
@@ -187,13 +174,14 @@ def test_investigate_from_uploads_to_exports_equals_the_truth(world, tmp_path):
     app.outcome_filter.value = "(all breaks)"
     target = app.result.breaks.iloc[0]
     app.search.value = str(target["credit_id"])[-8:] if target["credit_id"] is not None and str(
-        target["credit_id"]) != "<NA>" else str(target["settlement_reconciliation_id"])
+        target["credit_id"]) != "<NA>" else str(target["reconciliation_id"])
     assert "1 break(s)" in app.page_label.value
     app.pick.value = app.pick.options[0][1]
     assert target["outcome"] in app.drill.value and "Settlement row" in app.drill.value
     app.export_button.click()
     for name in ("report.html", "breaks.xlsx", "breaks.csv"):
         assert (tmp_path / "out" / name).exists() and f"download='{name}'" in app.export_links.value
+    assert "data:" not in app.export_links.value  # links to files Jupyter serves, no payload in the page
 
 
 def test_investigate_reports_read_errors_and_missing_steps(world, tmp_path):

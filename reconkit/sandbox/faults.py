@@ -7,10 +7,42 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["ENDPOINTS", "FAULT_KINDS", "FaultPlan"]
+__all__ = ["ENDPOINTS", "FAULT_KINDS", "PROXY_ERRORS", "FaultPlan", "ProxyError"]
 
-FAULT_KINDS = ("429", "502", "503", "reset", "hang", "truncated", "bad_json", "lost")
-"""``lost`` applies to POSTs only: the request is processed, then the response never comes."""
+
+@dataclass(frozen=True)
+class ProxyError:
+    """An error answered by something in front of CyberSource (a proxy or load balancer), not by
+    CyberSource: no JSON error body, so the client cannot know whether the request was processed.
+
+    Attributes
+    ----------
+    status : int
+    body : bytes
+        Sent as ``text/html``.
+    processed : bool
+        Whether the sandbox processes the request first (the upstream answer was lost behind
+        the proxy) or not at all (the proxy never forwarded it).
+    """
+
+    status: int
+    body: bytes
+    processed: bool
+
+
+PROXY_ERRORS = {
+    "html_502": ProxyError(502, b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad "
+                                b"Gateway</h1></center><hr><center>nginx</center></body></html>", processed=True),
+    "html_503": ProxyError(503, b"<html><body><h1>503 Service Unavailable</h1>No server is available to handle "
+                                b"this request.</body></html>", processed=False),
+    "bare_500": ProxyError(500, b"", processed=False),
+}
+"""Proxy and load-balancer errors by fault kind."""
+
+FAULT_KINDS = ("429", "502", "503", "reset", "hang", "truncated", "bad_json", "lost", *PROXY_ERRORS)
+"""``lost`` applies to POSTs only: the request is processed, then the response never comes.
+``html_502`` (processed first), ``html_503`` and ``bare_500`` (not processed) are
+:data:`PROXY_ERRORS`."""
 ENDPOINTS = ("create", "get", "void", "tss", "search")
 
 

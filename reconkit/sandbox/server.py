@@ -8,19 +8,23 @@ import hmac
 import json
 import re
 import socket
+import ssl
 import struct
+import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from ..config import Config
-from .faults import FaultPlan
+from .faults import PROXY_ERRORS, FaultPlan
+from .reporting import Answer, ReportingDesk
 from .state import RejectedError, SandboxState
 
 __all__ = ["Sandbox", "SandboxCredentials"]
@@ -32,8 +36,24 @@ _ROUTES = [
     ("POST", re.compile(r"^/pts/v2/credits/(\d{1,26})/voids/?$"), "void"),
     ("GET", re.compile(r"^/tss/v2/transactions/(\d{1,26})/?$"), "tss"),
     ("POST", re.compile(r"^/tss/v2/searches/?$"), "search"),
+    ("GET", re.compile(r"^/reporting/v3/report-downloads/?$"), "report_download"),
+    ("GET", re.compile(r"^/reporting/v3/reports/?$"), "reports"),
+    ("GET", re.compile(r"^/reporting/v3/purchase-refund-details/?$"), "purchase_refund_details"),
 ]
 _MAX_SKEW = timedelta(minutes=15)
+_BODY_METHODS = ("POST", "PUT", "PATCH")
+_MAX_BODY = 1 << 20
+"""The largest body read (1 MiB); CyberSource publishes no limit, a credit request is ~1 KB."""
+_BODY_TIMEOUT = 10.0
+"""Seconds a declared body may take to arrive before the request is refused."""
+_LINGER_SECONDS = 1.0
+"""How long an unread body is drained after a refusal, so that the refusal reaches the client."""
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_JWT_ALGORITHMS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+_JWT_LEEWAY = 60
+"""Clock skew tolerated around ``iat`` and ``exp``, seconds."""
+_JWT_MAX_LIFETIME = 3600
+"""A token living longer than this is refused: its ``jti`` would have to be remembered that long."""
 
 
 @dataclass(frozen=True)
@@ -76,10 +96,13 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     # --- plumbing ---------------------------------------------------------------------
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None, *,
+              content_type: str | None = None) -> None:
+        self._answered = True
         data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode("utf-8")
         self.send_response(status)
-        self.send_header("Content-Type", "application/hal+json" if not isinstance(body, bytes) else "text/html")
+        self.send_header("Content-Type", content_type or ("text/html" if isinstance(body, bytes)
+                                                          else "application/hal+json"))
         self.send_header("Content-Length", str(len(data)))
         self.send_header("v-c-correlation-id", self.server.sandbox._correlation_id())
         for key, value in (headers or {}).items():
@@ -99,7 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._reset()
 
     def _truncated(self, status: int, body: Any) -> None:
-        data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        self._answered = True
+        data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/hal+json")
         self.send_header("Content-Length", str(len(data)))
@@ -127,39 +151,42 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("PATCH")
 
     # --- authentication ---------------------------------------------------------------
-    def _authenticate(self, method: str, body: bytes) -> str | None:
-        """Return None when the request is authentic, else the reason it is not."""
+    def _authenticate(self, method: str) -> tuple[str | None, str]:
+        """Check everything but the body: ``(None, digest)`` when authentic, else ``(reason, "")``.
+
+        ``digest`` is the base64 SHA-256 the signature binds the body to (empty for GET): the
+        body is read only after the headers proved who sent it, then compared with it.
+        """
+        authorization = self.headers.get("Authorization", "")
+        if authorization.startswith("Bearer "):
+            return self._verify_jwt(method, authorization[len("Bearer "):])
         sandbox = self.server.sandbox
         creds = sandbox.credentials
         merchant = self.headers.get("v-c-merchant-id")
         if merchant != creds.merchant_id:
-            return "unknown merchant id"
-        authorization = self.headers.get("Authorization", "")
-        if authorization.startswith("Bearer "):
-            return self._verify_jwt(method, body, authorization[len("Bearer "):])
+            return "unknown merchant id", ""
         signature = self.headers.get("Signature")
         if not signature:
-            return "no Signature or Authorization header"
+            return "no Signature or Authorization header", ""
         params = dict(_SIG_PARAM.findall(signature))
         if params.get("keyid") != creds.key_id:
-            return "unknown key id"
+            return "unknown key id", ""
         if params.get("algorithm") != "HmacSHA256":
-            return "unsupported algorithm"
+            return "unsupported algorithm", ""
         names = params.get("headers", "").split()
         date = self.headers.get("Date") or self.headers.get("v-c-date")
         try:
             sent = parsedate_to_datetime(date or "")
         except (TypeError, ValueError):
-            return "missing or malformed Date"
+            return "missing or malformed Date", ""
+        if sent.tzinfo is None:
+            # RFC 5322's "-0000" means "time zone unknown"; an HTTP date is always GMT.
+            return "missing or malformed Date", ""
         if abs(datetime.now(UTC) - sent) > _MAX_SKEW:
-            return "Date is more than 15 minutes off"
-        required = {"host", "v-c-merchant-id"} | ({"digest"} if method in ("POST", "PUT", "PATCH") else set())
+            return "Date is more than 15 minutes off", ""
+        required = {"host", "v-c-merchant-id"} | ({"digest"} if method in _BODY_METHODS else set())
         if not required <= set(names) or not ({"request-target", "(request-target)"} & set(names)):
-            return "signature does not cover the required headers"
-        if method in ("POST", "PUT", "PATCH"):
-            expected = "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
-            if self.headers.get("Digest") != expected:
-                return "Digest does not match the body"
+            return "signature does not cover the required headers", ""
         lines = []
         for name in names:
             if name in ("request-target", "(request-target)"):
@@ -169,42 +196,158 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 value = self.headers.get(name)
                 if value is None:
-                    return f"signed header {name} is missing"
+                    return f"signed header {name} is missing", ""
             lines.append(f"{name}: {value}")
         key = base64.b64decode(creds.secret_key)
         mac = base64.b64encode(hmac.new(key, "\n".join(lines).encode(), hashlib.sha256).digest()).decode()
-        if not hmac.compare_digest(mac, params.get("signature", "")):
-            return "signature mismatch"
-        return None
+        if not hmac.compare_digest(mac.encode(), params.get("signature", "").encode()):
+            return "signature mismatch", ""
+        return None, (self.headers.get("Digest") or "").removeprefix("SHA-256=")
 
-    def _verify_jwt(self, method: str, body: bytes, token: str) -> str | None:
-        creds = self.server.sandbox.credentials
+    def _verify_jwt(self, method: str, token: str) -> tuple[str | None, str]:
+        """CyberSource's shared-secret JWT: the merchant travels in the ``v-c-merchant-id`` claim.
+
+        The HTTP headers it requires are only ``Host``, ``Content-Type`` and ``Authorization``
+        (the official SDK sends no ``v-c-merchant-id`` header in JWT mode); a header that is sent
+        must name the same merchant as the claim.
+        """
+        sandbox = self.server.sandbox
+        creds = sandbox.credentials
+        parts = token.split(".")
+        if len(parts) != 3 or not all(_B64URL.fullmatch(part) for part in parts):
+            return "malformed JWT", ""
+        head, claims_part, sig = parts
         try:
-            head, claims_part, sig = token.split(".")
             header = json.loads(_b64url_decode(head))
             claims = json.loads(_b64url_decode(claims_part))
-        except (ValueError, json.JSONDecodeError):
-            return "malformed JWT"
-        if header.get("alg") != "HS256" or header.get("kid") != creds.key_id:
-            return "unknown JWT key or algorithm"
-        mac = hmac.new(base64.b64decode(creds.secret_key), f"{head}.{claims_part}".encode(), hashlib.sha256).digest()
-        if not hmac.compare_digest(mac, _b64url_decode(sig)):
-            return "JWT signature mismatch"
-        now = time.time()
-        if not (claims.get("iat", 0) - 900 <= now <= claims.get("exp", 0) + 60):
-            return "JWT expired"
-        if claims.get("request-method") != method or claims.get("request-resource-path") != self.path:
-            return "JWT does not match the request"
-        body_digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
-        if method in ("POST", "PUT", "PATCH") and claims.get("digest") != body_digest:
-            return "JWT digest does not match the body"
-        return None
+            signature = _b64url_decode(sig)
+        except (ValueError, UnicodeDecodeError):
+            return "malformed JWT", ""
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            return "malformed JWT", ""
+        digestmod = _JWT_ALGORITHMS.get(str(header.get("alg")))
+        if digestmod is None or header.get("kid") != creds.key_id:
+            return "unknown JWT key or algorithm", ""
+        mac = hmac.new(base64.b64decode(creds.secret_key), f"{head}.{claims_part}".encode(), digestmod).digest()
+        if not hmac.compare_digest(mac, signature):
+            return "JWT signature mismatch", ""
+        issued, expires, jti = claims.get("iat"), claims.get("exp"), claims.get("jti")
+        if not all(type(v) is int for v in (issued, expires)) or not isinstance(jti, str) or not jti:
+            return "JWT claims iat, exp (integers) and jti (text) are required", ""
+        merchant = claims.get("v-c-merchant-id")
+        if merchant != creds.merchant_id or claims.get("iss") != (sandbox.portfolio_id or merchant):
+            return "unknown merchant id", ""
+        if self.headers.get("v-c-merchant-id", merchant) != merchant:
+            return "v-c-merchant-id header disagrees with the JWT", ""
+        now = int(time.time())
+        if not (issued - _JWT_LEEWAY <= now <= expires + _JWT_LEEWAY) or expires - issued > _JWT_MAX_LIFETIME:
+            return "JWT expired", ""
+        if (claims.get("request-method") != method or claims.get("request-resource-path") != self.path
+                or claims.get("request-host") != self.headers.get("Host")):
+            return "JWT does not match the request", ""
+        digest = claims.get("digest", "")
+        if method in _BODY_METHODS and (not isinstance(digest, str) or claims.get("digestAlgorithm") != "SHA-256"):
+            return "JWT digest does not match the body", ""
+        if not sandbox._spend_jti(jti, expires + _JWT_LEEWAY):
+            return "JWT jti was already used", ""
+        return None, digest if method in _BODY_METHODS else ""
 
     # --- routing ----------------------------------------------------------------------
     def _dispatch(self, method: str) -> None:
+        self._answered = self._lingering = False
+        try:
+            self._serve(method)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception:  # the last line of defence: every request gets an answer
+            self.close_connection = True
+            if not self._answered:
+                self._error(500, "SYSTEM_ERROR", "Error - General system failure.")
+
+    def _content_length(self, method: str) -> tuple[int, tuple[int, str, str] | None]:
+        """The declared body length, or the 400/411 refusal of a length that cannot be trusted."""
+        if self.headers.get("Transfer-Encoding"):
+            return 0, (411, "LENGTH_REQUIRED", "Transfer-Encoding is not supported; send Content-Length")
+        declared = self.headers.get_all("Content-Length") or []
+        if not declared:
+            if method in _BODY_METHODS:
+                return 0, (411, "LENGTH_REQUIRED", "Content-Length is required")
+            return 0, None
+        if len(set(declared)) != 1 or not declared[0].strip().isdigit() or not declared[0].strip().isascii():
+            return 0, (400, "INVALID_REQUEST", "Content-Length must be one non-negative integer")
+        return int(declared[0]), None
+
+    def _read_body(self, length: int) -> bytes | None:
+        """Exactly ``length`` bytes, or None when the client sends fewer within the timeout."""
+        if not length:
+            return b""
+        self.connection.settimeout(_BODY_TIMEOUT)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            return None
+        finally:
+            self.connection.settimeout(None)
+        return body if len(body) == length else None
+
+    def _refuse(self, status: int, reason: str, message: str, *, unread: bool) -> None:
+        # A body left unread would be parsed as the next request: close the connection instead.
+        if unread:
+            self._discard_unread()
+        self._error(status, reason, message)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol-level refusals (bad request line, unknown method, oversized headers) in
+        CyberSource's JSON error shape rather than http.server's HTML page."""
+        self._answered = True
+        self.close_connection = True
+        # An unparsable request line leaves the version at HTTP/0.9, which would suppress the status line.
+        self.request_version = self.protocol_version
+        phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "Error"
+        reason = phrase.upper().replace(" ", "_").replace("-", "_")
+        data = json.dumps(_error_body(code, reason, message or phrase, self.server.sandbox.state.now()),
+                          separators=(",", ":")).encode("utf-8")
+        self.send_response(code, message)
+        self.send_header("Content-Type", "application/hal+json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def handle_expect_100(self) -> bool:
+        # Invite only a body the sandbox will read; otherwise the final answer comes instead of 100.
+        declared = (self.headers.get("Content-Length") or "").strip()
+        if declared.isascii() and declared.isdigit() and int(declared) <= _MAX_BODY:
+            return super().handle_expect_100()
+        return True
+
+    def _discard_unread(self) -> None:
+        self.close_connection = True
+        self._lingering = True
+
+    def finish(self) -> None:
+        super().finish()
+        if getattr(self, "_lingering", False):
+            self._linger()
+
+    def _linger(self) -> None:
+        # Closing with unread bytes makes the kernel send a RST, which can destroy the answer
+        # before the client reads it: half-close, then drain a bounded amount first.
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(_LINGER_SECONDS)
+            left = _MAX_BODY
+            while left > 0 and (chunk := self.connection.recv(min(65536, left))):
+                left -= len(chunk)
+        except OSError:
+            pass
+
+    def _serve(self, method: str) -> None:
         sandbox = self.server.sandbox
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        length, refusal = self._content_length(method)
+        if refusal:
+            return self._refuse(*refusal, unread=True)
         path = urlsplit(self.path).path
         endpoint, match = None, None
         for route_method, pattern, name in _ROUTES:
@@ -217,11 +360,26 @@ class _Handler(BaseHTTPRequestHandler):
         if latency:
             time.sleep(latency)
         if endpoint is None:
-            return self._error(404, "NOT_FOUND", "The requested resource does not exist.")
-        reason = self._authenticate(method, body)
+            return self._refuse(404, "NOT_FOUND", "The requested resource does not exist.", unread=bool(length))
+        reason, bound_digest = self._authenticate(method)
         if reason:
             sandbox._record_auth_failure(reason)
+            if length:
+                self._discard_unread()
             return self._send(401, {"response": {"rmsg": "Authentication Failed"}})
+        if length > _MAX_BODY:
+            return self._refuse(413, "REQUEST_TOO_LARGE", f"The request body exceeds {_MAX_BODY} bytes",
+                                unread=True)
+        body = self._read_body(length)
+        if body is None:
+            return self._refuse(400, "INVALID_REQUEST", "The body is shorter than its Content-Length", unread=True)
+        if method in _BODY_METHODS:
+            actual = base64.b64encode(hashlib.sha256(body).digest()).decode()
+            if not hmac.compare_digest(actual.encode(), bound_digest.encode()):
+                jwt = self.headers.get("Authorization", "").startswith("Bearer ")
+                reason = "JWT digest does not match the body" if jwt else "Digest does not match the body"
+                sandbox._record_auth_failure(reason)
+                return self._send(401, {"response": {"rmsg": "Authentication Failed"}})
         if fault == "429":
             return self._send(429, {"status": "TOO_MANY_REQUESTS", "reason": "TOO_MANY_REQUESTS",
                                     "message": "Too many requests; retry later"},
@@ -236,17 +394,25 @@ class _Handler(BaseHTTPRequestHandler):
             return self._hang()
         if fault == "bad_json" and method == "GET":
             return self._send(200, b"<html><body>502 Bad Gateway</body></html>")
+        proxy = PROXY_ERRORS.get(fault or "")
+        if proxy is not None and not proxy.processed:
+            return self._send(proxy.status, proxy.body)
+        content_type = None
         try:
             status, payload = self._handle(endpoint, match, body)
         except RejectedError as rejection:
             status, payload = rejection.http_status, rejection.body
+        if proxy is not None:
+            return self._send(proxy.status, proxy.body)
+        if isinstance(payload, Answer):
+            status, payload, content_type = payload.status, payload.body, payload.content_type
         if fault == "lost":
             return self._hang()
         if fault == "truncated":
             return self._truncated(status, payload)
         if fault == "bad_json":
             return self._send(status, b"<html><body>502 Bad Gateway</body></html>")
-        self._send(status, payload)
+        self._send(status, payload, content_type=content_type)
 
     def _handle(self, endpoint: str, match: re.Match[str] | None, body: bytes) -> tuple[int, Any]:
         sandbox = self.server.sandbox
@@ -263,6 +429,15 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RejectedError(400, {"status": "INVALID_REQUEST", "reason": "INVALID_DATA",
                                       "message": "The request body must be a JSON object",
                                       "details": [{"field": "body", "reason": "INVALID_DATA"}]})
+        if endpoint in ("report_download", "reports", "purchase_refund_details"):
+            query = parse_qs(urlsplit(self.path).query)
+            if endpoint == "report_download":
+                answer = sandbox.reporting.download(query, self.headers.get("Accept", "text/csv"))
+            elif endpoint == "reports":
+                answer = sandbox.reporting.reports(query)
+            else:
+                answer = sandbox.reporting.purchase_refund_details(query)
+            return answer.status, answer
         credit_id = match.group(1) if match and match.groups() else ""
         not_found = _error_body(404, "NOT_FOUND", "The requested resource does not exist.", state.now())
         if endpoint == "create":
@@ -283,9 +458,15 @@ class _Handler(BaseHTTPRequestHandler):
                 return 404, {"errors": [{"type": "notFound", "message": "The specified resource not found in the "
                                                                         "system. Retry later."}]}
             return 200, details
-        query = str(parsed.get("query", ""))
-        limit = int(parsed.get("limit", 20) or 20)
-        summaries = state.search(query, min(max(limit, 1), 2500))
+        query, limit = parsed.get("query", ""), parsed.get("limit", 20)
+        bad = [name for name, ok in (("query", isinstance(query, str)),
+                                     ("limit", type(limit) is int and 1 <= limit <= 2500)) if not ok]
+        if bad:
+            raise RejectedError(400, {"submitTimeUtc": state.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                      "status": "INVALID_REQUEST", "reason": "INVALID_DATA",
+                                      "message": "Declined - One or more fields in the request contains invalid data",
+                                      "details": [{"field": name, "reason": "INVALID_DATA"} for name in bad]})
+        summaries = state.search(query, limit)
         return 201, {"searchId": str(uuid.uuid4()), "save": False, "name": parsed.get("name"), "query": query,
                      "count": len(summaries), "totalCount": len(summaries), "offset": 0, "limit": limit,
                      "_embedded": {"transactionSummaries": summaries}}
@@ -296,6 +477,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256
     allow_reuse_address = True
     sandbox: Sandbox
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that leaves mid-handshake or mid-request is not the sandbox's error.
+        if not isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class Sandbox:
@@ -324,6 +510,11 @@ class Sandbox:
         Accept these instead of the seed's (e.g. the reference doc's test-vector merchant).
     id_salt : str
         See :class:`~reconkit.sandbox.state.SandboxState`; set when several processes share ``db``.
+    report_ready_after : timedelta
+        How long after its day ends (sandbox time) a daily report can be downloaded.
+    tls : ssl.SSLContext, optional
+        Serve HTTPS with this server-side context (e.g. a throwaway self-signed certificate);
+        :attr:`url` then starts with ``https://``.
 
     Examples
     --------
@@ -335,7 +526,8 @@ class Sandbox:
                  db: str = ":memory:", tss_delay: timedelta = timedelta(minutes=5), self_link_status: int = 200,
                  faults: FaultPlan | None = None, portfolio_id: str | None = None,
                  cutoff: Any = None, merchant_id: str = "reconkit_sandbox",
-                 credentials: SandboxCredentials | None = None, id_salt: str = "") -> None:
+                 credentials: SandboxCredentials | None = None, id_salt: str = "",
+                 report_ready_after: timedelta = timedelta(hours=2), tls: ssl.SSLContext | None = None) -> None:
         from datetime import time as _time
 
         self.host = host
@@ -344,10 +536,12 @@ class Sandbox:
         self.credentials = credentials or SandboxCredentials.for_seed(seed, merchant_id)
         merchant_id = self.credentials.merchant_id
         self.portfolio_id = portfolio_id
+        self.tls = tls
         self.self_link_status = self_link_status
         self.faults = faults or FaultPlan(seed=seed)
         self.state = SandboxState(db, seed=seed, start=start, merchant_id=merchant_id,
                                   cutoff=cutoff or _time(0, 0), tss_delay=tss_delay, id_salt=id_salt)
+        self.reporting = ReportingDesk(self.state, ready_after=report_ready_after)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -355,6 +549,7 @@ class Sandbox:
         self._correlation = 0
         self.requests: list[tuple[str, str, str | None]] = []
         self.auth_failures: list[str] = []
+        self._spent_jtis: dict[str, float] = {}
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> Sandbox:
@@ -364,6 +559,10 @@ class Sandbox:
         self._stopping.clear()
         self._server = _Server((self.host, self.port), _Handler)
         self._server.sandbox = self
+        if self.tls is not None:
+            # The handshake runs on the first read, in the request's thread, not in the accept loop.
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True,
+                                                       do_handshake_on_connect=False)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"sandbox:{self.port}",
                                         daemon=True)
@@ -380,6 +579,7 @@ class Sandbox:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self.reporting.close()
         self.state.close()
 
     def serve_forever(self) -> None:
@@ -400,8 +600,8 @@ class Sandbox:
     # --- what users need --------------------------------------------------------------
     @property
     def url(self) -> str:
-        """The base URL, e.g. ``http://127.0.0.1:8765``."""
-        return f"http://{self.host}:{self.port}"
+        """The base URL, e.g. ``http://127.0.0.1:8765`` (``https://`` with ``tls``)."""
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def config(self) -> Config:
@@ -411,10 +611,12 @@ class Sandbox:
                       portfolio_id=self.portfolio_id, label="SANDBOX")
 
     def client(self, **kwargs: Any) -> Any:
-        """A :class:`reconkit.Client` pointed at this sandbox (ledger in memory unless given)."""
+        """A :class:`reconkit.Client` pointed at this sandbox (ledger in memory unless given; intents
+        stamped and lookup delays measured on the sandbox clock)."""
         from ..client import Client
 
         kwargs.setdefault("ledger", ":memory:")
+        kwargs.setdefault("clock", self.now)
         return Client(self.config, **kwargs)
 
     def advance(self, delta: timedelta | None = None, **kwargs: float) -> list[str]:
@@ -448,6 +650,17 @@ class Sandbox:
     def _record_auth_failure(self, reason: str) -> None:
         with self._log_lock:
             self.auth_failures.append(reason)
+
+    def _spend_jti(self, jti: str, until: float) -> bool:
+        """Remember a JWT id until its token expires; False if it is already spent."""
+        now = time.time()
+        with self._log_lock:
+            if len(self._spent_jtis) > 1024:
+                self._spent_jtis = {k: v for k, v in self._spent_jtis.items() if v >= now}
+            if self._spent_jtis.get(jti, 0) >= now:
+                return False
+            self._spent_jtis[jti] = until
+            return True
 
     def _correlation_id(self) -> str:
         with self._log_lock:

@@ -67,6 +67,22 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _void_reference_code(body: Any, now: datetime) -> str | None:
+    """The void request's ``clientReferenceInformation.code``, validated before anything changes."""
+    reference = body.get("clientReferenceInformation") if isinstance(body, dict) else None
+    if reference is None:
+        return None
+    field = "clientReferenceInformation"
+    if isinstance(reference, dict):
+        code = reference.get("code")
+        if code is None or (isinstance(code, str) and len(code) <= 59):
+            return code
+        field += ".code"
+    raise RejectedError(400, {"submitTimeUtc": _iso(now), "status": "INVALID_REQUEST", "reason": "INVALID_DATA",
+                              "message": "Declined - One or more fields in the request contains invalid data",
+                              "details": [{"field": field, "reason": "INVALID_DATA"}]})
+
+
 @dataclass(frozen=True)
 class _Clock:
     base: datetime
@@ -229,6 +245,11 @@ class SandboxState:
             except (InvalidOperation, ValueError):
                 details.append({"field": "orderInformation.amountDetails.totalAmount", "reason": "INVALID_DATA"})
         payment = get("paymentInformation") or {}
+        for name in ("orderInformation", "paymentInformation", "clientReferenceInformation"):
+            if name in body and not isinstance(body[name], dict):
+                details.append({"field": name, "reason": "INVALID_DATA"})
+        if not isinstance(payment, dict):
+            payment = {}
         number = str(get("paymentInformation", "card", "number") or "")
         tokens = [name for name in ("instrumentIdentifier", "paymentInstrument", "customer")
                   if isinstance(payment.get(name), dict) and payment[name].get("id")]
@@ -393,6 +414,7 @@ class SandboxState:
     def void_credit(self, credit_id: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """Void a PENDING credit; None if unknown; raises :class:`RejectedError` if not voidable."""
         now = self.now()
+        code = _void_reference_code(body, now)
         with self._lock:
             row = self._row(credit_id)
             if row is None:
@@ -405,7 +427,6 @@ class SandboxState:
             self._conn.execute("UPDATE credits SET status='VOIDED', voided_at=? WHERE id=?",
                                (now.isoformat(), credit_id))
             void_id, _ = self._new_ids(now)
-        code = (body.get("clientReferenceInformation") or {}).get("code") if isinstance(body, dict) else None
         return {
             "_links": {"self": {"method": "GET", "href": f"/pts/v2/voids/{void_id}"}},
             **({"clientReferenceInformation": {"code": code}} if code else {}),

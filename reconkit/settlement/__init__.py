@@ -3,11 +3,18 @@
 ``read_settlement`` detects the format from the first bytes and the header names (never
 column positions), reads CyberSource's CSV and XML reports, the purchase-refund-details JSON,
 processor CSVs and Excel files, and returns one row per settlement row with its file and line.
+
+The contract, for every input: a frame plus failures in which every physical record appears
+exactly once (a row, or failures on its line, naming file, line and column); nothing but
+:class:`~reconkit.errors.SettlementFormatError` escapes; the pyarrow path and the careful
+record-by-record path give the same result. A totals footer is recognised by its shape and its
+control totals are checked against what was read.
 """
 
 from __future__ import annotations
 
 import glob
+import mmap
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -15,9 +22,10 @@ from typing import IO, Any, Literal, overload
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import SettlementFormatError
-from .delimited import read_delimited
+from .delimited import Bytes, read_delimited, to_utf8
 from .json_report import read_purchase_refund_json
 from .schema import CANONICAL_COLUMNS, FAILURE_COLUMNS, Canonical
 from .workbook import read_workbook
@@ -32,23 +40,22 @@ FORMATS = ("auto", *_CSV_FORMATS, "pbdr_xml", "purchase_refund_json", "excel")
 Source = str | os.PathLike[str] | bytes | IO[bytes]
 
 
-def _inputs(source: Source | Iterable[Source], name: str | None) -> list[tuple[str, bytes]]:
+def _inputs(source: Source | Iterable[Source], name: str | None) -> list[tuple[str, Bytes]]:
     if isinstance(source, bytes | bytearray | memoryview):
         return [(name or "upload", bytes(source))]
     if hasattr(source, "read"):
         return [(name or getattr(source, "name", None) or "upload", source.read())]  # type: ignore[union-attr]
     if isinstance(source, str | os.PathLike):
         text = os.fspath(source)
+        if Path(text).is_file():  # an existing name is never a pattern: data/x[1].csv is that file
+            return [(text, _read_bytes(text))]
         if any(ch in text for ch in "*?["):
             paths = sorted(glob.glob(text))
             if not paths:
                 raise SettlementFormatError(f"no file matches {text!r}", file=text)
-            return [(p, Path(p).read_bytes()) for p in paths]
-        path = Path(text)
-        if not path.is_file():
-            raise SettlementFormatError("no such file", file=text)
-        return [(text, path.read_bytes())]
-    items: list[tuple[str, bytes]] = []
+            return [(p, _read_bytes(p)) for p in paths]
+        raise SettlementFormatError("no such file", file=text)
+    items: list[tuple[str, Bytes]] = []
     for item in source:  # type: ignore[union-attr]
         items += _inputs(item, None)
     if not items:
@@ -56,7 +63,18 @@ def _inputs(source: Source | Iterable[Source], name: str | None) -> list[tuple[s
     return items
 
 
-def _detect(data: bytes, name: str) -> str:
+def _read_bytes(path: str) -> Bytes:
+    """The file's contents, mapped rather than copied (pyarrow parses the map in place)."""
+    try:
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:
+                return b""
+            return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        raise SettlementFormatError(f"cannot read the file: {exc.strerror or exc}", file=path) from None
+
+
+def _detect(data: Bytes, name: str) -> str:
     head = data[:512].lstrip(b"\xef\xbb\xbf").lstrip()
     if head.startswith(b"PK\x03\x04"):
         return "excel"
@@ -64,14 +82,18 @@ def _detect(data: bytes, name: str) -> str:
         return "pbdr_xml"
     if head.startswith((b"{", b"[")):
         return "purchase_refund_json"
-    if b"\x00" in data[:4096]:
+    sample = data[:4096]
+    if sample.count(0) > len(sample) // 10:  # a stray NUL in a text row is that row's problem, not the file's
         raise SettlementFormatError("binary content: not a settlement report", file=name, line=1,
                                     expected="CSV, XML, JSON or .xlsx")
     return "auto_csv"
 
 
-def _read_one(name: str, data: bytes, fmt: str, mapping: Mapping[str, str] | None, encoding: str | None,
+def _read_one(name: str, data: Bytes, fmt: str, mapping: Mapping[str, str] | None, encoding: str | None,
               delimiter: str | None) -> Canonical:
+    converted = False
+    if data[:4] != b"PK\x03\x04":
+        data, converted = to_utf8(data, name, encoding)
     kind = _detect(data, name) if fmt == "auto" else fmt
     if fmt != "auto":
         detected = _detect(data, name)
@@ -80,12 +102,12 @@ def _read_one(name: str, data: bytes, fmt: str, mapping: Mapping[str, str] | Non
             raise SettlementFormatError(f"format={fmt!r} was forced, but the file looks like {detected}", file=name,
                                         line=1, expected=fmt)
     if kind == "excel":
-        return read_workbook(data, name, mapping=mapping)
+        return read_workbook(bytes(data), name, mapping=mapping)
     if kind == "pbdr_xml":
-        return read_xml(data, name)
+        return read_xml(bytes(data), name, utf8=converted)
     if kind == "purchase_refund_json":
-        return read_purchase_refund_json(data, name)
-    return read_delimited(data, name, mapping=mapping, encoding=encoding, delimiter=delimiter,
+        return read_purchase_refund_json(bytes(data), name)
+    return read_delimited(data, name, mapping=mapping, delimiter=delimiter,
                           report_format=None if kind == "auto_csv" else kind)
 
 
@@ -97,10 +119,10 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
             return pd.ArrowDtype(kind)
         return None
 
-    frame = table.to_pandas(types_mapper=mapper)
-    if "batch_date" in frame:
-        frame["batch_date"] = pd.to_datetime(frame["batch_date"])
-    return frame
+    if "batch_date" in table.column_names:  # as datetime64[s]: no Python date objects on the way
+        index = table.column_names.index("batch_date")
+        table = table.set_column(index, "batch_date", pc.cast(table.column(index), pa.timestamp("s")))
+    return table.to_pandas(types_mapper=mapper)
 
 
 @overload
@@ -126,7 +148,8 @@ def read_settlement(source: Source | Iterable[Source], format: str = "auto", *,
     Parameters
     ----------
     source : path, glob, bytes, binary file, or a list of them
-        ``"data/*.csv"`` reads every match; bytes (e.g. a notebook upload) need ``name``.
+        ``"data/*.csv"`` reads every match (an existing file's name is never a pattern, so
+        ``data/x[1].csv`` is that file); bytes (e.g. a notebook upload) need ``name``.
     format : str
         ``"auto"`` (sniff the first bytes and the header names) or one of :data:`FORMATS`.
     mapping : dict, optional
@@ -136,7 +159,8 @@ def read_settlement(source: Source | Iterable[Source], format: str = "auto", *,
         ``"raise"``: any bad row raises :class:`SettlementFormatError` whose ``failure_cases``
         lists every failing row. ``"collect"``: return ``(frame, failures)`` instead.
     encoding : str, optional
-        UTF-8 (with or without BOM) by default; ``"latin-1"`` when the file is Latin-1.
+        UTF-8 (with or without BOM) by default, UTF-16/32 when the file starts with their byte-order
+        mark; e.g. ``"latin-1"`` or ``"utf-16"`` to say so. Not used for workbooks.
     delimiter : str, optional
         Sniffed among ``,`` ``;`` tab ``|`` by default.
     name : str, optional
@@ -146,7 +170,12 @@ def read_settlement(source: Source | Iterable[Source], format: str = "auto", *,
     -------
     DataFrame, or (DataFrame, DataFrame) with ``errors="collect"``
         :data:`CANONICAL_COLUMNS` first (``amount`` exact and absolute, ``direction`` from the
-        transaction type), then the file's other columns. Failures have :data:`FAILURE_COLUMNS`.
+        transaction type), then the file's other columns. Failures have :data:`FAILURE_COLUMNS`:
+        one row per failing cell (``column`` ``"*"`` for a record that could not be split into
+        cells, e.g. ragged or opened by an unbalanced quote), with the record's reconciliation and
+        request ids as far as they could be read; a footer whose row count or amount total differs
+        from what was read is a failure on the footer's line. Amounts must be plain decimals
+        (``1.23457E+06`` is refused).
 
     Raises
     ------

@@ -9,18 +9,24 @@ Python path, which knows every row's line number.
 from __future__ import annotations
 
 import csv
-import io
+import mmap
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..errors import SettlementFormatError
-from .schema import ALIASES, FOOTER, Canonical, canonicalize, header_key, map_headers
+from .footer import Footer, find_footer
+from .schema import ALIASES, Canonical, canonicalize, failure_table, header_key, map_headers, may_hold
 
-__all__ = ["read_delimited"]
+__all__ = ["Bytes", "read_delimited", "to_utf8"]
+
+Bytes = bytes | mmap.mmap
+"""File contents: bytes, or a read-only map of a file on disk (not copied into memory)."""
 
 _REPORTS = {
     "payment batch detail report": "pbdr",
@@ -42,7 +48,30 @@ def decode(data: bytes, name: str, encoding: str | None) -> str:
         raise SettlementFormatError(
             f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not {encoding or 'UTF-8'}; if the file is "
             "Latin-1 (Windows-1252), pass encoding='latin-1'", file=name, line=line,
-            expected="UTF-8 text") from None
+            expected=f"{encoding or 'UTF-8'} text") from None
+
+
+_UTF8_NAMES = {"utf-8", "utf8", "utf-8-sig", "u8"}
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"),
+         (b"\xfe\xff", "utf-16"))
+
+
+def to_utf8(data: Bytes, name: str, encoding: str | None) -> tuple[Bytes, bool]:
+    """Text in any encoding as UTF-8 bytes, and whether it was converted.
+
+    ``encoding`` wins; without it a UTF-16 or UTF-32 byte-order mark names the encoding.
+    """
+    if encoding is None:
+        encoding = next((codec for bom, codec in _BOMS if data[:4].startswith(bom)), None)
+    elif encoding.lower().replace("_", "-") in _UTF8_NAMES:
+        encoding = None
+    if encoding is None:
+        return data, False
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise ValueError(f"unknown encoding {encoding!r}") from None
+    return decode(bytes(data), name, encoding).lstrip("\ufeff").encode("utf-8"), True
 
 
 def _sniff_delimiter(line: str) -> str:
@@ -85,17 +114,16 @@ _BREAK_PATTERN = r"\r\n|\r|\n"
 _BREAK = re.compile(_BREAK_PATTERN.encode())
 
 
-def _head_lines(data: bytes, name: str) -> list[str]:
+def _head_lines(data: Bytes, start: int, name: str) -> list[str]:
     """The first lines, enough to find the header (decoded on their own: the body is not copied)."""
-    cut = data[: 1 << 16]
-    if len(data) > len(cut):
+    cut = data[start:start + (1 << 16)]
+    if len(data) > start + len(cut):
         cut = cut[: cut.rfind(b"\n") + 1] or cut
     return re.split(_BREAK_PATTERN, decode(cut, name, None))
 
 
-def _offset_after(data: bytes, lines: int) -> int:
-    """The byte offset where line ``lines + 1`` starts."""
-    offset = 0
+def _offset_after(data: Bytes, offset: int, lines: int) -> int:
+    """The byte offset where line ``lines + 1`` starts, counting from ``offset``."""
     for _ in range(lines):
         found = _BREAK.search(data, offset)
         if found is None:
@@ -104,15 +132,34 @@ def _offset_after(data: bytes, lines: int) -> int:
     return offset
 
 
-def read_delimited(data: bytes, name: str, *, mapping: Mapping[str, str] | None = None,
-                   encoding: str | None = None, delimiter: str | None = None,
-                   report_format: str | None = None) -> Canonical:
-    """Read one delimited file into canonical rows and failure cases."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if encoding and encoding.lower().replace("_", "-") not in ("utf-8", "utf8", "utf-8-sig"):
-        data = decode(data, name, encoding).encode("utf-8")
-    lines = _head_lines(data, name)
+@dataclass
+class _Body:
+    """The records below the header: well-formed ones as text columns, the others as failures."""
+
+    table: pa.Table
+    lines: pa.Array
+    bad: list[_Bad] = field(default_factory=list)
+
+
+@dataclass
+class _Bad:
+    """A record that could not be split into the header's columns."""
+
+    line: int
+    text: str
+    reason: str
+    cells: list[str]
+
+
+def read_delimited(data: Bytes, name: str, *, mapping: Mapping[str, str] | None = None,
+                   delimiter: str | None = None, report_format: str | None = None,
+                   careful: bool = False) -> Canonical:
+    """Read one UTF-8 delimited file into canonical rows and failure cases.
+
+    ``careful=True`` skips the pyarrow path (both paths give the same result; tests compare them).
+    """
+    bom = 3 if data[:3] == b"\xef\xbb\xbf" else 0
+    lines = _head_lines(data, bom, name)
     start = next((i for i, line in enumerate(lines) if line.strip()), None)
     if start is None:
         raise SettlementFormatError("the file is empty", file=name, line=1, expected="a header line")
@@ -130,26 +177,46 @@ def read_delimited(data: bytes, name: str, *, mapping: Mapping[str, str] | None 
     headers = [h.strip() for h in _split(lines[header_index], delimiter)]
     chosen, extras = map_headers(headers, mapping, file=name, line=header_index + 1)
     fmt = report_format or _report_format(report, headers)
-    offset = _offset_after(data, header_index + 1)
-    table, ragged = _fast(data, offset, headers, delimiter, header_index), []
-    if table is None:
-        table, ragged = _careful(decode(data, name, None), headers, delimiter, header_index + 1, name)
-    names = table.column_names
-    columns = {field: table.column(names[headers.index(header)]) for field, header in chosen.items()}
-    extra = {header: table.column(names[headers.index(header)]) for header in extras if header}
-    first_column = table.column(names[0]) if table.num_rows else None
-    result = canonicalize(columns, table.column("__line__").combine_chunks(), source_file=name,
-                          report_format=fmt, extras=extra, footer_column=first_column)
-    if ragged:
-        ragged_table = pa.table({
-            "source_file": pa.array([name] * len(ragged), pa.string()),
-            "source_line": pa.array([r[0] for r in ragged], pa.int64()),
-            "column": pa.array(["*"] * len(ragged), pa.string()),
-            "value": pa.array([r[1] for r in ragged], pa.string()),
-            "reason": pa.array([r[2] for r in ragged], pa.string()),
-        })
-        result.failures = pa.concat_tables([result.failures, ragged_table]).sort_by([("source_line", "ascending")])
+    body = None if careful else _fast(data, _offset_after(data, bom, header_index + 1), headers, delimiter,
+                                      header_index)
+    if body is None:
+        body = _careful(decode(bytes(data), name, None), headers, delimiter, header_index + 1)
+    footer = _take_footer(body, headers, chosen.get("amount"), delimiter)
+    names = body.table.column_names
+    columns = {canonical: body.table.column(names[headers.index(header)]) for canonical, header in chosen.items()}
+    extra = {header: body.table.column(names[headers.index(header)]) for header in extras if header}
+    result = canonicalize(columns, body.lines, source_file=name, report_format=fmt, extras=extra, footer=footer,
+                          unread_records=len(body.bad))
+    if body.bad:
+        def cell(record: _Bad, header: str | None) -> str | None:
+            index = headers.index(header) if header else len(record.cells)
+            return (record.cells[index].strip() or None) if index < len(record.cells) else None
+
+        bad = failure_table(name, [b.line for b in body.bad], "*", [b.text for b in body.bad],
+                            [b.reason for b in body.bad],
+                            [cell(b, chosen.get("reconciliation_id")) for b in body.bad],
+                            [cell(b, chosen.get("request_id")) for b in body.bad])
+        result.failures = pa.concat_tables([result.failures, bad]).sort_by([("source_line", "ascending")])
     return result
+
+
+def _take_footer(body: _Body, headers: list[str], amount_header: str | None, delimiter: str) -> Footer | None:
+    """Remove the last record from ``body`` when it is a totals footer, and return it."""
+    last_row = body.lines[-1].as_py() if len(body.lines) else 0
+    if body.bad and body.bad[-1].line > last_row:
+        record = body.bad[-1]
+        footer = find_footer(record.cells, headers, amount_header, record.line, delimiter)
+        if footer is not None:
+            body.bad.pop()
+        return footer
+    if not last_row:
+        return None
+    cells = [str(column[-1].as_py() or "") for column in body.table.columns]
+    footer = find_footer(cells, headers, amount_header, last_row, delimiter)
+    if footer is not None:
+        body.table = body.table.slice(0, body.table.num_rows - 1)
+        body.lines = body.lines.slice(0, len(body.lines) - 1)
+    return footer
 
 
 def _unique(headers: list[str]) -> list[str]:
@@ -162,7 +229,11 @@ def _unique(headers: list[str]) -> list[str]:
     return out
 
 
-def _fast(data: bytes, offset: int, headers: list[str], delimiter: str, header_index: int) -> pa.Table | None:
+def _count(data: Bytes, needle: bytes, start: int, end: int) -> int:
+    return data.count(needle, start, end) if isinstance(data, bytes) else bytes(data[start:end]).count(needle)
+
+
+def _fast(data: Bytes, offset: int, headers: list[str], delimiter: str, header_index: int) -> _Body | None:
     """pyarrow's reader over the body bytes when every record is exactly one line; else None.
 
     Works on offsets into ``data``: a settlement file can be half a gigabyte, so nothing is copied.
@@ -170,9 +241,6 @@ def _fast(data: bytes, offset: int, headers: list[str], delimiter: str, header_i
     end = len(data)
     while end > offset and data[end - 1] in b"\r\n":
         end -= 1
-    # A blank line, a quoted newline or a ragged row makes the row count differ from the line
-    # count (or is an invalid row): any of them sends the file to the careful path, so row i here
-    # is always line header + 1 + i.
     if end <= offset or len(set(headers)) != len(headers):
         return None
     bad: list[object] = []
@@ -181,52 +249,102 @@ def _fast(data: bytes, offset: int, headers: list[str], delimiter: str, header_i
         bad.append(row)
         return "skip"
 
+    quoted = data.find(b'"', offset, end) >= 0
     try:
         table = pacsv.read_csv(
             pa.py_buffer(memoryview(data)[offset:end]),
-            read_options=pacsv.ReadOptions(column_names=headers, block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False,
+            read_options=pacsv.ReadOptions(column_names=headers, block_size=1 << 20),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False,
+                                             newlines_in_values=False, ignore_empty_lines=False,
                                              invalid_row_handler=invalid),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(headers, pa.string()),
+            # large_string: what pandas' Arrow-backed strings hold, so the frame needs no copy of them.
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(headers, pa.large_string()),
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    if bad or table.num_rows != data.count(b"\n", offset, end) + 1:
+    # A blank or ragged line is an invalid row here (empty lines are kept): the careful path reads those.
+    if bad:
         return None
-    first = header_index + 2  # 1-based line of the first body row
-    return table.append_column("__line__", pa.array(np.arange(first, first + table.num_rows, dtype=np.int64)))
+    # Without a double quote every line break ends a row and row i is line header + 1 + i. With
+    # quotes, a quoted line break would join lines: the rows must then match the line count, and
+    # a lone CR (a line break to us, text inside quotes to pyarrow) must not occur.
+    if quoted:
+        if table.num_rows != _count(data, b"\n", offset, end) + 1:
+            return None
+        returns = _count(data, b"\r", offset, end)
+        if returns and _count(data, b"\r\n", offset, end) != returns:
+            return None
+        final = bytes(data[data.rfind(b"\n", offset, end) + 1:end])
+        if b'"' in final and not _closed([final.decode("utf-8", "replace")], delimiter):
+            return None  # the file ends inside a quoted field: the careful path reports that record
+    # A record of blank cells is no record; its first cell is blank, so only then look closer.
+    first = table.column(0)
+    if pc.min(pc.binary_length(first)).as_py() == 0 or may_hold(first, b" \t"):
+        return None
+    line = header_index + 2  # 1-based line of the first body row
+    return _Body(table, pa.array(np.arange(line, line + table.num_rows, dtype=np.int64)))
 
 
-def _careful(text: str, headers: list[str], delimiter: str, body_start: int, name: str
-             ) -> tuple[pa.Table, list[tuple[int, str, str]]]:
-    """Row by row with the csv module: exact line numbers; a ragged row is a failure, whole."""
-    stream = io.StringIO(text, newline=None)  # universal newlines: a lone CR ends a line, as in the head
-    for _ in range(body_start):
-        stream.readline()
-    reader = csv.reader(stream, delimiter=delimiter, strict=False)
+def _closed(lines: list[str], delimiter: str) -> bool:
+    """Whether a record spanning ``lines`` closes every quote it opens (the lenient reader does not
+    say when the file ends inside a quoted field; the strict one does)."""
+    try:
+        next(csv.reader([line + "\n" for line in lines], delimiter=delimiter, strict=True), None)
+    except csv.Error:
+        return False
+    return True
+
+
+def _careful(text: str, headers: list[str], delimiter: str, body_start: int) -> _Body:
+    """Record by record with the csv module: exact line numbers; a ragged record is a failure, whole.
+
+    A record may span lines only through a quoted field; one that spans lines and still does not
+    have the header's fields was opened by an unbalanced quote. It is reported at the line where
+    it starts, and reading resumes on the next line, so the lines it swallowed are read on their own.
+    """
+    physical = re.split(_BREAK_PATTERN, text)
     names = _unique(headers)
     values: list[list[str]] = [[] for _ in names]
     line_numbers: list[int] = []
-    ragged: list[tuple[int, str, str]] = []
-    previous = body_start
-    try:
-        for row in reader:
-            line = previous + 1
-            previous = body_start + reader.line_num
+    bad: list[_Bad] = []
+    final = next((i for i in range(len(physical) - 1, -1, -1) if physical[i].strip()), -1)
+    start: int | None = body_start
+    while start is not None:
+        first_line, start = start, None
+        reader = csv.reader((physical[i] + "\n" for i in range(first_line, len(physical))), delimiter=delimiter,
+                            strict=False)
+        while True:
+            first = first_line + reader.line_num  # 0-based index of the record's first line
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                bad.append(_Bad(first + 1, physical[first][:200], f"unreadable record: {exc}",
+                                _split(physical[first], delimiter)[:-1]))
+                start = first + 1
+                break
+            last = first_line + reader.line_num - 1
             if not row or all(not cell.strip() for cell in row):
                 continue
-            if len(row) != len(names):
-                ragged.append((line, delimiter.join(row)[:200],
-                               f"expected {len(names)} fields, found {len(row)}"))
-                continue
-            for index, cell in enumerate(row):
-                values[index].append(cell)
-            line_numbers.append(line)
-    except csv.Error as exc:
-        raise SettlementFormatError(f"unreadable CSV: {exc}", file=name, line=previous + 1,
-                                    expected="well-formed quoted fields") from None
-    if ragged and ragged[-1][0] > (line_numbers[-1] if line_numbers else 0) and FOOTER.match(ragged[-1][1]):
-        ragged.pop()  # a totals/trailer line with its own shape closes the file; it is not a row
-    table = pa.table({n: pa.array(v, pa.string()) for n, v in zip(names, values, strict=True)})
-    return table.append_column("__line__", pa.array(line_numbers, pa.int64())), ragged
+            # A record closes its quotes; only one that spans lines or ends the file can fail to.
+            spans = last > first or (last == final and '"' in physical[last])
+            if len(row) == len(names) and not (spans and not _closed(physical[first:last + 1], delimiter)):
+                for index, cell in enumerate(row):
+                    values[index].append(cell)
+                line_numbers.append(first + 1)
+            elif spans:
+                ends = ("and never closes" if len(row) == len(names)
+                        else f"leaving {len(row)} fields instead of {len(names)}")
+                bad.append(_Bad(first + 1, physical[first][:200],
+                                f"an unbalanced double quote: a quoted field opened on this line runs to line "
+                                f"{last + 1} {ends}; the lines after this one are read on their own",
+                                _split(physical[first], delimiter)[:-1]))
+                start = first + 1
+                break
+            else:
+                bad.append(_Bad(first + 1, delimiter.join(row)[:200],
+                                f"expected {len(names)} fields, found {len(row)}", row))
+    table = pa.table({n: pa.array(v, pa.large_string()) for n, v in zip(names, values, strict=True)})
+    return _Body(table, pa.array(line_numbers, pa.int64()), bad)

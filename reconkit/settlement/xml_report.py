@@ -45,8 +45,9 @@ def _local(name: str) -> str:
     return name.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
 
 
-def _parse(data: bytes, name: str) -> _Node:
-    parser = expat.ParserCreate()
+def _parse(data: bytes, name: str, utf8: bool) -> _Node:
+    # A file converted to UTF-8 may still declare its original encoding: the conversion wins.
+    parser = expat.ParserCreate("UTF-8" if utf8 else None)
     root = _Node("#document", {}, 0)
     stack = [root]
     texts: list[list[str]] = [[]]
@@ -77,9 +78,12 @@ def _parse(data: bytes, name: str) -> _Node:
     return root.children[0]
 
 
-def read_xml(data: bytes, name: str) -> Canonical:
-    """Read a PBDR XML file (either layout) into canonical rows and failure cases."""
-    report = _parse(data, name)
+def read_xml(data: bytes, name: str, *, utf8: bool = False) -> Canonical:
+    """Read a PBDR XML file (either layout) into canonical rows and failure cases.
+
+    ``utf8``: the bytes are UTF-8 whatever the XML declaration says (they were converted).
+    """
+    report = _parse(data, name, utf8)
     merchant = report.attrs.get("MerchantID") or report.attrs.get("OrganizationID")
     rows: dict[str, list[str | None]] = {k: [] for k in (
         "reconciliation_id", "request_id", "merchant_ref", "transaction_type", "amount", "currency", "batch_id",
@@ -94,15 +98,18 @@ def read_xml(data: bytes, name: str) -> Canonical:
     batches = report.iter("Batch")
     if batches:
         layout = "pbdr_xml"
-        for batch in batches:
-            for request in batch.iter("Request"):
-                add(request.line, reconciliation_id=request.value("TransactionReferenceNumber") or "",
-                    request_id=request.attrs.get("RequestID", ""),
-                    merchant_ref=request.attrs.get("MerchantReferenceNumber"),
-                    transaction_type=request.value("Application") or "", amount=request.value("Amount") or "",
-                    currency=request.value("CurrencyCode") or "", batch_id=batch.attrs.get("BatchID"),
-                    batch_date=batch.attrs.get("BatchDate"), merchant_id=merchant,
-                    payment_method=request.value("PaymentMethod"))
+        # Every Request is a row, even one outside any Batch (then it has no batch id or date).
+        owner = {id(request): batch for batch in batches for request in batch.iter("Request")}
+        nobatch = _Node("Batch", {}, 0)
+        for request in report.iter("Request"):
+            batch = owner.get(id(request), nobatch)
+            add(request.line, reconciliation_id=request.value("TransactionReferenceNumber") or "",
+                request_id=request.attrs.get("RequestID", ""),
+                merchant_ref=request.attrs.get("MerchantReferenceNumber"),
+                transaction_type=request.value("Application") or "", amount=request.value("Amount") or "",
+                currency=request.value("CurrencyCode") or "", batch_id=batch.attrs.get("BatchID"),
+                batch_date=batch.attrs.get("BatchDate"), merchant_id=merchant,
+                payment_method=request.value("PaymentMethod"))
     else:
         layout = "pbdr_xml_new"
         requests = report.iter("Request")

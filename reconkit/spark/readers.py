@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SettlementFormatError
 from ..money import CURRENCIES
 from ..settlement.delimited import _info_line, _report_format, _sniff_delimiter, _split
+from ..settlement.footer import find_footer
 from ..settlement.schema import (
     _AMOUNT,
     _EXCEL_SCI,
     CANONICAL_COLUMNS,
     FAILURE_COLUMNS,
-    FOOTER,
     _parse_date,
     classify_type,
     map_headers,
@@ -212,7 +212,25 @@ def _canonicalize(body: DataFrame, report_format: str) -> tuple[DataFrame, DataF
     return rows, failures
 
 
-def _read_layout(lines: DataFrame, files: list[str], layout: _Layout) -> tuple[DataFrame, DataFrame]:
+def _footers(lines: DataFrame, layouts: Mapping[_Layout, list[str]]) -> dict[str, int]:
+    """The line of each file's totals footer, judged by the pandas readers' rule on the last line
+    of each file (one line per file reaches the driver)."""
+    F = _functions()  # noqa: N806
+    last = (lines.where(_trim(F.col("value")) != "").groupBy("source_file")
+            .agg(F.max(F.struct("source_line", "value")).alias("last")).collect())
+    layout_of = {file: layout for layout, files in layouts.items() for file in files}
+    found = {}
+    for row in last:
+        layout = layout_of[row["source_file"]]
+        line, value = row["last"]["source_line"], row["last"]["value"]
+        if line > layout.header_line and find_footer(_split(value, layout.delimiter), layout.headers,
+                                                     dict(layout.chosen).get("amount"), line, layout.delimiter):
+            found[row["source_file"]] = line
+    return found
+
+
+def _read_layout(lines: DataFrame, files: list[str], layout: _Layout, footers: Mapping[str, int]
+                 ) -> tuple[DataFrame, DataFrame]:
     F = _functions()  # noqa: N806
     col = F.col
     width = len(layout.headers)
@@ -220,12 +238,9 @@ def _read_layout(lines: DataFrame, files: list[str], layout: _Layout) -> tuple[D
     schema = ", ".join(f"{name} string" for name in names)
     body = lines.where(col("source_file").isin(files) & (col("source_line") > layout.header_line)
                        & (_trim(col("value")) != ""))
-    # A totals/trailer line closes a file: recognised only as its last line, as by the pandas reader.
-    from pyspark.sql import Window
-
-    last = F.max("source_line").over(Window.partitionBy("source_file"))
-    body = body.withColumn("is_last", col("source_line") == last).where(
-        ~(col("is_last") & col("value").rlike("(?i)" + FOOTER.pattern)))
+    for file, line in footers.items():
+        if file in files:
+            body = body.where((col("source_file") != file) | (col("source_line") != line))
     # Fields are counted outside quoted values (a quoted delimiter is text); from_csv reads
     # an unquoted empty field as null, so the parsed row cannot tell its own width.
     unquoted = F.regexp_replace("value", r'"(?:[^"]|"")*"', "")
@@ -272,7 +287,8 @@ def read_settlement(spark: SparkSession, paths: str | Iterable[str], *, mapping:
     Notes
     -----
     UTF-8 only, one record per line (a quoted line break makes both halves ragged failures);
-    the pandas reader handles Latin-1 and quoted line breaks.
+    a closing totals footer is recognised but its control totals are not compared. The pandas
+    reader handles Latin-1, quoted line breaks and footer totals.
     """
     F = _functions()  # noqa: N806
     lines = _numbered_lines(spark, [paths] if isinstance(paths, str) else list(paths))
@@ -285,7 +301,8 @@ def read_settlement(spark: SparkSession, paths: str | Iterable[str], *, mapping:
     layouts: dict[_Layout, list[str]] = {}
     for file, head_lines in by_file.items():
         layouts.setdefault(_layout(file, head_lines, mapping, report_format), []).append(file)
-    parts = [_read_layout(lines, files, layout) for layout, files in layouts.items()]
+    footers = _footers(lines, layouts)
+    parts = [_read_layout(lines, files, layout, footers) for layout, files in layouts.items()]
     rows, failures = parts[0]
     for more_rows, more_failures in parts[1:]:
         rows, failures = rows.unionByName(more_rows), failures.unionByName(more_failures)

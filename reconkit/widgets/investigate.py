@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import io
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..client import Client
 from ..credit import Credit
 from ..fetch import FetchResult
 from ..frames import CURATED_COLUMNS
-from ..match import BREAKS, reconcile
-from ..report import ReconResult
+from ..match import reconcile
+from ..outcomes import BREAKS
+from ..result import ReconResult
 from ..session import connect, data_dir, sandbox_for
 from ..settlement import read_settlement
 from .common import App, ConnectionBanner, guarded, json_html, table_html
@@ -226,7 +230,8 @@ class InvestigateApp(App):
             raise ValueError("load settlement files first (step 2)")
         self.error.value = ""
         self.result = reconcile(self.credits_frame, self.settlement, amount_tolerance=self.tolerance.value.strip(),
-                                grace_days=self.grace.value, as_of=self.as_of.value.strip() or None)
+                                grace_days=self.grace.value, as_of=self.as_of.value.strip() or None,
+                                failures=self.read_failures, environment=self.client.config.environment_name)
         # The ledger keeps every run's parameters and counts, so an investigation can be retraced.
         self.client.ledger.record_run(self.result.parameters, self.result.counts())
         self._render_result()
@@ -236,66 +241,75 @@ class InvestigateApp(App):
         assert result is not None
         summary = result.summary
         matched = int(summary.loc[summary["outcome"] == "MATCHED", "credits"].sum())
-        breaks = result.breaks
-        risk = summary[summary["break"]].groupby("currency")["amount_at_risk"].apply(lambda v: sum(v))
+        totals = result.totals()
         card = ("<div style='display:inline-block;border:1px solid #ccc;border-radius:6px;padding:8px 14px;"
                 "margin:4px;min-width:120px'><div style='color:#666'>{}</div><div style='font-size:22px'>{}</div>"
                 "</div>")
-        cards = [card.format("Credits", len(result.credits)), card.format("Matched", matched),
-                 card.format("Breaks", len(breaks))]
-        cards += [card.format(f"At risk ({html.escape(str(c))})", html.escape(str(v))) for c, v in risk.items()]
+        cards = [card.format("Credits", result.credit_outcomes.num_rows), card.format("Matched", matched),
+                 card.format("Breaks", result.break_table.num_rows)]
+        cards += [card.format(f"At risk ({html.escape(str(c))})", html.escape(str(v)))
+                  for c, v in zip(totals["currency"], totals["amount_at_risk"], strict=True)]
         self.cards.value = "<div class='reconkit-cards'>" + "".join(cards) + "</div>"
         self.figures.clear_output()
         with self.figures:
             from IPython.display import Image, display
 
             display(Image(result.figure_png()))
-        outcomes = sorted(set(breaks["outcome"]) & BREAKS)
+        table = result.break_table
+        outcomes = sorted(set(pc.unique(table.column("outcome")).to_pylist()) & BREAKS)
         self.outcome_filter.options = ["(all breaks)", *outcomes]
         self.outcome_filter.value = "(all breaks)"
-        self.currency_filter.options = ["(all)", *sorted(breaks["currency"].dropna().astype(str).unique())]
+        currencies = sorted(c for c in pc.unique(table.column("currency")).to_pylist() if c is not None)
+        self.currency_filter.options = ["(all)", *currencies]
         self.currency_filter.value = "(all)"
         self.page = 0
         self.render_table()
 
-    def filtered_breaks(self) -> pd.DataFrame:
-        """The break table under the current filters, largest amount at risk first."""
+    def _filtered_positions(self) -> np.ndarray:
+        """Positions in the result's break table that pass the current filters (Arrow kernels,
+        so 100,000 breaks filter without building a pandas frame)."""
         if self.result is None:
-            return pd.DataFrame()
-        breaks = self.result.breaks
+            return np.array([], dtype=np.int64)
+        table = self.result.break_table
+        keep = pa.array(np.ones(table.num_rows, dtype=bool))
         if self.outcome_filter.value and self.outcome_filter.value != "(all breaks)":
-            breaks = breaks[breaks["outcome"] == self.outcome_filter.value]
+            keep = pc.and_(keep, pc.equal(table.column("outcome"), self.outcome_filter.value))
         if self.currency_filter.value and self.currency_filter.value != "(all)":
-            breaks = breaks[breaks["currency"] == self.currency_filter.value]
+            keep = pc.and_(keep, pc.equal(table.column("currency"), self.currency_filter.value))
         needle = self.search.value.strip()
         if needle:
-            hit = pd.Series(False, index=breaks.index)
-            for column in ("credit_id", "credit_reconciliation_id", "settlement_reconciliation_id",
-                           "settlement_request_id"):
-                if column in breaks:
-                    hit |= breaks[column].astype("string").str.contains(needle, regex=False).fillna(False)
-            breaks = breaks[hit]
-        return breaks
+            hit = pa.array(np.zeros(table.num_rows, dtype=bool))
+            for column in ("credit_id", "reconciliation_id", "request_id"):
+                hit = pc.or_(hit, pc.fill_null(pc.match_substring(table.column(column), needle), False))
+            keep = pc.and_(keep, hit)
+        return np.flatnonzero(np.asarray(pc.fill_null(keep, False).to_numpy(zero_copy_only=False)))
+
+    def filtered_breaks(self) -> pd.DataFrame:
+        """The break table under the current filters, by currency and largest amount at risk first."""
+        if self.result is None:
+            return pd.DataFrame()
+        return self.result.breaks_frame(self.result.break_table.take(pa.array(self._filtered_positions())))
 
     def render_table(self) -> None:
-        """Show the current page of filtered breaks (only that page is rendered: 100,000 breaks stay quick)."""
-        breaks = self.filtered_breaks()
-        pages = max(1, -(-len(breaks) // self.page_size))
+        """Show the current page of filtered breaks (only that page becomes a pandas frame)."""
+        assert self.result is not None
+        positions = self._filtered_positions()
+        pages = max(1, -(-len(positions) // self.page_size))
         self.page = min(max(self.page, 0), pages - 1)
-        chunk = breaks.iloc[self.page * self.page_size:(self.page + 1) * self.page_size]
-        columns = [c for c in ("outcome", "amount_at_risk", "currency", "credit_id", "detail",
-                               "credit_reconciliation_id", "settlement_reconciliation_id", "settlement_source_file",
-                               "settlement_source_line") if c in chunk]
+        page = positions[self.page * self.page_size:(self.page + 1) * self.page_size]
+        chunk = self.result.breaks_frame(self.result.break_table.take(pa.array(page, pa.int64())))
+        columns = ["outcome", "amount_at_risk", "currency", "credit_id", "detail", "reconciliation_id",
+                   "settlement_rows", "source_file", "source_line"]
         shown = chunk[columns].copy()
-        if "settlement_source_file" in shown:
-            shown["settlement_source_file"] = shown["settlement_source_file"].astype("string").map(
-                lambda p: Path(p).name if isinstance(p, str) else p)
+        shown["source_file"] = shown["source_file"].astype("string").map(
+            lambda p: Path(p).name if isinstance(p, str) else p)
         self.table.value = table_html(shown, wrap_fifth=True) if len(shown) else "<i>no breaks match</i>"
-        self.page_label.value = f"page {self.page + 1} of {pages} · {len(breaks)} break(s)"
+        self.page_label.value = f"page {self.page + 1} of {pages} · {len(positions)} break(s)"
         self.prev_button.disabled = self.page == 0
         self.next_button.disabled = self.page >= pages - 1
         self.pick.options = [(f"{r.outcome} · {r.credit_id if pd.notna(r.credit_id) else 'no credit'} · "
-                              f"{r.amount_at_risk} {r.currency}", int(i)) for i, r in chunk.iterrows()]
+                              f"{r.amount_at_risk} {r.currency}", int(position))
+                             for position, r in zip(page, chunk.itertuples(), strict=True)]
 
     @guarded
     def _on_filter(self, _change: Any) -> None:
@@ -319,11 +333,12 @@ class InvestigateApp(App):
         self.drill_down(change["new"])
 
     def drill_down(self, row: int | None) -> None:
-        """Show a break's credit (curated fields and raw JSON) beside its settlement row(s)."""
+        """Show a break (``row``: its position in the break table) with its credit (curated fields
+        and raw JSON) beside its settlement row(s)."""
         if row is None or self.result is None:
             self.drill.value = ""
             return
-        item = self.result.breaks.loc[row]
+        item = self.result.breaks_frame(self.result.break_table.slice(row, 1)).iloc[0]
         parts = [f"<h4>{html.escape(str(item['outcome']))}</h4><p>{html.escape(str(item['detail']))}</p>"]
         credit_id = item["credit_id"]
         if pd.notna(credit_id):
@@ -336,8 +351,8 @@ class InvestigateApp(App):
             rows = self.result.settlement[self.result.settlement["credit_id"] == credit_id]
         else:
             rows = self.result.settlement.loc[
-                (self.result.settlement["source_file"].astype(str) == str(item.get("settlement_source_file")))
-                & (self.result.settlement["source_line"] == item.get("settlement_source_line"))]
+                (self.result.settlement["source_file"].astype(str) == str(item.get("source_file")))
+                & (self.result.settlement["source_line"] == item.get("source_line"))]
         if len(rows):
             columns = [c for c in ("source_file", "source_line", "reconciliation_id", "request_id",
                                    "transaction_type", "amount", "currency", "batch_date", "outcome") if c in rows]
@@ -349,24 +364,22 @@ class InvestigateApp(App):
     # --- export -----------------------------------------------------------------------
     @guarded
     def on_export(self, _button: Any = None) -> None:
-        """Write report.html, breaks.xlsx and breaks.csv beside the notebook, and offer them as links."""
+        """Write report.html, breaks.xlsx and breaks.csv beside the notebook and link them there:
+        Jupyter serves the files (nothing is pushed into the page)."""
         if self.result is None:
             raise ValueError("reconcile first")
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        report = self.out_dir / "report.html"
-        workbook = self.out_dir / "breaks.xlsx"
-        table = self.out_dir / "breaks.csv"
-        self.result.to_html(report)
-        self.result.to_excel(workbook)
-        data = self.result.breaks.to_csv(index=False).encode("utf-8")
-        temporary = table.with_name(f".{table.name}.tmp")
-        temporary.write_bytes(data)
-        temporary.replace(table)
+        targets = [(self.out_dir / "report.html", self.result.to_html), (self.out_dir / "breaks.xlsx",
+                                                                        self.result.to_excel),
+                   (self.out_dir / "breaks.csv", self.result.to_csv)]
+        for step, (path, write) in enumerate(targets, start=1):
+            self.export_links.value = f"Writing {html.escape(path.name)} ({step} of {len(targets)}) …"
+            write(path)
         links = []
-        for path, mime in ((report, "text/html"), (workbook, "application/vnd.openxmlformats-officedocument."
-                                                               "spreadsheetml.sheet"), (table, "text/csv")):
-            encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-            links.append(f"<a download='{path.name}' href='data:{mime};base64,{encoded}'>{path.name}</a>")
-        self.export_links.value = ("Download: " + " · ".join(links) +
-                                   f"<br>Also written to <code>{html.escape(str(self.out_dir.resolve()))}</code>")
-        self.export_paths = [report, workbook, table]
+        for path, _ in targets:
+            href = Path(os.path.relpath(path.resolve(), Path.cwd())).as_posix()
+            links.append(f"<a href='{html.escape(href)}' download='{html.escape(path.name)}' target='_blank'>"
+                         f"{html.escape(path.name)}</a>")
+        self.export_links.value = ("Written: " + " · ".join(links) +
+                                   f"<br>in <code>{html.escape(str(self.out_dir.resolve()))}</code>")
+        self.export_paths = [path for path, _ in targets]

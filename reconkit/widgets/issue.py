@@ -1,22 +1,29 @@
-"""``IssueCreditApp``: issue test credits from a form, safely (validation, confirmation, one
-credit per confirmation, ambiguous outcomes looked up, never production)."""
+"""``IssueCreditApp``: issue test credits from a form, safely.
+
+Every money-moving action goes through a confirmation that names exactly what it will do and is
+used once; every action replaces (or clears) what it supersedes on screen; production is refused.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import io
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import ipywidgets as w
 import pandas as pd
 
+from .. import ledger as _ledger
 from ..cards import luhn_ok
-from ..client import Client
+from ..client import Client, instrument_of
 from ..credit import Credit
-from ..errors import AmbiguousOutcomeError, ApiError, DeclinedError, InvalidRequestError
-from ..money import CURRENCIES
+from ..errors import AmbiguousOutcomeError, ApiError, DeclinedError, InvalidRequestError, ReconkitError
+from ..money import CURRENCIES, format_amount, parse_amount
 from ..session import connect
 from .common import App, ConnectionBanner, guarded, json_html, status_badge, table_html
 
@@ -31,11 +38,46 @@ _FIELD_OF = {"orderInformation.amountDetails.totalAmount": "amount",
              "paymentInformation.card.expirationYear": "exp_year",
              "paymentInformation.card.type": "card_type", "clientReferenceInformation.code": "reference",
              "clientReferenceInformation.transactionId": "reference"}
-_STYLE = {"description_width": "130px"}
+_STYLE = {"description_width": "150px"}
+REPEAT_WINDOW = timedelta(minutes=10)
+"""The same amount to the same instrument within this window needs a second, explicit confirmation."""
+_LEDGER_COLUMNS = {"intent_at": "Sent (UTC)", "credit_id": "Credit id", "amount": "Amount", "currency": "Currency",
+                   "status": "Status", "outcome": "Outcome", "reference_code": "Reference"}
+_WIDE = w.Layout(width="auto")
 
 
 def _reference() -> str:
     return f"test-refund-{uuid.uuid4().hex[:12]}"
+
+
+def _batch_reference(digest: str, line: int) -> str:
+    """A batch row's reference: the same file gives the same references, so a rerun is recognised."""
+    return f"batch-{digest[:20]}-{line}"
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """What a confirmation names, frozen when it is shown; confirming sends exactly this."""
+
+    kwargs: dict[str, Any]
+    amount: str
+    currency: str
+    payee: str
+    repeat_of: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _VoidTarget:
+    credit_id: str
+    amount: str
+    currency: str
+
+
+@dataclass(frozen=True)
+class _Batch:
+    name: str
+    rows: list[dict[str, Any]]
+    already: list[dict[str, Any]]
 
 
 class IssueCreditApp(App):
@@ -50,10 +92,10 @@ class IssueCreditApp(App):
     def __init__(self, client: Client | None = None) -> None:
         self.client = client or connect()
         self.banner = ConnectionBanner(self.client.config)
-        layout = w.Layout(width="420px")
+        layout = w.Layout(width="440px")
         self.source_kind = w.Dropdown(options=_SOURCES, value="card", description="Pay to", style=_STYLE,
                                       layout=layout)
-        self.source = w.Text(value="4111111111111111", description="Card number / token", style=_STYLE,
+        self.source = w.Text(value="4111111111111111", description="Card number or token", style=_STYLE,
                              layout=layout)
         self.exp_month = w.Dropdown(options=[f"{m:02d}" for m in range(1, 13)], value="12",
                                     description="Expiry month", style=_STYLE, layout=layout)
@@ -73,7 +115,7 @@ class IssueCreditApp(App):
         self.messages = {name: w.HTML() for name in self.fields}
         self.issue_button = w.Button(description="Issue credit", button_style="primary", icon="paper-plane")
         self.confirm_text = w.HTML()
-        self.confirm_button = w.Button(description="Confirm", button_style="danger")
+        self.confirm_button = w.Button(description="Confirm", button_style="danger", layout=_WIDE)
         self.cancel_button = w.Button(description="Cancel")
         self.confirm_box = w.VBox([self.confirm_text, w.HBox([self.confirm_button, self.cancel_button])],
                                   layout=w.Layout(display="none"))
@@ -81,24 +123,36 @@ class IssueCreditApp(App):
         self.raw = w.HTML()
         self.raw_view = w.Accordion(children=[self.raw], titles=("Raw JSON response",), selected_index=None)
         self.lookup_button = w.Button(description="Look it up", icon="search", layout=w.Layout(display="none"))
+        self.lookup_result = w.HTML()
         self.error = w.HTML()
         self.issued = w.HTML()
         self.credit_picker = w.Dropdown(description="Credit", style=_STYLE, layout=layout)
         self.fetch_button = w.Button(description="Fetch again", icon="refresh")
         self.void_button = w.Button(description="Void", icon="ban")
         self.void_confirm = w.Button(description="Yes, void it", button_style="danger",
-                                     layout=w.Layout(display="none"))
+                                     layout=w.Layout(display="none", width="auto"))
         self.batch_upload = w.FileUpload(accept=".csv", multiple=False, description="Batch CSV")
         self.batch_button = w.Button(description="Issue batch", icon="list")
+        self.batch_confirm_text = w.HTML()
+        self.batch_confirm = w.Button(description="Confirm batch", button_style="danger", layout=_WIDE)
+        self.batch_cancel = w.Button(description="Cancel")
+        self.batch_confirm_box = w.VBox([self.batch_confirm_text, w.HBox([self.batch_confirm, self.batch_cancel])],
+                                        layout=w.Layout(display="none"))
         self.batch_progress = w.IntProgress(value=0, min=0, max=1, description="Batch")
         self.batch_result = w.HTML()
         self._state = "editing"
-        self._issued_references: set[str] = set()
-        self._pending_lookup: str | None = None
+        self._pending: _Pending | None = None
+        self._repeat_acknowledged = False
+        self._void_target: _VoidTarget | None = None
+        self._batch_state = "idle"
+        self._batch: _Batch | None = None
+        self._batch_shown: list[dict[str, Any]] = []
         self.last_credit: Credit | None = None
 
-        for widget in (*self.fields.values(), self.source_kind):
+        for widget in (*self.fields.values(), self.source_kind, self.indicator):
             widget.observe(self._on_change, names="value")
+        self.credit_picker.observe(self._on_pick, names="value")
+        self.batch_upload.observe(self._on_upload, names="value")
         self.issue_button.on_click(self.on_issue)
         self.confirm_button.on_click(self.on_confirm)
         self.cancel_button.on_click(self.on_cancel)
@@ -107,29 +161,46 @@ class IssueCreditApp(App):
         self.void_button.on_click(self.on_void)
         self.void_confirm.on_click(self.on_void_confirmed)
         self.batch_button.on_click(self.on_batch)
+        self.batch_confirm.on_click(self.on_batch_confirmed)
+        self.batch_cancel.on_click(self.on_batch_cancel)
 
         form = w.VBox([w.HBox([widget, self.messages.get(name, w.HTML())])
                        for name, widget in [("kind", self.source_kind), *self.fields.items(),
                                             ("indicator", self.indicator)]])
         super().__init__([
             self.banner, w.HTML("<h3>Issue a test credit</h3>"), form, self.issue_button, self.confirm_box,
-            self.error, self.result, self.lookup_button, self.raw_view,
-            w.HTML("<h3>Credits issued (from the ledger)</h3>"), self.issued,
-            w.HBox([self.credit_picker, self.fetch_button, self.void_button, self.void_confirm]),
+            self.error, self.result, self.raw_view,
+            w.HTML("<h3>Credits issued (from the ledger)</h3>"), self.issued, self.lookup_button, self.lookup_result,
+            w.HBox([self.credit_picker, self.fetch_button, self.void_button]), self.void_confirm,
             w.HTML("<h3>Batch: issue one credit per CSV row (amount, currency, instrument)</h3>"),
-            w.HBox([self.batch_upload, self.batch_button, self.batch_progress]), self.batch_result,
+            w.HBox([self.batch_upload, self.batch_button, self.batch_progress]), self.batch_confirm_box,
+            self.batch_result,
         ])
         if self.client.config.is_production:
             self._refuse_production()
+        # A process killed between sending a credit and recording its answer left an intent: unknown.
+        self.client.ledger.mark_abandoned_intents()
         self.validate()
         self.refresh_issued()
 
     # --- state ------------------------------------------------------------------------
-    def _refuse_production(self) -> None:
-        for widget in (self.issue_button, self.confirm_button, self.batch_button, self.void_button):
+    def _refuse_production(self) -> bool:
+        """Disable every money-moving control when the host is production; True when refused."""
+        if not self.client.config.is_production:
+            return False
+        for widget in (self.issue_button, self.confirm_button, self.batch_button, self.batch_confirm,
+                       self.void_button, self.void_confirm):
             widget.disabled = True
         self.error.value = ("<div class='reconkit-error' style='color:#b00020'><b>Refused:</b> this notebook "
-                            "issues test credits only, and the configured environment is PRODUCTION.</div>")
+                            "issues test credits only, and the configured environment is PRODUCTION "
+                            f"({html.escape(self.client.config.base_url)}).</div>")
+        return True
+
+    def _begin(self, *views: w.HTML) -> None:
+        """Start an action: the previous error and the views this action replaces are cleared."""
+        self.error.value = ""
+        for view in views:
+            view.value = ""
 
     def request_kwargs(self) -> dict[str, Any]:
         """The form as :meth:`Client.create_credit` arguments."""
@@ -161,8 +232,10 @@ class IssueCreditApp(App):
                 problems.setdefault(name, str(detail.get("reason")))
         except ValueError as exc:
             problems["amount"] = str(exc)
-        if self.reference.value.strip() in self._issued_references:
-            problems["reference"] = "already used for a credit; a reference identifies one credit"
+        earlier = self.client.ledger.credit(self.reference.value.strip())
+        if earlier is not None:
+            problems["reference"] = (f"already used for credit {earlier['credit_id'] or '(no id yet)'}; "
+                                     "a reference code names one credit")
         for name, text in problems.items():
             self.messages[name].value = f"<span style='color:#b00020'>{html.escape(text)}</span>"
         valid = not problems
@@ -175,26 +248,54 @@ class IssueCreditApp(App):
         self.validate()
 
     # --- issuing ----------------------------------------------------------------------
+    def _payee(self) -> str:
+        value = self.source.value.strip()
+        shown = f"…{value[-4:]}" if self.source_kind.value == "card" and len(value) > 4 else value
+        return f"{self.source_kind.label.lower()} {shown}"
+
     @guarded
     def on_issue(self, _button: Any = None) -> None:
-        """Show the confirmation step (amount, currency, environment)."""
-        if self.client.config.is_production:
-            self._refuse_production()
+        """Show the confirmation step: normalized amount, currency, payee, environment, and a
+        warning naming an earlier credit of the same amount to the same instrument."""
+        if self._refuse_production() or not self.validate() or self._state != "editing":
             return
-        if not self.validate() or self._state != "editing":
-            return
-        self.error.value = ""
-        config = self.client.config
-        self.confirm_text.value = (
-            f"Issue a credit of <b>{html.escape(self.amount.value.strip())} {self.currency.value}</b> to "
-            f"{html.escape(self.source_kind.label.lower())} <code>{html.escape(self._masked())}</code> on "
-            f"<b>{config.environment_name}</b> ({html.escape(config.base_url)})?")
+        self._begin()
+        kwargs = self.request_kwargs()
+        amount = format_amount(parse_amount(kwargs["amount"], kwargs["currency"]), kwargs["currency"])
+        kwargs["amount"] = amount
+        body = self.client.build_credit_request(**kwargs)
+        earlier = self.client.ledger.recent_to_instrument(instrument_of(body), amount, kwargs["currency"],
+                                                          self.client.clock() - REPEAT_WINDOW)
+        self._pending = _Pending(kwargs, amount, kwargs["currency"], self._payee(), earlier[0] if earlier else None)
+        self._repeat_acknowledged = False
+        self._show_confirmation()
         self.confirm_box.layout.display = "flex"
         self._state = "confirming"
 
-    def _masked(self) -> str:
-        value = self.source.value.strip()
-        return f"…{value[-4:]}" if self.source_kind.value == "card" and len(value) > 4 else value
+    def _show_confirmation(self) -> None:
+        pending = self._pending
+        assert pending is not None
+        config = self.client.config
+        what = f"<b>{pending.amount} {pending.currency}</b> to {html.escape(pending.payee)}"
+        where = f"on <b>{config.environment_name}</b> ({html.escape(config.base_url)})"
+        earlier = pending.repeat_of
+        if earlier is None:
+            self.confirm_text.value = f"Issue a credit of {what} {where}?"
+            self.confirm_button.description = f"Issue {pending.amount} {pending.currency}"
+            return
+        named = (f"credit <code>{html.escape(earlier['credit_id'] or '(no id yet)')}</code> (reference "
+                 f"<code>{html.escape(earlier['reference_code'])}</code>, {html.escape(earlier['outcome'])}, sent "
+                 f"{html.escape(str(earlier['intent_at'])[:19])} UTC)")
+        if not self._repeat_acknowledged:
+            self.confirm_text.value = (
+                f"<div style='border-left:4px solid #b8860b;padding:4px 8px'><b>Possible repeat.</b> "
+                f"{earlier['amount']} {earlier['currency']} went to this {html.escape(pending.payee)} less than "
+                f"{int(REPEAT_WINDOW.total_seconds() // 60)} minutes ago: {named}.</div>"
+                f"Issue another credit of {what} {where}?")
+            self.confirm_button.description = "Continue: it is not a repeat"
+        else:
+            self.confirm_text.value = (f"Issue a <b>second</b> credit of {what} {where}, after {named}?")
+            self.confirm_button.description = f"Issue a second {pending.amount} {pending.currency}"
 
     @guarded
     def on_cancel(self, _button: Any = None) -> None:
@@ -202,20 +303,24 @@ class IssueCreditApp(App):
         self.confirm_box.layout.display = "none"
         if self._state == "confirming":
             self._state = "editing"
+            self._pending = None
 
     @guarded
     def on_confirm(self, _button: Any = None) -> None:
-        """Send the credit, once: repeated clicks while or after it is sent do nothing."""
-        if self._state != "confirming" or self.client.config.is_production:
+        """Send the credit the confirmation names, once: repeated clicks while or after it is
+        sent do nothing; a possible repeat needs a second, explicit confirmation first."""
+        pending = self._pending
+        if self._state != "confirming" or pending is None or self._refuse_production():
             return
-        kwargs = self.request_kwargs()
-        if kwargs["reference_code"] in self._issued_references:
+        if pending.repeat_of is not None and not self._repeat_acknowledged:
+            self._repeat_acknowledged = True
+            self._show_confirmation()
             return
         self._state = "sending"
+        self._pending = None
         self.confirm_button.disabled = self.issue_button.disabled = True
-        self._issued_references.add(kwargs["reference_code"])
         try:
-            self._send(kwargs)
+            self._send(pending.kwargs)
         finally:
             self.confirm_box.layout.display = "none"
             self.confirm_button.disabled = False
@@ -225,108 +330,142 @@ class IssueCreditApp(App):
             self.refresh_issued()
 
     def _send(self, kwargs: dict[str, Any]) -> None:
-        self.lookup_button.layout.display = "none"
-        self.error.value = ""
+        self._begin(self.result, self.raw, self.lookup_result)
+        self.last_credit = None
         try:
             credit = self.client.create_credit(**kwargs)
         except DeclinedError as exc:
-            credit = exc.credit
-            self.show_credit(credit, note=f"Declined: {exc.reason} — {exc.message}")
+            self.show_credit(exc.credit, note=f"Declined: {exc.reason} — {exc.message}")
         except AmbiguousOutcomeError as exc:
-            self._pending_lookup = exc.reference_code
             self.result.value = (
                 "<div class='reconkit-error' style='border-left:4px solid #b8860b;padding:4px 8px'><b>Outcome "
-                f"unknown.</b> The request was sent but no answer came back, so it was <b>not</b> resent. "
+                f"unknown.</b> The request was sent but no usable answer came back, so it was <b>not</b> resent. "
                 f"Reference <code>{html.escape(str(exc.reference_code))}</code>, transaction id "
                 f"<code>{html.escape(str(exc.transaction_id))}</code>. Look it up before issuing again.</div>")
-            self.lookup_button.layout.display = "flex"
-        except ApiError as exc:
-            self.result.value = ""
+        except (ApiError, ReconkitError) as exc:
             self.show_error(exc)
         else:
             self.show_credit(credit)
 
     def show_credit(self, credit: Credit, *, note: str = "") -> None:
-        """Show one credit: status in colour, ids, raw JSON."""
+        """Show one credit: status in colour, ids, raw JSON (replacing the previous one)."""
         self.last_credit = credit
         extra = f"<br>{html.escape(note)}" if note else ""
         self.result.value = (
             f"<div class='reconkit-result'>Status {status_badge(credit.status)} · credit id "
             f"<code>{html.escape(credit.id)}</code> · reconciliation id "
             f"<code>{html.escape(credit.reconciliation_id or '—')}</code> · {credit.amount} {credit.currency} "
-            f"· source {credit.source}{extra}</div>")
+            f"· read from {'the credit response' if credit.source == 'create' else credit.source}{extra}</div>")
         self.raw.value = json_html(credit.raw)
 
     @guarded
     def on_lookup(self, _button: Any = None) -> None:
-        """Resolve an ambiguous outcome: search by the reference code."""
-        if not self._pending_lookup:
-            return
-        found = self.client.find_credits_by_reference(self._pending_lookup)
-        if found:
-            self.show_credit(found[0], note=f"Found by reference {self._pending_lookup}: it was created.")
-            self.lookup_button.layout.display = "none"
-            self._pending_lookup = None
-        else:
-            self.result.value += (f"<div>No credit with reference <code>{html.escape(self._pending_lookup)}</code> "
-                                  "was found (yet). Try again in a few minutes before issuing it again.</div>")
+        """Resolve every unknown outcome (single credits, batch rows, intents of a killed process)
+        by searching for its reference code, and write what was found to the ledger."""
+        self._begin(self.lookup_result)
+        resolutions = self.client.resolve_unknown()
+        rows = [{"Reference": r.reference_code, "Now": r.outcome, "Credit id": r.credit.id if r.credit else "",
+                 "Status": (r.credit.status or "") if r.credit else "",
+                 "Note": {_ledger.CREATED: "it was created", _ledger.DECLINED: "it was created, declined",
+                          _ledger.NOT_CREATED: "not created: safe to issue again",
+                          _ledger.UNKNOWN: "not found yet: try again in a few minutes before issuing again"}
+                 .get(r.outcome, "") + (f" ({r.matches} credits share this reference)" if r.matches > 1 else "")}
+                for r in resolutions]
+        self.lookup_result.value = table_html(pd.DataFrame(rows)) if rows else "<i>no unknown outcomes</i>"
+        if len(resolutions) == 1 and resolutions[0].credit is not None:
+            self.show_credit(resolutions[0].credit, note=f"Found by reference {resolutions[0].reference_code}: "
+                                                         "it was created.")
+        self.refresh_issued()
+        self._render_batch()
 
     # --- the ledger table and per-credit actions ---------------------------------------
     def refresh_issued(self) -> None:
         """Reload the table of issued credits from the ledger (survives kernel restarts)."""
         frame = self.client.ledger.credits()
-        environment = self.client.config.base_url
-        frame = frame[frame["environment"] == environment] if len(frame) else frame
+        config = self.client.config
+        if len(frame):
+            frame = frame[(frame["environment"] == config.base_url) & (frame["merchant_id"] == config.merchant_id)]
         shown = frame.sort_values("intent_at", ascending=False).head(50)
-        columns = ["intent_at", "reference_code", "credit_id", "status", "amount", "currency", "outcome"]
-        self.issued.value = table_html(shown[columns]) if len(shown) else "<i>none yet</i>"
-        ids = [i for i in shown["credit_id"].dropna().tolist()]
-        self.credit_picker.options = ids
+        table = shown[list(_LEDGER_COLUMNS)].rename(columns=_LEDGER_COLUMNS)
+        self.issued.value = table_html(table) if len(shown) else "<i>none yet</i>"
+        unknown = int((frame["outcome"] == _ledger.UNKNOWN).sum()) if len(frame) else 0
+        self.lookup_button.layout.display = "flex" if unknown else "none"
+        self.lookup_button.description = f"Look it up ({unknown} unknown)" if unknown > 1 else "Look it up"
+        rows = shown[shown["credit_id"].notna()]
+        options = [(f"{row.credit_id} · {row.amount} {row.currency} · {row.status or row.outcome}", row.credit_id)
+                   for row in rows.itertuples()]
+        self.credit_picker.options = options
+        ids = [value for _label, value in options]
         if self.last_credit is not None and self.last_credit.id in ids:
             self.credit_picker.value = self.last_credit.id
+
+    def _on_pick(self, change: dict[str, Any]) -> None:
+        # A void confirmation names one credit: any change of selection cancels it.
+        self._void_target = None
+        self.void_confirm.layout.display = "none"
 
     @guarded
     def on_fetch(self, _button: Any = None) -> None:
         """Fetch the selected credit again through its self link."""
+        self._begin(self.result, self.raw)
         if self.credit_picker.value:
             self.show_credit(self.client.get_credit(self.credit_picker.value))
 
     @guarded
     def on_void(self, _button: Any = None) -> None:
-        """Ask for confirmation before voiding."""
-        if self.credit_picker.value and not self.client.config.is_production:
-            self.void_confirm.description = f"Yes, void …{self.credit_picker.value[-6:]}"
-            self.void_confirm.layout.display = "flex"
+        """Ask for confirmation before voiding; the button names the credit, amount and currency."""
+        self._void_target = None
+        self.void_confirm.layout.display = "none"
+        if self._refuse_production() or not self.credit_picker.value:
+            return
+        frame = self.client.ledger.credits()
+        row = frame[frame["credit_id"] == self.credit_picker.value]
+        if row.empty:
+            return
+        target = _VoidTarget(self.credit_picker.value, str(row["amount"].iloc[0]), str(row["currency"].iloc[0]))
+        self._void_target = target
+        self.void_confirm.description = f"Yes, void credit {target.credit_id} ({target.amount} {target.currency})"
+        self.void_confirm.layout.display = "flex"
 
     @guarded
     def on_void_confirmed(self, _button: Any = None) -> None:
-        """Void the selected credit."""
+        """Void exactly the credit the confirmation named, once."""
+        target, self._void_target = self._void_target, None
         self.void_confirm.layout.display = "none"
-        credit_id = self.credit_picker.value
-        if not credit_id:
+        if target is None or self._refuse_production():
             return
-        void = self.client.void_credit(credit_id)
-        self.result.value = f"<div>Void of <code>{html.escape(credit_id)}</code>: {status_badge(void.status)}</div>"
+        self._begin(self.result, self.raw)
+        try:
+            void = self.client.void_credit(target.credit_id)
+        finally:
+            self.refresh_issued()
+        self.result.value = (f"<div>Void of credit <code>{html.escape(target.credit_id)}</code> ({target.amount} "
+                             f"{target.currency}): {status_badge(void.status)}</div>")
         self.raw.value = json_html(void.raw)
-        self.refresh_issued()
 
     # --- batch ------------------------------------------------------------------------
-    def _batch_rows(self) -> list[dict[str, Any]]:
+    def _read_batch(self) -> _Batch:
         if not self.batch_upload.value:
             raise ValueError("choose a CSV file first (columns: amount, currency, instrument)")
         upload = self.batch_upload.value[0]
         name = upload.get("name", "batch.csv")
-        text = bytes(upload["content"]).decode("utf-8-sig")
+        content = bytes(upload["content"])
+        digest = hashlib.sha256(content).hexdigest()
+        try:
+            text = content.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         reader = csv.DictReader(io.StringIO(text))
         missing = {"amount", "currency", "instrument"} - {h.strip().lower() for h in reader.fieldnames or []}
         if missing:
             raise ValueError(f"{name}: missing column(s) {', '.join(sorted(missing))}")
-        rows, problems = [], []
-        for line, record in enumerate(reader, start=2):
+        rows, already, problems = [], [], []
+        for record in reader:
+            line = reader.line_num
             record = {k.strip().lower(): (v or "").strip() for k, v in record.items() if k}
             instrument = record["instrument"]
             kwargs: dict[str, Any] = {"amount": record["amount"], "currency": record["currency"].upper(),
-                                      "reference_code": _reference()}
+                                      "reference_code": _batch_reference(digest, line)}
             if instrument.isdigit() and 12 <= len(instrument) <= 19 and luhn_ok(instrument):
                 kwargs["card"] = {"number": instrument, "expiration_month": "12", "expiration_year": "2031"}
             else:
@@ -336,37 +475,112 @@ class IssueCreditApp(App):
                 self.client.build_credit_request(**kwargs)
             except (InvalidRequestError, ValueError) as exc:
                 problems.append(f"{name} line {line}: {exc}")
-            rows.append({"line": line, **kwargs})
+            earlier = self.client.ledger.credit(kwargs["reference_code"])
+            (already if earlier is not None else rows).append({"line": line, **kwargs})
         if problems:
             raise ValueError("nothing was sent; fix these rows first: " + "; ".join(problems))
-        return rows
+        return _Batch(name, rows, already)
+
+    def _on_upload(self, change: dict[str, Any]) -> None:
+        if self._batch_state == "confirming":
+            self.on_batch_cancel()
 
     @guarded
     def on_batch(self, _button: Any = None) -> None:
-        """Issue one credit per CSV row (every row validated first: a bad file sends nothing)."""
-        if self.client.config.is_production:
-            self._refuse_production()
+        """Read and check the whole file (a bad file sends nothing), then ask for confirmation
+        naming how many credits of what total will be issued and which rows were issued before."""
+        if self._refuse_production() or self._batch_state != "idle":
             return
-        rows = self._batch_rows()
+        self._begin(self.batch_result)
+        self._batch_shown = []
+        batch = self._read_batch()
+        totals: dict[str, Any] = {}
+        for row in batch.rows:
+            totals[row["currency"]] = totals.get(row["currency"], 0) + parse_amount(row["amount"], row["currency"])
+        total = ", ".join(f"{format_amount(v, c)} {c}" for c, v in sorted(totals.items())) or "nothing"
+        skipped = (f" {len(batch.already)} row(s) of this file were issued before (lines "
+                   f"{', '.join(str(r['line']) for r in batch.already)}) and will not be sent again."
+                   if batch.already else "")
+        if not batch.rows:
+            self._show_batch(batch, [])
+            self.batch_result.value = ("<div>Every row of this file was issued before: nothing to send.</div>"
+                                       + self.batch_result.value)
+            return
+        since = self.client.clock() - REPEAT_WINDOW
+        repeats = [row["line"] for row in batch.rows if self.client.ledger.recent_to_instrument(
+            instrument_of(self.client.build_credit_request(**{k: v for k, v in row.items() if k != "line"})),
+            format_amount(parse_amount(row["amount"], row["currency"]), row["currency"]), row["currency"], since)]
+        warning = (f"<div style='border-left:4px solid #b8860b;padding:4px 8px'><b>Possible repeats:</b> lines "
+                   f"{', '.join(map(str, repeats))} send the same amount to the same instrument as a credit of the "
+                   f"last {int(REPEAT_WINDOW.total_seconds() // 60)} minutes (another file, or this one edited)."
+                   "</div>" if repeats else "")
+        self._batch = batch
+        self.batch_confirm_text.value = warning + (
+            f"Issue <b>{len(batch.rows)}</b> credit(s) totalling <b>{total}</b> from "
+            f"<code>{html.escape(batch.name)}</code> on <b>{self.client.config.environment_name}</b>?{skipped}")
+        self.batch_confirm.description = f"Issue {len(batch.rows)} credit(s)"
+        self.batch_confirm_box.layout.display = "flex"
+        self._batch_state = "confirming"
+
+    @guarded
+    def on_batch_cancel(self, _button: Any = None) -> None:
+        """Leave the batch confirmation without sending."""
+        if self._batch_state == "confirming":
+            self._batch_state = "idle"
+            self._batch = None
+            self.batch_confirm_box.layout.display = "none"
+
+    @guarded
+    def on_batch_confirmed(self, _button: Any = None) -> None:
+        """Issue the confirmed batch, once: clicks while it runs, or after, do nothing."""
+        batch = self._batch
+        if self._batch_state != "confirming" or batch is None or self._refuse_production():
+            return
+        self._batch_state = "running"
+        self._batch = None
+        self.batch_confirm_box.layout.display = "none"
         self.batch_button.disabled = True
-        self.batch_progress.max, self.batch_progress.value = max(len(rows), 1), 0
-        outcomes = []
+        self._begin(self.batch_result)
+        self.batch_progress.max, self.batch_progress.value = max(len(batch.rows), 1), 0
+        notes = []
         try:
-            for row in rows:
-                line = row.pop("line")
-                try:
-                    credit = self.client.create_credit(**row)
-                    outcomes.append({"line": line, "reference": row["reference_code"], "credit_id": credit.id,
-                                     "status": credit.status, "problem": ""})
-                except DeclinedError as exc:
-                    outcomes.append({"line": line, "reference": row["reference_code"], "credit_id": exc.credit.id,
-                                     "status": "DECLINED", "problem": f"{exc.reason}: {exc.message}"})
-                except (ApiError, AmbiguousOutcomeError) as exc:
-                    outcomes.append({"line": line, "reference": row["reference_code"], "credit_id": "",
-                                     "status": "ERROR", "problem": str(exc)})
+            for row in batch.rows:
+                kwargs = {k: v for k, v in row.items() if k != "line"}
+                notes.append({"line": row["line"], "reference": row["reference_code"],
+                              "note": self._issue_row(kwargs)})
                 self.batch_progress.value += 1
         finally:
-            self.batch_button.disabled = False
-            self.batch_upload.value = ()
+            self._batch_state = "idle"
+            self.batch_button.disabled = self.client.config.is_production
             self.refresh_issued()
-        self.batch_result.value = table_html(pd.DataFrame(outcomes))
+            self._show_batch(batch, notes)
+
+    def _issue_row(self, kwargs: dict[str, Any]) -> str:
+        try:
+            self.client.create_credit(**kwargs)
+        except DeclinedError as exc:
+            return f"declined: {exc.reason}"
+        except AmbiguousOutcomeError:
+            return "outcome unknown: not resent; use Look it up"
+        except (ApiError, ReconkitError) as exc:
+            return str(exc)
+        return "issued now"
+
+    def _show_batch(self, batch: _Batch, notes: list[dict[str, Any]]) -> None:
+        self._batch_shown = notes + [{"line": r["line"], "reference": r["reference_code"],
+                                      "note": "issued before: not sent again"} for r in batch.already]
+        self._render_batch()
+
+    def _render_batch(self) -> None:
+        """The last batch's rows with their current ledger state (lookups update it)."""
+        if not self._batch_shown:
+            return
+        rows = []
+        for shown in sorted(self._batch_shown, key=lambda r: r["line"]):
+            entry = self.client.ledger.credit(shown["reference"]) or {}
+            rows.append({"Line": shown["line"], "Credit id": entry.get("credit_id") or "",
+                         "Amount": entry.get("amount", ""), "Currency": entry.get("currency", ""),
+                         "Status": entry.get("status") or "", "Outcome": entry.get("outcome", ""),
+                         "This run": shown["note"], "Reference": shown["reference"]})
+        self.batch_result.value = table_html(pd.DataFrame(rows))
+

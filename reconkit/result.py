@@ -1,0 +1,642 @@
+"""``ReconResult``: what :func:`reconkit.reconcile` found, as plain Arrow-backed data.
+
+One table holds every break (a credit with all its settlement rows, or one settlement row on
+its own) with its amount at risk as the engine computed it (:func:`reconkit.outcomes.at_risk`);
+the summary is aggregated from that same table, so the two cannot disagree. Amounts stay integer
+minor units until they are shown; the pandas views are built on first use. Rendering (HTML,
+Excel, CSV, figures) lives in :mod:`reconkit.report`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .money import CURRENCIES
+from .outcomes import BREAK_ON_CREDIT, BREAKS, Outcome
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["BREAK_COLUMNS", "ReconResult", "amount_decimals", "amount_text", "build_result", "minor_digits",
+           "sorted_table", "trimmed_text"]
+
+BREAK_COLUMNS = ("outcome", "currency", "amount_at_risk", "credit_id", "reconciliation_id", "request_id",
+                 "credit_amount", "settled_amount", "settlement_rows", "source_file", "source_line", "detail",
+                 "status", "submit_time_utc", "age_days", "break_on")
+"""The break table's columns as the views and exports show them, in order."""
+
+_ORDER = {o.value: i for i, o in enumerate(Outcome)}
+
+
+# --- Arrow helpers shared with the engine's edge and the renderers --------------------------
+
+def trimmed_text(series: pd.Series) -> pa.Array:
+    """A pandas column as an Arrow string array, whitespace trimmed and empty strings null."""
+    if not isinstance(series.dtype, pd.StringDtype | pd.ArrowDtype):
+        series = series.astype(pd.StringDtype("pyarrow"))
+    array = pa.array(series.array)  # zero-copy for Arrow-backed strings
+    if not pa.types.is_string(array.type):
+        array = pc.cast(array, pa.string())
+    array = pc.utf8_trim_whitespace(array)
+    return pc.if_else(pc.equal(array, ""), pa.scalar(None, pa.string()), array)
+
+
+def _plain(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def minor_digits(currency: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Minor-unit digits per row (JPY 0, USD 2, KWD 3; 2 for an unknown or missing code)."""
+    encoded = pc.dictionary_encode(_plain(currency))
+    lookup = np.array([CURRENCIES.get(c or "", 2) for c in encoded.dictionary.to_pylist()] or [2], dtype=np.int64)
+    indices = np.asarray(pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return lookup[indices]
+
+
+def _decimal_array(minor: pa.Array, scale: int) -> pa.Array:
+    """Integer minor units read as ``decimal128(38, scale)`` without arithmetic: the unscaled value
+    of a decimal is the minor-unit integer itself."""
+    values = np.asarray(pc.fill_null(minor, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    wide = np.empty((len(values), 2), dtype=np.int64)
+    wide[:, 0] = values
+    wide[:, 1] = values >> 63  # sign extension into the high 64 bits
+    array = pa.Array.from_buffers(pa.decimal128(38, scale), len(values), [None, pa.py_buffer(wide)])
+    if minor.null_count:
+        array = pc.if_else(pc.is_valid(minor), array, pa.scalar(None, array.type))
+    return array
+
+
+def amount_text(minor: pa.Array | pa.ChunkedArray, digits: np.ndarray) -> pa.Array:
+    """Minor units as decimal text with each row's own number of decimals (``"12.34"``,
+    ``"1500"``, ``"1.250"``); null stays null."""
+    minor = pc.cast(_plain(minor), pa.int64())
+    text = pa.nulls(len(minor), pa.string())
+    for scale in np.unique(digits):
+        rows = pa.array(digits == scale)
+        text = pc.if_else(rows, pc.cast(_decimal_array(minor, int(scale)), pa.string()), text)
+    return text
+
+
+def amount_decimals(minor: pa.Array | pa.ChunkedArray, digits: np.ndarray) -> np.ndarray:
+    """Minor units as ``Decimal`` objects with each row's own number of decimals (None for null)."""
+    minor = pc.cast(_plain(minor), pa.int64())
+    out = np.full(len(minor), None, dtype=object)
+    for scale in np.unique(digits):
+        rows = digits == scale
+        out[rows] = _decimal_array(minor, int(scale)).to_numpy(zero_copy_only=False)[rows]
+    return out
+
+
+def _join(*parts: Any) -> pa.Array:
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _assemble(size: int, pieces: list[tuple[np.ndarray, pa.Array]]) -> pa.Array:
+    """Scatter per-outcome sentence arrays back into row order (every row in exactly one piece)."""
+    if not pieces:
+        return pa.array([], pa.string())
+    order = np.concatenate([rows for rows, _ in pieces])
+    values = pa.concat_arrays([pc.cast(_plain(v), pa.string()) for _, v in pieces])
+    position = np.empty(size, dtype=np.int64)
+    position[order] = np.arange(len(order))
+    return values.take(pa.array(position))
+
+
+def _sentences(outcome: np.ndarray, builders: dict[str, Any], fallback: Any) -> pa.Array:
+    """One sentence per row: ``builders[outcome](rows)`` for each outcome present, else ``fallback(rows)``."""
+    pieces = []
+    done = np.zeros(len(outcome), dtype=bool)
+    for name, build in builders.items():
+        rows = np.flatnonzero(outcome == name)
+        if len(rows):
+            pieces.append((rows, build(pa.array(rows))))
+            done[rows] = True
+    rest = np.flatnonzero(~done)
+    if len(rest):
+        pieces.append((rest, fallback(pa.array(rest))))
+    return _assemble(len(outcome), pieces)
+
+
+# --- the result ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What the engine was given, kept for the per-row views."""
+
+    credits: pd.DataFrame
+    settlement: pd.DataFrame
+    credit_table: pa.Table
+    row_table: pa.Table
+
+
+@dataclass(frozen=True)
+class ReconResult:
+    """The outcome of :func:`reconkit.reconcile`, as plain data.
+
+    Attributes
+    ----------
+    parameters : dict
+        ``environment``, ``as_of``, ``amount_tolerance``, ``grace_days``, ``match_on``,
+        ``input_files``.
+    break_table : pyarrow.Table
+        One row per break, sorted by currency and, within a currency, by amount at risk (largest
+        first): ``outcome``, ``break_on``, ``currency``, ``minor_units``, ``amount_at_risk_minor``,
+        ``credit_amount_minor``, ``settled_amount_minor``, ``settled_currency``, ids, first
+        ``source_file`` / ``source_line``, ``settlement_rows``, credit ``status``,
+        ``submit_time_utc``, ``age_days`` and ``detail``.
+    credit_outcomes : pyarrow.Table
+        One row per input credit, in input order: ``outcome``, ``detail``,
+        ``amount_at_risk_minor`` and the engine's per-credit figures.
+    settlement_outcomes : pyarrow.Table
+        One row per input settlement row, in input order: ``credit_index`` (the paired credit),
+        ``outcome``, ``amount_at_risk_minor``.
+    unreadable : pyarrow.Table
+        The settlement records that failed to read (one row per file and line).
+    """
+
+    parameters: dict[str, Any]
+    break_table: pa.Table
+    credit_outcomes: pa.Table
+    settlement_outcomes: pa.Table
+    unreadable: pa.Table
+    _inputs: _Inputs = field(repr=False, compare=False)
+
+    # --- plain data ------------------------------------------------------------------------
+    @cached_property
+    def summary_table(self) -> pa.Table:
+        """Per outcome and currency: ``credits``, ``settlement_rows``, ``breaks`` and
+        ``amount_at_risk_minor``; the last two aggregated from :attr:`break_table`."""
+        credit_currency = self._inputs.credit_table.column("credit_currency")
+        row_currency = self._inputs.row_table.column("row_currency")
+        key = ["outcome", "currency"]
+        credits = pa.table({"outcome": self.credit_outcomes.column("outcome"), "currency": credit_currency}) \
+            .group_by(key, use_threads=False).aggregate([([], "count_all")]).rename_columns([*key, "credits"])
+        rows = pa.table({"outcome": self.settlement_outcomes.column("outcome"), "currency": row_currency}) \
+            .group_by(key, use_threads=False).aggregate([([], "count_all")]).rename_columns(
+            [*key, "settlement_rows"])
+        breaks = self.break_table.select([*key, "amount_at_risk_minor", "minor_units"]) \
+            .group_by(key, use_threads=False).aggregate(
+            [([], "count_all"), ("amount_at_risk_minor", "sum"),
+             ("amount_at_risk_minor", "count", pc.CountOptions(mode="only_null")), ("minor_units", "max")]) \
+            .rename_columns([*key, "breaks", "amount_at_risk_minor", "unknown_at_risk", "minor_units"])
+        table = credits.join(rows, key, join_type="full outer").join(breaks, key, join_type="full outer")
+        filled = {name: pc.fill_null(table.column(name), 0) for name in ("credits", "settlement_rows", "breaks",
+                                                                         "amount_at_risk_minor", "unknown_at_risk")}
+        for name, column in filled.items():
+            table = table.set_column(table.schema.get_field_index(name), name, pc.cast(column, pa.int64()))
+        digits = minor_digits(table.column("currency"))
+        table = table.set_column(table.schema.get_field_index("minor_units"), "minor_units", pa.array(digits))
+        is_break = pc.is_in(table.column("outcome"), pa.array(sorted(BREAKS)))
+        order = np.array([_ORDER.get(o, len(_ORDER)) for o in table.column("outcome").to_pylist()], dtype=np.int64)
+        table = table.append_column("break", is_break).append_column("outcome_order", pa.array(order))
+        table = table.sort_by([("outcome_order", "ascending"), ("currency", "ascending")]).drop_columns(
+            "outcome_order")
+        return table.select(["outcome", "currency", "break", "credits", "settlement_rows", "breaks",
+                             "amount_at_risk_minor", "unknown_at_risk", "minor_units"])
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Outcome counts per side: ``{"credits": {...}, "settlement": {...}}``."""
+        def tally(table: pa.Table) -> dict[str, int]:
+            counts = pc.value_counts(table.column("outcome")).to_pylist()
+            return {str(item["values"]): int(item["counts"]) for item in sorted(counts, key=lambda i: i["values"])}
+
+        return {"credits": tally(self.credit_outcomes), "settlement": tally(self.settlement_outcomes)}
+
+    def totals(self, fx: dict[str, str | Decimal] | None = None, base: str | None = None) -> pd.DataFrame:
+        """Amount at risk and break count per currency; with ``fx`` (units of the base currency per
+        unit of each currency, e.g. ``{"EUR": "1.08"}``) a converted total in the base currency too.
+
+        Parameters
+        ----------
+        fx : dict, optional
+            A rate for every currency with a break; the base currency itself needs none.
+        base : str, optional
+            The base currency's code, for the label (default ``"base"``).
+
+        Returns
+        -------
+        DataFrame
+            ``currency``, ``breaks``, ``amount_at_risk``; with ``fx`` also ``rate`` and
+            ``converted`` per currency, and a last row ``currency = "<base> (converted)"``.
+
+        Raises
+        ------
+        ValueError
+            If ``fx`` lacks a rate for a currency that has breaks.
+        """
+        table = self.break_table.group_by("currency", use_threads=False).aggregate(
+            [([], "count_all"), ("amount_at_risk_minor", "sum"), ("minor_units", "max")]).sort_by("currency")
+        digits = np.asarray(table.column("minor_units_max").to_numpy(zero_copy_only=False), dtype=np.int64)
+        frame = pd.DataFrame({"currency": table.column("currency").to_pylist(),
+                              "breaks": table.column("count_all").to_numpy(zero_copy_only=False),
+                              "amount_at_risk": amount_decimals(
+                                  pc.fill_null(table.column("amount_at_risk_minor_sum"), 0), digits)})
+        if fx is None:
+            return frame
+        rates = {str(code).upper(): Decimal(str(rate)) for code, rate in fx.items()}
+        label = (base or "base").upper()
+        rates.setdefault(label, Decimal(1))
+        missing = sorted(set(frame["currency"]) - set(rates))
+        if missing:
+            raise ValueError(f"fx has no rate for {', '.join(map(str, missing))}; give one per currency with breaks")
+        frame["rate"] = [rates[c] for c in frame["currency"]]
+        frame["converted"] = [(a * r).quantize(Decimal("0.01")) for a, r in zip(frame["amount_at_risk"],
+                                                                                frame["rate"], strict=True)]
+        total = pd.DataFrame({"currency": [f"{label} (converted)"], "breaks": [int(frame["breaks"].sum())],
+                              "amount_at_risk": [None], "rate": [None],
+                              "converted": [sum(frame["converted"], Decimal(0))]})
+        return pd.concat([frame, total], ignore_index=True)
+
+    # --- pandas views (built on first use) --------------------------------------------------
+    def breaks_frame(self, table: pa.Table | None = None) -> pd.DataFrame:
+        """Break rows as a pandas frame with :data:`BREAK_COLUMNS` (amounts as ``Decimal``).
+
+        Parameters
+        ----------
+        table : pyarrow.Table, optional
+            A slice or filter of :attr:`break_table` (a page of it); default the whole table.
+        """
+        table = self.break_table if table is None else table
+        digits = np.asarray(table.column("minor_units").to_numpy(zero_copy_only=False), dtype=np.int64)
+        settled_digits = np.where(pc.is_null(table.column("settled_currency")).to_numpy(zero_copy_only=False),
+                                  digits, minor_digits(table.column("settled_currency")))
+        frame = pd.DataFrame({
+            "outcome": _strings(table.column("outcome")),
+            "currency": _strings(table.column("currency")),
+            "amount_at_risk": amount_decimals(table.column("amount_at_risk_minor"), digits),
+            "credit_id": _strings(table.column("credit_id")),
+            "reconciliation_id": _strings(table.column("reconciliation_id")),
+            "request_id": _strings(table.column("request_id")),
+            "credit_amount": amount_decimals(table.column("credit_amount_minor"), digits),
+            "settled_amount": amount_decimals(table.column("settled_amount_minor"), settled_digits),
+            "settlement_rows": table.column("settlement_rows").to_numpy(zero_copy_only=False),
+            "source_file": _strings(table.column("source_file")),
+            "source_line": pd.array(table.column("source_line").to_pylist(), dtype="Int64"),
+            "detail": _strings(table.column("detail")),
+            "status": _strings(table.column("status")),
+            "submit_time_utc": table.column("submit_time_utc").to_pandas(),
+            "age_days": table.column("age_days").to_numpy(zero_copy_only=False),
+            "break_on": _strings(table.column("break_on")),
+        })
+        return frame[list(BREAK_COLUMNS)]
+
+    @cached_property
+    def breaks(self) -> pd.DataFrame:
+        """Every break, one row each, by currency and largest amount at risk first."""
+        return self.breaks_frame()
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        """Counts (credits, settlement rows, breaks) and amount at risk per outcome and currency."""
+        table = self.summary_table
+        digits = np.asarray(table.column("minor_units").to_numpy(zero_copy_only=False), dtype=np.int64)
+        return pd.DataFrame({
+            "outcome": table.column("outcome").to_pylist(),
+            "currency": table.column("currency").to_pylist(),
+            "break": table.column("break").to_numpy(zero_copy_only=False),
+            "credits": table.column("credits").to_numpy(zero_copy_only=False),
+            "settlement_rows": table.column("settlement_rows").to_numpy(zero_copy_only=False),
+            "breaks": table.column("breaks").to_numpy(zero_copy_only=False),
+            "amount_at_risk": amount_decimals(table.column("amount_at_risk_minor"), digits),
+        })
+
+    @cached_property
+    def credits(self) -> pd.DataFrame:
+        """One row per input credit: its columns, then ``outcome``, ``detail``, ``settled_amount``,
+        ``difference``, ``amount_at_risk``, ``age_days``, ``settlement_rows``."""
+        inputs, out = self._inputs, self.credit_outcomes
+        view = inputs.credits.reset_index(drop=True).copy()
+        currency = inputs.credit_table.column("credit_currency")
+        digits = minor_digits(currency)
+        settled_digits = np.where(pc.is_null(out.column("settled_currency")).to_numpy(zero_copy_only=False),
+                                  digits, minor_digits(out.column("settled_currency")))
+        credited = inputs.credit_table.column("credit_amount_minor")
+        settled = out.column("settled_amount_minor")
+        single = pc.equal(out.column("credit_rows"), 1)
+        difference = pc.if_else(single, pc.subtract(settled, credited), pa.scalar(None, pa.int64()))
+        view["outcome"] = _strings(out.column("outcome"))
+        view["settled_amount"] = amount_decimals(settled, settled_digits)
+        view["difference"] = amount_decimals(difference, digits)
+        view["age_days"] = out.column("age_days").to_numpy(zero_copy_only=False)
+        view["settlement_rows"] = pc.add(out.column("credit_rows"), out.column("debit_rows")).to_numpy()
+        view["amount_at_risk"] = amount_decimals(out.column("amount_at_risk_minor"), digits)
+        view["detail"] = _strings(out.column("detail"))
+        return view
+
+    @cached_property
+    def settlement(self) -> pd.DataFrame:
+        """One row per input settlement row: its columns, then ``outcome``, ``detail``,
+        ``credit_id``, ``amount_at_risk``."""
+        inputs, out = self._inputs, self.settlement_outcomes
+        view = inputs.settlement.reset_index(drop=True).copy()
+        digits = minor_digits(inputs.row_table.column("row_currency"))
+        credit_index = out.column("credit_index")
+        view["outcome"] = _strings(out.column("outcome"))
+        view["credit_id"] = _strings(pc.take(inputs.credit_table.column("credit_id"), credit_index))
+        view["amount_at_risk"] = amount_decimals(out.column("amount_at_risk_minor"), digits)
+        view["detail"] = _strings(_row_details(inputs, out, self.credit_outcomes.column("detail")))
+        return view
+
+    def to_frame(self) -> pd.DataFrame:
+        """The break table (same as :attr:`breaks`)."""
+        return self.breaks
+
+    def to_dict(self) -> dict[str, Any]:
+        """Parameters, counts and the summary, JSON-ready (amounts as decimal strings)."""
+        summary = self.summary.copy()
+        summary["amount_at_risk"] = summary["amount_at_risk"].map(str)
+        return {
+            "parameters": self.parameters,
+            "counts": self.counts(),
+            "breaks": self.break_table.num_rows,
+            "credits": self.credit_outcomes.num_rows,
+            "settlement_rows": self.settlement_outcomes.num_rows,
+            "summary": summary.astype(object).where(summary.notna(), None).to_dict(orient="records"),
+        }
+
+    # --- rendering, delegated to reconkit.report ---------------------------------------------
+    def summary_text(self) -> str:
+        """The summary as a fixed-width table for a terminal."""
+        from .report import summary_text
+
+        return summary_text(self)
+
+    def __str__(self) -> str:
+        return self.summary_text()
+
+    def __repr__(self) -> str:
+        return (f"ReconResult(credits={self.credit_outcomes.num_rows}, "
+                f"settlement_rows={self.settlement_outcomes.num_rows}, breaks={self.break_table.num_rows})")
+
+    def _repr_html_(self) -> str:
+        from .report import summary_html
+
+        return summary_html(self)
+
+    def plot(self) -> Figure:
+        """Breaks by outcome, amount at risk per currency and the age of missing credits."""
+        from .report import plot
+
+        return plot(self)
+
+    def figure_png(self) -> bytes:
+        """:meth:`plot` rendered as PNG bytes."""
+        from .report import figure_png
+
+        return figure_png(self)
+
+    def to_html(self, path: str | Path | None = None, **options: Any) -> str:
+        """The HTML report (see :func:`reconkit.report.to_html`)."""
+        from .report import to_html
+
+        return to_html(self, path, **options)
+
+    def to_excel(self, path: str | Path, **options: Any) -> Path:
+        """The Excel workbook (see :func:`reconkit.report.to_excel`)."""
+        from .report import to_excel
+
+        return to_excel(self, path, **options)
+
+    def to_csv(self, path: str | Path) -> Path:
+        """The break table as CSV (see :func:`reconkit.report.to_csv`)."""
+        from .report import to_csv
+
+        return to_csv(self, path)
+
+
+def _strings(array: pa.Array | pa.ChunkedArray) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowStringArray(pc.cast(_plain(array), pa.large_string()))).astype(
+        pd.StringDtype("pyarrow"))
+
+
+# --- building a result from the engine's tables ---------------------------------------------
+
+def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: pa.Table, row_table: pa.Table,
+                 credit_result: pa.Table, row_result: pa.Table, breaks: pa.Table, unreadable: pa.Table,
+                 parameters: dict[str, Any]) -> ReconResult:
+    """Assemble a :class:`ReconResult` from the engine's Arrow tables (input order, no loops per row).
+
+    ``credit_result`` / ``row_result`` are :func:`reconkit.match.classify`'s outputs sorted by
+    index, ``breaks`` is :func:`reconkit.match.break_table`'s; this adds ids, locations, ages and
+    detail sentences, and spreads each break's amount at risk back onto its credit or row.
+    """
+    inputs = _Inputs(credits, settlement, credit_table, row_table)
+    # Sorted while the table is narrow: by currency, then largest amount at risk first.
+    breaks = sorted_table(breaks, [("currency", "ascending"), ("amount_at_risk_minor", "descending"),
+                                  ("credit_index", "ascending"), ("row_index", "ascending")])
+    as_of = pd.Timestamp(parameters["as_of"])
+    submit = pd.to_datetime(credits["submit_time_utc"], utc=True).reset_index(drop=True)
+    age = ((as_of - submit).dt.total_seconds() / 86400).round(2).to_numpy(dtype=float, na_value=np.nan)
+    credit_result = credit_result.append_column("age_days", pa.array(age, mask=np.isnan(age)))
+    status = trimmed_text(credits["status"])
+
+    credit_index = breaks.column("credit_index")
+    row_index = breaks.column("row_index")
+    on_credit = np.asarray(pc.equal(breaks.column("break_on"), BREAK_ON_CREDIT).to_numpy(zero_copy_only=False))
+    credit_risk = np.zeros(credit_table.num_rows, dtype=np.int64)
+    credit_risk_known = np.ones(credit_table.num_rows, dtype=bool)
+    row_risk = np.zeros(row_table.num_rows, dtype=np.int64)
+    row_risk_known = np.ones(row_table.num_rows, dtype=bool)
+    risk = breaks.column("amount_at_risk_minor")
+    risk_values = np.asarray(pc.fill_null(risk, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    risk_known = np.asarray(pc.is_valid(risk).to_numpy(zero_copy_only=False))
+    credit_rows = np.asarray(pc.fill_null(credit_index, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    settlement_rows = np.asarray(pc.fill_null(row_index, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    credit_risk[credit_rows[on_credit]] = risk_values[on_credit]
+    credit_risk_known[credit_rows[on_credit]] = risk_known[on_credit]
+    row_risk[settlement_rows[~on_credit]] = risk_values[~on_credit]
+    row_risk_known[settlement_rows[~on_credit]] = risk_known[~on_credit]
+
+    credit_detail = _credit_details(credit_table, credit_result, status, unreadable, parameters)
+    credit_result = credit_result.append_column(
+        "amount_at_risk_minor", pa.array(credit_risk, mask=~credit_risk_known)).append_column("detail", credit_detail)
+    row_result = row_result.append_column("amount_at_risk_minor", pa.array(row_risk, mask=~row_risk_known))
+
+    source_file = pa.array(settlement["source_file"].astype("string").array, pa.string()) \
+        if "source_file" in settlement else pa.nulls(len(settlement), pa.string())
+    source_line = pa.array(settlement["source_line"].astype("Int64"), pa.int64()) \
+        if "source_line" in settlement else pa.nulls(len(settlement), pa.int64())
+    record = breaks.column("unreadable_record")
+    on_row_rows = pa.array(np.flatnonzero(~on_credit))
+    row_part = row_result.select(["row_index", "credit_index", "outcome"]).take(pc.take(row_index, on_row_rows))
+    row_detail = _row_details(inputs, row_part, credit_detail)
+    # One dictionary column: a credit's break points at its credit's sentence, a row's break at its own.
+    detail_indices = credit_rows.copy()
+    detail_indices[~on_credit] = np.asarray(row_detail.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    detail = pa.DictionaryArray.from_arrays(pa.array(detail_indices), row_detail.dictionary)
+    enriched = pa.table({
+        "outcome": breaks.column("outcome"),
+        "break_on": breaks.column("break_on"),
+        "currency": breaks.column("currency"),
+        "minor_units": pa.array(minor_digits(breaks.column("currency"))),
+        "amount_at_risk_minor": risk,
+        "credit_amount_minor": breaks.column("credit_amount_minor"),
+        "settled_amount_minor": breaks.column("settled_amount_minor"),
+        "settled_currency": breaks.column("settled_currency"),
+        "credit_id": pc.take(credit_table.column("credit_id"), credit_index),
+        "reconciliation_id": pc.coalesce(pc.take(credit_table.column("credit_reconciliation_id"), credit_index),
+                                         pc.take(row_table.column("row_reconciliation_id"), row_index),
+                                         pc.take(unreadable.column("failed_reconciliation_id"), record)),
+        "request_id": pc.coalesce(pc.take(row_table.column("row_request_id"), row_index),
+                                  pc.take(unreadable.column("failed_request_id"), record)),
+        "settlement_rows": breaks.column("settlement_rows"),
+        "source_file": pc.coalesce(pc.take(source_file, row_index), pc.take(unreadable.column("source_file"), record)),
+        "source_line": pc.coalesce(pc.take(source_line, row_index), pc.take(unreadable.column("source_line"), record)),
+        "status": pc.take(status, credit_index),
+        "submit_time_utc": pc.take(pa.array(submit, pa.timestamp("us", tz="UTC")), credit_index),
+        "age_days": pc.take(credit_result.column("age_days"), credit_index),
+        "detail": detail,
+        "credit_index": credit_index,
+        "row_index": row_index,
+    })
+    return ReconResult(parameters, enriched, credit_result, row_result, unreadable, inputs)
+
+
+def sorted_table(table: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:
+    """``table.sort_by(keys)``, moving its text columns as dictionary indices: a handful of
+    distinct outcome and currency words, so gathering integers instead of strings."""
+    text = [name for name, kind in zip(table.column_names, table.schema.types, strict=True)
+            if pa.types.is_string(kind)]
+    encoded = table
+    for name in text:
+        encoded = encoded.set_column(encoded.schema.get_field_index(name), name,
+                                     pc.dictionary_encode(_plain(table.column(name))))
+    ordered = encoded.take(pc.sort_indices(table.select([k for k, _ in keys]), sort_keys=keys))
+    for name in text:
+        ordered = ordered.set_column(ordered.schema.get_field_index(name), name,
+                                     pc.cast(ordered.column(name), pa.string()))
+    return ordered.combine_chunks()
+
+
+def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unreadable: pa.Table,
+                    parameters: dict[str, Any]) -> pa.Array:
+    """Why each credit got its outcome, in words (one sentence per credit, built per outcome)."""
+    currency = _plain(credit_table.column("credit_currency"))
+    digits = minor_digits(currency)
+    settled_currency = _plain(out.column("settled_currency"))
+    settled_digits = np.where(pc.is_null(settled_currency).to_numpy(zero_copy_only=False), digits,
+                              minor_digits(settled_currency))
+    credited = amount_text(credit_table.column("credit_amount_minor"), digits)
+    settled = amount_text(out.column("settled_amount_minor"), settled_digits)
+    difference = pc.subtract(out.column("settled_amount_minor"), credit_table.column("credit_amount_minor"))
+    sign = pc.if_else(pc.greater(difference, 0), "+", pc.if_else(pc.less(difference, 0), "\u2212", ""))
+    difference_text = _join(sign, amount_text(pc.abs(difference), digits))
+    currency_text = pc.fill_null(currency, "?")
+    settled_currency_text = pc.fill_null(settled_currency, "?")
+    credited_text = _join(pc.fill_null(credited, "?"), " ", currency_text)
+    settled_text = _join(pc.fill_null(settled, "?"), " ", currency_text)
+    status_text = pc.fill_null(status, "?")
+    rows = _plain(out.column("credit_rows"))
+    debit_rows = _plain(out.column("debit_rows"))
+    age = _plain(out.column("age_days"))
+    grace = float(parameters["grace_days"])
+
+    def take(array: pa.Array) -> Any:
+        return lambda rows_: pc.take(array, rows_)
+
+    def missing(side: str) -> Any:
+        def build(rows_: pa.Array) -> pa.Array:
+            ages = pc.take(age, rows_).to_numpy(zero_copy_only=False)
+            when = np.where(np.isnan(ages), "unknown age",
+                            np.char.add(np.char.mod("%.1f", np.nan_to_num(ages)), " days after submission"))
+            return _join("not in settlement, ", pa.array(when), f": {side} the {grace:g}-day grace period")
+        return build
+
+    record = _plain(out.column("unreadable_record"))
+    failed_file = pc.take(pc.fill_null(unreadable.column("source_file"), "?"), pc.fill_null(record, 0)) \
+        if unreadable.num_rows else pa.nulls(len(record), pa.string())
+    failed_name = pa.array(pd.Series(failed_file.to_pandas(), dtype="string").str.replace(
+        r"^.*[\\/]", "", regex=True).fillna("?").array, pa.string()) if unreadable.num_rows else failed_file
+    failed_line = pc.cast(pc.take(unreadable.column("source_line"), pc.fill_null(record, 0)), pa.string()) \
+        if unreadable.num_rows else failed_file
+    failed_reason = _join(pc.fill_null(pc.take(unreadable.column("column"), pc.fill_null(record, 0)), "?"), ": ",
+                          pc.fill_null(pc.take(unreadable.column("reason"), pc.fill_null(record, 0)), "?")) \
+        if unreadable.num_rows else failed_file
+
+    builders = {
+        "MATCHED": lambda r: _join("settled ", pc.take(credited_text, r), " once, as credited"),
+        "MATCHED_BY_REQUEST_ID": lambda r: _join(
+            "settled ", pc.take(settled_text, r), " for a credit of ", pc.take(credited_text, r),
+            "; matched on the request id, the settlement row's reconciliation id was missing or different"),
+        "AMOUNT_MISMATCH": lambda r: pc.if_else(
+            pc.is_null(pc.take(difference, r)),
+            _join("settled ", pc.take(settled_text, r), "; the credited amount is unknown"),
+            _join("settled ", pc.take(settled_text, r), ", credited ", pc.take(credited_text, r), ", difference ",
+                  pc.take(difference_text, r))),
+        "CURRENCY_MISMATCH": lambda r: _join("settled ", pc.take(pc.fill_null(settled, "?"), r), " ",
+                                             pc.take(settled_currency_text, r), ", credited ",
+                                             pc.take(credited_text, r)),
+        "DUPLICATE_SETTLEMENT": lambda r: _join("settled ", pc.cast(pc.take(rows, r), pa.string()), " times, ",
+                                                pc.take(settled_text, r), " in all, for one credit of ",
+                                                pc.take(credited_text, r)),
+        "MISSING_PENDING": missing("within"),
+        "MISSING_OVERDUE": missing("past"),
+        "VOIDED_BUT_SETTLED": lambda r: _join("the credit is ", pc.take(status_text, r), " yet settled ",
+                                              pc.take(settled_text, r)),
+        "DIRECTION_MISMATCH": lambda r: _join("its id matches ", pc.cast(pc.take(debit_rows, r), pa.string()),
+                                              " settlement row(s) that are not credits, and no credit row"),
+        "DUPLICATE_CREDIT": lambda r: _join(
+            "more than one credit carries this credit's id or reconciliation id (",
+            pc.take(pc.fill_null(credit_table.column("credit_reconciliation_id"), "none"), r),
+            "); they cannot be told apart"),
+        "UNREADABLE_SETTLEMENT": lambda r: _join(
+            "no readable settlement row; ", pc.take(failed_name, r), " line ", pc.take(failed_line, r),
+            " carries its id but could not be read (", pc.take(failed_reason, r), ")"),
+        "NO_SETTLEMENT_EXPECTED": lambda r: _join(pc.take(status_text, r), ": no settlement expected and none found"),
+    }
+    return _sentences(np.asarray(_plain(out.column("outcome")).to_numpy(zero_copy_only=False), dtype=object),
+                      builders, take(_plain(out.column("outcome"))))
+
+
+def _row_details(inputs: _Inputs, out: pa.Table, credit_detail: pa.Array) -> pa.DictionaryArray:
+    """Why each settlement row in ``out`` got its outcome, as a dictionary column over the credits'
+    sentences: a paired row points at its credit's sentence, an unexpected row at one shared
+    sentence (its amount and currency are columns of their own), an out-of-scope row at one
+    sentence per transaction type; millions of rows cost a few distinct strings."""
+    outcome = _plain(out.column("outcome"))
+    credit_index = _plain(out.column("credit_index"))
+    indices = np.array(pc.fill_null(credit_index, -1).to_numpy(zero_copy_only=False), dtype=np.int64)  # writable
+    parts = [pc.cast(_plain(credit_detail), pa.string())]
+    offset = len(parts[0])
+    settlement = inputs.settlement
+    kinds = pa.array(settlement["transaction_type"].astype("string").array, pa.string()) \
+        if "transaction_type" in settlement else pa.nulls(len(settlement), pa.string())
+
+    def rows_of(name: str) -> np.ndarray:
+        return np.flatnonzero(np.asarray(pc.fill_null(pc.equal(outcome, name), False).to_numpy(zero_copy_only=False)))
+
+    unexpected = rows_of(Outcome.UNEXPECTED_SETTLEMENT.value)
+    if len(unexpected):
+        parts.append(pa.array(["a settlement credit that matches no known credit"]))
+        indices[unexpected] = offset
+        offset += 1
+    out_of_scope = rows_of(Outcome.OUT_OF_SCOPE.value)
+    if len(out_of_scope):
+        kind = pc.fill_null(pc.take(kinds, pc.take(out.column("row_index"), pa.array(out_of_scope))), "?")
+        encoded = pc.dictionary_encode(_plain(kind))
+        parts.append(_join("a ", encoded.dictionary,
+                           " row sharing no id with a known credit (not a credit, not a break)"))
+        indices[out_of_scope] = offset + np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        offset += len(encoded.dictionary)
+    direction = rows_of(Outcome.DIRECTION_MISMATCH.value)
+    if len(direction):
+        picked = pa.array(direction)
+        kind = pc.fill_null(pc.take(kinds, pc.take(out.column("row_index"), picked)), "?")
+        linked = pc.fill_null(pc.take(inputs.credit_table.column("credit_id"), pc.take(credit_index, picked)), "?")
+        parts.append(_join("a ", kind, " row (not a credit) sharing the id of credit ", linked))
+        indices[direction] = offset + np.arange(len(direction))
+        offset += len(direction)
+    leftover = np.flatnonzero(indices < 0)
+    if len(leftover):  # cannot happen for the engine's outcomes; keeps the column total anyway
+        parts.append(pc.cast(pc.take(outcome, pa.array(leftover)), pa.string()))
+        indices[leftover] = offset + np.arange(len(leftover))
+    return pa.DictionaryArray.from_arrays(pa.array(indices), pa.concat_arrays([_plain(p) for p in parts]))

@@ -1,0 +1,276 @@
+"""Notebook 01's app without a browser: confirmations carry exactly what they name, every action
+replaces what it supersedes, batches are idempotent, unknown outcomes are looked up. The truth is
+what the sandbox received and holds."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+
+import pytest
+
+from reconkit.sandbox import FaultPlan
+from reconkit.widgets import IssueCreditApp
+
+
+@pytest.fixture
+def app(sandbox, tmp_path):
+    return IssueCreditApp(sandbox.client(ledger=str(tmp_path / "ledger.sqlite3")))
+
+
+def upload(name: str, data: bytes) -> tuple[dict, ...]:
+    return ({"name": name, "type": "text/csv", "size": len(data), "content": memoryview(data),
+             "last_modified": datetime(2026, 11, 2, tzinfo=UTC)},)
+
+
+class _Table(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def table(html_text: str) -> list[dict[str, str]]:
+    """The rows of the first HTML table as dicts keyed by the header."""
+    parser = _Table()
+    parser.feed(html_text)
+    header, *rows = parser.rows
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def issue(app, amount="10.00", currency="USD", card="4111111111111111") -> None:
+    app.source.value, app.amount.value, app.currency.value = card, amount, currency
+    app.issue_button.click()
+    app.confirm_button.click()
+
+
+# --- amounts ----------------------------------------------------------------------------
+@pytest.mark.parametrize("typed", ["1e3", "1E3", "1_000", "+5", "1,000.00", "\u0661\u0660", "10 .00", "0x10",
+                                   "Infinity", "NaN", "-1"])
+def test_only_plain_decimal_notation_is_an_amount(app, sandbox, typed):
+    app.amount.value = typed
+    assert app.issue_button.disabled and app.messages["amount"].value
+    app.on_issue()
+    app.on_confirm()
+    assert sandbox.count("POST", "create") == 0
+
+
+@pytest.mark.parametrize(("typed", "currency", "normalized"), [("10", "USD", "10.00"), ("0010.5", "EUR", "10.50"),
+                                                               (".5", "USD", "0.50"), ("1000", "JPY", "1000"),
+                                                               ("1.5", "KWD", "1.500")])
+def test_the_confirmation_shows_the_normalized_amount_that_is_sent(app, sandbox, typed, currency, normalized):
+    app.amount.value, app.currency.value = typed, currency
+    app.issue_button.click()
+    assert f"<b>{normalized} {currency}</b>" in app.confirm_text.value
+    assert app.confirm_button.description == f"Issue {normalized} {currency}"
+    app.confirm_button.click()
+    assert [(c["amount"], c["currency"]) for c in sandbox.credits()] == [(normalized, currency)]
+
+
+def test_the_same_amount_to_the_same_card_needs_a_second_confirmation(app, sandbox):
+    issue(app, "25.00")
+    first = sandbox.credits()[0]["id"]
+    app.amount.value = "25"  # the same amount, typed differently
+    app.issue_button.click()
+    assert "Possible repeat" in app.confirm_text.value and first in app.confirm_text.value
+    app.confirm_button.click()
+    assert sandbox.count("POST", "create") == 1  # the first click only acknowledges
+    assert "second" in app.confirm_text.value and first in app.confirm_text.value
+    app.confirm_button.click()
+    assert sandbox.count("POST", "create") == 2
+    issue(app, "25.00", card="5555555555554444")  # another card: no question
+    issue(app, "26.00")  # another amount: no question
+    assert sandbox.count("POST", "create") == 4
+    sandbox.advance(minutes=11)
+    issue(app, "25.00")  # ten minutes later: no question
+    assert sandbox.count("POST", "create") == 5
+
+
+def test_cancelling_a_repeat_sends_nothing(app, sandbox):
+    issue(app, "25.00")
+    app.issue_button.click()
+    app.confirm_button.click()
+    app.cancel_button.click()
+    app.confirm_button.click()
+    assert sandbox.count("POST", "create") == 1 and app.confirm_box.layout.display == "none"
+
+
+# --- every action replaces what it supersedes --------------------------------------------
+def test_a_new_error_clears_the_previous_credit(app, sandbox):
+    issue(app, "10.00")
+    credit_id = sandbox.credits()[0]["id"]
+    assert credit_id in app.raw.value and credit_id in app.result.value
+    issue(app, "3000.00")  # INVALID_AMOUNT
+    assert "INVALID_AMOUNT" in app.error.value
+    assert credit_id not in app.raw.value and credit_id not in app.result.value and app.raw.value == ""
+    assert app.last_credit is None
+
+
+def test_a_void_error_is_cleared_by_the_next_success(app, sandbox):
+    issue(app, "10.00")
+    old = sandbox.credits()[0]["id"]
+    sandbox.advance(hours=25)  # batched: no longer voidable
+    issue(app, "11.00")
+    new = sandbox.credits()[1]["id"]
+    app.credit_picker.value = old
+    app.void_button.click()
+    app.void_confirm.click()
+    assert "NOT_VOIDABLE" in app.error.value
+    app.credit_picker.value = new
+    app.void_button.click()
+    app.void_confirm.click()
+    assert app.error.value == "" and "VOIDED" in app.result.value and new in app.result.value
+
+
+def test_a_failed_batch_message_is_cleared_by_the_next_batch(app, sandbox):
+    app.batch_upload.value = upload("bad.csv", b"amount,currency,instrument\nabc,USD,4111111111111111\n")
+    app.batch_button.click()
+    assert "bad.csv line 2" in app.error.value
+    app.batch_upload.value = upload("good.csv", b"amount,currency,instrument\n1.00,USD,4111111111111111\n")
+    app.batch_button.click()
+    app.batch_confirm.click()
+    assert app.error.value == "" and "issued now" in app.batch_result.value
+
+
+def test_the_ledger_table_shows_amount_and_currency_of_every_credit(app, sandbox):
+    for amount, currency in [("10.00", "USD"), ("2005.00", "USD"), ("7.5", "EUR"), ("1000", "JPY")]:
+        issue(app, amount, currency)
+    rows = {row["Credit id"]: row for row in table(app.issued.value)}
+    truth = sandbox.credits()
+    assert len(rows) == len(truth) == 4
+    for credit in truth:
+        row = rows[credit["id"]]
+        assert (row["Amount"], row["Currency"], row["Status"]) == (credit["amount"], credit["currency"],
+                                                                   credit["status"])
+
+
+# --- void ----------------------------------------------------------------------------------
+def test_the_void_confirmation_carries_exactly_the_credit_it_names(app, sandbox):
+    issue(app, "12.00", "USD")
+    issue(app, "34.00", "EUR")
+    a, b = (c["id"] for c in sandbox.credits())
+    app.credit_picker.value = a
+    app.void_button.click()
+    assert a in app.void_confirm.description and "12.00 USD" in app.void_confirm.description
+    app.credit_picker.value = b  # changing the selection cancels the confirmation
+    assert app.void_confirm.layout.display == "none"
+    app.void_confirm.click()
+    assert sandbox.count("POST", "void") == 0
+    app.void_button.click()
+    assert b in app.void_confirm.description and "34.00 EUR" in app.void_confirm.description
+    app.void_confirm.click()
+    app.void_confirm.click()  # used once
+    statuses = {c["id"]: c["status"] for c in sandbox.credits()}
+    assert statuses == {a: "PENDING", b: "VOIDED"} and sandbox.count("POST", "void") == 1
+
+
+# --- batch ---------------------------------------------------------------------------------
+BATCH = (b"amount,currency,instrument\n1.00,USD,4111111111111111\n2.00,EUR,7010000000016241111\n"
+         b"2005.00,USD,5555555555554444\n")
+
+
+def test_batch_is_confirmed_issued_once_and_idempotent(app, sandbox):
+    app.batch_upload.value = upload("batch.csv", BATCH)
+    app.batch_button.click()
+    assert sandbox.count("POST", "create") == 0  # nothing before confirmation
+    assert "<b>3</b> credit(s)" in app.batch_confirm_text.value and "1.00 EUR" not in app.batch_confirm_text.value
+    assert "2.00 EUR" in app.batch_confirm_text.value and "2006.00 USD" in app.batch_confirm_text.value
+    clicks = []
+
+    def click_again(change):  # the analyst clicks again while the batch runs
+        clicks.append(change["new"])
+        app.batch_button.click()
+        app.batch_confirm.click()
+
+    app.batch_progress.observe(click_again, names="value")
+    app.batch_confirm.click()
+    app.batch_progress.unobserve(click_again, names="value")
+    assert clicks == [1, 2, 3] and sandbox.count("POST", "create") == 3
+    digest = hashlib.sha256(BATCH).hexdigest()[:20]
+    references = {c["reference_code"] for c in sandbox.credits()}
+    assert references == {f"batch-{digest}-{line}" for line in (2, 3, 4)}
+    rows = table(app.batch_result.value)
+    assert [r["This run"] for r in rows] == ["issued now", "issued now", "declined: PROCESSOR_DECLINED"]
+    assert [r["Credit id"] for r in rows] == [c["id"] for c in sandbox.credits()]
+
+    app.batch_upload.value = upload("batch-again.csv", BATCH)  # the same file, run again
+    app.batch_button.click()
+    assert "nothing to send" in app.batch_result.value and sandbox.count("POST", "create") == 3
+    assert [r["This run"] for r in table(app.batch_result.value.split("</div>", 1)[1])] == [
+        "issued before: not sent again"] * 3
+
+    grown = BATCH + b"3.00,USD,4111111111111111\n"
+    app.batch_upload.value = upload("grown.csv", grown)  # another file: its own references, repeats named
+    app.batch_button.click()
+    assert "Possible repeats:</b> lines 2, 3 " in app.batch_confirm_text.value  # line 4 was declined: no money
+    app.batch_confirm.click()
+    assert sandbox.count("POST", "create") == 7
+
+
+def test_a_bad_batch_file_sends_nothing(app, sandbox):
+    app.batch_upload.value = upload("bad.csv", b"amount,currency,instrument\n1.00,USD,4111111111111111\n"
+                                               b"1e3,USD,4111111111111111\n")
+    app.batch_button.click()
+    app.batch_confirm.click()
+    assert sandbox.count("POST", "create") == 0 and "bad.csv line 3" in app.error.value
+
+
+def test_a_new_upload_cancels_the_batch_confirmation(app, sandbox):
+    app.batch_upload.value = upload("a.csv", BATCH)
+    app.batch_button.click()
+    app.batch_upload.value = upload("b.csv", b"amount,currency,instrument\n9.00,USD,4111111111111111\n")
+    app.batch_confirm.click()
+    assert sandbox.count("POST", "create") == 0 and app.batch_confirm_box.layout.display == "none"
+
+
+# --- unknown outcomes ----------------------------------------------------------------------
+def test_a_proxy_502_in_the_app_is_unknown_and_the_lookup_finds_the_credit(app, sandbox):
+    sandbox.faults = FaultPlan(rates={"create": {"html_502": 1.0}})
+    reference = app.reference.value
+    issue(app, "10.00")
+    assert "Outcome unknown" in app.result.value and app.error.value == ""
+    assert app.lookup_button.layout.display == "flex"
+    sandbox.faults = FaultPlan()
+    app.lookup_button.click()
+    truth = sandbox.credits()[0]
+    rows = table(app.lookup_result.value)
+    assert [(r["Reference"], r["Now"], r["Credit id"]) for r in rows] == [(reference, "created", truth["id"])]
+    assert truth["id"] in app.result.value and app.lookup_button.layout.display == "none"
+    ledger = {r["Reference"]: r for r in table(app.issued.value)}
+    assert (ledger[reference]["Outcome"], ledger[reference]["Credit id"]) == ("created", truth["id"])
+
+
+def test_batch_rows_with_unknown_outcomes_are_looked_up(app, sandbox):
+    sandbox.faults = FaultPlan(rates={"create": {"bare_500": 0.5}}, seed=4)
+    app.batch_upload.value = upload("batch.csv", BATCH)
+    app.batch_button.click()
+    app.batch_confirm.click()
+    rows = table(app.batch_result.value)
+    unknown = [r for r in rows if r["Outcome"] == "unknown_outcome"]
+    assert unknown and all("Look it up" in r["This run"] for r in unknown)
+    sandbox.faults = FaultPlan()
+    app.lookup_button.click()
+    assert {r["Now"] for r in table(app.lookup_result.value)} == {"unknown_outcome"}  # too early to tell
+    sandbox.advance(app.client.tss_delay)
+    app.lookup_button.click()
+    assert {r["Now"] for r in table(app.lookup_result.value)} == {"not_created"}
+    outcomes = {r["Line"]: r["Outcome"] for r in table(app.batch_result.value)}
+    created = {c["reference_code"].rsplit("-", 1)[1] for c in sandbox.credits()}
+    assert {line for line, outcome in outcomes.items() if outcome == "not_created"} == (
+        {"2", "3", "4"} - created)

@@ -1,0 +1,184 @@
+"""A hypothesis state machine over the issue app's events against a real sandbox: whatever the
+order of clicks, field changes and selections, every credit POST answers exactly one final
+confirmation (and carries what it named), and a void only ever hits the credit its confirmation
+named."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from reconkit.sandbox import Sandbox
+from reconkit.widgets import IssueCreditApp
+
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+FILES = {
+    "a.csv": b"amount,currency,instrument\n1.00,USD,4111111111111111\n2.00,EUR,7010000000016241111\n",
+    "b.csv": b"amount,currency,instrument\n3.00,JPY,5555555555554444\n",
+    "bad.csv": b"amount,currency,instrument\n1e3,USD,4111111111111111\n",
+}
+ROWS = {"a.csv": 2, "b.csv": 1, "bad.csv": 0}
+
+
+def _upload(name: str) -> tuple[dict, ...]:
+    data = FILES[name]
+    return ({"name": name, "type": "text/csv", "size": len(data), "content": memoryview(data),
+             "last_modified": START},)
+
+
+class IssueAppMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sandbox = Sandbox(start=START, seed=3).start()
+        self.app = IssueCreditApp(self.sandbox.client())
+        self.confirmations = 0  # clicks on a visible final confirmation ("Issue ...")
+        self.batch_sent: set[tuple[str, int]] = set()  # (file digest, line) sent once ever
+        self.batch_rows_sent = 0
+        self.uploaded: str | None = None
+        self.batch_file: str | None = None  # the file the visible batch confirmation was built from
+
+    def teardown(self) -> None:
+        self.app.client.close()
+        self.sandbox.stop()
+
+    def _creates(self) -> int:
+        return self.sandbox.count("POST", "create")
+
+    def _void_paths(self) -> list[str]:
+        return [path for method, path, endpoint in self.sandbox.requests if method == "POST" and endpoint == "void"]
+
+    @initialize(amounts=st.lists(st.sampled_from(["10.00", "20.00", "30.00"]), min_size=1, max_size=3, unique=True))
+    def some_credits_exist(self, amounts):
+        """Start with credits in the table so that selections and voids have something to act on."""
+        for amount in amounts:
+            self.app.amount.value = amount
+            self.click_issue()
+            self.click_confirm()
+
+    # --- the form ---------------------------------------------------------------------
+    @rule(amount=st.sampled_from(["10.00", "10", "7.5", "1e3", "2005.00", "3000.00", "0.01", "abc", "25"]))
+    def type_amount(self, amount):
+        self.app.amount.value = amount
+
+    @rule(currency=st.sampled_from(["USD", "EUR", "JPY"]))
+    def pick_currency(self, currency):
+        self.app.currency.value = currency
+
+    @rule(card=st.sampled_from(["4111111111111111", "5555555555554444", "4111111111111112"]))
+    def type_card(self, card):
+        self.app.source.value = card
+
+    @rule()
+    def click_issue(self):
+        self.app.issue_button.click()
+
+    @rule()
+    def issue_and_confirm(self):
+        self.click_issue()
+        self.click_confirm()
+
+    @rule()
+    def click_cancel(self):
+        self.app.cancel_button.click()
+
+    @rule()
+    def click_confirm(self):
+        visible = self.app.confirm_box.layout.display == "flex"
+        label = self.app.confirm_button.description
+        before = self._creates()
+        self.app.confirm_button.click()
+        sent = self._creates() - before
+        final = visible and label.startswith("Issue ")
+        assert sent == (1 if final else 0), (visible, label, sent)
+        if final:
+            self.confirmations += 1
+            named = label.removeprefix("Issue ").removeprefix("a second ")
+            newest = self.app.client.ledger.credits().iloc[-1]
+            assert f"{newest['amount']} {newest['currency']}" == named
+
+    # --- the ledger table: selection and void ------------------------------------------
+    @rule(index=st.integers(min_value=0, max_value=5))
+    def select_credit(self, index):
+        options = self.app.credit_picker.options
+        if options:
+            self.app.credit_picker.value = options[index % len(options)][1]
+
+    @rule()
+    def click_void(self):
+        self.app.void_button.click()
+
+    @rule(index=st.integers(min_value=0, max_value=5))
+    def void_then_select(self, index):
+        self.click_void()
+        self.select_credit(index)
+
+    @rule()
+    def click_void_confirm(self):
+        visible = self.app.void_confirm.layout.display == "flex"
+        label = self.app.void_confirm.description
+        before = self._void_paths()
+        self.app.void_confirm.click()
+        new = self._void_paths()[len(before):]
+        if not visible:
+            assert new == []
+            return
+        named = label.removeprefix("Yes, void credit ").split(" ", 1)[0]
+        assert new == [f"/pts/v2/credits/{named}/voids"]
+
+    @rule()
+    def time_passes(self):
+        self.sandbox.advance(minutes=11)
+
+    # --- batch -------------------------------------------------------------------------
+    @rule(name=st.sampled_from(sorted(FILES)))
+    def upload_file(self, name):
+        self.app.batch_upload.value = _upload(name)
+        self.uploaded = name
+        if self.app.batch_confirm_box.layout.display != "flex":  # the same bytes again change nothing
+            self.batch_file = None
+
+    @rule()
+    def click_batch(self):
+        self.app.batch_button.click()
+        if self.app.batch_confirm_box.layout.display == "flex":
+            self.batch_file = self.uploaded
+
+    @rule()
+    def click_batch_cancel(self):
+        self.app.batch_cancel.click()
+
+    @rule()
+    def click_batch_confirm(self):
+        visible = self.app.batch_confirm_box.layout.display == "flex"
+        before = self._creates()
+        self.app.batch_confirm.click()
+        sent = self._creates() - before
+        if not visible:
+            assert sent == 0
+            return
+        assert self.batch_file is not None
+        digest = hashlib.sha256(FILES[self.batch_file]).hexdigest()
+        rows = {(digest, line) for line in range(2, 2 + ROWS[self.batch_file])}
+        assert sent == len(rows - self.batch_sent)  # a row is never sent twice
+        self.batch_sent |= rows
+        self.batch_rows_sent += sent
+        self.batch_file = None
+
+    # --- what must always hold -----------------------------------------------------------
+    @invariant()
+    def credits_sent_equal_confirmations(self):
+        assert self._creates() == self.confirmations + self.batch_rows_sent
+
+    @invariant()
+    def every_void_named_a_credit_the_ledger_holds(self):
+        ids = set(self.app.client.ledger.credits()["credit_id"].dropna())
+        for path in self._void_paths():
+            assert path.split("/")[4] in ids
+
+
+IssueAppMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=25, deadline=None)
+TestIssueApp = IssueAppMachine.TestCase

@@ -1,0 +1,246 @@
+"""The break table's amounts at risk against the generator's ground truth, the summary and the
+exports against the break table, and unreadable settlement rows."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from datetime import timedelta
+from decimal import Decimal
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconkit import read_settlement, reconcile
+from reconkit.money import CURRENCIES
+from reconkit.sandbox.settlement import DISCREPANCY_KINDS, FORMATS
+
+from .conftest import ALL_KINDS
+
+BREAK_OUTCOMES = {"MISSING_PENDING", "MISSING_OVERDUE", "AMOUNT_MISMATCH", "CURRENCY_MISMATCH", "DUPLICATE_SETTLEMENT",
+                  "VOIDED_BUT_SETTLED", "DIRECTION_MISMATCH", "DUPLICATE_CREDIT", "UNREADABLE_SETTLEMENT",
+                  "UNEXPECTED_SETTLEMENT", "MATCHED_BY_REQUEST_ID"}
+
+
+def oracle(credits: pd.DataFrame, bundle) -> tuple[dict[tuple[str, str], Decimal], Counter]:
+    """Amount at risk and number of breaks per (outcome, currency), from the ground truth alone.
+
+    The definition is written out here on its own (Decimal arithmetic on the generator's
+    amounts), not taken from reconkit.outcomes.
+    """
+    amount = dict(zip(credits["credit_id"].astype(str), (Decimal(str(a)) for a in credits["amount"]), strict=True))
+    currency = dict(zip(credits["credit_id"].astype(str), credits["currency"].astype(str), strict=True))
+    rows = bundle.settlement_truth
+    settled: dict[str, Decimal] = defaultdict(Decimal)
+    for credit_id, kind, value in zip(rows["credit_id"], rows["transaction_type"], rows["amount"], strict=True):
+        if credit_id is not None and not pd.isna(credit_id) and kind == "ics_credit":
+            settled[str(credit_id)] += Decimal(str(value))
+    risk: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    count: Counter = Counter()
+    for credit_id, outcome in zip(bundle.credits_truth["credit_id"].astype(str), bundle.credits_truth["outcome"],
+                                  strict=True):
+        if outcome not in BREAK_OUTCOMES:
+            continue
+        credited, total = amount[credit_id], settled.get(credit_id, Decimal(0))
+        if outcome in ("MISSING_PENDING", "MISSING_OVERDUE", "CURRENCY_MISMATCH", "DIRECTION_MISMATCH",
+                       "DUPLICATE_CREDIT", "UNREADABLE_SETTLEMENT"):
+            value = credited
+        elif outcome in ("AMOUNT_MISMATCH", "MATCHED_BY_REQUEST_ID"):
+            value = abs(total - credited)
+        elif outcome == "DUPLICATE_SETTLEMENT":
+            value = total - credited
+        elif outcome == "VOIDED_BUT_SETTLED":
+            value = total
+        else:
+            raise AssertionError(f"the oracle has no definition for {outcome}")
+        risk[(outcome, currency[credit_id])] += value
+        count[(outcome, currency[credit_id])] += 1
+    for outcome, row_currency, value in zip(rows["outcome"], rows["currency"], rows["amount"], strict=True):
+        if outcome == "UNEXPECTED_SETTLEMENT":
+            risk[(outcome, str(row_currency))] += Decimal(str(value))
+            count[(outcome, str(row_currency))] += 1
+    return dict(risk), count
+
+
+def break_table_totals(result) -> tuple[dict[tuple[str, str], Decimal], Counter]:
+    table = result.break_table
+    risk: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    count: Counter = Counter()
+    for outcome, currency, minor in zip(table.column("outcome").to_pylist(), table.column("currency").to_pylist(),
+                                        table.column("amount_at_risk_minor").to_pylist(), strict=True):
+        risk[(outcome, currency)] += Decimal(minor).scaleb(-CURRENCIES[currency])
+        count[(outcome, currency)] += 1
+    return dict(risk), count
+
+
+def assert_summary_equals_break_table(result) -> None:
+    risk, count = break_table_totals(result)
+    summary = result.summary
+    shown = summary[summary["breaks"] > 0]
+    assert {(o, c): a for o, c, a in zip(shown["outcome"], shown["currency"], shown["amount_at_risk"], strict=True)} \
+        == risk
+    assert {(o, c): n for o, c, n in zip(shown["outcome"], shown["currency"], shown["breaks"], strict=True)} \
+        == dict(count)
+    assert (summary.loc[summary["breaks"] == 0, "amount_at_risk"] == 0).all()
+    per_currency: dict[str, Decimal] = defaultdict(Decimal)
+    for (_, currency), value in risk.items():
+        per_currency[currency] += value
+    totals = result.totals()
+    assert dict(zip(totals["currency"], totals["amount_at_risk"], strict=True)) == dict(per_currency)
+    frame = result.breaks
+    assert len(frame) == result.break_table.num_rows == sum(count.values())
+    assert {c: sum(g, Decimal(0)) for c, g in frame.groupby("currency")["amount_at_risk"]} == dict(per_currency)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(mix=st.dictionaries(st.sampled_from(DISCREPANCY_KINDS), st.integers(0, 4), max_size=len(DISCREPANCY_KINDS)),
+       fmt=st.sampled_from(FORMATS), seed=st.integers(0, 10_000), grace=st.integers(0, 5),
+       late=st.integers(0, 96))
+def test_amount_at_risk_per_outcome_and_currency_equals_the_ground_truth(world, tmp_path_factory, mix, fmt, seed,
+                                                                         grace, late):
+    sb, _, credits = world
+    as_of = sb.now() + timedelta(hours=late)
+    bundle = sb.settlement(format=fmt, discrepancies=mix, out_dir=tmp_path_factory.mktemp("mix"), seed=seed,
+                           as_of=as_of, grace_days=grace)
+    result = reconcile(credits, read_settlement(bundle.files[0]), as_of=as_of, grace_days=grace)
+    assert bundle.disagreements(result).empty
+    want_risk, want_count = oracle(credits, bundle)
+    got_risk, got_count = break_table_totals(result)
+    assert got_risk == want_risk
+    assert got_count == want_count
+    assert_summary_equals_break_table(result)
+
+
+def test_every_export_sums_to_the_summary(world, tmp_path):
+    sb, _, credits = world
+    bundle = sb.settlement(format="pbdr_csv", discrepancies=ALL_KINDS, out_dir=tmp_path, seed=11)
+    result = reconcile(credits, read_settlement(bundle.files[0]), as_of=bundle.as_of)
+    want_risk, _ = oracle(credits, bundle)
+    per_currency: dict[str, Decimal] = defaultdict(Decimal)
+    for (_, currency), value in want_risk.items():
+        per_currency[currency] += value
+    # Every paired break carries its own amount (the old break list showed 0.00 for them).
+    paired = result.breaks[result.breaks["outcome"].isin(["AMOUNT_MISMATCH", "CURRENCY_MISMATCH",
+                                                          "DUPLICATE_SETTLEMENT", "VOIDED_BUT_SETTLED",
+                                                          "DIRECTION_MISMATCH"])]
+    assert len(paired) and (paired["amount_at_risk"] > 0).all()
+    with open(result.to_csv(tmp_path / "breaks.csv"), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    from_csv: dict[str, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        from_csv[row["currency"]] += Decimal(row["amount_at_risk"])
+        places = -Decimal(row["amount_at_risk"]).as_tuple().exponent
+        assert places == CURRENCIES[row["currency"]]  # JPY 0 decimals, USD 2
+        assert row["source_line"] == "" or row["source_line"].isdigit()  # integer line numbers
+    assert dict(from_csv) == dict(per_currency)
+    from openpyxl import load_workbook
+    book = load_workbook(result.to_excel(tmp_path / "breaks.xlsx"), read_only=True)
+    sheet = book["Breaks"].iter_rows(values_only=True)
+    header = next(sheet)
+    from_excel: dict[str, Decimal] = defaultdict(Decimal)
+    for values in sheet:
+        record = dict(zip(header, values, strict=True))
+        from_excel[record["Currency"]] += Decimal(str(record["Amount at risk"]))
+    assert {c: v.quantize(Decimal(1).scaleb(-CURRENCIES[c])) for c, v in from_excel.items()} == dict(per_currency)
+    page = result.to_html(figures=False)
+    for currency, value in per_currency.items():
+        assert f"<td>{currency}</td><td class=\"number\">" in page and f">{value}</td>" in page
+
+
+def _credits(rows):
+    return pd.DataFrame({
+        "credit_id": pd.Series([r[0] for r in rows], dtype="string"),
+        "reconciliation_id": pd.Series([r[1] for r in rows], dtype="string"),
+        "status": pd.Series(["PENDING"] * len(rows), dtype="string"),
+        "submit_time_utc": pd.to_datetime(["2026-11-01T00:00:00Z"] * len(rows), utc=True),
+        "amount": pd.Series([Decimal(r[2]) for r in rows], dtype=object),
+        "currency": pd.Series([r[3] for r in rows], dtype="string"),
+    })
+
+
+def _settlement(rows):
+    return pd.DataFrame({
+        "reconciliation_id": pd.Series([r[0] for r in rows], dtype="string"),
+        "request_id": pd.Series([None] * len(rows), dtype="string"),
+        "direction": pd.Series(["credit"] * len(rows), dtype="string"),
+        "amount": pd.Series([Decimal(r[1]) for r in rows], dtype=object),
+        "currency": pd.Series([r[2] for r in rows], dtype="string"),
+        "transaction_type": pd.Series(["ics_credit"] * len(rows), dtype="string"),
+        "source_file": pd.Series(["/data/pbdr.csv"] * len(rows), dtype="string"),
+        "source_line": pd.Series(range(3, len(rows) + 3), dtype="int64"),
+    })
+
+
+@pytest.mark.parametrize("ids_known", [True, False])
+def test_a_credit_whose_row_failed_to_read_is_unreadable_settlement_naming_file_and_line(ids_known):
+    credits = _credits([("1", "A", "10.00", "USD"), ("2", "B", "5.00", "USD"), ("3", "C", "7.00", "USD")])
+    settlement = _settlement([("A", "10.00", "USD")])
+    failures = pd.DataFrame({"source_file": ["/data/pbdr.csv", "/data/pbdr.csv", "/data/pbdr.csv"],
+                             "source_line": [9, 9, 12], "column": ["amount", "currency", "amount"],
+                             "value": ["1O.00", "US", "x"], "reason": ["not an amount", "not ISO 4217", "not an amount"]})
+    if ids_known:  # the readers' contract: the ids as far as they could be read
+        failures["reconciliation_id"] = pd.Series([" B ", "B", None], dtype="string")
+        failures["request_id"] = pd.Series([None, None, "3"], dtype="string")
+    result = reconcile(credits, settlement, as_of="2026-11-02T00:00:00Z", failures=failures)
+    outcomes = dict(zip(result.credits["credit_id"], result.credits["outcome"], strict=True))
+    if not ids_known:  # without the ids nothing can be tied to a credit: they stay missing
+        assert outcomes == {"1": "MATCHED", "2": "MISSING_PENDING", "3": "MISSING_PENDING"}
+        return
+    assert outcomes == {"1": "MATCHED", "2": "UNREADABLE_SETTLEMENT", "3": "UNREADABLE_SETTLEMENT"}
+    breaks = result.breaks.set_index("credit_id")
+    assert breaks.loc["2", "detail"] == ("no readable settlement row; pbdr.csv line 9 carries its id but could not "
+                                         "be read (amount: not an amount)")
+    assert breaks.loc["2", "source_line"] == 9 and breaks.loc["3", "source_line"] == 12
+    assert breaks.loc["2", "amount_at_risk"] == Decimal("5.00") and breaks.loc["3", "amount_at_risk"] == Decimal("7.00")
+    assert result.unreadable.num_rows == 2  # one record per (file, line)
+    assert_summary_equals_break_table(result)
+
+
+def test_break_table_is_arrow_sorted_by_currency_then_largest_risk_first():
+    credits = _credits([("1", "A", "10.00", "USD"), ("2", "B", "500", "JPY"), ("3", "C", "1.250", "KWD"),
+                        ("4", "D", "90.00", "USD"), ("5", "E", "3.00", "USD")])
+    settlement = _settlement([("A", "9.00", "USD"), ("E", "3.00", "USD"), ("E", "3.00", "USD"),
+                              ("Z", "2.000", "KWD")])
+    result = reconcile(credits, settlement, as_of="2026-11-02T00:00:00Z")
+    assert isinstance(result.break_table, pa.Table)
+    got = list(zip(result.breaks["currency"], result.breaks["outcome"], result.breaks["amount_at_risk"], strict=True))
+    assert got == [("JPY", "MISSING_PENDING", Decimal("500")),
+                   ("KWD", "UNEXPECTED_SETTLEMENT", Decimal("2.000")), ("KWD", "MISSING_PENDING", Decimal("1.250")),
+                   ("USD", "MISSING_PENDING", Decimal("90.00")), ("USD", "DUPLICATE_SETTLEMENT", Decimal("3.00")),
+                   ("USD", "AMOUNT_MISMATCH", Decimal("1.00"))]
+    assert result.breaks["settlement_rows"].tolist() == [0, 1, 0, 0, 2, 1]
+    fx = result.totals({"JPY": "0.0067", "KWD": "3.25"}, base="USD")
+    assert fx["currency"].tolist() == ["JPY", "KWD", "USD", "USD (converted)"]
+    assert fx["converted"].tolist() == [Decimal("3.35"), Decimal("10.56"), Decimal("94.00"), Decimal("107.91")]
+    with pytest.raises(ValueError, match="no rate for KWD"):
+        result.totals({"JPY": "0.0067"}, base="USD")
+
+
+def test_the_at_risk_expression_gives_the_same_figures_on_every_backend():
+    import duckdb
+    import narwhals as nw
+
+    from reconkit.outcomes import BREAK_ON_CREDIT, BREAK_ON_ROW, Outcome, at_risk
+
+    outcomes = [o.value for o in Outcome]
+    table = pa.table({
+        "outcome": [*outcomes, "DIRECTION_MISMATCH"],
+        "break_on": [BREAK_ON_ROW if o in ("UNEXPECTED_SETTLEMENT", "OUT_OF_SCOPE") else BREAK_ON_CREDIT
+                     for o in outcomes] + [BREAK_ON_ROW],
+        "credit_amount_minor": pa.array([1000] * len(outcomes) + [None], pa.int64()),
+        "settled_amount_minor": pa.array([1250] * len(outcomes) + [None], pa.int64()),
+    })
+    want = {"MATCHED": 0, "AMOUNT_MISMATCH": 250, "CURRENCY_MISMATCH": 1000, "DUPLICATE_SETTLEMENT": 250,
+            "DUPLICATE_CREDIT": 1000, "MISSING_PENDING": 1000, "MISSING_OVERDUE": 1000, "UNREADABLE_SETTLEMENT": 1000,
+            "UNEXPECTED_SETTLEMENT": 1250, "VOIDED_BUT_SETTLED": 1250, "DIRECTION_MISMATCH": 1000,
+            "MATCHED_BY_REQUEST_ID": 250, "NO_SETTLEMENT_EXPECTED": 0, "OUT_OF_SCOPE": 0}
+    on_arrow = nw.from_native(table).with_columns(risk=at_risk())["risk"].to_list()
+    on_pandas = nw.from_native(table.to_pandas()).with_columns(risk=at_risk())["risk"].to_list()
+    connection = duckdb.connect()
+    on_duckdb = nw.from_native(connection.from_arrow(table)).with_columns(risk=at_risk()).collect(
+        backend="pyarrow")["risk"].to_list()
+    assert on_arrow == on_pandas == on_duckdb == [want[o] for o in outcomes] + [0]  # a stray non-credit row: 0
