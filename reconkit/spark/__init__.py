@@ -4,7 +4,9 @@ Everything here is Spark SQL expressions and the narwhals engine core, with no P
 Spark's workers need no reconkit install, and the same calls work over Spark Connect.
 """
 
+from .engine import MATERIALIZE, SparkReconResult, reconcile
 from .local import local_session
 from .readers import SparkSettlement, read_canonical, read_settlement
 
-__all__ = ["SparkSettlement", "local_session", "read_canonical", "read_settlement"]
+__all__ = ["MATERIALIZE", "SparkReconResult", "SparkSettlement", "local_session", "read_canonical", "read_settlement",
+           "reconcile"]

@@ -203,8 +203,9 @@ def _canonicalize(body: DataFrame, report_format: str) -> tuple[DataFrame, DataF
     )
     checked = prepared.withColumn("problems", F.filter(problems, lambda p: p.isNotNull()))
     failures = checked.where(F.size("problems") > 0).select(
-        "source_file", "source_line", F.explode("problems").alias("problem")).select(
-        "source_file", "source_line", "problem.column", "problem.value", "problem.reason")
+        "source_file", "source_line", "reconciliation_id", "request_id", F.explode("problems").alias("problem")).select(
+        "source_file", "source_line", "problem.column", "problem.value", "problem.reason", "reconciliation_id",
+        "request_id")
     rows = checked.where(F.size("problems") == 0).select(
         "reconciliation_id", "request_id", "merchant_ref", "transaction_type", "direction",
         F.abs(col("amount_text").cast(AMOUNT_TYPE)).alias("amount"), "currency", "batch_id", "batch_date",
@@ -249,7 +250,8 @@ def _read_layout(lines: DataFrame, files: list[str], layout: _Layout, footers: M
                          F.from_csv("value", schema, {"sep": layout.delimiter, "mode": "PERMISSIVE"}).alias("r"))
     ragged = parsed.where(col("fields") != width).select(
         "source_file", "source_line", F.lit("*").alias("column"), F.substring("value", 1, 200).alias("value"),
-        F.concat(F.lit(f"expected {width} fields, found "), col("fields").cast("string")).alias("reason"))
+        F.concat(F.lit(f"expected {width} fields, found "), col("fields").cast("string")).alias("reason"),
+        F.lit(None).cast("string").alias("reconciliation_id"), F.lit(None).cast("string").alias("request_id"))
     fields = parsed.where(col("fields") == width).select(
         "source_file", "source_line",
         *(col(f"r.f{layout.headers.index(header)}").alias(field) for field, header in layout.chosen))
