@@ -10,13 +10,11 @@ import pandas as pd
 import pytest
 
 from reconkit import ReconciliationError, read_settlement, reconcile
-from reconkit.spark import local_session
+from reconkit.spark import break_page, credits_frame, local_session, summary_cards
 from reconkit.spark import read_settlement as spark_read
 from reconkit.spark import reconcile as spark_reconcile
 
 from .conftest import ALL_KINDS
-
-CREDIT_COLUMNS = ["credit_id", "reconciliation_id", "status", "submit_time_utc", "amount", "currency"]
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +23,7 @@ def spark():
 
 
 def _spark_credits(spark, credits: pd.DataFrame):
-    frame = credits[CREDIT_COLUMNS].copy()
-    frame["amount"] = frame["amount"].map(lambda d: None if d is None else str(d))
-    frame["submit_time_utc"] = frame["submit_time_utc"].map(lambda t: None if pd.isna(t) else t.isoformat())
-    records = [{k: None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v for k, v in r.items()}
-               for r in frame.astype(object).to_dict("records")]
-    return spark.createDataFrame(records,
-                                 "credit_id string, reconciliation_id string, status string, "
-                                 "submit_time_utc string, amount string, currency string")
+    return credits_frame(spark, credits)
 
 
 def _name(path) -> str | None:
@@ -94,6 +85,14 @@ def test_every_materialize_choice_gives_the_same_result(spark, world, tmp_path, 
     got = spark_reconcile(_spark_credits(spark, credits), spark_read(spark, str(bundle.files[0])).rows,
                           as_of=bundle.as_of, grace_days=bundle.grace_days, materialize=materialize)
     _assert_same(expected, got)
+    pages = [break_page(got, page, size=10) for page in range(expected.break_table.num_rows // 10 + 2)]
+    assert pages[-1].empty
+    seen = pd.concat(pages, ignore_index=True)
+    assert len(seen) == expected.break_table.num_rows == len(seen.drop_duplicates(["break_on", "credit_id",
+                                                                                    "source_line"]))
+    for _, group in seen.groupby("currency", sort=False):
+        assert list(group["amount_at_risk"]) == sorted(group["amount_at_risk"], reverse=True)
+    assert f"Breaks</div><div style='font-size:22px'>{expected.break_table.num_rows}</div>" in summary_cards(got)
 
 
 @pytest.mark.parametrize(("currency", "amount", "reason"), [
