@@ -267,7 +267,23 @@ def _money_columns(frame: pd.DataFrame, columns: tuple[str, ...], side: str, hin
     return currency, minor, no_amount
 
 
+def _reject_incomplete(credits: pd.DataFrame) -> None:
+    """A credit without a currency or an amount cannot be compared: bad input, named (the Spark
+    path, :func:`reconkit.spark.reconcile`, words it the same way)."""
+    for column, words in (("currency", "no currency"), ("amount", "no amount")):
+        if column not in credits or "credit_id" not in credits:
+            continue  # _money_columns names the missing column
+        values = credits[column]
+        empty = values.isna().to_numpy(dtype=bool) | (values.astype("string").str.strip() == "").fillna(True) \
+            .to_numpy(dtype=bool)
+        if empty.any():
+            first = credits["credit_id"].iloc[int(np.flatnonzero(empty)[0])]
+            raise ReconciliationError(f"{int(empty.sum())} credit(s) cannot be reconciled; the first: credit "
+                                      f"{first}: {words}")
+
+
 def _prepare_credits(credits: pd.DataFrame, tolerance: Any) -> pa.Table:
+    _reject_incomplete(credits)
     currency, amount_minor, no_amount = _money_columns(
         credits, ("credit_id", "reconciliation_id", "status", "submit_time_utc", "amount", "currency"), "credits",
         "build it with reconkit.credits_to_frame")

@@ -4,6 +4,7 @@ give the same outcome for every credit and settlement row and the same amount at
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -110,6 +111,24 @@ def test_a_bad_credit_is_named(spark, currency, amount, reason):
                                        "amount string, currency string")
     with pytest.raises(ReconciliationError, match=f"1 credit.*the first: credit bad-2: .*{reason}"):
         spark_reconcile(credits, settlement, as_of="2026-11-03T00:00:00Z")
+
+
+@pytest.mark.parametrize(("currency", "amount", "reason"), [(None, "2.50", "no currency"), ("USD", None, "no amount"),
+                                                          (" ", "2.50", "no currency")])
+def test_the_duckdb_path_names_a_credit_without_currency_or_amount(currency, amount, reason):
+    credits = pd.DataFrame({
+        "credit_id": pd.Series(["ok-1", "bad-2"], dtype="string"),
+        "reconciliation_id": pd.Series(["R1", "R2"], dtype="string"),
+        "status": pd.Series(["PENDING", "PENDING"], dtype="string"),
+        "submit_time_utc": pd.to_datetime(["2026-11-02T09:00:00Z"] * 2, utc=True),
+        "amount": pd.Series([Decimal("1.00"), None if amount is None else Decimal(amount)], dtype=object),
+        "currency": pd.Series(["USD", currency], dtype="string")})
+    settlement = pd.DataFrame({
+        "reconciliation_id": pd.Series(["R1"], dtype="string"), "request_id": pd.Series([None], dtype="string"),
+        "direction": pd.Series(["credit"], dtype="string"), "amount": pd.Series([Decimal("1.00")], dtype=object),
+        "currency": pd.Series(["USD"], dtype="string")})
+    with pytest.raises(ReconciliationError, match=f"1 credit.*the first: credit bad-2: {reason}"):
+        reconcile(credits, settlement, as_of="2026-11-03T00:00:00Z")
 
 
 def test_materialize_must_be_a_known_choice(spark):
