@@ -54,7 +54,9 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
         (bool), ``row_currency``, ``row_amount_minor`` (int, unsigned).
     as_of_epoch, grace_seconds : int
     match_on : sequence
-        ``"reconciliation_id"`` and/or ``"request_id"``, in order of preference.
+        The keys that may pair a row: ``"reconciliation_id"`` and/or ``"request_id"``. Their
+        order does not matter: a row the reconciliation id pairs is never re-paired by its
+        request id (the fallback), so the reconciliation id always wins.
     unreadable : narwhals LazyFrame, optional
         Settlement records that failed to read: ``record_index`` (int), ``failed_reconciliation_id``
         and ``failed_request_id`` (the ids as far as they could be read, or null).
@@ -382,7 +384,8 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
     as_of : datetime or ISO string, optional
         The moment ages are measured at (default: now).
     match_on : sequence
-        Keys in order of preference; a row matched by request id only is
+        The keys that may pair rows (order does not matter): the reconciliation id always
+        wins, the request id pairs only rows it left; a row paired by request id only is
         ``MATCHED_BY_REQUEST_ID``.
     failures : DataFrame, optional
         The failures frame of ``read_settlement(..., errors="collect")``: a credit with no

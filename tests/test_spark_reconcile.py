@@ -131,6 +131,21 @@ def test_the_duckdb_path_names_a_credit_without_currency_or_amount(currency, amo
         reconcile(credits, settlement, as_of="2026-11-03T00:00:00Z")
 
 
+def test_match_on_names_keys_and_the_reconciliation_id_wins_whatever_the_order(world, tmp_path):
+    sb, _, credits = world
+    bundle = sb.settlement(format="pbdr_csv", discrepancies=ALL_KINDS, out_dir=tmp_path, seed=8)
+    settlement = read_settlement(bundle.files[0])
+    runs = [reconcile(credits, settlement, as_of=bundle.as_of, grace_days=bundle.grace_days, match_on=keys)
+            for keys in (("reconciliation_id", "request_id"), ("request_id", "reconciliation_id"))]
+    assert runs[0].credits["outcome"].tolist() == runs[1].credits["outcome"].tolist()
+    assert bundle.disagreements(runs[1]).empty
+    only_request = reconcile(credits, settlement, as_of=bundle.as_of, grace_days=bundle.grace_days,
+                             match_on=("request_id",))
+    assert set(only_request.credits["outcome"]) - {"MISSING_PENDING", "MISSING_OVERDUE", "NO_SETTLEMENT_EXPECTED"} \
+        <= {"MATCHED_BY_REQUEST_ID", "AMOUNT_MISMATCH", "CURRENCY_MISMATCH", "DUPLICATE_SETTLEMENT",
+            "VOIDED_BUT_SETTLED", "DUPLICATE_CREDIT"}
+
+
 def test_materialize_must_be_a_known_choice(spark):
     frame = spark.createDataFrame([("x",)], "credit_id string")
     with pytest.raises(ValueError, match="materialize must be one of"):
