@@ -59,7 +59,7 @@ BAD = ("Payment Batch Detail Report,1.0,2026-11-02 to 2026-11-02,,,,\n"
        "4.17379E+21,0009,1.00,USD,ics_credit,2026-11-02\n"
        ' ="A10" ,\t0010 ,"2,000.00",USD,"ics_bill, ics_auth",20261102\n'
        "A11,0011,2.000,KWD,refund,11/02/2026\n"
-       "TOTAL,9,,,,\n")
+       "TOTAL,11,,,,\n")
 
 
 def test_bad_rows_are_failures_with_file_line_column_and_reason_like_the_pandas_reader(spark, tmp_path):
