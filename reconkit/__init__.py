@@ -5,6 +5,7 @@ settlement files, from Python and Jupyter."""
 from . import sandbox as sandbox
 from . import session as session
 from .auth import sign_request
+from .breaks import BreakBook
 from .client import Client
 from .config import Config
 from .credit import Credit, Void
@@ -12,6 +13,8 @@ from .errors import (
     AmbiguousOutcomeError,
     ApiError,
     AuthenticationError,
+    BreakBookError,
+    BreakConflictError,
     ConfigError,
     CreditShapeError,
     DeclinedError,
@@ -39,6 +42,9 @@ __all__ = [
     "AmbiguousOutcomeError",
     "ApiError",
     "AuthenticationError",
+    "BreakBook",
+    "BreakBookError",
+    "BreakConflictError",
     "Client",
     "Config",
     "ConfigError",

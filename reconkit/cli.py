@@ -213,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42, help="seed of the scenario and discrepancies (default 42)")
     demo.add_argument("--no-notebook", action="store_true", help="skip executing notebook 02")
     demo.set_defaults(func=_cmd_demo)
+
+    from .cli_breaks import add_breaks_parser
+
+    add_breaks_parser(commands)
     return parser
 
 

@@ -302,11 +302,18 @@ def run_reconcile(args: argparse.Namespace) -> int:
     from .settlement import read_settlement
 
     inputs = check_inputs(args)
-    settlement = read_settlement(inputs.settlement, format=inputs.format)  # local: read before any fetch
+    # Local, so before any fetch. Unreadable records are not fatal: they reach the engine, which gives a
+    # credit whose only settlement row failed to read UNREADABLE_SETTLEMENT naming file and line.
+    settlement, failures = read_settlement(inputs.settlement, format=inputs.format, errors="collect")
     print(f"AS OF {inputs.as_of.isoformat()} — {inputs.as_of_origin}", flush=True)
+    if len(failures):
+        lines = failures[["source_file", "source_line"]].drop_duplicates()
+        print(f"UNREADABLE: {len(lines)} settlement line(s) could not be read; first: "
+              f"{Path(lines['source_file'].iloc[0]).name} line {lines['source_line'].iloc[0]} — "
+              f"{failures['reason'].iloc[0]}", flush=True)
     credits = load_credits(inputs.credits, inputs.credit_ids)
     result = reconcile(credits, settlement, amount_tolerance=inputs.tolerance, grace_days=inputs.grace_days,
-                       as_of=inputs.as_of)
+                       as_of=inputs.as_of, failures=failures)
     print(result.summary_text())
     _write_reports(result, inputs)
     return 0

@@ -53,7 +53,8 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
         fetched = client.fetch_credits(scenario.credit_ids, progress=sys.stderr.isatty())
         _say(f"fetched {len(fetched.credits)} credits back ({len(fetched.failed)} failed)")
         credits_frame = fetched.to_frame()
-        result = reconcile(credits_frame, settlement, as_of=bundle.as_of, grace_days=bundle.grace_days)
+        result = reconcile(credits_frame, settlement, as_of=bundle.as_of, grace_days=bundle.grace_days,
+                           environment=client.config.environment_name)
     _say("")
     _say(result.summary_text())
     _say("")
@@ -71,6 +72,10 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
         _say(disagree.to_string(index=False))
     if execute_notebook:
         _run_notebook(out_dir, notebooks, data)
+    from .demo_breaks import run_two_days
+
+    _say("")
+    run_two_days(out_dir / "breaks", seed=seed, say=_say)
     written = _written_since(before, [out_dir, data])
     _say(f"files written ({len(written)}):")
     for path in written:

@@ -11,6 +11,8 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
     ├── SettlementFormatError       a settlement file cannot be read (file, line, column, failures)
     ├── CreditShapeError            a JSON document given as a credit is not one (also a ValueError)
     ├── ReconciliationError         the engine's own invariants failed (rows in != rows out)
+    ├── BreakBookError              a break-workflow step is not allowed (also a ValueError)
+    │   └── BreakConflictError      the break changed since the caller last read it
     └── ApiError                    CyberSource answered with an error
         ├── InvalidRequestError     400
         ├── AuthenticationError     401
@@ -35,6 +37,8 @@ __all__ = [
     "AmbiguousOutcomeError",
     "ApiError",
     "AuthenticationError",
+    "BreakBookError",
+    "BreakConflictError",
     "ConfigError",
     "CreditShapeError",
     "DeclinedError",
@@ -181,6 +185,15 @@ class CreditShapeError(ReconkitError, ValueError):
 
 class ReconciliationError(ReconkitError):
     """The reconciliation engine found its own invariants broken (a row lost or duplicated)."""
+
+
+class BreakBookError(ReconkitError, ValueError):
+    """A break-workflow step is not allowed: an unknown break, a missing reason, a signer who
+    is also the resolver, a closed break resolved again."""
+
+
+class BreakConflictError(BreakBookError):
+    """The break changed (someone else wrote to it) since the version the caller acted on."""
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def _arrow_leaves(raws: list[Mapping[str, Any]]) -> dict[str, pd.Series] | None:
         array = pa.array(raws)
     except (pa.ArrowException, OverflowError, TypeError, ValueError):
         return None
-    if not pa.types.is_struct(array.type):
+    if not pa.types.is_struct(array.type) or _has_empty_struct(array.type):
         return None
     table = pa.Table.from_batches([pa.RecordBatch.from_struct_array(array)])
     while any(pa.types.is_struct(field.type) for field in table.schema):
@@ -114,6 +114,14 @@ def _arrow_leaves(raws: list[Mapping[str, Any]]) -> dict[str, pd.Series] | None:
         leaves[name] = pd.Series(text.to_pandas(types_mapper=lambda _: _TEXT) if isinstance(text, pa.ChunkedArray)
                                  else pd.arrays.ArrowStringArray(text), dtype=_TEXT)
     return leaves
+
+
+def _has_empty_struct(kind: pa.DataType) -> bool:
+    # A path holding {} in one credit and null in another infers as struct<>, which flattens to no
+    # column at all, while the null is a leaf the Python walk keeps: leave such trees to it.
+    if not pa.types.is_struct(kind):
+        return False
+    return kind.num_fields == 0 or any(_has_empty_struct(kind.field(i).type) for i in range(kind.num_fields))
 
 
 # Any character str.strip() removes, at either end of a value: where none is there (and no value

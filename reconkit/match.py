@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from .errors import ReconciliationError
 from .money import CURRENCIES
 from .outcomes import BREAK_ON_CREDIT, BREAK_ON_ROW, BREAKS, Outcome, at_risk
-from .result import ReconResult, build_result, sorted_table, trimmed_text
+from .result import ReconResult, build_result, trimmed_text
 
 __all__ = ["BREAKS", "DEAD_STATUSES", "Outcome", "break_table", "classify", "reconcile", "unreadable_records"]
 
@@ -434,8 +434,8 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
         row_result = collect(settlement_out)
         credit_result = collect(credit_out)
         breaks = collect(break_table(credit_lazy, row_lazy, lazy(credit_result), lazy(row_result)))
-        credit_result = sorted_table(credit_result, [("credit_index", "ascending")])
-        row_result = sorted_table(row_result, [("row_index", "ascending")])
+        credit_result = credit_result.sort_by("credit_index")
+        row_result = row_result.sort_by("row_index")
     finally:
         connection.close()
     _check_conservation(credit_result, len(credits), "credit_index", "credit")

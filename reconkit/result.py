@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["BREAK_COLUMNS", "ReconResult", "amount_decimals", "amount_text", "build_result", "minor_digits",
-           "sorted_table", "trimmed_text"]
+           "trimmed_text"]
 
 BREAK_COLUMNS = ("outcome", "currency", "amount_at_risk", "credit_id", "reconciliation_id", "request_id",
                  "credit_amount", "settled_amount", "settlement_rows", "source_file", "source_line", "detail",
@@ -431,8 +431,8 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     """
     inputs = _Inputs(credits, settlement, credit_table, row_table)
     # Sorted while the table is narrow: by currency, then largest amount at risk first.
-    breaks = sorted_table(breaks, [("currency", "ascending"), ("amount_at_risk_minor", "descending"),
-                                  ("credit_index", "ascending"), ("row_index", "ascending")])
+    breaks = breaks.sort_by([("currency", "ascending"), ("amount_at_risk_minor", "descending"),
+                             ("credit_index", "ascending"), ("row_index", "ascending")])
     as_of = pd.Timestamp(parameters["as_of"])
     submit = pd.to_datetime(credits["submit_time_utc"], utc=True).reset_index(drop=True)
     age = ((as_of - submit).dt.total_seconds() / 86400).round(2).to_numpy(dtype=float, na_value=np.nan)
@@ -461,8 +461,7 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
         "amount_at_risk_minor", pa.array(credit_risk, mask=~credit_risk_known)).append_column("detail", credit_detail)
     row_result = row_result.append_column("amount_at_risk_minor", pa.array(row_risk, mask=~row_risk_known))
 
-    source_file = pa.array(settlement["source_file"].astype("string").array, pa.string()) \
-        if "source_file" in settlement else pa.nulls(len(settlement), pa.string())
+    source_file = _source_files(settlement)
     source_line = pa.array(settlement["source_line"].astype("Int64"), pa.int64()) \
         if "source_line" in settlement else pa.nulls(len(settlement), pa.int64())
     record = breaks.column("unreadable_record")
@@ -489,7 +488,8 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
         "request_id": pc.coalesce(pc.take(row_table.column("row_request_id"), row_index),
                                   pc.take(unreadable.column("failed_request_id"), record)),
         "settlement_rows": breaks.column("settlement_rows"),
-        "source_file": pc.coalesce(pc.take(source_file, row_index), pc.take(unreadable.column("source_file"), record)),
+        "source_file": pc.coalesce(pc.cast(pc.take(source_file, row_index), pa.string()),
+                                   pc.take(unreadable.column("source_file"), record)),
         "source_line": pc.coalesce(pc.take(source_line, row_index), pc.take(unreadable.column("source_line"), record)),
         "status": pc.take(status, credit_index),
         "submit_time_utc": pc.take(pa.array(submit, pa.timestamp("us", tz="UTC")), credit_index),
@@ -501,20 +501,16 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     return ReconResult(parameters, enriched, credit_result, row_result, unreadable, inputs)
 
 
-def sorted_table(table: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:
-    """``table.sort_by(keys)``, moving its text columns as dictionary indices: a handful of
-    distinct outcome and currency words, so gathering integers instead of strings."""
-    text = [name for name, kind in zip(table.column_names, table.schema.types, strict=True)
-            if pa.types.is_string(kind)]
-    encoded = table
-    for name in text:
-        encoded = encoded.set_column(encoded.schema.get_field_index(name), name,
-                                     pc.dictionary_encode(_plain(table.column(name))))
-    ordered = encoded.take(pc.sort_indices(table.select([k for k, _ in keys]), sort_keys=keys))
-    for name in text:
-        ordered = ordered.set_column(ordered.schema.get_field_index(name), name,
-                                     pc.cast(ordered.column(name), pa.string()))
-    return ordered.combine_chunks()
+def _source_files(settlement: pd.DataFrame) -> pa.Array:
+    """The rows' file names; a categorical column (the readers') stays codes over its few names."""
+    if "source_file" not in settlement:
+        return pa.nulls(len(settlement), pa.string())
+    column = settlement["source_file"]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32(), mask=codes < 0),
+                                              pa.array(column.cat.categories.astype(str), pa.string()))
+    return pa.array(column.astype("string").array, pa.string())
 
 
 def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unreadable: pa.Table,

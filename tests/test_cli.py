@@ -169,3 +169,20 @@ def test_the_other_commands_refuse_bad_arguments_in_one_line_too(workspace, caps
     assert _status(argv) == 2
     err = capsys.readouterr().err
     assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_an_unreadable_settlement_line_reaches_the_reconciliation(workspace):
+    truth = pd.read_csv(SAMPLE / "pbdr_csv_truth.csv", dtype=str)
+    victim = truth[(truth["side"] == "credit") & (truth["outcome"] == "MATCHED")].iloc[0]
+    path = workspace / S / "pbdr_csv.csv"
+    lines = path.read_bytes().split(b"\r\n")
+    number = next(n for n, line in enumerate(lines, start=1) if victim["reconciliation_id"].encode() in line)
+    lines[number - 1] = lines[number - 1].replace(b",-", b",-1O", 1)
+    path.write_bytes(b"\r\n".join(lines))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CYBERSOURCE_")}
+    run = subprocess.run([sys.executable, "-m", "reconkit", "reconcile", S + "credit_ids.csv", S + "pbdr_csv.csv",
+                          "-o", "report.html"], capture_output=True, text=True, env=env, cwd=workspace, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert f"UNREADABLE: 1 settlement line(s) could not be read; first: pbdr_csv.csv line {number}" in run.stdout
+    assert "UNREADABLE_SETTLEMENT" in run.stdout
+    assert victim["credit_id"] in (workspace / "report.html").read_text(encoding="utf-8")

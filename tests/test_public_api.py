@@ -1,8 +1,9 @@
 import reconkit
 
 PUBLIC = {
-    "AmbiguousOutcomeError", "ApiError", "AuthenticationError", "Client", "Config", "ConfigError", "Credit",
-    "CreditShapeError", "DeclinedError", "DuplicateReferenceError", "FetchResult", "InvalidRequestError", "Ledger", "NetworkError",
+    "AmbiguousOutcomeError", "ApiError", "AuthenticationError", "BreakBook", "BreakBookError", "BreakConflictError",
+    "Client", "Config", "ConfigError", "Credit", "CreditShapeError", "DeclinedError", "DuplicateReferenceError",
+    "FetchResult", "InvalidRequestError", "Ledger", "NetworkError",
     "NotFoundError", "ProductionGuardError", "RateLimitError", "ReconResult", "ReconciliationError",
     "ReconkitError", "ServerError", "SettlementFormatError", "Void", "credits_to_frame", "read_settlement",
     "reconcile", "sign_request",

@@ -222,3 +222,31 @@ def test_cli_reconcile_fetches_ids_from_the_embedded_sandbox(tmp_path):
                           "--as-of", "2026-11-04T18:00:00Z"], capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "from SANDBOX" in run.stdout and "120 credits, 83 settlement rows" in run.stdout
+
+
+def test_a_damaged_row_in_a_real_file_makes_its_credit_unreadable_not_missing(world, tmp_path):
+    """Reader and engine together: the one matched credit whose amount is damaged in the file is
+    UNREADABLE_SETTLEMENT naming that file and line; every other outcome stays as the generator meant."""
+    sb, _, credits = world
+    bundle = sb.settlement(format="pbdr_csv", discrepancies={}, out_dir=tmp_path, seed=9)
+    path = Path(bundle.files[0])
+    truth = bundle.credits_truth
+    victim = truth[truth["outcome"] == "MATCHED"].iloc[0]
+    lines = path.read_bytes().split(b"\r\n")
+    number = next(n for n, line in enumerate(lines, start=1) if victim["reconciliation_id"].encode() in line)
+    lines[number - 1] = lines[number - 1].replace(b",-", b",-1O", 1)  # letter O for zero: no amount
+    path.write_bytes(b"\r\n".join(lines))
+
+    settlement, failures = read_settlement(path, errors="collect")
+    assert list(failures["source_line"].unique()) == [number]
+    result = reconcile(credits, settlement, as_of=bundle.as_of, grace_days=bundle.grace_days, failures=failures)
+
+    outcomes = dict(zip(result.credits["credit_id"], result.credits["outcome"], strict=True))
+    assert outcomes.pop(victim["credit_id"]) == "UNREADABLE_SETTLEMENT"
+    expected = dict(zip(truth["credit_id"], truth["outcome"], strict=True))
+    expected.pop(victim["credit_id"])
+    assert outcomes == expected
+    row = result.breaks.set_index("credit_id").loc[victim["credit_id"]]
+    assert f"{path.name} line {number}" in row["detail"]
+    credit_amount = credits.set_index("credit_id").loc[victim["credit_id"], "amount"]
+    assert row["amount_at_risk"] == credit_amount

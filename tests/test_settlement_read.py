@@ -333,7 +333,7 @@ def test_a_stray_quote_reports_its_record_and_the_rows_after_it_are_read(at):
         assert failures["source_line"].tolist() == [at + 2]
         assert "unbalanced double quote" in failures["reason"].iloc[0]
         assert sorted(frame["source_line"].tolist()) == [n + 2 for n in range(5) if n != at]
-        with pytest.raises(SettlementFormatError, match="1 row") as info:
+        with pytest.raises(SettlementFormatError, match="1 line") as info:
             read(HEAD + "".join(rows))
         assert info.value.line == at + 2
 

@@ -199,7 +199,8 @@ def read_settlement(source: Source | Iterable[Source], format: str = "auto", *,
         first = failure_frame.iloc[0]
         rows = failure_frame[["source_file", "source_line"]].drop_duplicates()
         raise SettlementFormatError(
-            f"{len(rows)} row(s) could not be read; the first: {first['reason']} (value {first['value']!r}). "
+            f"{len(rows)} line(s) could not be read or failed a check (a row, or a footer's totals); the first: "
+            f"{first['reason']} (value {first['value']!r}). "
             "See .failure_cases for all of them, or pass errors='collect'",
             file=str(first["source_file"]), line=int(first["source_line"]), column=str(first["column"]),
             failure_cases=failure_frame)

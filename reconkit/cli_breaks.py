@@ -1,0 +1,181 @@
+"""``reconkit breaks``: the break book on the command line (record, list, show, assign, note,
+resolve, sign-off, reopen, diff, aging, runs, audit)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["add_breaks_parser", "run_breaks"]
+
+_LIST_COLUMNS = ["key", "status", "owner", "outcome", "amount_at_risk", "currency", "days_open", "open_bucket",
+                 "days_since_submission", "category"]
+
+
+def _book(args: argparse.Namespace) -> Any:
+    from .breaks import BreakBook
+    from .ledger import DEFAULT_LEDGER_PATH
+
+    path = args.ledger or os.environ.get("RECONKIT_LEDGER") or str(DEFAULT_LEDGER_PATH)
+    return BreakBook(path, analyst=args.analyst)
+
+
+def _show_frame(frame: pd.DataFrame, empty: str) -> None:
+    if frame.empty:
+        print(empty)
+        return
+    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200,
+                           "display.max_colwidth", 60):
+        print(frame.to_string(index=False))
+
+
+def _record(book: Any, args: argparse.Namespace) -> None:
+    from .cli_reconcile import load_credits
+    from .match import reconcile
+    from .settlement import read_settlement
+
+    credits = load_credits(args.credits)
+    settlement = read_settlement(args.settlement, format=args.format)
+    result = reconcile(credits, settlement, amount_tolerance=args.tolerance, grace_days=args.grace_days,
+                       as_of=args.as_of)
+    files = sorted({str(f) for f in settlement["source_file"].dropna().unique()}) if "source_file" in settlement \
+        else []
+    run_id = book.record(result, inputs=files)
+    print(result.summary_text())
+    print(f"recorded run {run_id} ({len(book.open())} open breaks)")
+    if len(book.runs()) > 1:
+        print(book.diff().summary_text())
+
+
+def _list(book: Any, args: argparse.Namespace) -> None:
+    if args.all:
+        frame = book.table()
+    elif args.status:
+        frame = book.table(statuses=args.status)
+    else:
+        frame = book.open()
+    if args.mine:
+        frame = frame[frame["owner"] == book.analyst]
+    if args.owner:
+        frame = frame[frame["owner"] == args.owner]
+    if args.new:
+        frame = frame[frame["new"]]
+    columns = _LIST_COLUMNS + (["reason", "signed_off_by"] if args.all or args.status else [])
+    shown = frame[columns].astype(object)
+    _show_frame(shown.where(shown.notna(), "-"), "no breaks")
+    print(f"{len(frame)} break(s) · analyst {book.analyst}")
+
+
+def _show(book: Any, args: argparse.Namespace) -> None:
+    state = book.get(args.key)
+    for name, value in state.to_dict().items():
+        if name != "notes":
+            print(f"{name:>14}: {'' if value is None else value}")
+    print("         notes:" + ("" if state.notes else " none"))
+    for note in state.notes:
+        print(f"  {note.at}  {note.author}: {note.text}")
+    print("        events:")
+    for event in book.events(state.key):
+        run = f" (run {event.run_id})" if event.run_id is not None else ""
+        print(f"  {event.seq:>5}  {event.at}  {event.actor:<10} {event.kind}{run}")
+
+
+def _changed(state: Any) -> None:
+    owner = f", owner {state.owner}" if state.owner else ""
+    reason = f", reason {state.reason}" if state.reason else ""
+    signed = f", signed off by {state.signed_off_by}" if state.signed_off_by else ""
+    print(f"{state.key}: {state.status}{owner}{reason}{signed} (version {state.version})")
+
+
+def run_breaks(args: argparse.Namespace) -> int:
+    """Run one ``reconkit breaks`` action; returns the exit status."""
+    with _book(args) as book:
+        action = args.action
+        if action == "record":
+            _record(book, args)
+        elif action == "list":
+            _list(book, args)
+        elif action == "show":
+            _show(book, args)
+        elif action == "assign":
+            _changed(book.assign(args.key, args.owner, expected_version=args.expect))
+        elif action == "note":
+            _changed(book.note(args.key, args.text, expected_version=args.expect))
+        elif action == "resolve":
+            _changed(book.resolve(args.key, args.reason, status=args.status, note=args.note,
+                                  expected_version=args.expect))
+        elif action == "sign-off":
+            _changed(book.sign_off(args.key, note=args.note, expected_version=args.expect))
+        elif action == "reopen":
+            _changed(book.reopen(args.key, args.why, expected_version=args.expect))
+        elif action == "diff":
+            diff = book.diff(args.run_a, args.run_b)
+            print(diff.summary_text())
+            _show_frame(diff.frame[diff.frame["change"] != "unchanged"], "nothing new, cleared or changed")
+        elif action == "aging":
+            frame = book.aging()
+            _show_frame(frame[frame["breaks"] > 0], "no open breaks")
+        elif action == "runs":
+            _show_frame(book.runs(), "no runs recorded")
+        elif action == "audit":
+            print(f"wrote {book.export_audit(args.out)} ({len(book.events())} changes)")
+    return 0
+
+
+def add_breaks_parser(commands: Any) -> None:
+    """Register ``reconkit breaks`` on the ``reconkit`` command's subparsers."""
+    from .breaks import CLOSED, Reason, Status
+
+    breaks = commands.add_parser("breaks", help="the break book: breaks carried from run to run",
+                                 description="Breaks carried from run to run, with status, owner, notes and sign-off. "
+                                             "Who acts comes from --as, else RECONKIT_ANALYST, else the OS user.")
+    breaks.add_argument("--ledger", help="the ledger file (default $RECONKIT_LEDGER or data/reconkit.sqlite3)")
+    breaks.add_argument("--as", dest="analyst", help="act as this analyst")
+    actions = breaks.add_subparsers(dest="action", required=True)
+
+    record = actions.add_parser("record", help="reconcile and carry the breaks into the book")
+    record.add_argument("credits", help="a CSV of credit ids or a saved credits frame (as for reconcile)")
+    record.add_argument("settlement", nargs="+", help="settlement files or globs")
+    record.add_argument("--tolerance", default="0.00", help="largest difference still MATCHED (major units)")
+    record.add_argument("--grace-days", type=int, default=3, help="a missing credit is pending this long")
+    record.add_argument("--as-of", help="ISO time the ages are measured at (default: now)")
+    record.add_argument("--format", default="auto", help="settlement format (default: detected)")
+
+    listing = actions.add_parser("list", help="open breaks, largest amount at risk first")
+    listing.add_argument("--all", action="store_true", help="closed ones too")
+    listing.add_argument("--status", action="append", choices=[s.value for s in Status],
+                         help="only breaks with this status (repeatable)")
+    listing.add_argument("--mine", action="store_true", help="only breaks I own")
+    listing.add_argument("--owner", help="only this owner's breaks")
+    listing.add_argument("--new", action="store_true", help="only breaks the latest run saw first")
+
+    show = actions.add_parser("show", help="one break: state, notes and history")
+    show.add_argument("key", help="a break key, a credit id, or the start of a key")
+
+    def change(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help_text)
+        parser.add_argument("key", help="a break key, a credit id, or the start of a key")
+        parser.add_argument("--expect", type=int, metavar="VERSION",
+                            help="act only if the break is still at this version")
+        return parser
+
+    change("assign", "give a break an owner").add_argument("owner", help="who owns it from now on")
+    change("note", "add a note").add_argument("text", help="the note (notes are never edited)")
+    resolve = change("resolve", "close a break with a reason code")
+    resolve.add_argument("--reason", required=True, help=f"one of {', '.join(r.value for r in Reason)}")
+    resolve.add_argument("--status", default=Status.RESOLVED.value, choices=sorted(CLOSED), help="how it closes")
+    resolve.add_argument("--note", help="what was found (required with reason OTHER)")
+    change("sign-off", "sign off a closed break (not its resolver)").add_argument("--note", help="what was checked")
+    change("reopen", "reopen a closed break").add_argument("why", help="why it is open again")
+
+    diff = actions.add_parser("diff", help="new, cleared, changed and still-open breaks between two runs")
+    diff.add_argument("run_a", type=int, nargs="?", help="the earlier run (default: the one before run_b)")
+    diff.add_argument("run_b", type=int, nargs="?", help="the later run (default: the latest)")
+    actions.add_parser("aging", help="open breaks by age bucket")
+    actions.add_parser("runs", help="the runs recorded")
+    audit = actions.add_parser("audit", help="export every change with who and when")
+    audit.add_argument("out", help="a .csv or .xlsx file")
+    breaks.set_defaults(func=run_breaks)

@@ -1,0 +1,109 @@
+"""``reconkit breaks ...`` through :func:`reconkit.cli.main`, on files written here."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from reconkit.cli import main
+
+HEADER = "batch_id,merchant_id,batch_date,request_id,merchant_ref_number,trans_ref_no,payment_method,currency," \
+         "amount,transaction_type"
+
+
+def _settlement(path, rows):
+    lines = ["Payment Batch Detail Report,1.0,2026-11-03 to 2026-11-04,,,,,,,", HEADER]
+    lines += [f"26110{n}0001,m1,{day},{qid},ref-{qid},{rid},Visa,USD,-{amount},ics_credit"
+              for n, (rid, qid, amount, day) in enumerate(rows, start=1)]
+    path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def files(tmp_path):
+    credits = tmp_path / "credits.csv"
+    pd.DataFrame({"credit_id": ["c1", "c2", "c3"], "reconciliation_id": ["r1", "r2", "r3"],
+                  "status": ["PENDING"] * 3,
+                  "submit_time_utc": ["2026-11-02T10:00:00Z", "2026-11-02T11:00:00Z", "2026-11-03T09:00:00Z"],
+                  "amount": ["10.00", "20.00", "30.00"], "currency": ["USD"] * 3}).to_csv(credits, index=False)
+    day1 = _settlement(tmp_path / "day1.csv", [("r1", "c1", "10.00", "2026-11-03"), ("r2", "c2", "18.75", "2026-11-03")])
+    day2 = _settlement(tmp_path / "day2.csv", [("r3", "c3", "30.00", "2026-11-04")])
+    return str(credits), day1, day2, str(tmp_path / "ledger.sqlite3")
+
+
+def _breaks(ledger, *args, analyst="ann"):
+    return main(["breaks", "--ledger", ledger, "--as", analyst, *args])
+
+
+def test_a_day_of_break_work_on_the_command_line(files, capsys, tmp_path):
+    credits, day1, day2, ledger = files
+    assert _breaks(ledger, "record", credits, day1, "--as-of", "2026-11-03T18:00:00Z") == 0
+    out = capsys.readouterr().out
+    assert "recorded run 1 (2 open breaks)" in out
+
+    assert _breaks(ledger, "list") == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].split()[:7] == ["key", "status", "owner", "outcome", "amount_at_risk", "currency", "days_open"]
+    # c2 settled 18.75 of 20.00: 1.25 at risk; c3 is missing and within the 3-day grace period
+    assert listing[1].split()[:10] == ["credit:c3", "open", "-", "MISSING_PENDING", "30.00", "USD", "0", "0–2", "0",
+                                       "timing"]
+    assert listing[2].split()[:10] == ["credit:c2", "open", "-", "AMOUNT_MISMATCH", "1.25", "USD", "0", "0–2", "1",
+                                       "break"]
+    assert listing[-1] == "2 break(s) · analyst ann"
+
+    assert _breaks(ledger, "assign", "c2", "ann") == 0
+    assert capsys.readouterr().out.strip() == "credit:c2: investigating, owner ann (version 3)"
+    assert _breaks(ledger, "note", "c2", "processor short-paid") == 0
+    assert _breaks(ledger, "list", "--mine") == 0
+    assert "credit:c2" in capsys.readouterr().out
+    assert _breaks(ledger, "resolve", "c2", "--reason", "BOGUS") == 2
+    assert "reason 'BOGUS' is not a reason code; use one of SETTLED," in capsys.readouterr().err
+    assert _breaks(ledger, "resolve", "c2", "--reason", "PROCESSOR_CORRECTED", "--note", "re-sent") == 0
+    assert _breaks(ledger, "sign-off", "c2") == 2
+    assert "ann resolved break credit:c2 and cannot also sign it off" in capsys.readouterr().err
+    assert _breaks(ledger, "sign-off", "c2", analyst="bob") == 0
+    assert capsys.readouterr().out.strip().endswith(
+        "credit:c2: resolved, owner ann, reason PROCESSOR_CORRECTED, signed off by bob (version 6)")
+    assert _breaks(ledger, "note", "c2", "late", "--expect", "5") == 2
+    assert "changed since version 5 (now 6, last by bob)" in capsys.readouterr().err
+
+    assert _breaks(ledger, "record", credits, day1, day2, "--as-of", "2026-11-04T18:00:00Z") == 0
+    out = capsys.readouterr().out
+    assert "recorded run 2 (0 open breaks)" in out
+    assert "run 1 -> run 2: 0 new, 1 cleared, 0 changed, 0 still open, 0 not seen" in out
+
+    assert _breaks(ledger, "diff") == 0
+    diff = capsys.readouterr().out.splitlines()
+    assert diff[2].split()[:4] == ["credit:c3", "cleared", "MISSING_PENDING", "MATCHED"]
+    assert "SETTLED" in diff[2].split()
+
+    assert _breaks(ledger, "list", "--all") == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:-1]}
+    assert rows["credit:c3"][1] == "timing_difference" and rows["credit:c2"][-1] == "bob"
+
+    assert _breaks(ledger, "show", "c2") == 0
+    shown = capsys.readouterr().out
+    assert "ann: processor short-paid" in shown and "ann: re-sent" in shown
+    assert [line.split(None, 3)[2:] for line in shown.split("events:")[1].strip().splitlines()] == [
+        ["reconkit", "opened (run 1)"], ["ann", "assigned"], ["ann", "noted"], ["ann", "resolved"],
+        ["bob", "signed_off"]]
+
+    assert _breaks(ledger, "runs") == 0
+    runs = capsys.readouterr().out
+    assert "day1.csv, day2.csv" in runs
+
+    out_file = tmp_path / "audit.csv"
+    assert _breaks(ledger, "audit", str(out_file)) == 0
+    audit = pd.read_csv(out_file, dtype=str)
+    assert audit["who"].tolist() == ["reconkit", "reconkit", "ann", "ann", "ann", "bob", "reconkit"]
+    assert audit["event"].tolist()[-1] == "cleared"
+
+
+def test_the_book_says_what_is_missing(files, capsys):
+    *_, ledger = files
+    assert _breaks(ledger, "diff") == 2
+    assert "no run recorded yet" in capsys.readouterr().err
+    assert _breaks(ledger, "show", "nope") == 2
+    assert "no break 'nope' in the book" in capsys.readouterr().err
+    assert _breaks(ledger, "aging") == 0
+    assert capsys.readouterr().out.strip() == "no open breaks"

@@ -1,0 +1,505 @@
+"""Notebook 02's app without a browser: set values, click, and compare what it shows and writes
+with the settlement generator's ground truth (never with the app's own computation)."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reconkit.outcomes import BREAKS
+from reconkit.sandbox import Sandbox
+from reconkit.sandbox.scenario import populate
+from reconkit.widgets import InvestigateApp
+from reconkit.widgets.investigate import SHOWN_COLUMNS, format_amount, parse_tolerance
+
+START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+DIGITS = {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0, "KWD": 3, "CAD": 2, "AUD": 2, "CHF": 2}
+"""ISO 4217 minor units of the currencies the sandbox issues (written out here, not imported)."""
+
+
+def _upload(name: str, data: bytes) -> tuple[dict, ...]:
+    return ({"name": name, "type": "text/csv", "size": len(data), "content": memoryview(data),
+             "last_modified": START},)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("world")
+    with Sandbox(start=START, seed=12) as sb:
+        client = sb.client(ledger=str(folder / "ledger.sqlite3"))
+        scenario = populate(sb, client, 60, seed=12, days=3, void_rate=0.08)
+        bundle = sb.settlement(format="pbdr_csv", discrepancies={"missing": 2, "amount": 3, "duplicate": 2,
+                                                                 "unexpected": 2, "voided_settled": 1},
+                               out_dir=folder / "files", seed=12)
+        yield sb, client, scenario, bundle
+
+
+def _app(world, tmp_path, **options) -> InvestigateApp:
+    _sb, client, _scenario, _bundle = world
+    options.setdefault("data", tmp_path / "data")
+    return InvestigateApp(client, out_dir=tmp_path / "out", **options)
+
+
+def _reconciled(world, tmp_path, **options) -> InvestigateApp:
+    _sb, _client, scenario, bundle = world
+    app = _app(world, tmp_path, **options)
+    app.ids.value = "\n".join(scenario.credit_ids)
+    app.fetch_button.click()
+    path = bundle.files[0]
+    app.files_upload.value = _upload(path.name, path.read_bytes())
+    app.load_button.click()
+    app.as_of.value = bundle.as_of.isoformat()
+    app.grace.value = bundle.grace_days
+    app.reconcile_button.click()
+    assert app.error.value == "" and app.result is not None
+    return app
+
+
+def _truth_breaks(bundle) -> pd.DataFrame:
+    """The breaks the generator made: credits with a break outcome, plus break rows of no credit."""
+    credits = bundle.credits_truth[bundle.credits_truth["outcome"].isin(BREAKS)][["outcome", "credit_id"]]
+    rows = bundle.settlement_truth
+    orphans = rows[rows["outcome"].isin(BREAKS) & rows["credit_id"].isna()][["outcome", "credit_id"]]
+    return pd.concat([credits, orphans], ignore_index=True)
+
+
+def _pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    return sorted((str(o), "" if pd.isna(c) else str(c)) for o, c in zip(frame["outcome"], frame["credit_id"],
+                                                                          strict=True))
+
+
+def _csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def _hrefs(html_text: str) -> list[str]:
+    return re.findall(r"href='([^']+)'", html_text)
+
+
+# --- the whole workflow ------------------------------------------------------------------------
+
+def test_investigate_from_uploads_to_exports_equals_the_truth(world, tmp_path):
+    _sb, client, scenario, bundle = world
+    runs_before = len(client.ledger.runs())
+    app = InvestigateApp(client, data=tmp_path / "empty", out_dir=tmp_path / "out", page_size=5)
+    ids = ("credit_id\n" + "\n".join(scenario.credit_ids) + "\nnot-an-id\n").encode()
+    app.ids_upload.value = _upload("ids.csv", ids)
+    app.fetch_button.click()
+    assert "<b>60</b> credit(s)" in app.fetch_status.value and "malformed id" in app.failures.value
+    app.files_upload.value = _upload(bundle.files[0].name, bundle.files[0].read_bytes())
+    app.load_button.click()
+    assert bundle.format in app.load_status.value and str(len(bundle.settlement_truth)) in app.load_status.value
+    app.as_of.value = bundle.as_of.isoformat()
+    app.reconcile_button.click()
+    assert app.error.value == ""
+    got = app.result.credits.set_index("credit_id")["outcome"].astype(str).to_dict()
+    assert got == bundle.credits_truth.set_index("credit_id")["outcome"].astype(str).to_dict()
+    assert sorted(app.result.settlement["outcome"].astype(str)) == sorted(bundle.settlement_truth["outcome"])
+    assert "Breaks" in app.cards.value and "At risk" in app.cards.value
+    runs = client.ledger.runs()
+    assert len(runs) == runs_before + 1 and bundle.as_of.isoformat() in runs.iloc[-1]["parameters"]
+    breaks = len(app.result.breaks)
+    assert f"{breaks} break(s)" in app.page_label.value and app.prev_button.disabled
+    app.next_button.click()
+    assert app.page_box.value == 2
+    app.outcome_filter.value = "AMOUNT_MISMATCH"
+    mismatches = (bundle.credits_truth["outcome"] == "AMOUNT_MISMATCH").sum()
+    assert f"{mismatches} break(s)" in app.page_label.value and app.page_box.value == 1
+    app.outcome_filter.value = "(all breaks)"
+    target = app.result.breaks.iloc[0]
+    app.search.value = str(target["credit_id"])[-8:] if target["credit_id"] is not None and str(
+        target["credit_id"]) != "<NA>" else str(target["reconciliation_id"])
+    assert "1 break(s)" in app.page_label.value
+    app.pick.value = app.pick.options[0][1]
+    assert target["outcome"] in app.drill.value and "Settlement row" in app.drill.value
+    app.export_all_button.click()
+    for name in (f"report_{app.run_id}.html", f"breaks_{app.run_id}.xlsx", f"breaks_{app.run_id}.csv"):
+        assert (tmp_path / "out" / name).exists() and f"download='{name}'" in app.export_links.value
+    assert "data:" not in app.export_links.value  # links to files Jupyter serves, no payload in the page
+
+
+def test_investigate_reports_read_errors_and_missing_steps(world, tmp_path):
+    _sb, client, _scenario, _bundle = world
+    app = InvestigateApp(client, data=tmp_path / "empty", out_dir=tmp_path / "out")
+    app.reconcile_button.click()
+    assert "fetch the credits first" in app.ids_error.value
+    app.files_upload.value = _upload("broken.csv", b"trans_ref_no,amount,currency,transaction_type\n"
+                                                   b"A,1.00,USD,ics_credit\nB,oops,USD,ics_credit\n")
+    app.load_button.click()
+    assert "Rows that could not be read" in app.read_errors.value and "oops" in app.read_errors.value
+    app.files_upload.value = _upload("junk.bin", b"\x00\x01\x02")
+    app.load_button.click()
+    assert "binary" in app.error.value and "Traceback" not in app.error.value
+
+
+
+# --- every run replaces or invalidates what it supersedes ---------------------------------
+
+def test_each_run_replaces_every_view_and_downloads_belong_to_their_run(world, tmp_path):
+    _sb, _client, _scenario, bundle = world
+    app = _reconciled(world, tmp_path)
+    first = app.run_id
+    app.export_all_button.click()
+    old_links = _hrefs(app.export_links.value)
+    assert len(old_links) == 3 and all(first in link for link in old_links)
+    assert _pairs(_csv(tmp_path / "out" / f"breaks_{first}.csv")) == _pairs(_truth_breaks(bundle))
+
+    app.tolerance.value = "1000"  # every amount mismatch now within tolerance
+    app.reconcile_button.click()
+    second = app.run_id
+    assert second != first and app.export_links.value == "" and app.stale.value == ""
+    assert second in app.run_label.value and first not in app.run_label.value
+    app.export_all_button.click()
+    links = _hrefs(app.export_links.value)
+    assert links and all(second in link for link in links) and not set(links) & set(old_links)
+    want = _truth_breaks(bundle)
+    want = want[want["outcome"] != "AMOUNT_MISMATCH"]
+    assert _pairs(_csv(tmp_path / "out" / f"breaks_{second}.csv")) == _pairs(want)
+    assert "AMOUNT_MISMATCH" not in app.table.value
+
+    app.fetch_button.click()  # new credits: nothing of the old result may stay on screen
+    assert app.result is None and app.export_links.value == "" and app.cards.value == ""
+    assert app.table.value == "" and app.drill.value == "" and app.pick.options == ()
+    assert "fetched again" in app.stale.value and app.export_all_button.disabled
+    app.reconcile_button.click()
+    third = app.run_id
+    app.load_button.click()  # other settlement: the same
+    assert app.result is None and app.run_id is None and "settlement was loaded" in app.stale.value
+    assert third not in app.run_label.value and app.cards.value == ""
+
+
+@pytest.mark.parametrize(("field", "value", "named"), [
+    ("tolerance", "0.50", "amount tolerance"), ("grace", 9, "grace days"),
+    ("as_of", "2026-12-01T00:00:00Z", "as of"), ("ids", "123", "credit ids"),
+])
+def test_results_that_no_longer_match_the_inputs_are_marked_stale(world, tmp_path, field, value, named):
+    app = _reconciled(world, tmp_path)
+    before = getattr(app, field).value
+    app.export_all_button.click()
+    assert app.export_links.value
+    getattr(app, field).value = value
+    assert named in app.stale.value and app.run_id in app.stale.value and app.export_links.value == ""
+    assert all("reconkit-stale-view" in view._dom_classes for view in (app.cards, app.table, app.figures))
+    app.export_all_button.click()
+    assert "stale" in app.error.value and app.export_links.value == ""
+    getattr(app, field).value = before
+    assert app.stale.value == "" and "reconkit-stale-view" not in app.cards._dom_classes
+
+
+def test_choosing_other_files_marks_the_result_stale(world, tmp_path):
+    app = _reconciled(world, tmp_path)
+    app.files_upload.value = _upload("other.csv", b"x")
+    assert "settlement files" in app.stale.value
+
+
+# --- what is loaded is chosen explicitly -----------------------------------------------------
+
+def test_an_upload_replaces_the_sample_choice_and_says_what_was_loaded(world, tmp_path):
+    _sb, _client, _scenario, bundle = world
+    sample = tmp_path / "data" / "sample"
+    sample.mkdir(parents=True)
+    (sample / "pbdr_csv.csv").write_bytes(bundle.files[0].read_bytes())
+    app = _app(world, tmp_path)
+    app.data_files.value = ("sample/pbdr_csv.csv",)
+    assert "sample/pbdr_csv.csv" in app.chosen.value
+    lines = bundle.files[0].read_text().splitlines()
+    mine = "\n".join(lines[:2] + [line for line in lines[2:] if "ics_credit" in line][:3]) + "\n"
+    app.files_upload.value = _upload("my_settlement.csv", mine.encode())
+    assert app.data_files.value == () and "my_settlement.csv" in app.chosen.value
+    assert "pbdr_csv.csv" not in app.chosen.value
+    app.load_button.click()
+    assert "Loaded <b>my_settlement.csv</b>, 3 row(s)" in app.load_status.value
+    assert len(app.settlement) == 3 and set(app.settlement["source_file"].astype(str)) == {"my_settlement.csv"}
+    app.data_files.value = ("sample/pbdr_csv.csv",)  # and the other way round
+    assert app.files_upload.value == () and "my_settlement.csv" not in app.chosen.value
+
+
+# --- errors beside their fields, in words ----------------------------------------------------
+
+def test_errors_appear_beside_their_field_in_words(world, tmp_path):
+    app = _reconciled(world, tmp_path)
+    app.tolerance.value = "0,05"
+    assert "0.05" in app.tolerance_error.value and "0,05" in app.tolerance_error.value
+    assert "<class" not in app.tolerance_error.value and "Conversion" not in app.tolerance_error.value
+    app.as_of.value = "yesterday"
+    assert "“yesterday” is not a date" in app.as_of_error.value and "isoformat" not in app.as_of_error.value
+    run = app.run_id
+    app.reconcile_button.click()
+    assert app.result is None and "fix the fields marked" in app.error.value and run is not None
+    assert app.tolerance_error.value and app.as_of_error.value  # both still beside their fields
+    app.tolerance.value = "0.05"
+    assert app.tolerance_error.value == ""
+    app.as_of.value = "2026-11-06"
+    app.reconcile_button.click()
+    assert app.result is not None and app.error.value == "" and app.as_of_error.value == ""
+
+
+@given(st.decimals(min_value=0, max_value=10**6, places=4, allow_nan=False))
+def test_any_non_negative_amount_is_a_tolerance(amount):
+    assert parse_tolerance(f" {amount} ") == amount
+
+
+def test_format_amount_uses_separators_and_keeps_the_currency_decimals():
+    assert format_amount(Decimal("1234567.50")) == "1,234,567.50"
+    assert format_amount(Decimal("120000")) == "120,000"
+    assert format_amount(Decimal("1234.567")) == "1,234.567"
+    assert format_amount(None) == ""
+
+
+# --- search, sort, pages, export --------------------------------------------------------------
+
+def test_search_ignores_case_and_takes_a_pasted_list(world, tmp_path):
+    app = _reconciled(world, tmp_path)
+    breaks = app.result.breaks
+    with_letters = breaks[breaks["reconciliation_id"].fillna("").str.contains("[A-Z]")]
+    targets = with_letters["reconciliation_id"].head(3).tolist()
+    assert len(targets) == 3
+    app.search.value = "\n".join(t.lower() for t in targets[:2]) + ", " + targets[2].lower()
+    got = app.filtered_breaks()
+    assert sorted(got["reconciliation_id"]) == sorted(targets)
+    assert f"{len(targets)} break(s)" in app.page_label.value
+
+
+def _expected_order(breaks: pd.DataFrame, column: str, descending: bool) -> list[int]:
+    def key(i: int):
+        row = breaks.iloc[i]
+        if column == "amount_at_risk":
+            return None if pd.isna(row["amount_at_risk"]) else Decimal(row["amount_at_risk"])
+        if column == "lines":
+            return None if pd.isna(row["source_line"]) else int(row["source_line"])
+        if column == "source_file":
+            return None if pd.isna(row["source_file"]) else Path(row["source_file"]).name
+        value = row[column]
+        return None if pd.isna(value) else value
+    rows = list(range(len(breaks)))
+    known = [i for i in rows if key(i) is not None]
+    blank = [i for i in rows if key(i) is None]
+    return sorted(known, key=key, reverse=descending) + blank
+
+
+@pytest.mark.parametrize("column", SHOWN_COLUMNS)
+@pytest.mark.parametrize("descending", [False, True])
+def test_every_column_sorts(world, tmp_path, column, descending):
+    app = _reconciled(world, tmp_path)
+    breaks = app.result.breaks.reset_index(drop=True)
+    app.sort_by.value = column
+    app.descending.value = descending
+    got = app.filtered_breaks()
+    want = breaks.iloc[_expected_order(breaks, column, descending)]
+    assert got["credit_id"].fillna("").tolist() == want["credit_id"].fillna("").tolist()
+    assert got["outcome"].tolist() == want["outcome"].tolist()
+
+
+def test_a_page_can_be_jumped_to(world, tmp_path):
+    app = _reconciled(world, tmp_path, page_size=3)
+    everything = app.filtered_breaks()
+    pages = -(-len(everything) // 3)
+    assert pages >= 3 and f"of {pages}" in app.page_label.value
+    app.page_box.value = 3
+    assert app.page == 2 and not app.prev_button.disabled
+    shown = [app.result.breaks_frame(app.result.break_table.slice(p, 1)).iloc[0]["credit_id"]
+             for _, p in app.pick.options]
+    assert [str(c) for c in shown] == [str(c) for c in everything["credit_id"].iloc[6:9]]
+    app.page_box.value = pages
+    assert app.next_button.disabled and len(app.pick.options) == len(everything) - 3 * (pages - 1)
+
+
+def test_export_offers_the_filtered_view_and_everything(world, tmp_path):
+    _sb, _client, _scenario, bundle = world
+    app = _reconciled(world, tmp_path)
+    app.outcome_filter.value = "AMOUNT_MISMATCH"
+    app.export_filtered_button.click()
+    filtered = tmp_path / "out" / f"breaks_{app.run_id}_filtered.csv"
+    assert filtered.name in app.export_links.value and "report_" not in app.export_links.value
+    truth = _truth_breaks(bundle)
+    assert _pairs(_csv(filtered)) == _pairs(truth[truth["outcome"] == "AMOUNT_MISMATCH"])
+    app.export_all_button.click()
+    assert filtered.name not in app.export_links.value  # the earlier export's links are replaced
+    everything = _csv(tmp_path / "out" / f"breaks_{app.run_id}.csv")
+    assert _pairs(everything) == _pairs(truth)
+    # The CSV equals this run's break table, amount for amount.
+    expect = app.result.breaks
+    assert everything["amount_at_risk"].tolist() == [format(a, "f") if pd.notna(a) else ""
+                                                     for a in expect["amount_at_risk"]]
+
+
+# --- analyst words, labels, amounts, lines, duplicates ------------------------------------
+
+def test_table_shows_labels_amounts_lines_and_tells_duplicate_rows_apart(world, tmp_path):
+    _sb, _client, _scenario, bundle = world
+    app = _reconciled(world, tmp_path, page_size=200)
+    for label in ("Outcome", "Amount at risk", "Credit id", "Why", "Settlement file", "Lines"):
+        assert f"<th>{label}</th>" in app.table.value
+    for word in ("amount_at_risk", "source_file", "settlement_rows"):
+        assert word not in app.table.value
+    cells = re.findall(r"<tr>\s*(.*?)</tr>", app.table.value, flags=re.S)
+    rows = [re.findall(r"<td>(.*?)</td>", c, flags=re.S) for c in cells]
+    breaks = app.result.breaks
+    assert len(rows) == len(breaks)
+    for row in rows:
+        amount, currency = row[1], row[2]
+        if amount:
+            decimals = len(amount.split(".")[1]) if "." in amount else 0
+            assert decimals == DIGITS[currency]
+            assert re.fullmatch(r"\d{1,3}(,\d{3})*(\.\d+)?", amount)
+        assert re.fullmatch(r"(\d+(, \d+)*)?", row[5])
+    shown = sorted((r[0], r[2], r[3], Decimal(r[1].replace(",", "")) if r[1] else None) for r in rows)
+    want = sorted((o, c, "" if pd.isna(i) else i, None if pd.isna(a) else a) for o, c, i, a in zip(
+        breaks["outcome"], breaks["currency"], breaks["credit_id"], breaks["amount_at_risk"], strict=True))
+    assert shown == want
+    truth = bundle.settlement_truth
+    duplicates = truth[truth["outcome"] == "DUPLICATE_SETTLEMENT"]
+    assert duplicates["credit_id"].nunique() == 2
+    for credit_id, group in duplicates.groupby("credit_id"):
+        want = ", ".join(str(int(float(n))) for n in sorted(group["source_line"].astype(float)))
+        assert [r[5] for r in rows if r[3] == credit_id] == [want]
+        label, position = next((lab, p) for lab, p in app.pick.options if credit_id in lab)
+        assert f"lines {want}" in label
+        app.pick.value = position
+        assert "1 of 2" in app.drill.value and "2 of 2" in app.drill.value
+        for line in want.split(", "):
+            assert f"<td>{line}</td>" in app.drill.value
+
+
+def test_internal_words_become_analyst_words(world, tmp_path):
+    _sb, _client, scenario, _bundle = world
+    app = _reconciled(world, tmp_path)
+    app.pick.value = next(p for lab, p in app.pick.options if "no credit" not in lab)
+    assert "Read from" in app.drill.value and "the credit's own record" in app.drill.value
+    assert "self_link" not in app.drill.value and ">tss<" not in app.drill.value
+    assert "Card ends in" in app.drill.value and "card_suffix" not in app.drill.value
+    app.ids.value = scenario.credit_ids[0] + "\nnot-an-id"
+    app.fetch_button.click()
+    assert "malformed id" in app.failures.value and "MalformedId" not in app.failures.value
+    app.pull_from.value, app.pull_to.value, app.pull_source.value = "2020-01-01", "2020-01-01", "details"
+    app.pull_button.click()
+    assert "CyberSource answered “no report data” (HTTP 404)" in app.error.value
+    assert "NoReportDataError" not in app.error.value and "InvalidRequestError" not in app.error.value
+
+
+# --- unreadable settlement rows ---------------------------------------------------------------
+
+def test_unreadable_settlement_breaks_name_file_and_line(world, tmp_path):
+    _sb, _client, scenario, bundle = world
+    truth = bundle.settlement_truth
+    victim = truth[(truth["outcome"] == "MATCHED") & truth["credit_id"].notna()].iloc[0]
+    line = int(float(victim["source_line"]))
+    lines = bundle.files[0].read_text().splitlines(keepends=True)
+    fields = lines[line - 1].split(",")
+    fields[8] = "oops"  # the amount column
+    lines[line - 1] = ",".join(fields)
+    app = _app(world, tmp_path)
+    app.ids.value = "\n".join(scenario.credit_ids)
+    app.fetch_button.click()
+    app.files_upload.value = _upload("broken.csv", "".join(lines).encode())
+    app.load_button.click()
+    assert "1 unreadable" in app.load_status.value and "Rows that could not be read" in app.read_errors.value
+    assert f"<td>{line}</td>" in app.read_errors.value and "<td>oops</td>" in app.read_errors.value
+    app.as_of.value = bundle.as_of.isoformat()
+    app.grace.value = bundle.grace_days
+    app.reconcile_button.click()
+    breaks = app.result.breaks
+    unreadable = breaks[breaks["outcome"] == "UNREADABLE_SETTLEMENT"]
+    assert unreadable["credit_id"].tolist() == [victim["credit_id"]]
+    assert Path(unreadable.iloc[0]["source_file"]).name == "broken.csv"
+    assert int(unreadable.iloc[0]["source_line"]) == line
+    app.outcome_filter.value = "UNREADABLE_SETTLEMENT"
+    assert "broken.csv" in app.table.value and f"<td>{line}</td>" in app.table.value
+    app.pick.value = app.pick.options[0][1]
+    assert f"line {line}" in app.pick.options[0][0]
+
+
+# --- pull settlement from CyberSource --------------------------------------------------------
+
+def _batched(sb: Sandbox, first: date, last: date) -> set[str]:
+    """Credits a daily report of these days holds: submitted and created on one of the days."""
+    start = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    return {c["id"] for c in sb.credits() if c["status"] not in ("DECLINED", "VOIDED")
+            and start <= datetime.fromisoformat(c["created_at"]) < end}
+
+
+@pytest.mark.parametrize("source", ["report", "details"])
+def test_pull_settlement_from_cybersource_for_the_credits_dates(world, tmp_path, source):
+    sb, _client, scenario, _bundle = world
+    app = _app(world, tmp_path)
+    app.ids.value = "\n".join(scenario.credit_ids)
+    app.fetch_button.click()
+    submitted = pd.to_datetime(pd.Series([c["created_at"] for c in sb.credits()]), utc=True)
+    assert app.pull_from.value == submitted.min().date().isoformat()
+    assert app.pull_to.value == submitted.max().date().isoformat()
+    before = sb.count("GET", "report_download")
+    app.pull_source.value = source
+    app.pull_button.click()
+    assert app.error.value == "" and "Pulled from CyberSource" in app.load_status.value
+    days = (date.fromisoformat(app.pull_to.value) - date.fromisoformat(app.pull_from.value)).days + 1
+    if source == "report":
+        assert sb.count("GET", "report_download") - before == days
+        assert f"not ready yet: {app.pull_to.value}" in app.load_status.value
+    files = {Path(str(f)).parent for f in app.settlement["source_file"]}
+    assert files == {tmp_path / "data" / "reports"}
+    app.as_of.value = sb.now().isoformat()
+    app.reconcile_button.click()
+    outcomes = app.result.credits.set_index("credit_id")["outcome"].astype(str)
+    # Only days whose 00:00 UTC cut-off has passed are settled; later days' reports are not ready.
+    last_settled = min(date.fromisoformat(app.pull_to.value), sb.now().date() - timedelta(days=1))
+    settled = _batched(sb, date.fromisoformat(app.pull_from.value), last_settled)
+    assert set(outcomes[outcomes == "MATCHED"].index) == settled
+    app.pull_to.value = "3 Nov"
+    app.pull_button.click()
+    assert "“to” must be a date such as 2026-11-03" in app.pull_error.value
+
+
+@pytest.fixture
+def embedded(tmp_path, monkeypatch):
+    """A copy of the shipped ``data/`` and no credentials: the app starts the embedded sandbox."""
+    import shutil
+
+    import reconkit.session as session
+    data = tmp_path / "data"
+    shutil.copytree(Path(__file__).parents[1] / "data" / "sample", data / "sample")
+    monkeypatch.setenv("RECONKIT_DATA", str(data))
+    monkeypatch.setattr(session, "_sandbox", None)
+    for name in [n for n in os.environ if n.startswith("CYBERSOURCE_")]:
+        monkeypatch.delenv(name)
+    try:
+        yield data
+    finally:
+        if session._sandbox is not None:
+            session._sandbox.stop()
+        monkeypatch.setattr(session, "_sandbox", None)
+
+
+def test_investigate_sample_in_the_shipped_data(embedded, tmp_path):
+    app = InvestigateApp(out_dir=tmp_path / "out")
+    assert "SANDBOX" in app.banner.value
+    result = app.load_sample("processor_csv", progress=False)
+    truth = pd.read_csv(embedded / "sample" / "processor_csv_truth.csv", dtype=str)
+    want = truth[truth["side"] == "credit"].set_index("credit_id")["outcome"].to_dict()
+    assert result.credits.set_index("credit_id")["outcome"].astype(str).to_dict() == want
+
+
+def test_pull_works_offline_against_the_embedded_sandbox(embedded, tmp_path):
+    import reconkit.session as session
+
+    app = InvestigateApp(out_dir=tmp_path / "out")
+    app.load_sample("pbdr_csv", progress=False)
+    sb = session._sandbox
+    assert app.pull_from.value and app.pull_to.value
+    app.pull_button.click()
+    assert app.error.value == "" and app.pull_error.value == ""
+    assert "Pulled from CyberSource" in app.load_status.value and app.result is None
+    assert {Path(str(f)).parent for f in app.settlement["source_file"]} == {embedded / "reports"}
+    app.reconcile_button.click()
+    outcomes = app.result.credits.set_index("credit_id")["outcome"].astype(str)
+    last = min(date.fromisoformat(app.pull_to.value), sb.now().date() - timedelta(days=1))
+    settled = _batched(sb, date.fromisoformat(app.pull_from.value), last) & set(outcomes.index)
+    assert len(settled) > 50 and set(outcomes[outcomes == "MATCHED"].index) == settled
