@@ -58,7 +58,9 @@ def peak_gb() -> float:
 
 
 def _ids(prefix: str, numbers: np.ndarray) -> pa.Array:
-    return pc.binary_join_element_wise(prefix, pa.array(np.char.mod("%012d", numbers)), "")
+    ids = pc.binary_join_element_wise(prefix, pa.array(np.char.mod("%012d", numbers)), "")
+    # Large numpy string arrays come back chunked; concat_arrays needs plain arrays.
+    return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
 
 
 def _money(cents: np.ndarray) -> pd.api.extensions.ExtensionArray:

@@ -54,7 +54,9 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
         (bool), ``row_currency``, ``row_amount_minor`` (int, unsigned).
     as_of_epoch, grace_seconds : int
     match_on : sequence
-        ``"reconciliation_id"`` and/or ``"request_id"``, in order of preference.
+        The keys that may pair a row: ``"reconciliation_id"`` and/or ``"request_id"``. Their
+        order does not matter: a row the reconciliation id pairs is never re-paired by its
+        request id (the fallback), so the reconciliation id always wins.
     unreadable : narwhals LazyFrame, optional
         Settlement records that failed to read: ``record_index`` (int), ``failed_reconciliation_id``
         and ``failed_request_id`` (the ids as far as they could be read, or null).
@@ -267,7 +269,23 @@ def _money_columns(frame: pd.DataFrame, columns: tuple[str, ...], side: str, hin
     return currency, minor, no_amount
 
 
+def _reject_incomplete(credits: pd.DataFrame) -> None:
+    """A credit without a currency or an amount cannot be compared: bad input, named (the Spark
+    path, :func:`reconkit.spark.reconcile`, words it the same way)."""
+    for column, words in (("currency", "no currency"), ("amount", "no amount")):
+        if column not in credits or "credit_id" not in credits:
+            continue  # _money_columns names the missing column
+        values = credits[column]
+        empty = values.isna().to_numpy(dtype=bool) | (values.astype("string").str.strip() == "").fillna(True) \
+            .to_numpy(dtype=bool)
+        if empty.any():
+            first = credits["credit_id"].iloc[int(np.flatnonzero(empty)[0])]
+            raise ReconciliationError(f"{int(empty.sum())} credit(s) cannot be reconciled; the first: credit "
+                                      f"{first}: {words}")
+
+
 def _prepare_credits(credits: pd.DataFrame, tolerance: Any) -> pa.Table:
+    _reject_incomplete(credits)
     currency, amount_minor, no_amount = _money_columns(
         credits, ("credit_id", "reconciliation_id", "status", "submit_time_utc", "amount", "currency"), "credits",
         "build it with reconkit.credits_to_frame")
@@ -366,7 +384,8 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
     as_of : datetime or ISO string, optional
         The moment ages are measured at (default: now).
     match_on : sequence
-        Keys in order of preference; a row matched by request id only is
+        The keys that may pair rows (order does not matter): the reconciliation id always
+        wins, the request id pairs only rows it left; a row paired by request id only is
         ``MATCHED_BY_REQUEST_ID``.
     failures : DataFrame, optional
         The failures frame of ``read_settlement(..., errors="collect")``: a credit with no

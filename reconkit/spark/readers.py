@@ -1,0 +1,329 @@
+"""CyberSource's CSV settlement reports read by Spark into the canonical settlement schema.
+
+The rules are the pandas readers' own (:mod:`reconkit.settlement.schema`): the header alias
+table and required columns (:func:`map_headers`), the report-info line and format names, the
+transaction-type and date vocabularies (applied once per distinct value on the driver, as the
+pandas path does, and shipped to Spark as a literal map), the amount and id patterns. Only the
+per-row work runs in Spark, as SQL expressions: no Python UDF, so workers need no reconkit.
+
+Line numbers are exact without a sort: each row's position inside its file split
+(``monotonically_increasing_id`` counts rows within a partition) plus the rows of the file's
+earlier splits (``_metadata.file_block_start``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SettlementFormatError
+from ..money import CURRENCIES
+from ..settlement.delimited import _info_line, _report_format, _sniff_delimiter, _split
+from ..settlement.footer import find_footer
+from ..settlement.schema import (
+    _AMOUNT,
+    _EXCEL_SCI,
+    CANONICAL_COLUMNS,
+    FAILURE_COLUMNS,
+    _parse_date,
+    classify_type,
+    map_headers,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+__all__ = ["SparkSettlement", "read_canonical", "read_settlement"]
+
+_HEAD_LINES = 20
+"""Lines per file searched for the report-info line and the header (the pandas reader's head)."""
+AMOUNT_TYPE = "decimal(22,4)"
+"""Canonical settlement amounts in Spark: 18 integer digits, up to 4 decimals (CLF, UYW)."""
+
+
+@dataclass(frozen=True)
+class SparkSettlement:
+    """What :func:`read_settlement` read: canonical rows and failure cases, both Spark DataFrames.
+
+    Attributes
+    ----------
+    rows : pyspark.sql.DataFrame
+        :data:`reconkit.settlement.CANONICAL_COLUMNS`, ``amount`` as exact ``decimal(22,4)``
+        (absolute), ``batch_date`` as a date, ``source_line`` 1-based.
+    failures : pyspark.sql.DataFrame
+        :data:`reconkit.settlement.FAILURE_COLUMNS`: one row per failing cell (file, line,
+        column, value, reason); a failing row is in ``failures`` and not in ``rows``.
+    """
+
+    rows: DataFrame
+    failures: DataFrame
+
+
+@dataclass(frozen=True)
+class _Layout:
+    header_line: int
+    delimiter: str
+    headers: tuple[str, ...]
+    chosen: tuple[tuple[str, str], ...]
+    report_format: str
+
+
+def _functions() -> Any:
+    from pyspark.sql import functions
+
+    return functions
+
+
+def _numbered_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
+    """Every line of every file with its file and exact 1-based line number."""
+    F = _functions()  # noqa: N806 - Spark's conventional alias
+    raw = (spark.read.text(paths)
+           .select(F.col("value"), F.col("_metadata.file_path").alias("source_file"),
+                   F.col("_metadata.file_block_start").alias("block"),
+                   F.monotonically_increasing_id().alias("position")))
+    blocks = raw.groupBy("source_file", "block").agg(F.min("position").alias("first"), F.count("*").alias("rows"))
+    from pyspark.sql import Window
+
+    earlier = Window.partitionBy("source_file").orderBy("block").rowsBetween(Window.unboundedPreceding, -1)
+    blocks = blocks.withColumn("before", F.coalesce(F.sum("rows").over(earlier), F.lit(0)))
+    return (raw.join(F.broadcast(blocks), ["source_file", "block"])
+            .select("source_file", (F.col("position") - F.col("first") + F.col("before") + 1).alias("source_line"),
+                    # A BOM is not part of the first header name.
+                    F.regexp_replace("value", "^\ufeff", "").alias("value")))
+
+
+def _layout(file: str, head: list[str], mapping: Mapping[str, str] | None, report_format: str | None) -> _Layout:
+    """The header of one file, found by content as the pandas reader finds it."""
+    start = next((i for i, line in enumerate(head) if line.strip()), None)
+    if start is None:
+        raise SettlementFormatError("the file is empty", file=file, line=1, expected="a header line")
+    report = _info_line(_split(head[start], _sniff_delimiter(head[start])))
+    index: int | None = start
+    if report is not None:
+        index = next((i for i in range(start + 1, len(head)) if head[i].strip()), None)
+        if index is None:
+            raise SettlementFormatError("the report-info line is not followed by a header", file=file,
+                                        line=start + 2, expected="a header line")
+    delimiter = _sniff_delimiter(head[index])
+    headers = [h.strip() for h in _split(head[index], delimiter)]
+    chosen, _ = map_headers(headers, mapping, file=file, line=index + 1)
+    return _Layout(index + 1, delimiter, tuple(headers), tuple(sorted(chosen.items())),
+                   report_format or _report_format(report, headers))
+
+
+def _literal_map(pairs: Mapping[str, Any]) -> Column:
+    F = _functions()  # noqa: N806
+    if not pairs:
+        return F.create_map().cast("map<string,string>")
+    return F.create_map(*[F.lit(part) for pair in pairs.items() for part in pair])
+
+
+def _vocabulary(frame: DataFrame, *columns: str) -> list[list[str]]:
+    """The distinct values of vocabulary columns (types, dates: a handful each), in one job."""
+    F = _functions()  # noqa: N806
+    row = frame.agg(*(F.collect_set(name) for name in columns)).first()
+    return [list(row[index]) for index in range(len(columns))]
+
+
+def _trim(column: Column) -> Column:
+    F = _functions()  # noqa: N806
+    # Spark's trim() removes spaces only; the pandas readers trim every kind of whitespace.
+    return F.regexp_replace(column, r"^\s+|\s+$", "")
+
+
+def _empty_to_null(column: Column) -> Column:
+    F = _functions()  # noqa: N806
+    return F.when(column != "", column)
+
+
+def _clean_id(column: Column) -> Column:
+    F = _functions()  # noqa: N806
+    # Excel guards: ="0004…" and a leading apostrophe are wrappers, not part of the id.
+    text = _trim(F.regexp_replace(_trim(column), r'^="(.*)"$', "$1"))
+    return _empty_to_null(_trim(F.regexp_replace(text, r"^'", "")))
+
+
+def _canonicalize(body: DataFrame, report_format: str) -> tuple[DataFrame, DataFrame]:
+    """Text columns named by canonical field -> canonical rows and failures (the rules of
+    :func:`reconkit.settlement.schema.canonicalize`, as Spark expressions)."""
+    F = _functions()  # noqa: N806
+    col = F.col
+    for field in ("reconciliation_id", "request_id", "merchant_ref", "transaction_type", "amount", "currency",
+                  "batch_id", "batch_date", "merchant_id", "payment_method"):
+        if field not in body.columns:
+            body = body.withColumn(field, F.lit(None).cast("string"))
+    type_values, date_values = _vocabulary(body, "transaction_type", "batch_date")
+    types = {value: classify_type(value) for value in type_values}
+    dates = {value: _parse_date(value) for value in date_values}
+    digits = {code: str(places) for code, places in CURRENCIES.items()}
+    trimmed_amount = _trim(col("amount"))
+    places = _literal_map(digits)[F.upper(_trim(col("currency")))].cast("int")
+    fraction = F.regexp_replace(F.regexp_extract(trimmed_amount, r"\.(\d*)$", 1), "0+$", "")
+    well_formed = F.coalesce(trimmed_amount.rlike(_AMOUNT), F.lit(False))
+    date_text = _literal_map({k: v.isoformat() for k, v in dates.items() if v is not None})[col("batch_date")]
+    prepared = body.select(
+        "source_file", "source_line",
+        *(col(name).alias(f"raw_{name}") for name in ("reconciliation_id", "request_id", "transaction_type",
+                                                       "amount", "currency", "batch_date")),
+        _clean_id(col("reconciliation_id")).alias("reconciliation_id"),
+        _clean_id(col("request_id")).alias("request_id"),
+        *(_empty_to_null(_trim(col(name))).alias(name)
+          for name in ("merchant_ref", "batch_id", "merchant_id", "payment_method")),
+        _trim(col("transaction_type")).alias("transaction_type"),
+        _literal_map({k: v for k, v in types.items() if v is not None})[col("transaction_type")].alias("direction"),
+        trimmed_amount.alias("amount_text"), well_formed.alias("well_formed"),
+        F.upper(_trim(col("currency"))).alias("currency"), places.alias("places"),
+        (well_formed & places.isNotNull() & (F.length(fraction) > places)).alias("too_fine"),
+        F.to_date(date_text).alias("batch_date"),
+        (F.length(_trim(F.coalesce(col("batch_date"), F.lit("")))) > 0).alias("has_date"),
+    )
+
+    def failure(condition: Column, column: str, raw: str, reason: Column | str) -> Column:
+        return F.when(condition, F.struct(F.lit(column).alias("column"), col(raw).alias("value"),
+                                          (reason if not isinstance(reason, str) else F.lit(reason)).alias("reason")))
+
+    problems = F.array(
+        failure(col("reconciliation_id").rlike(_EXCEL_SCI.pattern), "reconciliation_id", "raw_reconciliation_id",
+                "an id in scientific notation (Excel rounded it); the original id cannot be recovered"),
+        failure(col("request_id").rlike(_EXCEL_SCI.pattern), "request_id", "raw_request_id",
+                "an id in scientific notation (Excel rounded it); the original id cannot be recovered"),
+        failure(col("reconciliation_id").isNull() & col("request_id").isNull(), "reconciliation_id",
+                "raw_reconciliation_id", "the row has neither a reconciliation id nor a request id"),
+        failure(col("places").isNull(), "currency", "raw_currency", "not an ISO 4217 currency code"),
+        failure(~col("well_formed"), "amount", "amount_text",
+                "not a plain decimal amount such as 12.50 or -12.50 (no exponent, no thousands separator)"),
+        failure(col("too_fine"), "amount", "amount_text",
+                F.concat(F.lit("more decimal places than the currency allows ("), col("places").cast("string"),
+                         F.lit(")"))),
+        failure(col("direction").isNull(), "transaction_type", "raw_transaction_type",
+                "unknown transaction type; expected e.g. ics_credit, ics_bill, refund, sale"),
+        failure(col("has_date") & col("batch_date").isNull(), "batch_date", "raw_batch_date",
+                "not a date (YYYY-MM-DD, YYYYMMDD, M/D/YYYY or ISO date-time)"),
+    )
+    checked = prepared.withColumn("problems", F.filter(problems, lambda p: p.isNotNull()))
+    failures = checked.where(F.size("problems") > 0).select(
+        "source_file", "source_line", "reconciliation_id", "request_id", F.explode("problems").alias("problem")).select(
+        "source_file", "source_line", "problem.column", "problem.value", "problem.reason", "reconciliation_id",
+        "request_id")
+    rows = checked.where(F.size("problems") == 0).select(
+        "reconciliation_id", "request_id", "merchant_ref", "transaction_type", "direction",
+        F.abs(col("amount_text").cast(AMOUNT_TYPE)).alias("amount"), "currency", "batch_id", "batch_date",
+        "merchant_id", "payment_method", F.lit(report_format).alias("report_format"), "source_file", "source_line")
+    return rows, failures
+
+
+def _footers(lines: DataFrame, layouts: Mapping[_Layout, list[str]]) -> dict[str, int]:
+    """The line of each file's totals footer, judged by the pandas readers' rule on the last line
+    of each file (one line per file reaches the driver)."""
+    F = _functions()  # noqa: N806
+    last = (lines.where(_trim(F.col("value")) != "").groupBy("source_file")
+            .agg(F.max(F.struct("source_line", "value")).alias("last")).collect())
+    layout_of = {file: layout for layout, files in layouts.items() for file in files}
+    found = {}
+    for row in last:
+        layout = layout_of[row["source_file"]]
+        line, value = row["last"]["source_line"], row["last"]["value"]
+        if line > layout.header_line and find_footer(_split(value, layout.delimiter), layout.headers,
+                                                     dict(layout.chosen).get("amount"), line, layout.delimiter):
+            found[row["source_file"]] = line
+    return found
+
+
+def _read_layout(lines: DataFrame, files: list[str], layout: _Layout, footers: Mapping[str, int]
+                 ) -> tuple[DataFrame, DataFrame]:
+    F = _functions()  # noqa: N806
+    col = F.col
+    width = len(layout.headers)
+    names = [f"f{i}" for i in range(width)]
+    schema = ", ".join(f"{name} string" for name in names)
+    body = lines.where(col("source_file").isin(files) & (col("source_line") > layout.header_line)
+                       & (_trim(col("value")) != ""))
+    for file, line in footers.items():
+        if file in files:
+            body = body.where((col("source_file") != file) | (col("source_line") != line))
+    # Fields are counted outside quoted values (a quoted delimiter is text); from_csv reads
+    # an unquoted empty field as null, so the parsed row cannot tell its own width.
+    unquoted = F.regexp_replace("value", r'"(?:[^"]|"")*"', "")
+    parsed = body.select("source_file", "source_line", "value",
+                         F.size(F.split(unquoted, re.escape(layout.delimiter), -1)).alias("fields"),
+                         F.from_csv("value", schema, {"sep": layout.delimiter, "mode": "PERMISSIVE"}).alias("r"))
+    ragged = parsed.where(col("fields") != width).select(
+        "source_file", "source_line", F.lit("*").alias("column"), F.substring("value", 1, 200).alias("value"),
+        F.concat(F.lit(f"expected {width} fields, found "), col("fields").cast("string")).alias("reason"),
+        F.lit(None).cast("string").alias("reconciliation_id"), F.lit(None).cast("string").alias("request_id"))
+    fields = parsed.where(col("fields") == width).select(
+        "source_file", "source_line",
+        *(col(f"r.f{layout.headers.index(header)}").alias(field) for field, header in layout.chosen))
+    rows, failures = _canonicalize(fields, layout.report_format)
+    return rows, failures.unionByName(ragged)
+
+
+def read_settlement(spark: SparkSession, paths: str | Iterable[str], *, mapping: Mapping[str, str] | None = None,
+                    report_format: str | None = None) -> SparkSettlement:
+    """Read CyberSource CSV settlement reports (legacy and new PBDR, PSD, processor CSVs) with Spark.
+
+    Parameters
+    ----------
+    spark : SparkSession
+        A classic or Spark Connect session.
+    paths : str or iterable of str
+        Files, folders or globs Spark can read (local paths, ``s3://``, ``abfss://``, volumes).
+    mapping : dict, optional
+        Canonical field -> column name, for headers the alias table does not know.
+    report_format : str, optional
+        The ``report_format`` to record; by default named from the report-info line and header.
+
+    Returns
+    -------
+    SparkSettlement
+        Canonical rows and failure cases (file, line, column, value, reason) as Spark DataFrames;
+        nothing is dropped: every body line is a row or a failure (blank lines and a closing
+        totals line aside).
+
+    Raises
+    ------
+    SettlementFormatError
+        Naming the file and line when a file has no recognisable header.
+
+    Notes
+    -----
+    UTF-8 only, one record per line (a quoted line break makes both halves ragged failures);
+    a closing totals footer is recognised but its control totals are not compared. The pandas
+    reader handles Latin-1, quoted line breaks and footer totals.
+    """
+    F = _functions()  # noqa: N806
+    lines = _numbered_lines(spark, [paths] if isinstance(paths, str) else list(paths))
+    head = lines.where(F.col("source_line") <= _HEAD_LINES).collect()
+    by_file: dict[str, list[str]] = {}
+    for row in sorted(head, key=lambda r: (r["source_file"], r["source_line"])):
+        by_file.setdefault(row["source_file"], []).append(row["value"])
+    if not by_file:
+        raise SettlementFormatError(f"no settlement file found at {paths!r}", file=str(paths))
+    layouts: dict[_Layout, list[str]] = {}
+    for file, head_lines in by_file.items():
+        layouts.setdefault(_layout(file, head_lines, mapping, report_format), []).append(file)
+    footers = _footers(lines, layouts)
+    parts = [_read_layout(lines, files, layout, footers) for layout, files in layouts.items()]
+    rows, failures = parts[0]
+    for more_rows, more_failures in parts[1:]:
+        rows, failures = rows.unionByName(more_rows), failures.unionByName(more_failures)
+    return SparkSettlement(rows.select(*CANONICAL_COLUMNS), failures.select(*FAILURE_COLUMNS))
+
+
+def read_canonical(spark: SparkSession, path: str | Iterable[str]) -> DataFrame:
+    """Parquet files already in the canonical settlement schema (e.g. a lakehouse table's files).
+
+    Raises
+    ------
+    SettlementFormatError
+        Naming the columns the files lack.
+    """
+    frame = spark.read.parquet(*([path] if isinstance(path, str) else list(path)))
+    needed = ("reconciliation_id", "request_id", "direction", "amount", "currency")
+    missing = [name for name in needed if name not in frame.columns]
+    if missing:
+        raise SettlementFormatError(f"the Parquet data lacks {', '.join(missing)}; it has {', '.join(frame.columns)}",
+                                    file=str(path), expected="the canonical settlement columns")
+    return frame
