@@ -27,12 +27,14 @@ $(SDK_STAMP):
 
 sdk-env: $(SDK_STAMP)
 
-# Debian's Chromium for the real-browser test; installed when running as root and missing.
+# Debian's Chromium for the real-browser test and a Java runtime for the Spark tests; installed when
+# running as root and missing.
 browser-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
+	@missing=""; [ -x /usr/bin/chromium ] || missing="chromium"; command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
-	  else echo "chromium is missing: run 'sudo apt-get install chromium' for the browser test"; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
+	  else echo "missing $$missing: run 'sudo apt-get install $$missing' for the browser and Spark tests"; fi; \
 	fi
 
 lint: $(STAMP)
