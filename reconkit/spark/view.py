@@ -6,13 +6,13 @@ time, sorted and sliced in Spark, so a history of millions of breaks never reach
 
 from __future__ import annotations
 
-import html
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..money import CURRENCIES
+from ..widgets.common import cards_html, format_amount
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -51,12 +51,8 @@ def break_page(result: SparkReconResult, page: int = 0, size: int = 25) -> pd.Da
 def summary_cards(result: SparkReconResult) -> str:
     """The investigation app's summary cards (credits, matched, breaks, at risk per currency) as HTML."""
     summary = result.summary
-    card = ("<div style='display:inline-block;border:1px solid #ccc;border-radius:6px;padding:8px 14px;"
-            "margin:4px;min-width:120px'><div style='color:#666'>{}</div><div style='font-size:22px'>{}</div>"
-            "</div>")
     at_risk = summary[summary["break"]].groupby("currency")["amount_at_risk"].sum()
-    cards = [card.format("Credits", int(summary["credits"].sum())),
-             card.format("Matched", int(summary.loc[summary["outcome"] == "MATCHED", "credits"].sum())),
-             card.format("Breaks", int(summary["breaks"].sum()))]
-    cards += [card.format(f"At risk ({html.escape(str(c))})", html.escape(str(v))) for c, v in at_risk.items()]
-    return "<div class='reconkit-cards'>" + "".join(cards) + "</div>"
+    return cards_html([("Credits", f"{int(summary['credits'].sum()):,}"),
+                       ("Matched", f"{int(summary.loc[summary['outcome'] == 'MATCHED', 'credits'].sum()):,}"),
+                       ("Breaks", f"{int(summary['breaks'].sum()):,}")]
+                      + [(f"At risk ({c})", format_amount(v)) for c, v in at_risk.items()])

@@ -126,3 +126,12 @@ def format_amount(value: Any) -> str:
     if isinstance(value, Decimal) and not value.is_finite():
         return str(value)
     return f"{value:,}"
+
+
+def cards_html(cards: list[tuple[str, Any]]) -> str:
+    """Summary cards (a label over a figure each) as one HTML block; labels and figures are escaped."""
+    card = ("<div style='display:inline-block;border:1px solid #ccc;border-radius:6px;padding:8px 14px;"
+            "margin:4px;min-width:120px'><div style='color:#666'>{}</div><div style='font-size:22px'>{}</div>"
+            "</div>")
+    return ("<div class='reconkit-cards'>"
+            + "".join(card.format(html.escape(label), html.escape(str(value))) for label, value in cards) + "</div>")

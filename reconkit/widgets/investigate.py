@@ -38,7 +38,7 @@ from ..result import ReconResult
 from ..session import connect, data_dir, sandbox_for
 from ..settlement import read_settlement
 from .breaks_panel import BreaksPanel
-from .common import App, ConnectionBanner, describe_error, format_amount, guarded, json_html, table_html
+from .common import App, ConnectionBanner, cards_html, describe_error, format_amount, guarded, json_html, table_html
 
 __all__ = ["InvestigateApp", "analyst_words", "format_amount", "parse_as_of", "parse_date", "parse_ids",
            "parse_tolerance"]
@@ -647,14 +647,11 @@ class InvestigateApp(App):
         self.run_label.value = (f"<div class='reconkit-run'>Run <b>{html.escape(self.run_id or '')}</b>: "
                                 f"{len(self.settlement_names)} settlement file(s), as of "
                                 f"{html.escape(str(result.parameters.get('as_of')))}</div>")
-        card = ("<div style='display:inline-block;border:1px solid #ccc;border-radius:6px;padding:8px 14px;"
-                "margin:4px;min-width:120px'><div style='color:#666'>{}</div><div style='font-size:22px'>{}</div>"
-                "</div>")
-        cards = [card.format("Credits", f"{result.credit_outcomes.num_rows:,}"), card.format("Matched", f"{matched:,}"),
-                 card.format("Breaks", f"{result.break_table.num_rows:,}")]
-        cards += [card.format(f"At risk ({html.escape(str(c))})", html.escape(format_amount(v)))
-                  for c, v in zip(totals["currency"], totals["amount_at_risk"], strict=True)]
-        self.cards.value = "<div class='reconkit-cards'>" + "".join(cards) + "</div>"
+        self.cards.value = cards_html(
+            [("Credits", f"{result.credit_outcomes.num_rows:,}"), ("Matched", f"{matched:,}"),
+             ("Breaks", f"{result.break_table.num_rows:,}")]
+            + [(f"At risk ({c})", format_amount(v))
+               for c, v in zip(totals["currency"], totals["amount_at_risk"], strict=True)])
         self.figures.clear_output()
         with self.figures:
             from IPython.display import Image, display
