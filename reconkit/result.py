@@ -43,7 +43,9 @@ def trimmed_text(series: pd.Series) -> pa.Array:
     """A pandas column as an Arrow string array, whitespace trimmed and empty strings null."""
     if not isinstance(series.dtype, pd.StringDtype | pd.ArrowDtype):
         series = series.astype(pd.StringDtype("pyarrow"))
-    array = pa.array(series.array)  # zero-copy for Arrow-backed strings
+    # Zero-copy for Arrow-backed strings; a column read from Parquet comes in chunks, which the
+    # dictionary steps after this cannot take.
+    array = _plain(pa.array(series.array))
     if not pa.types.is_string(array.type):
         array = pc.cast(array, pa.string())
     array = pc.utf8_trim_whitespace(array)

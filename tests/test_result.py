@@ -244,3 +244,18 @@ def test_the_at_risk_expression_gives_the_same_figures_on_every_backend():
     on_duckdb = nw.from_native(connection.from_arrow(table)).with_columns(risk=at_risk()).collect(
         backend="pyarrow")["risk"].to_list()
     assert on_arrow == on_pandas == on_duckdb == [want[o] for o in outcomes] + [0]  # a stray non-credit row: 0
+
+
+def test_chunked_arrow_columns_as_parquet_gives_them_reconcile_like_plain_ones(tmp_path):
+    credits = _credits([("1", "A", "10.00", "USD"), ("2", "B", "5.00", "EUR"), ("3", "C", "7", "JPY")])
+    settlement = _settlement([("A", "10.00", "USD"), ("B", "4.00", "EUR"), ("Z", "1.00", "USD")])
+
+    def chunked(frame):
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        halves = pa.concat_tables([table.slice(0, 1), table.slice(1)])  # two chunks per column
+        return halves.to_pandas(types_mapper=pd.ArrowDtype)
+
+    plain = reconcile(credits, settlement, as_of="2026-11-02T00:00:00Z")
+    got = reconcile(chunked(credits), chunked(settlement), as_of="2026-11-02T00:00:00Z")
+    assert got.break_table.equals(plain.break_table)
+    assert got.summary.equals(plain.summary)
