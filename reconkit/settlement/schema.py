@@ -35,6 +35,17 @@ _TEXT_FIELDS = ("reconciliation_id", "request_id", "merchant_ref", "transaction_
                 "batch_id", "batch_date", "merchant_id", "payment_method")
 
 
+REASONS = {
+    "excel_id": "an id in scientific notation (Excel rounded it); the original id cannot be recovered",
+    "no_id": "the row has neither a reconciliation id nor a request id",
+    "not_currency": "not an ISO 4217 currency code",
+    "not_amount": "not a plain decimal amount such as 12.50 or -12.50 (no exponent, no thousands separator)",
+    "not_type": "unknown transaction type; expected e.g. ics_credit, ics_bill, refund, sale",
+    "not_date": "not a date (YYYY-MM-DD, YYYYMMDD, M/D/YYYY or ISO date-time)",
+}
+"""Why a cell failed, in the words every reader (pandas and Spark) gives."""
+
+
 def header_key(name: str) -> str:
     """Header names compare case-, space- and punctuation-insensitively."""
     return re.sub(r"[^a-z0-9]", "", name.strip().lstrip("\ufeff").lower())
@@ -290,7 +301,7 @@ def _amounts(raw: pa.ChunkedArray, places: pa.ChunkedArray, fail: Any) -> pa.Chu
         text = pc.utf8_trim_whitespace(raw)
         well_formed = pc.fill_null(pc.match_substring_regex(text, _AMOUNT), False)
         fail(pc.invert(well_formed), "amount", text,
-             "not a plain decimal amount such as 12.50 or -12.50 (no exponent, no thousands separator)")
+             REASONS["not_amount"])
         # Leading zeros and trailing fractional zeros carry no value: drop them, then count digits.
         plain = pc.replace_substring_regex(pc.replace_substring_regex(text, r"^([+-]?)0+(\d)", r"\1\2"),
                                            rf"(\.\d{{0,{scale}}})0*$", r"\1")
@@ -369,17 +380,17 @@ def canonicalize(columns: Mapping[str, pa.ChunkedArray | pa.Array], lines: pa.Ar
         if not plain:
             mangled = pc.fill_null(pc.match_substring_regex(ids, _EXCEL_SCI.pattern), False)
             fail(mangled, name, text[name],
-                 "an id in scientific notation (Excel rounded it); the original id cannot be recovered")
+                 REASONS["excel_id"])
             readable_ids[name] = pc.if_else(mangled, pa.scalar(None, ids.type), ids)
     fail(pc.and_(pc.is_null(recon), pc.is_null(request)), "reconciliation_id", text["reconciliation_id"],
-         "the row has neither a reconciliation id nor a request id")
-    fail(pc.is_null(places), "currency", text["currency"], "not an ISO 4217 currency code")
+         REASONS["no_id"])
+    fail(pc.is_null(places), "currency", text["currency"], REASONS["not_currency"])
     signed, absolute, amount_problems = done["amount"]
     for problem in amount_problems:
         fail(*problem)
     fail(pc.is_null(direction), "transaction_type", text["transaction_type"],
-         "unknown transaction type; expected e.g. ics_credit, ics_bill, refund, sale")
-    fail(bad_date, "batch_date", text["batch_date"], "not a date (YYYY-MM-DD, YYYYMMDD, M/D/YYYY or ISO date-time)")
+         REASONS["not_type"])
+    fail(bad_date, "batch_date", text["batch_date"], REASONS["not_date"])
 
     good = None
     failure_parts = []

@@ -27,6 +27,7 @@ from ..settlement.schema import (
     _EXCEL_SCI,
     CANONICAL_COLUMNS,
     FAILURE_COLUMNS,
+    REASONS,
     _parse_date,
     classify_type,
     map_headers,
@@ -186,21 +187,21 @@ def _canonicalize(body: DataFrame, report_format: str) -> tuple[DataFrame, DataF
 
     problems = F.array(
         failure(col("reconciliation_id").rlike(_EXCEL_SCI.pattern), "reconciliation_id", "raw_reconciliation_id",
-                "an id in scientific notation (Excel rounded it); the original id cannot be recovered"),
+                REASONS["excel_id"]),
         failure(col("request_id").rlike(_EXCEL_SCI.pattern), "request_id", "raw_request_id",
-                "an id in scientific notation (Excel rounded it); the original id cannot be recovered"),
+                REASONS["excel_id"]),
         failure(col("reconciliation_id").isNull() & col("request_id").isNull(), "reconciliation_id",
-                "raw_reconciliation_id", "the row has neither a reconciliation id nor a request id"),
-        failure(col("places").isNull(), "currency", "raw_currency", "not an ISO 4217 currency code"),
+                "raw_reconciliation_id", REASONS["no_id"]),
+        failure(col("places").isNull(), "currency", "raw_currency", REASONS["not_currency"]),
         failure(~col("well_formed"), "amount", "amount_text",
-                "not a plain decimal amount such as 12.50 or -12.50 (no exponent, no thousands separator)"),
+                REASONS["not_amount"]),
         failure(col("too_fine"), "amount", "amount_text",
                 F.concat(F.lit("more decimal places than the currency allows ("), col("places").cast("string"),
                          F.lit(")"))),
         failure(col("direction").isNull(), "transaction_type", "raw_transaction_type",
-                "unknown transaction type; expected e.g. ics_credit, ics_bill, refund, sale"),
+                REASONS["not_type"]),
         failure(col("has_date") & col("batch_date").isNull(), "batch_date", "raw_batch_date",
-                "not a date (YYYY-MM-DD, YYYYMMDD, M/D/YYYY or ISO date-time)"),
+                REASONS["not_date"]),
     )
     checked = prepared.withColumn("problems", F.filter(problems, lambda p: p.isNotNull()))
     failures = checked.where(F.size("problems") > 0).select(
