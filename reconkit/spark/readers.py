@@ -203,6 +203,17 @@ def _footers(lines: DataFrame, layouts: Mapping[Header, list[str]]) -> dict[str,
     return found
 
 
+def _ragged_id(layout: Header, field: str) -> Column:
+    """A ragged record's id as the pandas reader reads it: the cell at the id column's position,
+    trimmed, null when empty or when the record is too short to have it."""
+    F = _functions()  # noqa: N806
+    header = dict(layout.chosen).get(field)
+    if header is None:
+        return F.lit(None).cast("string").alias(field)
+    cell = F.get(F.split("value", re.escape(layout.delimiter), -1), layout.names.index(header))
+    return _empty_to_null(_trim(cell)).alias(field)
+
+
 def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Mapping[str, int]
                  ) -> tuple[DataFrame, DataFrame]:
     F = _functions()  # noqa: N806
@@ -224,7 +235,7 @@ def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Ma
     ragged = parsed.where(col("fields") != width).select(
         "source_file", "source_line", F.lit("*").alias("column"), F.substring("value", 1, 200).alias("value"),
         F.concat(F.lit(f"expected {width} fields, found "), col("fields").cast("string")).alias("reason"),
-        F.lit(None).cast("string").alias("reconciliation_id"), F.lit(None).cast("string").alias("request_id"))
+        *(_ragged_id(layout, field) for field in ("reconciliation_id", "request_id")))
     fields = parsed.where(col("fields") == width).select(
         "source_file", "source_line",
         *(col(f"r.f{layout.names.index(header)}").alias(field) for field, header in layout.chosen))
