@@ -150,3 +150,37 @@ def test_materialize_must_be_a_known_choice(spark):
     frame = spark.createDataFrame([("x",)], "credit_id string")
     with pytest.raises(ValueError, match="materialize must be one of"):
         spark_reconcile(frame, frame, materialize="memory")
+
+
+def _damaged(path: Path, out: Path) -> Path:
+    """The generated file with some credit rows made unreadable: a bad amount, a missing field, a bad currency."""
+    lines = path.read_bytes().decode().split("\r\n")
+    credit_lines = [i for i, line in enumerate(lines) if line.endswith(",ics_credit")]
+    for index, damage in zip(credit_lines[1:12:3], ("amount", "ragged", "currency", "amount"), strict=False):
+        cells = lines[index].split(",")
+        if damage == "amount":
+            cells[8] = "-1.2.3"
+        elif damage == "ragged":
+            cells = cells[:-1]
+        else:
+            cells[7] = "XYZ"
+        lines[index] = ",".join(cells)
+    out.write_bytes("\r\n".join(lines).encode())
+    return out
+
+
+def test_spark_and_duckdb_agree_with_unreadable_settlement_records(spark, world, tmp_path):
+    sb, _, credits = world
+    bundle = sb.settlement(format="pbdr_csv", discrepancies=ALL_KINDS, out_dir=tmp_path, seed=6)
+    path = _damaged(bundle.files[0], tmp_path / "damaged.csv")
+    frame, failures = read_settlement(path, errors="collect")
+    expected = reconcile(credits, frame, as_of=bundle.as_of, grace_days=bundle.grace_days, failures=failures)
+    unreadable = expected.credits[expected.credits["outcome"] == "UNREADABLE_SETTLEMENT"]
+    assert failures["source_line"].nunique() == 4 and len(unreadable) >= 3  # a credit may have another row
+    read = spark_read(spark, str(path))
+    got = spark_reconcile(_spark_credits(spark, credits), read.rows, failures=read.failures, as_of=bundle.as_of,
+                          grace_days=bundle.grace_days)
+    _assert_same(expected, got)
+    lines = got.breaks.where("outcome = 'UNREADABLE_SETTLEMENT'").select("source_line").toPandas()
+    assert len(lines) == len(unreadable)
+    assert set(lines["source_line"].astype(int)) <= set(failures["source_line"].astype(int))

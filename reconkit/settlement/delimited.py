@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import mmap
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +23,7 @@ from ..errors import SettlementFormatError
 from .footer import Footer, find_footer
 from .schema import ALIASES, Canonical, canonicalize, failure_table, header_key, map_headers, may_hold
 
-__all__ = ["Bytes", "read_delimited", "to_utf8"]
+__all__ = ["Bytes", "Header", "find_header", "read_delimited", "to_utf8"]
 
 Bytes = bytes | mmap.mmap
 """File contents: bytes, or a read-only map of a file on disk (not copied into memory)."""
@@ -151,6 +151,55 @@ class _Bad:
     cells: list[str]
 
 
+@dataclass(frozen=True)
+class Header:
+    """A delimited file's header, found by :func:`find_header`."""
+
+    line: int
+    """1-based line of the header."""
+    delimiter: str
+    names: tuple[str, ...]
+    """The column names, trimmed, in file order."""
+    chosen: tuple[tuple[str, str], ...]
+    """(canonical field, column name) pairs, sorted by field."""
+    extras: tuple[str, ...]
+    """The other column names."""
+    report_format: str
+
+
+def find_header(lines: Sequence[str], name: str, *, mapping: Mapping[str, str] | None = None,
+                delimiter: str | None = None, report_format: str | None = None) -> Header:
+    """The header of a delimited file, found by content in its first ``lines`` (every reader's rule).
+
+    A report-info line (``Payment Batch Detail Report,1.0,…``) may come before it; the delimiter
+    is sniffed from the header unless given; the columns are mapped by :func:`map_headers`.
+
+    Raises
+    ------
+    SettlementFormatError
+        Naming ``name`` and the line: no non-blank line, a report-info line with no header after
+        it, a header with an unbalanced double quote, or a header without the required columns.
+    """
+    start = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if start is None:
+        raise SettlementFormatError("the file is empty", file=name, line=1, expected="a header line")
+    report = _info_line(_split(lines[start], delimiter or _sniff_delimiter(lines[start])))
+    index: int | None = start
+    if report is not None:
+        index = next((i for i in range(start + 1, len(lines)) if lines[i].strip()), None)
+        if index is None:
+            raise SettlementFormatError("the report-info line is not followed by a header", file=name,
+                                        line=start + 2, expected="a header line")
+    delimiter = delimiter or _sniff_delimiter(lines[index])
+    if lines[index].count('"') % 2:
+        raise SettlementFormatError("the header line has an unbalanced double quote", file=name, line=index + 1,
+                                    expected="column names, quoted in pairs if at all")
+    names = [h.strip() for h in _split(lines[index], delimiter)]
+    chosen, extras = map_headers(names, mapping, file=name, line=index + 1)
+    return Header(index + 1, delimiter, tuple(names), tuple(sorted(chosen.items())), tuple(extras),
+                  report_format or _report_format(report, names))
+
+
 def read_delimited(data: Bytes, name: str, *, mapping: Mapping[str, str] | None = None,
                    delimiter: str | None = None, report_format: str | None = None,
                    careful: bool = False) -> Canonical:
@@ -159,24 +208,10 @@ def read_delimited(data: Bytes, name: str, *, mapping: Mapping[str, str] | None 
     ``careful=True`` skips the pyarrow path (both paths give the same result; tests compare them).
     """
     bom = 3 if data[:3] == b"\xef\xbb\xbf" else 0
-    lines = _head_lines(data, bom, name)
-    start = next((i for i, line in enumerate(lines) if line.strip()), None)
-    if start is None:
-        raise SettlementFormatError("the file is empty", file=name, line=1, expected="a header line")
-    report = _info_line(_split(lines[start], delimiter or _sniff_delimiter(lines[start])))
-    header_index: int | None = start
-    if report is not None:
-        header_index = next((i for i in range(start + 1, len(lines)) if lines[i].strip()), None)
-        if header_index is None:
-            raise SettlementFormatError("the report-info line is not followed by a header", file=name,
-                                        line=start + 2, expected="a header line")
-    delimiter = delimiter or _sniff_delimiter(lines[header_index])
-    if lines[header_index].count('"') % 2:
-        raise SettlementFormatError("the header line has an unbalanced double quote", file=name,
-                                    line=header_index + 1, expected="column names, quoted in pairs if at all")
-    headers = [h.strip() for h in _split(lines[header_index], delimiter)]
-    chosen, extras = map_headers(headers, mapping, file=name, line=header_index + 1)
-    fmt = report_format or _report_format(report, headers)
+    header = find_header(_head_lines(data, bom, name), name, mapping=mapping, delimiter=delimiter,
+                         report_format=report_format)
+    header_index, delimiter, headers = header.line - 1, header.delimiter, list(header.names)
+    chosen, extras, fmt = dict(header.chosen), header.extras, header.report_format
     body = None if careful else _fast(data, _offset_after(data, bom, header_index + 1), headers, delimiter,
                                       header_index)
     if body is None:

@@ -235,10 +235,31 @@ def _summary(credits: DataFrame, settlement: DataFrame, breaks: DataFrame) -> pd
          "amount_at_risk_minor"]]
 
 
+def _unreadable(failures: DataFrame) -> DataFrame:
+    """One row per settlement record that failed to read (file, line), as
+    :func:`reconkit.match.unreadable_records` makes it: the record's ids as far as they could be
+    read (trimmed, null when empty or absent), ``record_index`` in file and line order."""
+    F = _functions()  # noqa: N806
+    from pyspark.sql import Window
+
+    missing = [name for name in ("source_file", "source_line") if name not in failures.columns]
+    if missing:
+        raise ValueError(f"the failures frame lacks {', '.join(missing)}; pass read_settlement(...).failures")
+
+    def ids(name: str) -> Column:
+        return F.max(_text(F.col(name))) if name in failures.columns else F.lit(None).cast("string")
+
+    records = failures.groupBy("source_file", F.col("source_line").cast("bigint").alias("source_line")).agg(
+        ids("reconciliation_id").alias("failed_reconciliation_id"), ids("request_id").alias("failed_request_id"))
+    # A handful of records: one ordered window over them numbers them as the pandas path does.
+    order = Window.orderBy("source_file", "source_line")
+    return records.withColumn("record_index", (F.row_number().over(order) - 1).cast("bigint"))
+
+
 def reconcile(credits: DataFrame, settlement: DataFrame, *, amount_tolerance: Any = "0.00",
               grace_days: float = 3, as_of: datetime | str | None = None,
-              match_on: Sequence[str] = ("reconciliation_id", "request_id"), materialize: str = "cache",
-              table_prefix: str | None = None) -> SparkReconResult:
+              match_on: Sequence[str] = ("reconciliation_id", "request_id"), failures: DataFrame | None = None,
+              materialize: str = "cache", table_prefix: str | None = None) -> SparkReconResult:
     """Reconcile credits against settlement rows, in Spark.
 
     Parameters
@@ -252,6 +273,11 @@ def reconcile(credits: DataFrame, settlement: DataFrame, *, amount_tolerance: An
         schema).
     amount_tolerance, grace_days, as_of, match_on
         As for :func:`reconkit.reconcile`.
+    failures : pyspark.sql.DataFrame, optional
+        The failures of :func:`reconkit.spark.read_settlement` (``source_file``, ``source_line``
+        and the failed record's ``reconciliation_id`` / ``request_id``): a credit with no readable
+        settlement row whose id is in a failed record is ``UNREADABLE_SETTLEMENT``, and its break
+        names that record's file and line.
     materialize : {"cache", "localCheckpoint", "table", "none"}
         How the prepared inputs and shared steps are computed once (see :data:`MATERIALIZE`).
     table_prefix : str, optional
@@ -281,9 +307,11 @@ def reconcile(credits: DataFrame, settlement: DataFrame, *, amount_tolerance: An
     def once(frame: nw.LazyFrame) -> nw.LazyFrame:
         return nw.from_native(persist(frame.to_native()))
 
+    records = None if failures is None else persist(_unreadable(failures))
     credit_out, settlement_out = classify(credit_lazy, row_lazy, as_of_epoch=int(moment.timestamp()),
                                           grace_seconds=int(grace_days * 86400), match_on=match_on,
-                                          materialize=once)
+                                          materialize=once,
+                                          unreadable=None if records is None else nw.from_native(records))
     settlement_out = once(settlement_out)
     breaks = break_table(credit_lazy, row_lazy, credit_out, settlement_out).to_native()
     credit_native, settlement_native = credit_out.to_native(), settlement_out.to_native()
@@ -302,8 +330,19 @@ def reconcile(credits: DataFrame, settlement: DataFrame, *, amount_tolerance: An
                         "credit_index", "left")
                   .join(row_base.select("row_index", F.col("row_request_id").alias("request_id"),
                                         *(F.col(f"input.{name}").alias(name) for name in row_keys)),
-                        "row_index", "left")
-                  .withColumn("amount_at_risk", _decimal(F.col("amount_at_risk_minor"), F.col("currency"))))
+                        "row_index", "left"))
+    if records is not None:  # a break on an unreadable record names that record, as the pandas path does
+        failed = records.select(F.col("record_index").alias("unreadable_record"),
+                                *(F.col(name).alias(f"failed_{name}") for name in ("source_file", "source_line")),
+                                "failed_request_id")
+        break_view = break_view.join(failed, "unreadable_record", "left").select(
+            *(c for c in break_view.columns if c not in ("request_id", *row_keys)),
+            F.coalesce("request_id", "failed_request_id").alias("request_id"),
+            F.coalesce(F.col("source_file").cast("string") if "source_file" in row_keys else F.lit(None),
+                       "failed_source_file").alias("source_file"),
+            F.coalesce(F.col("source_line").cast("bigint") if "source_line" in row_keys else F.lit(None),
+                       "failed_source_line").alias("source_line"))
+    break_view = break_view.withColumn("amount_at_risk", _decimal(F.col("amount_at_risk_minor"), F.col("currency")))
     summary = _summary(credit_view, settlement_view, break_view)
     parameters = {"as_of": moment.isoformat(), "grace_days": grace_days, "match_on": list(match_on),
                   "amount_tolerance": amount_tolerance if isinstance(amount_tolerance, Mapping)

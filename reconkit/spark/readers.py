@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SettlementFormatError
 from ..money import CURRENCIES
-from ..settlement.delimited import _info_line, _report_format, _sniff_delimiter, _split
+from ..settlement.delimited import Header, _split, find_header
 from ..settlement.footer import find_footer
 from ..settlement.schema import (
     _AMOUNT,
@@ -30,7 +30,6 @@ from ..settlement.schema import (
     REASONS,
     _parse_date,
     classify_type,
-    map_headers,
 )
 
 if TYPE_CHECKING:
@@ -62,15 +61,6 @@ class SparkSettlement:
     failures: DataFrame
 
 
-@dataclass(frozen=True)
-class _Layout:
-    header_line: int
-    delimiter: str
-    headers: tuple[str, ...]
-    chosen: tuple[tuple[str, str], ...]
-    report_format: str
-
-
 def _functions() -> Any:
     from pyspark.sql import functions
 
@@ -93,25 +83,6 @@ def _numbered_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
             .select("source_file", (F.col("position") - F.col("first") + F.col("before") + 1).alias("source_line"),
                     # A BOM is not part of the first header name.
                     F.regexp_replace("value", "^\ufeff", "").alias("value")))
-
-
-def _layout(file: str, head: list[str], mapping: Mapping[str, str] | None, report_format: str | None) -> _Layout:
-    """The header of one file, found by content as the pandas reader finds it."""
-    start = next((i for i, line in enumerate(head) if line.strip()), None)
-    if start is None:
-        raise SettlementFormatError("the file is empty", file=file, line=1, expected="a header line")
-    report = _info_line(_split(head[start], _sniff_delimiter(head[start])))
-    index: int | None = start
-    if report is not None:
-        index = next((i for i in range(start + 1, len(head)) if head[i].strip()), None)
-        if index is None:
-            raise SettlementFormatError("the report-info line is not followed by a header", file=file,
-                                        line=start + 2, expected="a header line")
-    delimiter = _sniff_delimiter(head[index])
-    headers = [h.strip() for h in _split(head[index], delimiter)]
-    chosen, _ = map_headers(headers, mapping, file=file, line=index + 1)
-    return _Layout(index + 1, delimiter, tuple(headers), tuple(sorted(chosen.items())),
-                   report_format or _report_format(report, headers))
 
 
 def _literal_map(pairs: Mapping[str, Any]) -> Column:
@@ -215,7 +186,7 @@ def _canonicalize(body: DataFrame, report_format: str) -> tuple[DataFrame, DataF
     return rows, failures
 
 
-def _footers(lines: DataFrame, layouts: Mapping[_Layout, list[str]]) -> dict[str, int]:
+def _footers(lines: DataFrame, layouts: Mapping[Header, list[str]]) -> dict[str, int]:
     """The line of each file's totals footer, judged by the pandas readers' rule on the last line
     of each file (one line per file reaches the driver)."""
     F = _functions()  # noqa: N806
@@ -226,20 +197,31 @@ def _footers(lines: DataFrame, layouts: Mapping[_Layout, list[str]]) -> dict[str
     for row in last:
         layout = layout_of[row["source_file"]]
         line, value = row["last"]["source_line"], row["last"]["value"]
-        if line > layout.header_line and find_footer(_split(value, layout.delimiter), layout.headers,
+        if line > layout.line and find_footer(_split(value, layout.delimiter), layout.names,
                                                      dict(layout.chosen).get("amount"), line, layout.delimiter):
             found[row["source_file"]] = line
     return found
 
 
-def _read_layout(lines: DataFrame, files: list[str], layout: _Layout, footers: Mapping[str, int]
+def _ragged_id(layout: Header, field: str) -> Column:
+    """A ragged record's id as the pandas reader reads it: the cell at the id column's position,
+    trimmed, null when empty or when the record is too short to have it."""
+    F = _functions()  # noqa: N806
+    header = dict(layout.chosen).get(field)
+    if header is None:
+        return F.lit(None).cast("string").alias(field)
+    cell = F.get(F.split("value", re.escape(layout.delimiter), -1), layout.names.index(header))
+    return _empty_to_null(_trim(cell)).alias(field)
+
+
+def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Mapping[str, int]
                  ) -> tuple[DataFrame, DataFrame]:
     F = _functions()  # noqa: N806
     col = F.col
-    width = len(layout.headers)
+    width = len(layout.names)
     names = [f"f{i}" for i in range(width)]
     schema = ", ".join(f"{name} string" for name in names)
-    body = lines.where(col("source_file").isin(files) & (col("source_line") > layout.header_line)
+    body = lines.where(col("source_file").isin(files) & (col("source_line") > layout.line)
                        & (_trim(col("value")) != ""))
     for file, line in footers.items():
         if file in files:
@@ -253,10 +235,10 @@ def _read_layout(lines: DataFrame, files: list[str], layout: _Layout, footers: M
     ragged = parsed.where(col("fields") != width).select(
         "source_file", "source_line", F.lit("*").alias("column"), F.substring("value", 1, 200).alias("value"),
         F.concat(F.lit(f"expected {width} fields, found "), col("fields").cast("string")).alias("reason"),
-        F.lit(None).cast("string").alias("reconciliation_id"), F.lit(None).cast("string").alias("request_id"))
+        *(_ragged_id(layout, field) for field in ("reconciliation_id", "request_id")))
     fields = parsed.where(col("fields") == width).select(
         "source_file", "source_line",
-        *(col(f"r.f{layout.headers.index(header)}").alias(field) for field, header in layout.chosen))
+        *(col(f"r.f{layout.names.index(header)}").alias(field) for field, header in layout.chosen))
     rows, failures = _canonicalize(fields, layout.report_format)
     return rows, failures.unionByName(ragged)
 
@@ -302,9 +284,10 @@ def read_settlement(spark: SparkSession, paths: str | Iterable[str], *, mapping:
         by_file.setdefault(row["source_file"], []).append(row["value"])
     if not by_file:
         raise SettlementFormatError(f"no settlement file found at {paths!r}", file=str(paths))
-    layouts: dict[_Layout, list[str]] = {}
+    layouts: dict[Header, list[str]] = {}
     for file, head_lines in by_file.items():
-        layouts.setdefault(_layout(file, head_lines, mapping, report_format), []).append(file)
+        layouts.setdefault(find_header(head_lines, file, mapping=mapping, report_format=report_format),
+                            []).append(file)
     footers = _footers(lines, layouts)
     parts = [_read_layout(lines, files, layout, footers) for layout, files in layouts.items()]
     rows, failures = parts[0]
