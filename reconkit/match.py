@@ -434,8 +434,8 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
         row_result = collect(settlement_out)
         credit_result = collect(credit_out)
         breaks = collect(break_table(credit_lazy, row_lazy, lazy(credit_result), lazy(row_result)))
-        credit_result = credit_result.sort_by("credit_index")
-        row_result = row_result.sort_by("row_index")
+        credit_result = _in_input_order(credit_result, "credit_index")
+        row_result = _in_input_order(row_result, "row_index")
     finally:
         connection.close()
     _check_conservation(credit_result, len(credits), "credit_index", "credit")
@@ -457,6 +457,23 @@ def _as_of(as_of: datetime | str | None) -> datetime:
     if isinstance(moment, pd.Timestamp):
         moment = moment.to_pydatetime()
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _in_input_order(result: pa.Table, key: str) -> pa.Table:
+    """Put outcomes back in input order by scattering on their index (no sort of 1M rows).
+
+    An index that is not a permutation of 0..n-1 is left as it came, for
+    ``_check_conservation`` to report.
+    """
+    ids = result.column(key).to_numpy(zero_copy_only=False)
+    count = len(ids)
+    if count == 0 or result.column(key).null_count or ids.min() < 0 or ids.max() >= count:
+        return result
+    positions = np.full(count, -1, dtype=np.int64)
+    positions[ids] = np.arange(count, dtype=np.int64)
+    if (positions < 0).any():
+        return result
+    return result.take(positions)
 
 
 def _check_conservation(result: pa.Table, expected: int, key: str, what: str) -> None:
