@@ -16,12 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SettlementFormatError
 from ..money import CURRENCIES
 from ..settlement.delimited import Header, _split, find_header
-from ..settlement.footer import find_footer
+from ..settlement.footer import Footer, find_footer, footer_mismatch
 from ..settlement.schema import (
     _AMOUNT,
     _EXCEL_SCI,
@@ -182,13 +183,16 @@ def _canonicalize(body: DataFrame, report_format: str) -> tuple[DataFrame, DataF
     rows = checked.where(F.size("problems") == 0).select(
         "reconciliation_id", "request_id", "merchant_ref", "transaction_type", "direction",
         F.abs(col("amount_text").cast(AMOUNT_TYPE)).alias("amount"), "currency", "batch_id", "batch_date",
-        "merchant_id", "payment_method", F.lit(report_format).alias("report_format"), "source_file", "source_line")
+        "merchant_id", "payment_method", F.lit(report_format).alias("report_format"), "source_file", "source_line",
+        # As written in the file: a footer's amount total is the signed sum.
+        col("amount_text").cast(AMOUNT_TYPE).alias("signed_amount"),
+        F.length(F.regexp_extract("amount_text", r"\.(\d*)$", 1)).alias("amount_places"))
     return rows, failures
 
 
-def _footers(lines: DataFrame, layouts: Mapping[Header, list[str]]) -> dict[str, int]:
-    """The line of each file's totals footer, judged by the pandas readers' rule on the last line
-    of each file (one line per file reaches the driver)."""
+def _footers(lines: DataFrame, layouts: Mapping[Header, list[str]]) -> dict[str, Footer]:
+    """Each file's totals footer, judged by the pandas readers' rule on the last line of each
+    file (one line per file reaches the driver)."""
     F = _functions()  # noqa: N806
     last = (lines.where(_trim(F.col("value")) != "").groupBy("source_file")
             .agg(F.max(F.struct("source_line", "value")).alias("last")).collect())
@@ -197,10 +201,38 @@ def _footers(lines: DataFrame, layouts: Mapping[Header, list[str]]) -> dict[str,
     for row in last:
         layout = layout_of[row["source_file"]]
         line, value = row["last"]["source_line"], row["last"]["value"]
-        if line > layout.line and find_footer(_split(value, layout.delimiter), layout.names,
-                                                     dict(layout.chosen).get("amount"), line, layout.delimiter):
-            found[row["source_file"]] = line
+        footer = find_footer(_split(value, layout.delimiter), layout.names, dict(layout.chosen).get("amount"),
+                             line, layout.delimiter) if line > layout.line else None
+        if footer is not None:
+            found[row["source_file"]] = footer
     return found
+
+
+def _footer_failures(rows: DataFrame, failures: DataFrame, footers: Mapping[str, Footer]) -> DataFrame | None:
+    """A failure at each footer whose control totals differ from what was read, by the pandas
+    readers' rule (:func:`reconkit.settlement.footer.footer_mismatch`): records are the rows read
+    plus the records that failed, the total is the signed sum of the rows read. Only one count
+    and one sum per file reach the driver."""
+    if not footers:
+        return None
+    F = _functions()  # noqa: N806
+    files = list(footers)
+    read = {r["source_file"]: (r["rows"], r["total"], r["places"]) for r in rows.where(F.col("source_file").isin(files))
+            .groupBy("source_file").agg(F.count("*").alias("rows"), F.sum("signed_amount").alias("total"),
+                                        F.max("amount_places").alias("places")).collect()}
+    failed = {r["source_file"]: r["records"] for r in failures.where(F.col("source_file").isin(files))
+              .groupBy("source_file").agg(F.countDistinct("source_line").alias("records")).collect()}
+    found = []
+    for file, footer in footers.items():
+        good, total, places = read.get(file, (0, None, 0))
+        unreadable = failed.get(file, 0)
+        # Shown with the file's own decimals, as the pandas reader's sum is (3.00, not 3.0000).
+        total = (total or Decimal(0)).quantize(Decimal(1).scaleb(-(places or 0)))
+        mismatch = footer_mismatch(footer, good + unreadable, unreadable, total)
+        if mismatch is not None:
+            found.append((file, footer.line, mismatch[0], footer.text, mismatch[1], None, None))
+    schema = ", ".join(f"{name} {'bigint' if name == 'source_line' else 'string'}" for name in FAILURE_COLUMNS)
+    return rows.sparkSession.createDataFrame(found, schema) if found else None
 
 
 def _ragged_id(layout: Header, field: str) -> Column:
@@ -214,7 +246,7 @@ def _ragged_id(layout: Header, field: str) -> Column:
     return _empty_to_null(_trim(cell)).alias(field)
 
 
-def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Mapping[str, int]
+def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Mapping[str, Footer]
                  ) -> tuple[DataFrame, DataFrame]:
     F = _functions()  # noqa: N806
     col = F.col
@@ -223,9 +255,9 @@ def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Ma
     schema = ", ".join(f"{name} string" for name in names)
     body = lines.where(col("source_file").isin(files) & (col("source_line") > layout.line)
                        & (_trim(col("value")) != ""))
-    for file, line in footers.items():
+    for file, footer in footers.items():
         if file in files:
-            body = body.where((col("source_file") != file) | (col("source_line") != line))
+            body = body.where((col("source_file") != file) | (col("source_line") != footer.line))
     # Fields are counted outside quoted values (a quoted delimiter is text); from_csv reads
     # an unquoted empty field as null, so the parsed row cannot tell its own width.
     unquoted = F.regexp_replace("value", r'"(?:[^"]|"")*"', "")
@@ -272,9 +304,10 @@ def read_settlement(spark: SparkSession, paths: str | Iterable[str], *, mapping:
 
     Notes
     -----
+    A closing totals footer is not a row; its control totals (record count, amount total) are
+    checked as the pandas reader checks them, a difference being a failure at the footer's line.
     UTF-8 only, one record per line (a quoted line break makes both halves ragged failures);
-    a closing totals footer is recognised but its control totals are not compared. The pandas
-    reader handles Latin-1, quoted line breaks and footer totals.
+    the pandas reader also handles Latin-1 and quoted line breaks.
     """
     F = _functions()  # noqa: N806
     lines = _numbered_lines(spark, [paths] if isinstance(paths, str) else list(paths))
@@ -293,6 +326,9 @@ def read_settlement(spark: SparkSession, paths: str | Iterable[str], *, mapping:
     rows, failures = parts[0]
     for more_rows, more_failures in parts[1:]:
         rows, failures = rows.unionByName(more_rows), failures.unionByName(more_failures)
+    footer_failures = _footer_failures(rows, failures, footers)
+    if footer_failures is not None:
+        failures = failures.select(*FAILURE_COLUMNS).unionByName(footer_failures)
     return SparkSettlement(rows.select(*CANONICAL_COLUMNS), failures.select(*FAILURE_COLUMNS))
 
 
