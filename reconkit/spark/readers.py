@@ -40,6 +40,8 @@ __all__ = ["SparkSettlement", "read_canonical", "read_settlement"]
 
 _HEAD_LINES = 20
 """Lines per file searched for the report-info line and the header (the pandas reader's head)."""
+_NOT_UTF8 = ("the line is not UTF-8 text; if the file is Latin-1 (Windows-1252), convert it to UTF-8 "
+             "(the pandas reader takes encoding='latin-1')")
 AMOUNT_TYPE = "decimal(22,4)"
 """Canonical settlement amounts in Spark: 18 integer digits, up to 4 decimals (CLF, UYW)."""
 
@@ -69,12 +71,15 @@ def _functions() -> Any:
 
 
 def _numbered_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
-    """Every line of every file with its file and exact 1-based line number."""
+    """Every line of every file with its file, exact 1-based line number and whether its bytes
+    are UTF-8 (``utf8``)."""
     F = _functions()  # noqa: N806 - Spark's conventional alias
     raw = (spark.read.text(paths)
            .select(F.col("value"), F.col("_metadata.file_path").alias("source_file"),
                    F.col("_metadata.file_block_start").alias("block"),
-                   F.monotonically_increasing_id().alias("position")))
+                   F.monotonically_increasing_id().alias("position"),
+                   # Judged on the bytes read: string functions replace a stray byte by U+FFFD.
+                   F.is_valid_utf8("value").alias("utf8")))
     blocks = raw.groupBy("source_file", "block").agg(F.min("position").alias("first"), F.count("*").alias("rows"))
     from pyspark.sql import Window
 
@@ -83,7 +88,7 @@ def _numbered_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
     return (raw.join(F.broadcast(blocks), ["source_file", "block"])
             .select("source_file", (F.col("position") - F.col("first") + F.col("before") + 1).alias("source_line"),
                     # A BOM is not part of the first header name.
-                    F.regexp_replace("value", "^\ufeff", "").alias("value")))
+                    F.regexp_replace("value", "^\ufeff", "").alias("value"), "utf8"))
 
 
 def _literal_map(pairs: Mapping[str, Any]) -> Column:
@@ -258,6 +263,13 @@ def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Ma
     for file, footer in footers.items():
         if file in files:
             body = body.where((col("source_file") != file) | (col("source_line") != footer.line))
+    # Spark keeps a line's bytes as they are: a byte that is not UTF-8 would reach the canonical
+    # columns as U+FFFD, so such a line is a failure naming its file and line, not a row.
+    undecodable = body.where(~col("utf8")).select(
+        "source_file", "source_line", F.lit("*").alias("column"),
+        F.substring("value", 1, 200).alias("value"), F.lit(_NOT_UTF8).alias("reason"),
+        *(_ragged_id(layout, field) for field in ("reconciliation_id", "request_id")))
+    body = body.where(col("utf8"))
     # Fields are counted outside quoted values (a quoted delimiter is text); from_csv reads
     # an unquoted empty field as null, so the parsed row cannot tell its own width.
     unquoted = F.regexp_replace("value", r'"(?:[^"]|"")*"', "")
@@ -272,7 +284,7 @@ def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Ma
         "source_file", "source_line",
         *(col(f"r.f{layout.names.index(header)}").alias(field) for field, header in layout.chosen))
     rows, failures = _canonicalize(fields, layout.report_format)
-    return rows, failures.unionByName(ragged)
+    return rows, failures.unionByName(ragged).unionByName(undecodable)
 
 
 def read_settlement(spark: SparkSession, paths: str | Iterable[str], *, mapping: Mapping[str, str] | None = None,
@@ -306,8 +318,9 @@ def read_settlement(spark: SparkSession, paths: str | Iterable[str], *, mapping:
     -----
     A closing totals footer is not a row; its control totals (record count, amount total) are
     checked as the pandas reader checks them, a difference being a failure at the footer's line.
-    UTF-8 only, one record per line (a quoted line break makes both halves ragged failures);
-    the pandas reader also handles Latin-1 and quoted line breaks.
+    UTF-8 only: a line with a byte that is not UTF-8 is a failure (the pandas reader takes an
+    ``encoding``). One record per line: a quoted line break makes both halves ragged failures
+    (the pandas reader joins them into one record).
     """
     F = _functions()  # noqa: N806
     lines = _numbered_lines(spark, [paths] if isinstance(paths, str) else list(paths))
