@@ -45,11 +45,15 @@ from .outcomes import BREAKS
 if TYPE_CHECKING:
     from .ledger import Ledger
 
-__all__ = ["AGE_BUCKETS", "AUTOMATIC_REASONS", "SYSTEM", "Break", "BreakBook", "BreakDiff", "Note", "Reason",
-           "Status", "age_bucket", "current_analyst", "replay", "settlement_key", "settlement_keys"]
+__all__ = ["AGE_BUCKETS", "AUTOMATIC_REASONS", "SEVERAL_DAYS", "SYSTEM", "Break", "BreakBook", "BreakDiff", "Note",
+           "Reason", "Status", "age_bucket", "current_analyst", "replay", "settlement_key", "settlement_keys"]
 
 SYSTEM = "reconkit"
 """The actor of changes a run makes by itself (opening, changing and clearing breaks)."""
+
+SEVERAL_DAYS = "several days: see the break book"
+"""The status shown for an unexpected row whose request id, amount and currency the book holds
+from several batch dates in different states (see :meth:`BreakBook.workflow`)."""
 
 
 class Status(StrEnum):
@@ -684,15 +688,19 @@ class BreakBook:
         blank for breaks the book has not recorded.
 
         A settlement row with no credit is found by its key without the batch date, which the
-        break frame does not carry (its amount at risk is the row's amount).
+        break frame does not carry (its amount at risk is the row's amount). When the book holds
+        such rows from several days that differ in status or owner, the row's status is
+        :data:`SEVERAL_DAYS` rather than one of theirs: a status is never shown for another break.
         """
         by_credit: dict[str, tuple[str, str | None]] = {}
         by_row: dict[str, tuple[str, str | None]] = {}
         for state in self._store.states():
             if state["side"] == "credit":
                 by_credit[state["credit_id"]] = (state["status"], state["owner"])
-            else:
-                by_row.setdefault(state["key"].rsplit("|", 1)[0], (state["status"], state["owner"]))
+                continue
+            prefix, facts = state["key"].rsplit("|", 1)[0], (state["status"], state["owner"])
+            if by_row.setdefault(prefix, facts) != facts:
+                by_row[prefix] = (SEVERAL_DAYS, None)
         found = []
         for credit, request, recon, amount, currency in zip(
                 breaks["credit_id"], breaks["request_id"], breaks["reconciliation_id"], breaks["amount_at_risk"],

@@ -14,7 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconkit import Ledger, read_settlement, reconcile
-from reconkit.breaks import AGE_BUCKETS, SYSTEM, BreakBook, age_bucket, current_analyst, settlement_key, settlement_keys
+from reconkit.breaks import (
+    AGE_BUCKETS,
+    SEVERAL_DAYS,
+    SYSTEM,
+    BreakBook,
+    age_bucket,
+    current_analyst,
+    settlement_key,
+    settlement_keys,
+)
 from reconkit.errors import BreakBookError, BreakConflictError
 from reconkit.sandbox.settlement import generate_settlement
 from reconkit.sandbox.state import SandboxState
@@ -405,3 +414,15 @@ def test_a_results_break_rows_find_their_status_and_owner(book):
     assert tuple(by_id["7000000000000000000001"]) == ("resolved", None)
     other = run(credits_frame({"c9": "1.00"}), [], T0)
     assert book.workflow(other.breaks).values.tolist() == [[None, None]]
+
+
+def test_an_unexpected_row_seen_on_two_days_in_different_states_shows_no_ones_status(book):
+    # The break frame has no batch date: the book's two rows share request id, amount and currency.
+    rows = [("r-x", "7000000000000000000001", "5.25", "2026-11-03"),
+            ("r-x", "7000000000000000000001", "5.25", "2026-11-04")]
+    result = run(credits_frame({}), rows, T0 + days(3))
+    book.record(result)
+    book.resolve("settlement:7000000000000000000001|5.25|USD|2026-11-03", "FALSE_BREAK")
+    assert book.workflow(result.breaks).values.tolist() == [[SEVERAL_DAYS, None]] * 2
+    book.resolve("settlement:7000000000000000000001|5.25|USD|2026-11-04", "FALSE_BREAK")
+    assert book.workflow(result.breaks).values.tolist() == [["resolved", None]] * 2
