@@ -45,11 +45,13 @@ __all__ = [
     "DuplicateReferenceError",
     "InvalidRequestError",
     "NetworkError",
+    "NoReportDataError",
     "NotFoundError",
     "ProductionGuardError",
     "RateLimitError",
     "ReconciliationError",
     "ReconkitError",
+    "ReportNotReadyError",
     "ServerError",
     "SettlementFormatError",
 ]
@@ -290,6 +292,14 @@ class AuthenticationError(ApiError):
 
 class NotFoundError(ApiError):
     """HTTP 404 (or 405 on an unsupported self link): no such resource (yet)."""
+
+
+class ReportNotReadyError(NotFoundError):
+    """The report exists but is not generated yet (``status`` e.g. ``PENDING``, ``RUNNING``)."""
+
+
+class NoReportDataError(NotFoundError):
+    """CyberSource has nothing for that report date or time window."""
 
 
 class RateLimitError(ApiError):

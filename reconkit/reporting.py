@@ -9,7 +9,7 @@ Two sources (reference: settlement-formats.md §6.1 and §6.2):
 Each saves exactly the bytes CyberSource sent under ``data_dir`` and returns
 :func:`reconkit.read_settlement`'s frame of those files, so every row's ``source_file`` and
 ``source_line`` point into a file the analyst can open. A report that cannot be downloaded raises
-:class:`ReportNotReadyError` or :class:`NoReportDataError` (both :class:`~reconkit.NotFoundError`)
+:class:`~reconkit.ReportNotReadyError` or :class:`~reconkit.NoReportDataError` (both :class:`~reconkit.NotFoundError`)
 saying which, from the report's status in ``GET /reporting/v3/reports``.
 """
 
@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 import requests
 
 from .client import _RETRY_STATUSES, _retry_after_seconds
-from .errors import NetworkError, NotFoundError, ReconkitError, error_for_status
+from .errors import NetworkError, NoReportDataError, NotFoundError, ReconkitError, ReportNotReadyError, error_for_status
 from .settlement import read_settlement
 
 if TYPE_CHECKING:
@@ -41,14 +41,6 @@ DEFAULT_DATA_DIR = Path("data") / "reports"
 """Where downloaded reports are kept unless a ``data_dir`` is given."""
 _MIME = {"csv": ("text/csv", "pbdr_csv"), "xml": ("application/xml", "pbdr_xml")}
 _PAGE_LIMIT = 2000
-
-
-class ReportNotReadyError(NotFoundError):
-    """The report exists but is not generated yet (``status`` e.g. ``PENDING``, ``RUNNING``)."""
-
-
-class NoReportDataError(NotFoundError):
-    """CyberSource has nothing for that report date or time window."""
 
 
 def _iso_date(value: date | str, name: str) -> date:

@@ -3,9 +3,9 @@ import reconkit
 PUBLIC = {
     "AmbiguousOutcomeError", "ApiError", "AuthenticationError", "BreakBook", "BreakBookError", "BreakConflictError",
     "Client", "Config", "ConfigError", "Credit", "CreditShapeError", "DeclinedError", "DuplicateReferenceError",
-    "FetchResult", "InvalidRequestError", "Ledger", "NetworkError",
+    "FetchResult", "InvalidRequestError", "Ledger", "NetworkError", "NoReportDataError",
     "NotFoundError", "ProductionGuardError", "RateLimitError", "ReconResult", "ReconciliationError",
-    "ReconkitError", "ServerError", "SettlementFormatError", "Void", "credits_to_frame", "read_settlement",
+    "ReconkitError", "ReportNotReadyError", "ServerError", "SettlementFormatError", "Void", "credits_to_frame", "read_settlement",
     "reconcile", "sign_request",
 }
 
