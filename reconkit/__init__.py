@@ -11,6 +11,7 @@ from .config import Config
 from .credit import Credit, Void
 from .errors import (
     AmbiguousOutcomeError,
+    AmbiguousVoidError,
     ApiError,
     AuthenticationError,
     BreakBookError,
@@ -30,6 +31,7 @@ from .errors import (
     ReportNotReadyError,
     ServerError,
     SettlementFormatError,
+    UnresolvedVoidError,
 )
 from .fetch import FetchResult
 from .frames import credits_to_frame
@@ -42,6 +44,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousOutcomeError",
+    "AmbiguousVoidError",
     "ApiError",
     "AuthenticationError",
     "BreakBook",
@@ -68,6 +71,7 @@ __all__ = [
     "ReportNotReadyError",
     "ServerError",
     "SettlementFormatError",
+    "UnresolvedVoidError",
     "Void",
     "credits_to_frame",
     "read_settlement",

@@ -34,6 +34,7 @@ from .config import Config
 from .credit import Credit, Void, dig
 from .errors import (
     AmbiguousOutcomeError,
+    AmbiguousVoidError,
     ApiError,
     CreditShapeError,
     DeclinedError,
@@ -153,18 +154,24 @@ class Resolution:
     Attributes
     ----------
     reference_code : str
+        The credit's reference code, or the void's.
     outcome : str
-        The ledger outcome now: ``created``, ``declined``, ``not_created`` or still ``unknown_outcome``.
+        The ledger outcome now. Of a credit: ``created``, ``declined``, ``not_created`` or still
+        ``unknown_outcome``; of a void: ``voided``, ``not_voided`` or still ``unknown_outcome``.
     credit : Credit or None
-        The credit found (the newest when several share the reference code).
+        The credit found (the newest when several share the reference code); for a void, the
+        credit read back.
     matches : int
-        How many credits carry the reference code.
+        How many credits carry the reference code (1 for a void: its credit).
+    action : str
+        ``"credit"`` (the outcome of a credit POST) or ``"void"`` (of a void of ``credit``).
     """
 
     reference_code: str
     outcome: str
     credit: Credit | None
     matches: int
+    action: str = "credit"
 
 
 class Client:
@@ -193,7 +200,9 @@ class Client:
     tss_delay : timedelta
         How long after sending a credit a search that finds nothing proves it was not created:
         Transaction Details is fed asynchronously and CyberSource advises retrying a 404 five
-        minutes later, several times. Deciding sooner invites a second credit.
+        minutes later, several times. Deciding sooner invites a second credit. After a void
+        with an unknown outcome, how long a credit read back as not ``VOIDED`` must wait
+        before the void is taken for not done.
     """
 
     def __init__(self, config: Config | None = None, *, allow_production: bool = False,
@@ -555,12 +564,19 @@ class Client:
     def void_credit(self, credit_or_id: Credit | str, *, reference_code: str | None = None) -> Void:
         """Void a credit before it is batched (``POST`` to its void link), exactly once.
 
+        What came of it is written to the ledger's voids. A void sent without a usable answer (a
+        timeout, a proxy's page, a 5xx that is not CyberSource's definite refusal) is never resent:
+        it is an unknown outcome that :meth:`resolve_unknown` settles by reading the credit back,
+        and until then the credit cannot be voided again.
+
         Raises
         ------
         InvalidRequestError
             For example ``NOT_VOIDABLE`` once the credit was batched.
-        AmbiguousOutcomeError
-            Sent, but no answer came back.
+        AmbiguousVoidError
+            Sent, but no usable answer came back.
+        UnresolvedVoidError
+            An earlier void of this credit still has an unknown outcome (nothing is sent).
         CreditShapeError
             The credit's void link is not a path on this host (nothing is sent).
         ProductionGuardError
@@ -574,17 +590,40 @@ class Client:
             href = f"{_CREDITS}/{credit_id}/voids"
         href = same_origin_path(href, "void")
         self._guard("void_credit", href)
-        body = {"clientReferenceInformation": {"code": reference_code or f"void-{credit_id}"}}
+        scope = {"environment": self.config.base_url, "merchant_id": self.config.merchant_id}
+        ledger = self.ledger
+        ledger.refuse_unresolved_void(credit_id, **scope)
+        reference_code = reference_code or f"void-{credit_id}"
+        body = {"clientReferenceInformation": {"code": reference_code}}
         # Whatever comes of the POST, a cached copy of this credit may now be stale.
-        self.ledger.cache_forget(credit_id, environment=self.config.base_url, merchant_id=self.config.merchant_id)
-        status, parsed, response = self._post(href, body, reference_code=reference_code, transaction_id=None)
+        ledger.cache_forget(credit_id, **scope)
+        sent_at = self.clock()
+
+        def unknown(message: str) -> AmbiguousVoidError:
+            error = AmbiguousVoidError(message, credit_id=credit_id, reference_code=reference_code, path=href)
+            ledger.record_void(credit_id, _ledger.UNKNOWN, reference_code=reference_code, sent_at=sent_at,
+                               error=str(error), **scope)
+            return error
+
+        try:
+            status, parsed, response = self._post(href, body, reference_code=reference_code, transaction_id=None)
+        except AmbiguousOutcomeError as exc:
+            raise unknown(exc.what) from None
         correlation = response.headers.get("v-c-correlation-id")
         if not 200 <= status < 300:
-            raise error_for_status(status, parsed if parsed is not None else response.text[:500],
-                                   correlation_id=correlation, method="POST", path=href)
+            error = error_for_status(status, parsed if parsed is not None else response.text[:500],
+                                     correlation_id=correlation, method="POST", path=href)
+            if status >= 500 and not _definite_refusal(status, parsed):
+                raise unknown(f"POST {href} answered HTTP {status} without CyberSource's definite refusal"
+                              f"{f' ({error.reason})' if error.reason else ''}.") from error
+            ledger.record_void(credit_id, _ledger.REJECTED, reference_code=reference_code, sent_at=sent_at,
+                               error=str(error), **scope)
+            raise error
         void = Void(parsed, credit_id=credit_id, correlation_id=correlation)
+        ledger.record_void(credit_id, _ledger.VOIDED if (void.status or "").upper() == "VOIDED" else _ledger.REJECTED,
+                           reference_code=reference_code, sent_at=sent_at, status=void.status, **scope)
         if void.status:
-            self.ledger.update_status(credit_id, void.status)
+            ledger.update_status(credit_id, void.status)
         return void
 
     def find_credits_by_reference(self, reference_code: str) -> list[Credit]:
@@ -602,18 +641,23 @@ class Client:
                 if isinstance(s, dict) and dig(s, "clientReferenceInformation", "code") == reference_code]
 
     def resolve_unknown(self, reference_code: str | None = None) -> list[Resolution]:
-        """Look up credits whose outcome is unknown and write what was found to the ledger.
+        """Look up credits and voids whose outcome is unknown and write what was found to the ledger.
 
-        Each unknown outcome of this environment and merchant (or only ``reference_code``) is
+        Each unknown credit of this environment and merchant (or only ``reference_code``) is
         searched by its reference code. Found: the ledger row becomes ``created`` (or
         ``declined``) with the credit's id. Not found once :attr:`tss_delay` has passed since the
         intent (by :attr:`clock`): ``not_created``, and it is safe to issue again. Not found
         sooner: it stays unknown. Intents left by a process that died first become unknown.
 
+        Each unknown void (or only the one sent with ``reference_code``) is settled by reading its
+        credit back: ``VOIDED`` means the void was done (``voided``); any other status once
+        :attr:`tss_delay` has passed since the void was sent means it was not (``not_voided``,
+        and the credit may be voided again); sooner, it stays unknown.
+
         Returns
         -------
         list of Resolution
-            One per row looked up, with its new ledger outcome.
+            One per row looked up, with its new ledger outcome: credits first, then voids.
         """
         ledger = self.ledger
         ledger.mark_abandoned_intents()
@@ -643,6 +687,29 @@ class Client:
                 resolved.append(Resolution(reference, _ledger.NOT_CREATED, None, 0))
             else:
                 resolved.append(Resolution(reference, _ledger.UNKNOWN, None, 0))
+        return resolved + self._resolve_unknown_voids(reference_code)
+
+    def _resolve_unknown_voids(self, reference_code: str | None) -> list[Resolution]:
+        ledger = self.ledger
+        scope = {"environment": self.config.base_url, "merchant_id": self.config.merchant_id}
+        resolved = []
+        for row in ledger.unknown_voids(**scope):
+            if reference_code is not None and row["reference_code"] != reference_code:
+                continue
+            credit = self.get_credit(row["credit_id"])
+            status = (credit.status or "").upper()
+            if status == "VOIDED":
+                outcome, error = _ledger.VOIDED, "the credit read back is VOIDED after an unknown void outcome"
+            elif self.clock() - datetime.fromisoformat(row["sent_at"]) >= self.tss_delay:
+                outcome, error = _ledger.NOT_VOIDED, f"the credit is still {status or 'without a status'} " \
+                                                     f"{self.tss_delay} after the void was sent"
+            else:
+                resolved.append(Resolution(row["reference_code"], _ledger.UNKNOWN, credit, 1, "void"))
+                continue
+            ledger.record_void(row["credit_id"], outcome, status=credit.status, error=error, **scope)
+            if credit.status:
+                ledger.update_status(row["credit_id"], credit.status)
+            resolved.append(Resolution(row["reference_code"], outcome, credit, 1, "void"))
         return resolved
 
     def fetch_credits(self, ids: Iterable[str], **kwargs: Any) -> FetchResult:

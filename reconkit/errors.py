@@ -6,6 +6,8 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
     ├── ConfigError                 a credential or setting is missing or malformed
     ├── ProductionGuardError        money would move on the production host without opt-in
     ├── AmbiguousOutcomeError       a POST was sent but its outcome is unknown (never resent)
+    │   └── AmbiguousVoidError      a void was sent but whether the credit is voided is unknown
+    ├── UnresolvedVoidError         a credit's earlier void is still unknown: look it up first
     ├── DuplicateReferenceError     a reference code already names an earlier credit in the ledger
     ├── NetworkError                the server could not be reached or kept failing (GETs only)
     ├── SettlementFormatError       a settlement file cannot be read (file, line, column, failures)
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AmbiguousOutcomeError",
+    "AmbiguousVoidError",
     "ApiError",
     "AuthenticationError",
     "BreakBookError",
@@ -54,6 +57,7 @@ __all__ = [
     "ReportNotReadyError",
     "ServerError",
     "SettlementFormatError",
+    "UnresolvedVoidError",
 ]
 
 
@@ -97,10 +101,16 @@ class AmbiguousOutcomeError(ReconkitError):
 
     reconkit never resends such a request. Look the credit up by its reference code or
     transaction id before deciding to issue it again.
+
+    Attributes
+    ----------
+    what : str
+        What happened, in one sentence (the message without the advice that follows it).
     """
 
     def __init__(self, message: str, *, reference_code: str | None, transaction_id: str | None,
                  method: str = "POST", path: str = "") -> None:
+        self.what = message
         self.reference_code = reference_code
         self.transaction_id = transaction_id
         self.method = method
@@ -110,6 +120,52 @@ class AmbiguousOutcomeError(ReconkitError):
             f"look it up by reference code {reference_code!r} / transaction id {transaction_id!r} "
             "before issuing it again."
         )
+
+
+class AmbiguousVoidError(AmbiguousOutcomeError):
+    """A void POST reached the wire but no usable answer came back: whether the credit is voided
+    is unknown.
+
+    reconkit never resends it. :meth:`reconkit.Client.resolve_unknown` reads the credit back:
+    ``VOIDED`` means the void was done; any other status once the lookup delay has passed means
+    it was not.
+
+    Attributes
+    ----------
+    credit_id : str
+        The credit the void named.
+    """
+
+    def __init__(self, message: str, *, credit_id: str, reference_code: str | None, path: str = "") -> None:
+        self.what = message
+        self.credit_id = credit_id
+        self.reference_code = reference_code
+        self.transaction_id = None
+        self.method = "POST"
+        self.path = path
+        ReconkitError.__init__(
+            self,
+            f"{message} Void outcome unknown: whether credit {credit_id} is voided is not known and the void was "
+            "not resent; look the credit up (Client.resolve_unknown, or Look it up in the app) before voiding "
+            "it again.")
+
+
+class UnresolvedVoidError(ReconkitError):
+    """A void of this credit was sent earlier and its outcome is still unknown; nothing was sent.
+
+    Attributes
+    ----------
+    credit_id : str
+    sent_at : str
+        When the earlier void was sent (ISO 8601, UTC).
+    """
+
+    def __init__(self, credit_id: str, *, sent_at: str) -> None:
+        self.credit_id = credit_id
+        self.sent_at = sent_at
+        super().__init__(
+            f"the void of credit {credit_id} sent at {sent_at[:19]} UTC has an unknown outcome; look the credit "
+            "up (Client.resolve_unknown, or Look it up in the app) before voiding it again, so nothing was sent.")
 
 
 class DuplicateReferenceError(ReconkitError):

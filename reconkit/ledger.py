@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DuplicateReferenceError
+from .errors import DuplicateReferenceError, UnresolvedVoidError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,6 +59,18 @@ CREATE TABLE IF NOT EXISTS fetch_cache (
     fetched_at  TEXT NOT NULL,
     PRIMARY KEY (environment, merchant_id, credit_id)
 );
+CREATE TABLE IF NOT EXISTS voids (
+    environment    TEXT NOT NULL,
+    merchant_id    TEXT NOT NULL,
+    credit_id      TEXT NOT NULL,
+    reference_code TEXT,
+    sent_at        TEXT NOT NULL,
+    outcome        TEXT NOT NULL,
+    status         TEXT,
+    error          TEXT,
+    updated_at     TEXT NOT NULL,
+    PRIMARY KEY (environment, merchant_id, credit_id)
+);
 CREATE TABLE IF NOT EXISTS runs (
     run_id      INTEGER PRIMARY KEY AUTOINCREMENT,
     started_at  TEXT NOT NULL,
@@ -76,6 +88,10 @@ UNKNOWN = "unknown_outcome"
 NOT_SENT = "not_sent"
 NOT_CREATED = "not_created"
 """An unknown outcome looked up after the Transaction Details delay with no match."""
+# Outcomes of a void POST (with REJECTED and UNKNOWN above).
+VOIDED = "voided"
+NOT_VOIDED = "not_voided"
+"""An unknown void looked up after the lookup delay with the credit still not VOIDED."""
 
 # Added to the credits table after its first release (ALTER TABLE keeps old ledger files working).
 _CREDIT_COLUMNS = {"instrument_key": "TEXT", "owner": "TEXT"}
@@ -282,6 +298,57 @@ class Ledger:
         for col in ("intent_at", "updated_at"):
             frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
         return frame
+
+    # --- voids ----------------------------------------------------------------------
+    # One row per credit and scope: the last void sent for it and what came of it.
+    def record_void(self, credit_id: str, outcome: str, *, environment: str, merchant_id: str,
+                    reference_code: str | None = None, sent_at: datetime | None = None,
+                    status: str | None = None, error: str | None = None) -> None:
+        """Write what came of a void of ``credit_id`` (or of its lookup).
+
+        With ``sent_at`` this is a new void and replaces the credit's earlier row; without it the
+        existing row's outcome is updated (a lookup).
+        """
+        now = _now()
+        with self._tx() as conn:
+            if sent_at is None:
+                conn.execute(
+                    "UPDATE voids SET outcome=?, status=COALESCE(?, status), error=?, updated_at=?"
+                    " WHERE environment=? AND merchant_id=? AND credit_id=?",
+                    (outcome, status, error, now, environment, merchant_id, credit_id))
+                return
+            conn.execute(
+                "INSERT OR REPLACE INTO voids (environment, merchant_id, credit_id, reference_code, sent_at, outcome,"
+                " status, error, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (environment, merchant_id, credit_id, reference_code,
+                 sent_at.astimezone(UTC).isoformat(timespec="microseconds"), outcome, status, error, now))
+
+    def _void_rows(self, where: str, values: tuple[Any, ...]) -> list[dict[str, Any]]:
+        with self._lock:
+            cursor = self._conn.execute(f"SELECT * FROM voids WHERE {where} ORDER BY sent_at, rowid", values)
+            names = [c[0] for c in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def void(self, credit_id: str, *, environment: str, merchant_id: str) -> dict[str, Any] | None:
+        """The last void sent for ``credit_id`` in this environment and merchant, or None."""
+        rows = self._void_rows("environment=? AND merchant_id=? AND credit_id=?", (environment, merchant_id, credit_id))
+        return rows[0] if rows else None
+
+    def unknown_voids(self, environment: str, merchant_id: str) -> list[dict[str, Any]]:
+        """Voids of one environment and merchant whose outcome is unknown, oldest first."""
+        return self._void_rows("outcome=? AND environment=? AND merchant_id=?", (UNKNOWN, environment, merchant_id))
+
+    def refuse_unresolved_void(self, credit_id: str, *, environment: str, merchant_id: str) -> None:
+        """Raise when an earlier void of ``credit_id`` still has an unknown outcome.
+
+        Raises
+        ------
+        UnresolvedVoidError
+            Naming the credit and when its void was sent.
+        """
+        row = self.void(credit_id, environment=environment, merchant_id=merchant_id)
+        if row is not None and row["outcome"] == UNKNOWN:
+            raise UnresolvedVoidError(credit_id, sent_at=row["sent_at"])
 
     # --- fetch cache -----------------------------------------------------------------
     # Entries are scoped by environment (the base URL) and merchant: one ledger file may serve

@@ -274,3 +274,52 @@ def test_batch_rows_with_unknown_outcomes_are_looked_up(app, sandbox):
     created = {c["reference_code"].rsplit("-", 1)[1] for c in sandbox.credits()}
     assert {line for line, outcome in outcomes.items() if outcome == "not_created"} == (
         {"2", "3", "4"} - created)
+
+
+def _pick_and_void(app, credit_id: str) -> None:
+    app.credit_picker.value = credit_id
+    app.void_button.click()
+    app.void_confirm.click()
+
+
+@pytest.mark.parametrize("kind", ["html_502", "html_503"])
+def test_a_void_without_an_answer_shows_void_outcome_unknown_and_the_lookup_settles_it(app, sandbox, kind):
+    issue(app, "12.00", "USD")
+    issue(app, "34.00", "EUR")
+    kept, target = (c["id"] for c in sandbox.credits())
+    sandbox.faults = FaultPlan(rates={"void": {kind: 1.0}})
+    _pick_and_void(app, target)
+    assert "Void outcome unknown" in app.result.value and target in app.result.value
+    assert "34.00 EUR" in app.result.value and app.error.value == "" and app.raw.value == ""
+    statuses = {r["Credit id"]: r["Status"] for r in table(app.issued.value)}
+    assert statuses == {kept: "PENDING", target: "void outcome unknown"}
+    assert app.lookup_button.layout.display == "flex"
+    sandbox.faults = FaultPlan()
+
+    app.credit_picker.value = target  # voiding again is refused until it is looked up: nothing sent
+    app.void_button.click()
+    assert app.void_confirm.layout.display == "none" and target in app.error.value
+    assert "unknown outcome" in app.error.value and sandbox.count("POST", "void") == 1
+
+    truth = {c["id"]: c["status"] for c in sandbox.credits()}
+    assert truth[target] == ("VOIDED" if kind == "html_502" else "PENDING")  # html_502: done, answer lost
+    app.lookup_button.click()
+    [row] = table(app.lookup_result.value)
+    if kind == "html_503":  # still PENDING: too soon to say the void was not done
+        assert (row["Looked up"], row["Now"], row["Credit id"], row["Status"]) == (
+            "void", "unknown_outcome", target, "PENDING")
+        assert app.lookup_button.layout.display == "flex"
+        sandbox.advance(app.client.tss_delay)
+        app.lookup_button.click()
+        [row] = table(app.lookup_result.value)
+    done = truth[target] == "VOIDED"
+    assert (row["Looked up"], row["Now"], row["Credit id"], row["Status"]) == (
+        "void", "voided" if done else "not_voided", target, truth[target])
+    assert f"void of credit {target} {'done' if done else 'not done'}" in row["Note"]
+    assert target in app.result.value and app.lookup_button.layout.display == "none"
+    statuses = {r["Credit id"]: r["Status"] for r in table(app.issued.value)}
+    assert statuses == {kept: "PENDING", target: truth[target]}
+    if not done:  # not done: it may be voided again, and now it is
+        _pick_and_void(app, target)
+        assert "VOIDED" in app.result.value and {c["id"]: c["status"] for c in sandbox.credits()}[target] == "VOIDED"
+    assert sandbox.count("POST", "void") == (1 if done else 2)

@@ -1,19 +1,23 @@
 """A hypothesis state machine over the issue app's events against a real sandbox: whatever the
-order of clicks, field changes and selections, every credit POST answers exactly one final
-confirmation (and carries what it named), and a void only ever hits the credit its confirmation
-named."""
+order of clicks, field changes, selections, voids without an answer and lookups, every credit
+POST answers exactly one final confirmation (and carries what it named), a void only ever hits the
+credit its confirmation named and is never sent again while an earlier void of that credit is
+unknown, and a lookup settles a void as the sandbox holds it."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
 
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from reconkit.sandbox import Sandbox
+from reconkit.sandbox import FaultPlan, Sandbox
 from reconkit.widgets import IssueCreditApp
+from reconkit.widgets.issue import VOID_UNKNOWN
+
+from .test_issue_app import table
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 FILES = {
@@ -121,13 +125,46 @@ class IssueAppMachine(RuleBasedStateMachine):
         visible = self.app.void_confirm.layout.display == "flex"
         label = self.app.void_confirm.description
         before = self._void_paths()
+        unresolved = self._unknown_voids()
         self.app.void_confirm.click()
         new = self._void_paths()[len(before):]
         if not visible:
             assert new == []
             return
         named = label.removeprefix("Yes, void credit ").split(" ", 1)[0]
-        assert new == [f"/pts/v2/credits/{named}/voids"]
+        assert new == ([] if named in unresolved else [f"/pts/v2/credits/{named}/voids"])
+        if named in self._unknown_voids() - unresolved:
+            event("a void got no usable answer")
+
+    @rule(index=st.integers(min_value=0, max_value=5))
+    def select_void_and_confirm(self, index):
+        self.select_credit(index)
+        self.click_void()
+        self.click_void_confirm()
+
+    @rule(kind=st.sampled_from(["html_502", "html_503", "bare_500", "503", "502"]),
+          index=st.integers(min_value=0, max_value=5))
+    def void_without_a_usable_answer(self, kind, index):
+        """A void that gets a proxy's page or a 5xx (CyberSource's own 502 is a definite refusal)."""
+        self.sandbox.faults = FaultPlan(rates={"void": {kind: 1.0}})
+        try:
+            self.select_void_and_confirm(index)
+        finally:
+            self.sandbox.faults = FaultPlan()
+
+    @rule()
+    def click_lookup(self):
+        self.app.lookup_button.click()
+        if not self.app.lookup_result.value.startswith("<i>"):
+            truth = {c["id"]: c["status"] for c in self.sandbox.credits()}
+            for row in table(self.app.lookup_result.value):
+                if row["Looked up"] == "void" and row["Now"] != "unknown_outcome":
+                    event(f"a lookup settled a void: {row['Now']}")
+                    assert (truth[row["Credit id"]] == "VOIDED") == (row["Now"] == "voided"), row
+
+    def _unknown_voids(self) -> set[str]:
+        config = self.app.client.config
+        return {row["credit_id"] for row in self.app.client.ledger.unknown_voids(config.base_url, config.merchant_id)}
 
     @rule()
     def time_passes(self):
@@ -172,6 +209,13 @@ class IssueAppMachine(RuleBasedStateMachine):
     @invariant()
     def credits_sent_equal_confirmations(self):
         assert self._creates() == self.confirmations + self.batch_rows_sent
+
+    @invariant()
+    def the_table_shows_void_outcome_unknown_exactly_where_the_ledger_has_it(self):
+        rows = table(self.app.issued.value) if self.app.issued.value.startswith("<style") else []
+        assert {r["Credit id"] for r in rows if r["Status"] == VOID_UNKNOWN} == self._unknown_voids()
+        if self._unknown_voids():
+            assert self.app.lookup_button.layout.display == "flex"
 
     @invariant()
     def every_void_named_a_credit_the_ledger_holds(self):

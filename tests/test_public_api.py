@@ -1,11 +1,11 @@
 import reconkit
 
 PUBLIC = {
-    "AmbiguousOutcomeError", "ApiError", "AuthenticationError", "BreakBook", "BreakBookError", "BreakConflictError",
+    "AmbiguousOutcomeError", "AmbiguousVoidError", "ApiError", "AuthenticationError", "BreakBook", "BreakBookError", "BreakConflictError",
     "Client", "Config", "ConfigError", "Credit", "CreditShapeError", "DeclinedError", "DuplicateReferenceError",
     "FetchResult", "InvalidRequestError", "Ledger", "NetworkError", "NoReportDataError",
     "NotFoundError", "ProductionGuardError", "RateLimitError", "ReconResult", "ReconciliationError",
-    "ReconkitError", "ReportNotReadyError", "ServerError", "SettlementFormatError", "Void", "credits_to_frame", "read_settlement",
+    "ReconkitError", "ReportNotReadyError", "ServerError", "SettlementFormatError", "UnresolvedVoidError", "Void", "credits_to_frame", "read_settlement",
     "reconcile", "sign_request",
 }
 

@@ -31,6 +31,9 @@ def _one_of_each() -> dict[str, errors.ReconkitError]:
     made: dict[str, errors.ReconkitError] = {
         "AmbiguousOutcomeError": errors.AmbiguousOutcomeError("No answer.", reference_code="r", transaction_id="t",
                                                               path="/pts/v2/credits"),
+        "AmbiguousVoidError": errors.AmbiguousVoidError("No answer.", credit_id="1" * 22, reference_code="r",
+                                                        path="/pts/v2/credits/" + "1" * 22 + "/voids"),
+        "UnresolvedVoidError": errors.UnresolvedVoidError("1" * 22, sent_at="2026-11-02T09:00:00+00:00"),
         "ConfigError": errors.ConfigError("secret_key", "is missing"),
         "DuplicateReferenceError": errors.DuplicateReferenceError("r", credit_id="1" * 22, outcome="created",
                                                                   amount="1.00", currency="USD"),

@@ -22,7 +22,14 @@ from .. import ledger as _ledger
 from ..cards import luhn_ok
 from ..client import Client, instrument_of
 from ..credit import Credit
-from ..errors import AmbiguousOutcomeError, ApiError, DeclinedError, InvalidRequestError, ReconkitError
+from ..errors import (
+    AmbiguousOutcomeError,
+    AmbiguousVoidError,
+    ApiError,
+    DeclinedError,
+    InvalidRequestError,
+    ReconkitError,
+)
 from ..money import CURRENCIES, format_amount, parse_amount
 from ..session import connect
 from .common import App, ConnectionBanner, guarded, json_html, status_badge, table_html
@@ -44,6 +51,17 @@ REPEAT_WINDOW = timedelta(minutes=10)
 _LEDGER_COLUMNS = {"intent_at": "Sent (UTC)", "credit_id": "Credit id", "amount": "Amount", "currency": "Currency",
                    "status": "Status", "outcome": "Outcome", "reference_code": "Reference"}
 _WIDE = w.Layout(width="auto")
+VOID_UNKNOWN = "void outcome unknown"
+"""The status shown for a credit whose void was sent without a usable answer, until it is looked up."""
+_LOOKUP_NOTES = {
+    ("credit", _ledger.CREATED): "it was created",
+    ("credit", _ledger.DECLINED): "it was created, declined",
+    ("credit", _ledger.NOT_CREATED): "not created: safe to issue again",
+    ("credit", _ledger.UNKNOWN): "not found yet: try again in a few minutes before issuing again",
+    ("void", _ledger.VOIDED): "void of credit {id} done: it is VOIDED",
+    ("void", _ledger.NOT_VOIDED): "void of credit {id} not done: it is still {status}",
+    ("void", _ledger.UNKNOWN): "void of credit {id} still unknown: it reads {status}; look again in a few minutes",
+}
 
 
 def _reference() -> str:
@@ -360,35 +378,44 @@ class IssueCreditApp(App):
 
     @guarded
     def on_lookup(self, _button: Any = None) -> None:
-        """Resolve every unknown outcome (single credits, batch rows, intents of a killed process)
-        by searching for its reference code, and write what was found to the ledger."""
+        """Resolve every unknown outcome (single credits, batch rows, intents of a killed process,
+        voids without an answer) by searching for the reference code or reading the voided credit
+        back, and write what was found to the ledger."""
         self._begin(self.lookup_result)
         resolutions = self.client.resolve_unknown()
-        rows = [{"Reference": r.reference_code, "Now": r.outcome, "Credit id": r.credit.id if r.credit else "",
-                 "Status": (r.credit.status or "") if r.credit else "",
-                 "Note": {_ledger.CREATED: "it was created", _ledger.DECLINED: "it was created, declined",
-                          _ledger.NOT_CREATED: "not created: safe to issue again",
-                          _ledger.UNKNOWN: "not found yet: try again in a few minutes before issuing again"}
-                 .get(r.outcome, "") + (f" ({r.matches} credits share this reference)" if r.matches > 1 else "")}
-                for r in resolutions]
+        rows = []
+        for r in resolutions:
+            credit_id = r.credit.id if r.credit else ""
+            status = (r.credit.status or "") if r.credit else ""
+            note = _LOOKUP_NOTES.get((r.action, r.outcome), "").format(id=credit_id, status=status or "without status")
+            if r.matches > 1:
+                note += f" ({r.matches} credits share this reference)"
+            rows.append({"Looked up": r.action, "Reference": r.reference_code, "Now": r.outcome,
+                         "Credit id": credit_id, "Status": status, "Note": note})
         self.lookup_result.value = table_html(pd.DataFrame(rows)) if rows else "<i>no unknown outcomes</i>"
         if len(resolutions) == 1 and resolutions[0].credit is not None:
-            self.show_credit(resolutions[0].credit, note=f"Found by reference {resolutions[0].reference_code}: "
-                                                         "it was created.")
+            only = resolutions[0]
+            note = (f"Found by reference {only.reference_code}: it was created." if only.action == "credit"
+                    else f"Looked up after a void without an answer: {rows[0]['Note']}.")
+            self.show_credit(only.credit, note=note)
         self.refresh_issued()
         self._render_batch()
 
     # --- the ledger table and per-credit actions ---------------------------------------
     def refresh_issued(self) -> None:
-        """Reload the table of issued credits from the ledger (survives kernel restarts)."""
+        """Reload the table of issued credits from the ledger (survives kernel restarts); a credit
+        whose void has an unknown outcome shows that instead of its last known status."""
         frame = self.client.ledger.credits()
         config = self.client.config
         if len(frame):
             frame = frame[(frame["environment"] == config.base_url) & (frame["merchant_id"] == config.merchant_id)]
-        shown = frame.sort_values("intent_at", ascending=False).head(50)
+        unknown_voids = self.client.ledger.unknown_voids(config.base_url, config.merchant_id)
+        void_unknown = {row["credit_id"] for row in unknown_voids}
+        shown = frame.sort_values("intent_at", ascending=False).head(50).copy()
+        shown.loc[shown["credit_id"].isin(void_unknown), "status"] = VOID_UNKNOWN
         table = shown[list(_LEDGER_COLUMNS)].rename(columns=_LEDGER_COLUMNS)
         self.issued.value = table_html(table) if len(shown) else "<i>none yet</i>"
-        unknown = int((frame["outcome"] == _ledger.UNKNOWN).sum()) if len(frame) else 0
+        unknown = (int((frame["outcome"] == _ledger.UNKNOWN).sum()) if len(frame) else 0) + len(unknown_voids)
         self.lookup_button.layout.display = "flex" if unknown else "none"
         self.lookup_button.description = f"Look it up ({unknown} unknown)" if unknown > 1 else "Look it up"
         rows = shown[shown["credit_id"].notna()]
@@ -418,6 +445,9 @@ class IssueCreditApp(App):
         self.void_confirm.layout.display = "none"
         if self._refuse_production() or not self.credit_picker.value:
             return
+        config = self.client.config
+        self.client.ledger.refuse_unresolved_void(self.credit_picker.value, environment=config.base_url,
+                                                  merchant_id=config.merchant_id)
         frame = self.client.ledger.credits()
         row = frame[frame["credit_id"] == self.credit_picker.value]
         if row.empty:
@@ -434,9 +464,16 @@ class IssueCreditApp(App):
         self.void_confirm.layout.display = "none"
         if target is None or self._refuse_production():
             return
-        self._begin(self.result, self.raw)
+        self._begin(self.result, self.raw, self.lookup_result)
         try:
             void = self.client.void_credit(target.credit_id)
+        except AmbiguousVoidError:
+            self.result.value = (
+                "<div class='reconkit-error' style='border-left:4px solid #b8860b;padding:4px 8px'><b>Void outcome "
+                f"unknown</b> for credit <code>{html.escape(target.credit_id)}</code> ({target.amount} "
+                f"{target.currency}). The void was sent but no usable answer came back, so it was <b>not</b> "
+                "resent and the credit may or may not be voided. Look it up: the credit is read back.</div>")
+            return
         finally:
             self.refresh_issued()
         self.result.value = (f"<div>Void of credit <code>{html.escape(target.credit_id)}</code> ({target.amount} "

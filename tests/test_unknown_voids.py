@@ -1,0 +1,115 @@
+"""A void with no usable answer through the public API against the sandbox over HTTP: it is an
+unknown outcome naming its credit, never resent, recorded in the ledger, and settled by reading
+the credit back (VOIDED: done; anything else after the lookup delay: not done). The truth is the
+credit's status in the sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconkit import (
+    AmbiguousOutcomeError,
+    AmbiguousVoidError,
+    InvalidRequestError,
+    ServerError,
+    UnresolvedVoidError,
+)
+from reconkit.sandbox import FaultPlan
+
+from .conftest import CARD
+
+PROCESSED = {"html_502": True, "truncated": True, "lost": True,
+             "html_503": False, "bare_500": False, "503": False, "reset": False, "hang": False}
+"""Whether the sandbox carries out the void before the fault (from reconkit.sandbox.faults and the
+server's order of fault and handling)."""
+
+
+def _status(sandbox, credit_id: str) -> str:
+    return next(c["status"] for c in sandbox.credits() if c["id"] == credit_id)
+
+
+@pytest.fixture
+def short(sandbox, tmp_path):
+    """A client whose read timeout a hung void outlasts (a normal answer never does)."""
+    c = sandbox.client(ledger=str(tmp_path / "ledger.sqlite3"), backoff_base=0.01, timeout=(2, 1.5))
+    yield c
+    c.close()
+
+
+@pytest.mark.parametrize("kind", sorted(PROCESSED))
+def test_a_void_without_a_usable_answer_is_unknown_then_settled_by_the_credit_s_status(short, sandbox, kind):
+    client = short
+    credit = client.create_credit("12.00", "USD", card=CARD, reference_code=f"c-{kind}")
+    sandbox.faults = FaultPlan(rates={"void": {kind: 1.0}}, hang_seconds=5)
+    with pytest.raises(AmbiguousVoidError) as info:
+        client.void_credit(credit.id)
+    error = info.value
+    assert isinstance(error, AmbiguousOutcomeError) and error.credit_id == credit.id
+    assert "Void outcome unknown" in str(error) and credit.id in str(error) and "not resent" in str(error)
+    assert sandbox.count("POST", "void") == 1
+    voided = _status(sandbox, credit.id) == "VOIDED"
+    assert voided == PROCESSED[kind]  # both branches below are exercised across the kinds
+    row = client.ledger.void(credit.id, environment=client.config.base_url, merchant_id=client.config.merchant_id)
+    assert (row["outcome"], row["reference_code"]) == ("unknown_outcome", f"void-{credit.id}")
+
+    sandbox.faults = FaultPlan()
+    with pytest.raises(UnresolvedVoidError) as again:  # never resent blindly, not even by hand
+        client.void_credit(credit.id)
+    assert credit.id in str(again.value) and sandbox.count("POST", "void") == 1
+
+    [first] = client.resolve_unknown()
+    assert (first.action, first.credit.id, first.reference_code) == ("void", credit.id, f"void-{credit.id}")
+    if voided:
+        assert first.outcome == "voided" and first.credit.status == "VOIDED"
+    else:
+        assert first.outcome == "unknown_outcome"  # still PENDING, but too soon to tell
+        sandbox.advance(client.tss_delay)
+        [first] = client.resolve_unknown()
+        assert (first.outcome, first.credit.status) == ("not_voided", _status(sandbox, credit.id))
+    assert client.ledger.credit(f"c-{kind}")["status"] == _status(sandbox, credit.id)
+    assert client.resolve_unknown() == []  # settled for good
+    if not voided:  # the void was not done: it may be sent again, and this time it is
+        assert client.void_credit(credit.id).status == "VOIDED" and _status(sandbox, credit.id) == "VOIDED"
+        assert client.ledger.void(credit.id, environment=client.config.base_url,
+                                  merchant_id=client.config.merchant_id)["outcome"] == "voided"
+
+
+def test_a_credit_batched_while_its_void_was_unknown_is_not_voided(client, sandbox):
+    credit = client.create_credit("5.00", "EUR", card=CARD)
+    sandbox.faults = FaultPlan(rates={"void": {"html_503": 1.0}})
+    with pytest.raises(AmbiguousVoidError):
+        client.void_credit(credit)
+    sandbox.faults = FaultPlan()
+    sandbox.advance(hours=25)
+    [resolution] = client.resolve_unknown()
+    assert resolution.outcome == "not_voided" and resolution.credit.status != "VOIDED"
+    assert _status(sandbox, credit.id) == "TRANSMITTED"
+    with pytest.raises(InvalidRequestError) as info:  # allowed to try again, and refused: batched
+        client.void_credit(credit)
+    assert info.value.reason == "NOT_VOIDABLE"
+
+
+def test_cybersource_s_own_502_refusal_of_a_void_is_definite(client, sandbox):
+    credit = client.create_credit("7.00", "USD", card=CARD)
+    sandbox.faults = FaultPlan(rates={"void": {"502": 1.0}})
+    with pytest.raises(ServerError) as info:
+        client.void_credit(credit.id)
+    assert info.value.reason == "SYSTEM_ERROR" and not isinstance(info.value, AmbiguousOutcomeError)
+    scope = {"environment": client.config.base_url, "merchant_id": client.config.merchant_id}
+    assert client.ledger.void(credit.id, **scope)["outcome"] == "rejected" and client.resolve_unknown() == []
+    sandbox.faults = FaultPlan()
+    assert client.void_credit(credit.id).status == "VOIDED" and _status(sandbox, credit.id) == "VOIDED"
+
+
+def test_resolving_one_reference_leaves_the_other_void_unknown(client, sandbox):
+    one = client.create_credit("1.00", "USD", card=CARD, reference_code="credit-one")
+    two = client.create_credit("2.00", "USD", card=CARD, reference_code="credit-two")
+    sandbox.faults = FaultPlan(rates={"void": {"html_502": 1.0}})
+    for credit in (one, two):
+        with pytest.raises(AmbiguousVoidError):
+            client.void_credit(credit)  # a Credit: the void carries the credit's reference code
+    sandbox.faults = FaultPlan()
+    [only] = client.resolve_unknown("credit-two")
+    assert (only.action, only.credit.id, only.outcome) == ("void", two.id, "voided")
+    [left] = client.resolve_unknown()
+    assert (left.credit.id, left.outcome) == (one.id, "voided")
