@@ -19,6 +19,8 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
         ├── InvalidRequestError     400
         ├── AuthenticationError     401
         ├── NotFoundError           404 (and 405 for an unsupported self link)
+        │   ├── ReportNotReadyError a Reporting API report exists but is not generated yet
+        │   └── NoReportDataError   CyberSource has nothing for that report date or window
         ├── RateLimitError          429
         ├── ServerError             5xx
         └── DeclinedError           201 with ``status: DECLINED`` and ``errorInformation``

@@ -22,3 +22,27 @@ def test_every_error_derives_from_reconkit_error():
         obj = getattr(reconkit, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, reconkit.ReconkitError)
+
+
+def test_the_error_tree_drawn_in_the_errors_docstring_is_the_real_one():
+    import re
+
+    from reconkit import errors, reporting
+
+    parents: dict[str, str] = {}
+    stack: list[str] = []
+    for line in errors.__doc__.splitlines():
+        found = re.match(r"^ {4}((?:[│ ] {3})*)(?:[├└]── )?([A-Z][A-Za-z]+Error)\b", line)
+        if found:
+            depth = len(found.group(1)) // 4 + (1 if "──" in line else 0)
+            del stack[depth:]
+            if stack:
+                parents[found.group(2)] = stack[-1]
+            stack.append(found.group(2))
+    drawn = set(parents) | {"ReconkitError"}
+    assert drawn == set(errors.__all__)  # every class drawn, nothing drawn that is not one
+    for name, parent in parents.items():
+        assert getattr(errors, name).__bases__[0] is getattr(errors, parent), name
+    # reporting's errors are the tree's (the import path from reconkit.reporting still works)
+    assert reporting.ReportNotReadyError is errors.ReportNotReadyError
+    assert reporting.NoReportDataError is errors.NoReportDataError
