@@ -74,22 +74,26 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
     """
     once = materialize or (lambda frame: frame)
     col, lit = nw.col, nw.lit
-    with_duplicates = credits.with_columns(
+    # Computed once: lazy backends would otherwise recompute the windows and the join for every use.
+    with_duplicates = once(credits.with_columns(
         is_duplicate=(_case([(col("credit_reconciliation_id").is_null(), lit(1))],
-                            nw.len().over("credit_reconciliation_id")) > 1) | (nw.len().over("credit_id") > 1))
+                            nw.len().over("credit_reconciliation_id")) > 1) | (nw.len().over("credit_id") > 1)))
     pair_parts = []
+    # The row's facts ride along with each pair: no second join with the settlement rows.
+    row_facts = ("is_credit", "row_amount_minor", "row_currency")
     if "reconciliation_id" in match_on:
-        pair_parts.append(
-            settlement.filter(~col("row_reconciliation_id").is_null()).select("row_index", "row_reconciliation_id")
+        pair_parts.append(once(
+            settlement.filter(~col("row_reconciliation_id").is_null())
+            .select("row_index", "row_reconciliation_id", *row_facts)
             .join(with_duplicates.select("credit_index", "credit_reconciliation_id"),
                   left_on="row_reconciliation_id", right_on="credit_reconciliation_id", how="inner")
-            .select("row_index", "credit_index", by_reconciliation_id=lit(1)))
+            .select("row_index", "credit_index", *row_facts, by_reconciliation_id=lit(1))))
     if "request_id" in match_on:
         by_request_id = (
-            settlement.filter(~col("row_request_id").is_null()).select("row_index", "row_request_id")
+            settlement.filter(~col("row_request_id").is_null()).select("row_index", "row_request_id", *row_facts)
             .join(with_duplicates.select("credit_index", "credit_id"), left_on="row_request_id",
                   right_on="credit_id", how="inner")
-            .select("row_index", "credit_index", by_reconciliation_id=lit(0)))
+            .select("row_index", "credit_index", *row_facts, by_reconciliation_id=lit(0)))
         if pair_parts:  # the fallback: only rows the reconciliation id did not pair (both sides are small)
             by_request_id = by_request_id.join(pair_parts[0].select("row_index"), on="row_index", how="anti")
         pair_parts.append(by_request_id)
@@ -97,12 +101,10 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
         raise ValueError("match_on must name reconciliation_id and/or request_id")
     pairs = nw.concat(pair_parts, how="vertical") if len(pair_parts) > 1 else pair_parts[0]
     paired_rows = once(
-        pairs.join(settlement.select("row_index", "is_credit", "row_amount_minor", "row_currency"), on="row_index",
-                   how="inner")
-        .with_columns(credit_row=col("is_credit").cast(nw.Int64), debit_row=(~col("is_credit")).cast(nw.Int64),
-                      credit_row_amount=nw.when(col("is_credit")).then(col("row_amount_minor")),
-                      credit_row_currency=nw.when(col("is_credit")).then(col("row_currency")),
-                      credits_sharing_row=nw.len().over("row_index")))
+        pairs.with_columns(credit_row=col("is_credit").cast(nw.Int64), debit_row=(~col("is_credit")).cast(nw.Int64),
+                           credit_row_amount=nw.when(col("is_credit")).then(col("row_amount_minor")),
+                           credit_row_currency=nw.when(col("is_credit")).then(col("row_currency")),
+                           credits_sharing_row=nw.len().over("row_index")))
     per_credit = paired_rows.group_by("credit_index").agg(
         col("credit_row").sum().alias("credit_rows"), col("debit_row").sum().alias("debit_rows"),
         col("credit_row_amount").sum().alias("settled_amount_minor"),
@@ -275,13 +277,23 @@ def _reject_incomplete(credits: pd.DataFrame) -> None:
     for column, words in (("currency", "no currency"), ("amount", "no amount")):
         if column not in credits or "credit_id" not in credits:
             continue  # _money_columns names the missing column
-        values = credits[column]
-        empty = values.isna().to_numpy(dtype=bool) | (values.astype("string").str.strip() == "").fillna(True) \
-            .to_numpy(dtype=bool)
+        empty = _blank(credits[column])
         if empty.any():
             first = credits["credit_id"].iloc[int(np.flatnonzero(empty)[0])]
             raise ReconciliationError(f"{int(empty.sum())} credit(s) cannot be reconciled; the first: credit "
                                       f"{first}: {words}")
+
+
+def _blank(values: pd.Series) -> np.ndarray:
+    """Rows with no value: missing, or text that is empty once trimmed."""
+    kind = values.dtype.pyarrow_dtype if isinstance(values.dtype, pd.ArrowDtype) else None
+    if pd.api.types.is_numeric_dtype(values.dtype) or (kind is not None and not (
+            pa.types.is_string(kind) or pa.types.is_large_string(kind))):
+        return values.isna().to_numpy(dtype=bool)  # numbers and decimals cannot be blank text
+    if isinstance(values.dtype, pd.StringDtype | pd.ArrowDtype):
+        return np.asarray(pc.is_null(trimmed_text(values)).to_numpy(zero_copy_only=False), dtype=bool)
+    return values.isna().to_numpy(dtype=bool) | (values.astype("string").str.strip() == "").fillna(True) \
+        .to_numpy(dtype=bool)
 
 
 def _prepare_credits(credits: pd.DataFrame, tolerance: Any) -> pa.Table:

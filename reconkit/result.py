@@ -48,8 +48,30 @@ def trimmed_text(series: pd.Series) -> pa.Array:
     array = _plain(pa.array(series.array))
     if not pa.types.is_string(array.type):
         array = pc.cast(array, pa.string())
+    if not _may_need_trim(array):
+        return array
     array = pc.utf8_trim_whitespace(array)
     return pc.if_else(pc.equal(array, ""), pa.scalar(None, pa.string()), array)
+
+
+def _may_need_trim(array: pa.Array) -> bool:
+    """Whether a string array may hold an empty value or one with whitespace at either end.
+
+    A look at each value's first and last byte: whitespace is an ASCII byte up to the space or,
+    in UTF-8, a character whose bytes are all 0x80 or above; ids read from files almost never
+    have either, and then the trim (a copy of every string) is skipped.
+    """
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[array.offset:array.offset + len(array) + 1]
+    valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    starts, ends = offsets[:-1][valid], offsets[1:][valid]
+    if (ends == starts).any():
+        return True
+    if not len(starts):
+        return False
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    first, last = data[starts], data[ends - 1]
+    return bool(((first <= 0x20) | (first >= 0x80) | (last <= 0x20) | (last >= 0x80)).any())
 
 
 def _plain(array: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -299,3 +299,18 @@ def test_chunked_arrow_columns_as_parquet_gives_them_reconcile_like_plain_ones(t
     got = reconcile(chunked(credits), chunked(settlement), as_of="2026-11-02T00:00:00Z")
     assert got.break_table.equals(plain.break_table)
     assert got.summary.equals(plain.summary)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), st.text(alphabet=st.sampled_from(
+    ["a", "Z", "7", "-", " ", "\t", "\n", "\x1f", "\u00a0", "\u2003", "\u3000", "é", "😀"]), max_size=4)),
+    max_size=12), start=st.integers(0, 3))
+def test_trimmed_text_skips_the_trim_only_when_it_would_change_nothing(values, start):
+    import pyarrow.compute as pc
+
+    from reconkit.result import trimmed_text
+
+    series = pd.Series(values, dtype="string").iloc[start:]  # a slice: an offset into the buffers
+    full = pc.utf8_trim_whitespace(pa.array(series.array).cast(pa.string()))
+    want = pc.if_else(pc.equal(full, ""), pa.scalar(None, pa.string()), full)
+    assert trimmed_text(series).to_pylist() == want.to_pylist()
