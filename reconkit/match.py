@@ -74,10 +74,18 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
     """
     once = materialize or (lambda frame: frame)
     col, lit = nw.col, nw.lit
-    # Computed once: lazy backends would otherwise recompute the windows and the join for every use.
-    with_duplicates = once(credits.with_columns(
-        is_duplicate=(_case([(col("credit_reconciliation_id").is_null(), lit(1))],
-                            nw.len().over("credit_reconciliation_id")) > 1) | (nw.len().over("credit_id") > 1)))
+    # A credit is a duplicate when another credit shares its id or its (present) reconciliation id.
+    # Counted with two aggregates and joins rather than windows (a window sorts or partitions every
+    # credit); computed once: lazy backends would otherwise recompute it for every use.
+    shared = [credits.filter(~col(key).is_null()).group_by(key).agg(nw.len().alias("sharing"))
+              .filter(col("sharing") > 1).select(key, **{flag: lit(True)})
+              for key, flag in (("credit_reconciliation_id", "shared_reconciliation_id"),
+                                ("credit_id", "shared_credit_id"))]
+    with_duplicates = once(
+        credits.join(shared[0], on="credit_reconciliation_id", how="left")
+        .join(shared[1], on="credit_id", how="left")
+        .with_columns(is_duplicate=~col("shared_reconciliation_id").is_null() | ~col("shared_credit_id").is_null())
+        .drop("shared_reconciliation_id", "shared_credit_id"))
     pair_parts = []
     # The row's facts ride along with each pair: no second join with the settlement rows.
     row_facts = ("is_credit", "row_amount_minor", "row_currency")
@@ -227,10 +235,7 @@ def break_table(credits: nw.LazyFrame, settlement: nw.LazyFrame, credit_outcomes
 
 def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np.ndarray, np.ndarray]:
     """Exact integer minor units per row (and a mask of rows that have no amount)."""
-    scaled = pc.multiply(pc.cast(amounts, pa.decimal128(20, 4)), pa.scalar(Decimal(10000), pa.decimal128(5, 0)))
-    units = pc.cast(scaled, pa.int64())
-    missing = np.asarray(pc.is_null(units).to_numpy(zero_copy_only=False))
-    values = np.asarray(pc.fill_null(units, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    values, missing = _ten_thousandths(amounts)
     if isinstance(currencies, pa.ChunkedArray):
         currencies = currencies.combine_chunks()
     encoded = pc.dictionary_encode(currencies)
@@ -244,6 +249,31 @@ def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np
             f"{side} row {row}: amount {amounts[row].as_py()} has more decimal places than "
             f"{currencies[row].as_py()} allows ({int(digits[row])})")
     return values // divisor, missing
+
+
+def _ten_thousandths(amounts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Amounts as exact integer ten-thousandths, and a mask of the rows that have none.
+
+    A ``decimal128`` column of scale 4 or less is read off its buffer (the unscaled integer is
+    the value's low 64 bits when they hold it whole); anything else goes through Arrow's checked
+    decimal casts, which raise on an amount finer than 4 places or too large.
+    """
+    if isinstance(amounts, pa.ChunkedArray):
+        amounts = amounts.combine_chunks()
+    kind = amounts.type
+    if pa.types.is_decimal128(kind) and 0 <= kind.scale <= 4 and len(amounts):
+        words = np.frombuffer(amounts.buffers()[1], dtype=np.int64).reshape(-1, 2)
+        low, high = (words[amounts.offset:amounts.offset + len(amounts), part] for part in (0, 1))
+        missing = np.asarray(amounts.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        factor = 10 ** (4 - kind.scale)
+        limit = np.iinfo(np.int64).max // factor
+        fits = (high == (low >> 63)) & (low <= limit) & (low >= -limit)
+        if (fits | missing).all():
+            return np.where(missing, 0, low * factor), missing
+    scaled = pc.multiply(pc.cast(amounts, pa.decimal128(20, 4)), pa.scalar(Decimal(10000), pa.decimal128(5, 0)))
+    units = pc.cast(scaled, pa.int64())
+    return (np.asarray(pc.fill_null(units, 0).to_numpy(zero_copy_only=False), dtype=np.int64),
+            np.asarray(pc.is_null(units).to_numpy(zero_copy_only=False), dtype=bool))
 
 
 def _as_arrow(values: pd.Series, kind: pa.DataType) -> pa.Array:
@@ -267,7 +297,11 @@ def _money_columns(frame: pd.DataFrame, columns: tuple[str, ...], side: str, hin
     if missing:
         raise ValueError(f"the {side} frame lacks {', '.join(missing)}; {hint}")
     currency = pc.utf8_upper(trimmed_text(frame["currency"]))
-    minor, no_amount = _minor_units(_as_arrow(frame["amount"], pa.decimal128(20, 4)), currency, side)
+    amounts = frame["amount"]
+    native = amounts.dtype.pyarrow_dtype if isinstance(amounts.dtype, pd.ArrowDtype) else None
+    minor, no_amount = _minor_units(
+        _as_arrow(amounts, native if native is not None and pa.types.is_decimal(native) else pa.decimal128(20, 4)),
+        currency, side)
     return currency, minor, no_amount
 
 
@@ -414,6 +448,7 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
     ReconciliationError
         If the engine would lose or duplicate a row (it checks rows in = rows out per side).
     """
+    col = nw.col
     moment = _as_of(as_of)
     credit_table = _prepare_credits(credits, amount_tolerance)
     row_table = _prepare_settlement(settlement)
@@ -445,7 +480,10 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
             if records.num_rows else None)
         row_result = collect(settlement_out)
         credit_result = collect(credit_out)
-        breaks = collect(break_table(credit_lazy, row_lazy, lazy(credit_result), lazy(row_result)))
+        # The two word columns come out as codes: a take of 900k codes costs a fraction of one of strings.
+        breaks = collect(break_table(credit_lazy, row_lazy, lazy(credit_result), lazy(row_result)).with_columns(
+            col("outcome").cast(nw.Enum([o.value for o in Outcome])),
+            col("break_on").cast(nw.Enum([BREAK_ON_CREDIT, BREAK_ON_ROW]))))
         credit_result = _in_input_order(credit_result, "credit_index")
         row_result = _in_input_order(row_result, "row_index")
     finally:

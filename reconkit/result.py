@@ -507,8 +507,8 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     lines = pa.array(settlement["source_line"].astype("Int64"), pa.int64()) \
         if "source_line" in settlement else pa.nulls(len(settlement), pa.int64())
     enriched = pa.table({
-        "outcome": outcome,
-        "break_on": pc.take(breaks.column("break_on"), rows),
+        "outcome": _decoded(outcome),
+        "break_on": _decoded(pc.take(breaks.column("break_on"), rows)),
         "currency": currency.dictionary.take(pa.array(currency_codes, mask=currency_codes < 0)),
         "minor_units": pa.array(_currency_digits(currency.dictionary, currency_codes)),
         "amount_at_risk_minor": risk,
@@ -534,6 +534,12 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
         "row_index": pa.array(row_index, mask=~has_row),
     })
     return ReconResult(parameters, enriched, credit_result, row_result, unreadable, inputs)
+
+
+def _decoded(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Words coded as a dictionary (the engine's outcome codes) back as plain strings."""
+    column = _plain(column)
+    return column.cast(pa.string()) if pa.types.is_dictionary(column.type) else column
 
 
 def _positions(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
