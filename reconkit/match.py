@@ -74,22 +74,34 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
     """
     once = materialize or (lambda frame: frame)
     col, lit = nw.col, nw.lit
-    with_duplicates = credits.with_columns(
-        is_duplicate=(_case([(col("credit_reconciliation_id").is_null(), lit(1))],
-                            nw.len().over("credit_reconciliation_id")) > 1) | (nw.len().over("credit_id") > 1))
+    # A credit is a duplicate when another credit shares its id or its (present) reconciliation id.
+    # Counted with two aggregates and joins rather than windows (a window sorts or partitions every
+    # credit); computed once: lazy backends would otherwise recompute it for every use.
+    shared = [credits.filter(~col(key).is_null()).group_by(key).agg(nw.len().alias("sharing"))
+              .filter(col("sharing") > 1).select(key, **{flag: lit(True)})
+              for key, flag in (("credit_reconciliation_id", "shared_reconciliation_id"),
+                                ("credit_id", "shared_credit_id"))]
+    with_duplicates = once(
+        credits.join(shared[0], on="credit_reconciliation_id", how="left")
+        .join(shared[1], on="credit_id", how="left")
+        .with_columns(is_duplicate=~col("shared_reconciliation_id").is_null() | ~col("shared_credit_id").is_null())
+        .drop("shared_reconciliation_id", "shared_credit_id"))
     pair_parts = []
+    # The row's facts ride along with each pair: no second join with the settlement rows.
+    row_facts = ("is_credit", "row_amount_minor", "row_currency")
     if "reconciliation_id" in match_on:
-        pair_parts.append(
-            settlement.filter(~col("row_reconciliation_id").is_null()).select("row_index", "row_reconciliation_id")
+        pair_parts.append(once(
+            settlement.filter(~col("row_reconciliation_id").is_null())
+            .select("row_index", "row_reconciliation_id", *row_facts)
             .join(with_duplicates.select("credit_index", "credit_reconciliation_id"),
                   left_on="row_reconciliation_id", right_on="credit_reconciliation_id", how="inner")
-            .select("row_index", "credit_index", by_reconciliation_id=lit(1)))
+            .select("row_index", "credit_index", *row_facts, by_reconciliation_id=lit(1))))
     if "request_id" in match_on:
         by_request_id = (
-            settlement.filter(~col("row_request_id").is_null()).select("row_index", "row_request_id")
+            settlement.filter(~col("row_request_id").is_null()).select("row_index", "row_request_id", *row_facts)
             .join(with_duplicates.select("credit_index", "credit_id"), left_on="row_request_id",
                   right_on="credit_id", how="inner")
-            .select("row_index", "credit_index", by_reconciliation_id=lit(0)))
+            .select("row_index", "credit_index", *row_facts, by_reconciliation_id=lit(0)))
         if pair_parts:  # the fallback: only rows the reconciliation id did not pair (both sides are small)
             by_request_id = by_request_id.join(pair_parts[0].select("row_index"), on="row_index", how="anti")
         pair_parts.append(by_request_id)
@@ -97,12 +109,10 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
         raise ValueError("match_on must name reconciliation_id and/or request_id")
     pairs = nw.concat(pair_parts, how="vertical") if len(pair_parts) > 1 else pair_parts[0]
     paired_rows = once(
-        pairs.join(settlement.select("row_index", "is_credit", "row_amount_minor", "row_currency"), on="row_index",
-                   how="inner")
-        .with_columns(credit_row=col("is_credit").cast(nw.Int64), debit_row=(~col("is_credit")).cast(nw.Int64),
-                      credit_row_amount=nw.when(col("is_credit")).then(col("row_amount_minor")),
-                      credit_row_currency=nw.when(col("is_credit")).then(col("row_currency")),
-                      credits_sharing_row=nw.len().over("row_index")))
+        pairs.with_columns(credit_row=col("is_credit").cast(nw.Int64), debit_row=(~col("is_credit")).cast(nw.Int64),
+                           credit_row_amount=nw.when(col("is_credit")).then(col("row_amount_minor")),
+                           credit_row_currency=nw.when(col("is_credit")).then(col("row_currency")),
+                           credits_sharing_row=nw.len().over("row_index")))
     per_credit = paired_rows.group_by("credit_index").agg(
         col("credit_row").sum().alias("credit_rows"), col("debit_row").sum().alias("debit_rows"),
         col("credit_row_amount").sum().alias("settled_amount_minor"),
@@ -225,10 +235,7 @@ def break_table(credits: nw.LazyFrame, settlement: nw.LazyFrame, credit_outcomes
 
 def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np.ndarray, np.ndarray]:
     """Exact integer minor units per row (and a mask of rows that have no amount)."""
-    scaled = pc.multiply(pc.cast(amounts, pa.decimal128(20, 4)), pa.scalar(Decimal(10000), pa.decimal128(5, 0)))
-    units = pc.cast(scaled, pa.int64())
-    missing = np.asarray(pc.is_null(units).to_numpy(zero_copy_only=False))
-    values = np.asarray(pc.fill_null(units, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    values, missing = _ten_thousandths(amounts)
     if isinstance(currencies, pa.ChunkedArray):
         currencies = currencies.combine_chunks()
     encoded = pc.dictionary_encode(currencies)
@@ -242,6 +249,31 @@ def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np
             f"{side} row {row}: amount {amounts[row].as_py()} has more decimal places than "
             f"{currencies[row].as_py()} allows ({int(digits[row])})")
     return values // divisor, missing
+
+
+def _ten_thousandths(amounts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Amounts as exact integer ten-thousandths, and a mask of the rows that have none.
+
+    A ``decimal128`` column of scale 4 or less is read off its buffer (the unscaled integer is
+    the value's low 64 bits when they hold it whole); anything else goes through Arrow's checked
+    decimal casts, which raise on an amount finer than 4 places or too large.
+    """
+    if isinstance(amounts, pa.ChunkedArray):
+        amounts = amounts.combine_chunks()
+    kind = amounts.type
+    if pa.types.is_decimal128(kind) and 0 <= kind.scale <= 4 and len(amounts):
+        words = np.frombuffer(amounts.buffers()[1], dtype=np.int64).reshape(-1, 2)
+        low, high = (words[amounts.offset:amounts.offset + len(amounts), part] for part in (0, 1))
+        missing = np.asarray(amounts.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        factor = 10 ** (4 - kind.scale)
+        limit = np.iinfo(np.int64).max // factor
+        fits = (high == (low >> 63)) & (low <= limit) & (low >= -limit)
+        if (fits | missing).all():
+            return np.where(missing, 0, low * factor), missing
+    scaled = pc.multiply(pc.cast(amounts, pa.decimal128(20, 4)), pa.scalar(Decimal(10000), pa.decimal128(5, 0)))
+    units = pc.cast(scaled, pa.int64())
+    return (np.asarray(pc.fill_null(units, 0).to_numpy(zero_copy_only=False), dtype=np.int64),
+            np.asarray(pc.is_null(units).to_numpy(zero_copy_only=False), dtype=bool))
 
 
 def _as_arrow(values: pd.Series, kind: pa.DataType) -> pa.Array:
@@ -265,7 +297,11 @@ def _money_columns(frame: pd.DataFrame, columns: tuple[str, ...], side: str, hin
     if missing:
         raise ValueError(f"the {side} frame lacks {', '.join(missing)}; {hint}")
     currency = pc.utf8_upper(trimmed_text(frame["currency"]))
-    minor, no_amount = _minor_units(_as_arrow(frame["amount"], pa.decimal128(20, 4)), currency, side)
+    amounts = frame["amount"]
+    native = amounts.dtype.pyarrow_dtype if isinstance(amounts.dtype, pd.ArrowDtype) else None
+    minor, no_amount = _minor_units(
+        _as_arrow(amounts, native if native is not None and pa.types.is_decimal(native) else pa.decimal128(20, 4)),
+        currency, side)
     return currency, minor, no_amount
 
 
@@ -275,13 +311,23 @@ def _reject_incomplete(credits: pd.DataFrame) -> None:
     for column, words in (("currency", "no currency"), ("amount", "no amount")):
         if column not in credits or "credit_id" not in credits:
             continue  # _money_columns names the missing column
-        values = credits[column]
-        empty = values.isna().to_numpy(dtype=bool) | (values.astype("string").str.strip() == "").fillna(True) \
-            .to_numpy(dtype=bool)
+        empty = _blank(credits[column])
         if empty.any():
             first = credits["credit_id"].iloc[int(np.flatnonzero(empty)[0])]
             raise ReconciliationError(f"{int(empty.sum())} credit(s) cannot be reconciled; the first: credit "
                                       f"{first}: {words}")
+
+
+def _blank(values: pd.Series) -> np.ndarray:
+    """Rows with no value: missing, or text that is empty once trimmed."""
+    kind = values.dtype.pyarrow_dtype if isinstance(values.dtype, pd.ArrowDtype) else None
+    if pd.api.types.is_numeric_dtype(values.dtype) or (kind is not None and not (
+            pa.types.is_string(kind) or pa.types.is_large_string(kind))):
+        return values.isna().to_numpy(dtype=bool)  # numbers and decimals cannot be blank text
+    if isinstance(values.dtype, pd.StringDtype | pd.ArrowDtype):
+        return np.asarray(pc.is_null(trimmed_text(values)).to_numpy(zero_copy_only=False), dtype=bool)
+    return values.isna().to_numpy(dtype=bool) | (values.astype("string").str.strip() == "").fillna(True) \
+        .to_numpy(dtype=bool)
 
 
 def _prepare_credits(credits: pd.DataFrame, tolerance: Any) -> pa.Table:
@@ -402,6 +448,7 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
     ReconciliationError
         If the engine would lose or duplicate a row (it checks rows in = rows out per side).
     """
+    col = nw.col
     moment = _as_of(as_of)
     credit_table = _prepare_credits(credits, amount_tolerance)
     row_table = _prepare_settlement(settlement)
@@ -433,7 +480,10 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
             if records.num_rows else None)
         row_result = collect(settlement_out)
         credit_result = collect(credit_out)
-        breaks = collect(break_table(credit_lazy, row_lazy, lazy(credit_result), lazy(row_result)))
+        # The two word columns come out as codes: a take of 900k codes costs a fraction of one of strings.
+        breaks = collect(break_table(credit_lazy, row_lazy, lazy(credit_result), lazy(row_result)).with_columns(
+            col("outcome").cast(nw.Enum([o.value for o in Outcome])),
+            col("break_on").cast(nw.Enum([BREAK_ON_CREDIT, BREAK_ON_ROW]))))
         credit_result = _in_input_order(credit_result, "credit_index")
         row_result = _in_input_order(row_result, "row_index")
     finally:

@@ -250,3 +250,26 @@ def test_a_damaged_row_in_a_real_file_makes_its_credit_unreadable_not_missing(wo
     assert f"{path.name} line {number}" in row["detail"]
     credit_amount = credits.set_index("credit_id").loc[victim["credit_id"], "amount"]
     assert row["amount_at_risk"] == credit_amount
+
+
+@settings(max_examples=300, deadline=None)
+@given(scale=st.integers(0, 4), start=st.integers(0, 2),
+       units=st.lists(st.one_of(st.none(), st.integers(-(10**14), 10**14),
+                                st.sampled_from([-(2**63), 2**63 - 1, 2**64 + 5, -(2**64)])), max_size=10))
+def test_amounts_read_off_the_decimal_buffer_equal_the_exact_value(scale, start, units):
+    # The fast path reads decimal128's unscaled integer; it must give exactly Decimal * 10**4,
+    # and an amount too large for 64-bit ten-thousandths must still raise, not wrap around.
+    import pyarrow as pa
+
+    from reconkit.match import _ten_thousandths
+
+    values = [None if u is None else Decimal(u).scaleb(-scale) for u in units]
+    array = pa.array([None, *values], pa.decimal128(38, scale)).slice(1 + min(start, len(values)))
+    kept = values[min(start, len(values)):]
+    want = [None if v is None else int(v.scaleb(4)) for v in kept]
+    if any(w is not None and not -(2**63) <= w < 2**63 for w in want):
+        with pytest.raises(pa.ArrowInvalid):
+            _ten_thousandths(array)
+        return
+    got, missing = _ten_thousandths(array)
+    assert [None if m else int(g) for g, m in zip(got, missing, strict=True)] == want

@@ -76,6 +76,21 @@ def break_table_totals(result) -> tuple[dict[tuple[str, str], Decimal], Counter]
     return dict(risk), count
 
 
+def assert_in_break_order(result) -> None:
+    """The break table's order, defined here once: by currency; within it the largest amount at
+    risk first (unknown last); ties by credit, then by settlement row (none last)."""
+    rows = result.break_table.select(["currency", "amount_at_risk_minor", "credit_index", "row_index"]).to_pylist()
+    last = float("inf")
+
+    def key(row):
+        risk = row["amount_at_risk_minor"]
+        return (row["currency"] is None, row["currency"] or "", risk is None, -(risk or 0),
+                last if row["credit_index"] is None else row["credit_index"],
+                last if row["row_index"] is None else row["row_index"])
+
+    assert rows == sorted(rows, key=key)
+
+
 def assert_summary_equals_break_table(result) -> None:
     risk, count = break_table_totals(result)
     summary = result.summary
@@ -113,6 +128,7 @@ def test_amount_at_risk_per_outcome_and_currency_equals_the_ground_truth(world, 
     assert got_risk == want_risk
     assert got_count == want_count
     assert_summary_equals_break_table(result)
+    assert_in_break_order(result)
 
 
 def test_every_export_sums_to_the_summary(world, tmp_path):
@@ -220,6 +236,30 @@ def test_break_table_is_arrow_sorted_by_currency_then_largest_risk_first():
         result.totals({"JPY": "0.0067"}, base="USD")
 
 
+@settings(max_examples=200, deadline=None)
+@given(breaks=st.lists(st.tuples(st.sampled_from(["USD", "EUR", "JPY", None]),
+                                 st.one_of(st.none(), st.integers(-3, 3), st.sampled_from([-(2**62), 2**62])),
+                                 st.one_of(st.none(), st.integers(0, 5)), st.one_of(st.none(), st.integers(0, 50))),
+                       max_size=60, unique_by=lambda b: (b[2], b[3])))
+def test_break_order_packed_key_agrees_with_the_four_key_sort(breaks):
+    # Many ties, nulls, and amounts too far apart to pack (the four-key fallback).
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from reconkit.result import _break_order, _codes
+
+    currency = pc.dictionary_encode(pa.array([b[0] for b in breaks], pa.string()))
+    risk = pa.array([b[1] for b in breaks], pa.int64())
+    credit = np.array([-1 if b[2] is None else b[2] for b in breaks], dtype=np.int64)
+    row = np.array([-1 if b[3] is None else b[3] for b in breaks], dtype=np.int64)
+    order = _break_order(currency, _codes(currency), risk, credit, row)
+    table = pa.table({"currency": [b[0] for b in breaks], "risk": risk, "credit": [b[2] for b in breaks],
+                      "row": [b[3] for b in breaks]})
+    want = pc.sort_indices(table, [(name, direction, "at_end") for name, direction in (
+        ("currency", "ascending"), ("risk", "descending"), ("credit", "ascending"), ("row", "ascending"))])
+    assert order.tolist() == want.to_pylist()
+
+
 def test_the_at_risk_expression_gives_the_same_figures_on_every_backend():
     import duckdb
     import narwhals as nw
@@ -259,3 +299,18 @@ def test_chunked_arrow_columns_as_parquet_gives_them_reconcile_like_plain_ones(t
     got = reconcile(chunked(credits), chunked(settlement), as_of="2026-11-02T00:00:00Z")
     assert got.break_table.equals(plain.break_table)
     assert got.summary.equals(plain.summary)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), st.text(alphabet=st.sampled_from(
+    ["a", "Z", "7", "-", " ", "\t", "\n", "\x1f", "\u00a0", "\u2003", "\u3000", "é", "😀"]), max_size=4)),
+    max_size=12), start=st.integers(0, 3))
+def test_trimmed_text_skips_the_trim_only_when_it_would_change_nothing(values, start):
+    import pyarrow.compute as pc
+
+    from reconkit.result import trimmed_text
+
+    series = pd.Series(values, dtype="string").iloc[start:]  # a slice: an offset into the buffers
+    full = pc.utf8_trim_whitespace(pa.array(series.array).cast(pa.string()))
+    want = pc.if_else(pc.equal(full, ""), pa.scalar(None, pa.string()), full)
+    assert trimmed_text(series).to_pylist() == want.to_pylist()

@@ -33,7 +33,8 @@ def _name(path) -> str | None:
 
 def _break_key(record: dict) -> tuple:
     line = record["source_line"]
-    return (record["break_on"], record["outcome"], record["credit_id"] if pd.notna(record["credit_id"]) else None,
+    return (record["break_on"], record["outcome"], *(record[name] if pd.notna(record[name]) else None
+                                                     for name in ("credit_id", "reconciliation_id", "request_id")),
             _name(record["source_file"]), None if line is None or pd.isna(line) else int(line))
 
 
@@ -48,10 +49,10 @@ def _assert_same(pandas_result, spark_result) -> None:
                                                      strict=True)} == \
         {(_name(f), int(n)): str(o) for f, n, o in zip(want["source_file"], want["source_line"], want["outcome"],
                                                        strict=True)}
-    got = spark_result.breaks.select("break_on", "outcome", "credit_id", "source_file", "source_line",
-                                     "amount_at_risk_minor").toPandas().to_dict("records")
-    table = pandas_result.break_table.select(["break_on", "outcome", "credit_id", "source_file", "source_line",
-                                              "amount_at_risk_minor"]).to_pylist()
+    shown = ["break_on", "outcome", "credit_id", "reconciliation_id", "request_id", "source_file", "source_line",
+             "amount_at_risk_minor"]
+    got = spark_result.breaks.select(*shown).toPandas().to_dict("records")
+    table = pandas_result.break_table.select(shown).to_pylist()
     assert sorted((_break_key(r), r["amount_at_risk_minor"]) for r in got) == \
         sorted((_break_key(r), r["amount_at_risk_minor"]) for r in table)
     summary = pandas_result.summary.set_index(["outcome", "currency"])

@@ -324,19 +324,25 @@ def reconcile(credits: DataFrame, settlement: DataFrame, *, amount_tolerance: An
     settlement_view = row_base.select("row_index", "row_currency", "input.*").join(
         settlement_native, "row_index", "left").join(ids, "credit_index", "left")
     row_keys = [name for name in ("source_file", "source_line") if name in settlement.columns]
+    # The break's reconciliation id is its credit's, else its settlement row's (an unexpected row),
+    # else its unreadable record's: the same rule as the pandas path.
     break_view = (breaks
-                  .join(credit_base.select("credit_index", "credit_id",
-                                           F.col("credit_reconciliation_id").alias("reconciliation_id")),
+                  .join(credit_base.select("credit_index", "credit_id", "credit_reconciliation_id"),
                         "credit_index", "left")
-                  .join(row_base.select("row_index", F.col("row_request_id").alias("request_id"),
+                  .join(row_base.select("row_index", "row_reconciliation_id",
+                                        F.col("row_request_id").alias("request_id"),
                                         *(F.col(f"input.{name}").alias(name) for name in row_keys)),
                         "row_index", "left"))
-    if records is not None:  # a break on an unreadable record names that record, as the pandas path does
+    paired_ids = ("credit_reconciliation_id", "row_reconciliation_id")
+    if records is None:
+        break_view = break_view.withColumn("reconciliation_id", F.coalesce(*paired_ids)).drop(*paired_ids)
+    else:  # a break on an unreadable record names that record, as the pandas path does
         failed = records.select(F.col("record_index").alias("unreadable_record"),
                                 *(F.col(name).alias(f"failed_{name}") for name in ("source_file", "source_line")),
-                                "failed_request_id")
+                                "failed_reconciliation_id", "failed_request_id")
         break_view = break_view.join(failed, "unreadable_record", "left").select(
-            *(c for c in break_view.columns if c not in ("request_id", *row_keys)),
+            *(c for c in break_view.columns if c not in ("request_id", *row_keys, *paired_ids)),
+            F.coalesce(*paired_ids, "failed_reconciliation_id").alias("reconciliation_id"),
             F.coalesce("request_id", "failed_request_id").alias("request_id"),
             F.coalesce(F.col("source_file").cast("string") if "source_file" in row_keys else F.lit(None),
                        "failed_source_file").alias("source_file"),

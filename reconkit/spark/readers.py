@@ -251,6 +251,14 @@ def _ragged_id(layout: Header, field: str) -> Column:
     return _empty_to_null(_trim(cell)).alias(field)
 
 
+def _record_failures(lines: DataFrame, layout: Header, reason: Column) -> DataFrame:
+    """Whole lines that are no record, as failures (column ``*``) carrying the ids their cells hold."""
+    F = _functions()  # noqa: N806
+    return lines.select("source_file", "source_line", F.lit("*").alias("column"),
+                        F.substring("value", 1, 200).alias("value"), reason.alias("reason"),
+                        *(_ragged_id(layout, field) for field in ("reconciliation_id", "request_id")))
+
+
 def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Mapping[str, Footer]
                  ) -> tuple[DataFrame, DataFrame]:
     F = _functions()  # noqa: N806
@@ -265,10 +273,7 @@ def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Ma
             body = body.where((col("source_file") != file) | (col("source_line") != footer.line))
     # Spark keeps a line's bytes as they are: a byte that is not UTF-8 would reach the canonical
     # columns as U+FFFD, so such a line is a failure naming its file and line, not a row.
-    undecodable = body.where(~col("utf8")).select(
-        "source_file", "source_line", F.lit("*").alias("column"),
-        F.substring("value", 1, 200).alias("value"), F.lit(_NOT_UTF8).alias("reason"),
-        *(_ragged_id(layout, field) for field in ("reconciliation_id", "request_id")))
+    undecodable = _record_failures(body.where(~col("utf8")), layout, F.lit(_NOT_UTF8))
     body = body.where(col("utf8"))
     # Fields are counted outside quoted values (a quoted delimiter is text); from_csv reads
     # an unquoted empty field as null, so the parsed row cannot tell its own width.
@@ -276,10 +281,8 @@ def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Ma
     parsed = body.select("source_file", "source_line", "value",
                          F.size(F.split(unquoted, re.escape(layout.delimiter), -1)).alias("fields"),
                          F.from_csv("value", schema, {"sep": layout.delimiter, "mode": "PERMISSIVE"}).alias("r"))
-    ragged = parsed.where(col("fields") != width).select(
-        "source_file", "source_line", F.lit("*").alias("column"), F.substring("value", 1, 200).alias("value"),
-        F.concat(F.lit(f"expected {width} fields, found "), col("fields").cast("string")).alias("reason"),
-        *(_ragged_id(layout, field) for field in ("reconciliation_id", "request_id")))
+    ragged = _record_failures(parsed.where(col("fields") != width), layout,
+                              F.concat(F.lit(f"expected {width} fields, found "), col("fields").cast("string")))
     fields = parsed.where(col("fields") == width).select(
         "source_file", "source_line",
         *(col(f"r.f{layout.names.index(header)}").alias(field) for field, header in layout.chosen))
