@@ -564,10 +564,11 @@ class Client:
     def void_credit(self, credit_or_id: Credit | str, *, reference_code: str | None = None) -> Void:
         """Void a credit before it is batched (``POST`` to its void link), exactly once.
 
-        What came of it is written to the ledger's voids. A void sent without a usable answer (a
-        timeout, a proxy's page, a 5xx that is not CyberSource's definite refusal) is never resent:
-        it is an unknown outcome that :meth:`resolve_unknown` settles by reading the credit back,
-        and until then the credit cannot be voided again.
+        It is written to the ledger's voids as unknown before it is sent and again when what came of
+        it is known, so a process that dies on the wire leaves it unknown. A void sent without a
+        usable answer (a timeout, a proxy's page, a 5xx that is not CyberSource's definite refusal)
+        is never resent: it is an unknown outcome that :meth:`resolve_unknown` settles by reading
+        the credit back, and until then the credit cannot be voided again.
 
         Raises
         ------
@@ -592,23 +593,24 @@ class Client:
         self._guard("void_credit", href)
         scope = {"environment": self.config.base_url, "merchant_id": self.config.merchant_id}
         ledger = self.ledger
-        ledger.refuse_unresolved_void(credit_id, **scope)
         reference_code = reference_code or f"void-{credit_id}"
         body = {"clientReferenceInformation": {"code": reference_code}}
+        ledger.begin_void(credit_id, reference_code=reference_code, sent_at=self.clock(), **scope)
         # Whatever comes of the POST, a cached copy of this credit may now be stale.
         ledger.cache_forget(credit_id, **scope)
-        sent_at = self.clock()
 
         def unknown(message: str) -> AmbiguousVoidError:
             error = AmbiguousVoidError(message, credit_id=credit_id, reference_code=reference_code, path=href)
-            ledger.record_void(credit_id, _ledger.UNKNOWN, reference_code=reference_code, sent_at=sent_at,
-                               error=str(error), **scope)
+            ledger.record_void(credit_id, _ledger.UNKNOWN, error=str(error), **scope)
             return error
 
         try:
             status, parsed, response = self._post(href, body, reference_code=reference_code, transaction_id=None)
         except AmbiguousOutcomeError as exc:
             raise unknown(exc.what) from None
+        except NetworkError as exc:
+            ledger.record_void(credit_id, _ledger.NOT_SENT, error=str(exc), **scope)
+            raise
         correlation = response.headers.get("v-c-correlation-id")
         if not 200 <= status < 300:
             error = error_for_status(status, parsed if parsed is not None else response.text[:500],
@@ -616,12 +618,11 @@ class Client:
             if status >= 500 and not _definite_refusal(status, parsed):
                 raise unknown(f"POST {href} answered HTTP {status} without CyberSource's definite refusal"
                               f"{f' ({error.reason})' if error.reason else ''}.") from error
-            ledger.record_void(credit_id, _ledger.REJECTED, reference_code=reference_code, sent_at=sent_at,
-                               error=str(error), **scope)
+            ledger.record_void(credit_id, _ledger.REJECTED, error=str(error), **scope)
             raise error
         void = Void(parsed, credit_id=credit_id, correlation_id=correlation)
         ledger.record_void(credit_id, _ledger.VOIDED if (void.status or "").upper() == "VOIDED" else _ledger.REJECTED,
-                           reference_code=reference_code, sent_at=sent_at, status=void.status, **scope)
+                           status=void.status, **scope)
         if void.status:
             ledger.update_status(credit_id, void.status)
         return void

@@ -88,7 +88,7 @@ UNKNOWN = "unknown_outcome"
 NOT_SENT = "not_sent"
 NOT_CREATED = "not_created"
 """An unknown outcome looked up after the Transaction Details delay with no match."""
-# Outcomes of a void POST (with REJECTED and UNKNOWN above).
+# Outcomes of a void POST (with REJECTED, UNKNOWN and NOT_SENT above).
 VOIDED = "voided"
 NOT_VOIDED = "not_voided"
 """An unknown void looked up after the lookup delay with the credit still not VOIDED."""
@@ -301,27 +301,41 @@ class Ledger:
 
     # --- voids ----------------------------------------------------------------------
     # One row per credit and scope: the last void sent for it and what came of it.
-    def record_void(self, credit_id: str, outcome: str, *, environment: str, merchant_id: str,
-                    reference_code: str | None = None, sent_at: datetime | None = None,
-                    status: str | None = None, error: str | None = None) -> None:
-        """Write what came of a void of ``credit_id`` (or of its lookup).
+    def begin_void(self, credit_id: str, *, reference_code: str, sent_at: datetime, environment: str,
+                   merchant_id: str) -> None:
+        """Write a void of ``credit_id`` with an unknown outcome before it is sent, replacing the
+        credit's earlier row; :meth:`record_void` says what came of it.
 
-        With ``sent_at`` this is a new void and replaces the credit's earlier row; without it the
-        existing row's outcome is updated (a lookup).
+        Written first, a void whose process dies on the wire stays unknown and is never resent
+        blindly; refusing and writing in one transaction keeps two senders from both sending.
+
+        Raises
+        ------
+        UnresolvedVoidError
+            An earlier void of ``credit_id`` still has an unknown outcome (nothing is written).
         """
         now = _now()
         with self._tx() as conn:
-            if sent_at is None:
+            earlier = conn.execute(
+                "SELECT sent_at FROM voids WHERE environment=? AND merchant_id=? AND credit_id=? AND outcome=?",
+                (environment, merchant_id, credit_id, UNKNOWN)).fetchone()
+            if earlier is None:
                 conn.execute(
-                    "UPDATE voids SET outcome=?, status=COALESCE(?, status), error=?, updated_at=?"
-                    " WHERE environment=? AND merchant_id=? AND credit_id=?",
-                    (outcome, status, error, now, environment, merchant_id, credit_id))
-                return
+                    "INSERT OR REPLACE INTO voids (environment, merchant_id, credit_id, reference_code, sent_at,"
+                    " outcome, status, error, updated_at) VALUES (?,?,?,?,?,?,NULL,NULL,?)",
+                    (environment, merchant_id, credit_id, reference_code,
+                     sent_at.astimezone(UTC).isoformat(timespec="microseconds"), UNKNOWN, now))
+        if earlier is not None:
+            raise UnresolvedVoidError(credit_id, sent_at=earlier[0])
+
+    def record_void(self, credit_id: str, outcome: str, *, environment: str, merchant_id: str,
+                    status: str | None = None, error: str | None = None) -> None:
+        """Write what came of the void :meth:`begin_void` wrote for ``credit_id`` (or of its lookup)."""
+        with self._tx() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO voids (environment, merchant_id, credit_id, reference_code, sent_at, outcome,"
-                " status, error, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (environment, merchant_id, credit_id, reference_code,
-                 sent_at.astimezone(UTC).isoformat(timespec="microseconds"), outcome, status, error, now))
+                "UPDATE voids SET outcome=?, status=COALESCE(?, status), error=?, updated_at=?"
+                " WHERE environment=? AND merchant_id=? AND credit_id=?",
+                (outcome, status, error, _now(), environment, merchant_id, credit_id))
 
     def _void_rows(self, where: str, values: tuple[Any, ...]) -> list[dict[str, Any]]:
         with self._lock:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reconkit import Ledger, ReconkitError
+from reconkit import Ledger, ReconkitError, UnresolvedVoidError
 from reconkit.errors import DuplicateReferenceError
 
 SCOPE = {"environment": "http://sandbox", "merchant_id": "m"}
@@ -63,3 +63,24 @@ def test_old_ledger_files_gain_the_new_columns(tmp_path):
     frame = ledger.credits()
     assert frame["reference_code"].tolist() == ["old", "new"]
     assert "4111111111111111" not in frame.to_csv()  # only a keyed hash of the instrument is kept
+
+
+def test_of_concurrent_voids_of_one_credit_exactly_one_may_be_sent(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    sent_at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+    def begin(i: int) -> bool:
+        try:  # a ledger each, as separate processes would have
+            Ledger(path).begin_void("1" * 22, reference_code=f"void-{i}", sent_at=sent_at, **SCOPE)
+        except UnresolvedVoidError as exc:
+            assert exc.credit_id == "1" * 22 and exc.sent_at.startswith("2026-11-02T09:00:00")
+            return False
+        return True
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(begin, range(16))) == 1
+    ledger = Ledger(path)
+    assert ledger.void("1" * 22, **SCOPE)["outcome"] == "unknown_outcome"
+    ledger.record_void("1" * 22, "not_voided", status="PENDING", **SCOPE)
+    ledger.begin_void("1" * 22, reference_code="void-again", sent_at=sent_at + timedelta(minutes=6), **SCOPE)
+    assert ledger.void("1" * 22, **SCOPE)["reference_code"] == "void-again"

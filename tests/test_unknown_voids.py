@@ -1,24 +1,39 @@
 """A void with no usable answer through the public API against the sandbox over HTTP: it is an
 unknown outcome naming its credit, never resent, recorded in the ledger, and settled by reading
 the credit back (VOIDED: done; anything else after the lookup delay: not done). The truth is the
-credit's status in the sandbox."""
+credit's status in the sandbox. A void is written down before it is sent, so one whose
+process was killed on the wire is unknown too."""
 
 from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from reconkit import (
     AmbiguousOutcomeError,
     AmbiguousVoidError,
+    Client,
+    Config,
     InvalidRequestError,
+    Ledger,
+    NetworkError,
     ServerError,
     UnresolvedVoidError,
 )
 from reconkit.sandbox import FaultPlan
+from reconkit.widgets import IssueCreditApp
+from reconkit.widgets.issue import VOID_UNKNOWN
 
 from .conftest import CARD
+from .test_issue_app import table
 
-PROCESSED = {"html_502": True, "truncated": True, "lost": True,
+PROCESSED = {"html_502": True, "truncated": True, "lost": True, "bad_json": True,
              "html_503": False, "bare_500": False, "503": False, "reset": False, "hang": False}
 """Whether the sandbox carries out the void before the fault (from reconkit.sandbox.faults and the
 server's order of fault and handling)."""
@@ -113,3 +128,58 @@ def test_resolving_one_reference_leaves_the_other_void_unknown(client, sandbox):
     assert (only.action, only.credit.id, only.outcome) == ("void", two.id, "voided")
     [left] = client.resolve_unknown()
     assert (left.credit.id, left.outcome) == (one.id, "voided")
+
+
+_CHILD = """
+import os
+from reconkit import Client, Config
+config = Config(os.environ["RK_MERCHANT"], os.environ["RK_KEY"], os.environ["RK_SECRET"], os.environ["RK_URL"])
+Client(config, ledger=os.environ["RK_LEDGER"], timeout=(5, 300)).void_credit(os.environ["RK_CREDIT"])
+"""
+
+
+def test_a_void_whose_process_was_killed_on_the_wire_is_unknown_on_the_next_start(sandbox, tmp_path):
+    ledger_path = tmp_path / "ledger.sqlite3"
+    with sandbox.client(ledger=str(ledger_path)) as client:
+        credit = client.create_credit("9.00", "USD", card=CARD, reference_code="void-killed")
+        scope = {"environment": client.config.base_url, "merchant_id": client.config.merchant_id}
+    sandbox.faults = FaultPlan(rates={"void": {"lost": 1.0}}, hang_seconds=300)
+    creds = sandbox.credentials
+    env = dict(os.environ, RK_MERCHANT=creds.merchant_id, RK_KEY=creds.key_id, RK_SECRET=creds.secret_key,
+               RK_URL=sandbox.url, RK_LEDGER=str(ledger_path), RK_CREDIT=credit.id)
+    child = subprocess.Popen([sys.executable, "-c", _CHILD], env=env, cwd=Path(__file__).parents[1])
+    try:
+        for _ in range(1200):  # the void is carried out, its answer never comes
+            if _status(sandbox, credit.id) == "VOIDED" or child.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert child.poll() is None, "the child exited before it could be killed"
+        child.kill()
+    finally:
+        child.wait()
+    assert Ledger(ledger_path).void(credit.id, **scope)["outcome"] == "unknown_outcome"
+    sandbox.faults = FaultPlan()
+
+    app = IssueCreditApp(sandbox.client(ledger=str(ledger_path)))
+    assert {r["Credit id"]: r["Status"] for r in table(app.issued.value)} == {credit.id: VOID_UNKNOWN}
+    with pytest.raises(UnresolvedVoidError):  # never resent blindly
+        app.client.void_credit(credit.id)
+    app.lookup_button.click()
+    [row] = table(app.lookup_result.value)
+    assert (row["Looked up"], row["Now"], row["Credit id"], row["Status"]) == ("void", "voided", credit.id, "VOIDED")
+    assert sandbox.count("POST", "void") == 1 and _status(sandbox, credit.id) == "VOIDED"
+
+
+def test_a_void_that_could_not_connect_was_not_sent_and_may_be_sent_again(sandbox, tmp_path):
+    with socket.socket() as probe:  # a loopback port nobody listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    creds = sandbox.credentials
+    config = Config(creds.merchant_id, creds.key_id, creds.secret_key, f"http://127.0.0.1:{port}")
+    with Client(config, ledger=str(tmp_path / "ledger.sqlite3")) as client:
+        scope = {"environment": client.config.base_url, "merchant_id": client.config.merchant_id}
+        for _ in range(2):  # the second is tried too: not refused as an unresolved void
+            with pytest.raises(NetworkError):
+                client.void_credit("1" * 22)
+            assert client.ledger.void("1" * 22, **scope)["outcome"] == "not_sent"
+        assert client.resolve_unknown() == []
