@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +29,25 @@ def client(sandbox, tmp_path):
     c = sandbox.client(ledger=str(tmp_path / "ledger.sqlite3"), backoff_base=0.01, timeout=(2, 5))
     yield c
     c.close()
+
+def kill_on_the_wire(sandbox, script: str, done: Callable[[], bool], **env: str) -> None:
+    """Run ``script`` in a child Python given the sandbox's credentials (``RK_MERCHANT``, ``RK_KEY``,
+    ``RK_SECRET``, ``RK_URL``) and ``env``, and kill it once ``done()`` says the sandbox carried out
+    its POST (whose answer a ``lost`` fault holds back)."""
+    creds = sandbox.credentials
+    env = dict(os.environ, RK_MERCHANT=creds.merchant_id, RK_KEY=creds.key_id, RK_SECRET=creds.secret_key,
+               RK_URL=sandbox.url, **env)
+    child = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=Path(__file__).parents[1])
+    try:
+        for _ in range(1200):
+            if done() or child.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert child.poll() is None, "the child exited before it could be killed"
+        child.kill()
+    finally:
+        child.wait()
+
 
 ALL_KINDS = {"missing": 3, "amount": 3, "currency": 2, "duplicate": 2, "unexpected": 3, "voided_settled": 1,
              "next_day": 2, "debit_shared_id": 2, "whitespace": 3, "recon_id_missing": 2}

@@ -5,12 +5,6 @@ as unknown on the next start."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
 import reconkit.client
@@ -20,7 +14,7 @@ from reconkit.sandbox import FaultPlan
 from reconkit.sandbox.faults import PROXY_ERRORS
 from reconkit.widgets import IssueCreditApp
 
-from .conftest import CARD
+from .conftest import CARD, kill_on_the_wire
 
 
 def _truth(sandbox, reference: str) -> list[str]:
@@ -119,19 +113,8 @@ Client(config, ledger=os.environ["RK_LEDGER"], timeout=(5, 300)).create_credit("
 def test_an_intent_left_by_a_killed_process_shows_as_unknown_on_the_next_start(sandbox, tmp_path):
     ledger_path = tmp_path / "ledger.sqlite3"
     sandbox.faults = FaultPlan(rates={"create": {"lost": 1.0}}, hang_seconds=300)
-    creds = sandbox.credentials
-    env = dict(os.environ, RK_MERCHANT=creds.merchant_id, RK_KEY=creds.key_id, RK_SECRET=creds.secret_key,
-               RK_URL=sandbox.url, RK_LEDGER=str(ledger_path))
-    child = subprocess.Popen([sys.executable, "-c", _CHILD], env=env, cwd=Path(__file__).parents[1])
-    try:
-        for _ in range(1200):  # the credit is processed, its answer never comes
-            if _truth(sandbox, "killed-1") or child.poll() is not None:
-                break
-            time.sleep(0.1)
-        assert child.poll() is None, "the child exited before it could be killed"
-        child.kill()
-    finally:
-        child.wait()
+    # the credit is processed, its answer never comes
+    kill_on_the_wire(sandbox, _CHILD, lambda: bool(_truth(sandbox, "killed-1")), RK_LEDGER=str(ledger_path))
     assert Ledger(ledger_path).credit("killed-1")["outcome"] == "intent"
     sandbox.faults = FaultPlan()
 

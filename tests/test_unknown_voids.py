@@ -6,12 +6,7 @@ process was killed on the wire is unknown too."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -30,7 +25,7 @@ from reconkit.sandbox import FaultPlan
 from reconkit.widgets import IssueCreditApp
 from reconkit.widgets.issue import VOID_UNKNOWN
 
-from .conftest import CARD
+from .conftest import CARD, kill_on_the_wire
 from .test_issue_app import table
 
 PROCESSED = {"html_502": True, "truncated": True, "lost": True, "bad_json": True,
@@ -144,19 +139,9 @@ def test_a_void_whose_process_was_killed_on_the_wire_is_unknown_on_the_next_star
         credit = client.create_credit("9.00", "USD", card=CARD, reference_code="void-killed")
         scope = {"environment": client.config.base_url, "merchant_id": client.config.merchant_id}
     sandbox.faults = FaultPlan(rates={"void": {"lost": 1.0}}, hang_seconds=300)
-    creds = sandbox.credentials
-    env = dict(os.environ, RK_MERCHANT=creds.merchant_id, RK_KEY=creds.key_id, RK_SECRET=creds.secret_key,
-               RK_URL=sandbox.url, RK_LEDGER=str(ledger_path), RK_CREDIT=credit.id)
-    child = subprocess.Popen([sys.executable, "-c", _CHILD], env=env, cwd=Path(__file__).parents[1])
-    try:
-        for _ in range(1200):  # the void is carried out, its answer never comes
-            if _status(sandbox, credit.id) == "VOIDED" or child.poll() is not None:
-                break
-            time.sleep(0.1)
-        assert child.poll() is None, "the child exited before it could be killed"
-        child.kill()
-    finally:
-        child.wait()
+    # the void is carried out, its answer never comes
+    kill_on_the_wire(sandbox, _CHILD, lambda: _status(sandbox, credit.id) == "VOIDED", RK_LEDGER=str(ledger_path),
+                     RK_CREDIT=credit.id)
     assert Ledger(ledger_path).void(credit.id, **scope)["outcome"] == "unknown_outcome"
     sandbox.faults = FaultPlan()
 
