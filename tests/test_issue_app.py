@@ -323,3 +323,18 @@ def test_a_void_without_an_answer_shows_void_outcome_unknown_and_the_lookup_sett
         _pick_and_void(app, target)
         assert "VOIDED" in app.result.value and {c["id"]: c["status"] for c in sandbox.credits()}[target] == "VOIDED"
     assert sandbox.count("POST", "void") == (1 if done else 2)
+
+
+def test_a_lookup_that_settles_several_voids_clears_the_void_outcome_unknown_it_supersedes(app, sandbox):
+    issue(app, "12.00", "USD")
+    issue(app, "34.00", "EUR")
+    ids = [c["id"] for c in sandbox.credits()]
+    sandbox.faults = FaultPlan(rates={"void": {"html_502": 1.0}})  # carried out, answer lost
+    for credit_id in ids:
+        _pick_and_void(app, credit_id)
+    assert "Void outcome unknown" in app.result.value and ids[-1] in app.result.value
+    sandbox.faults = FaultPlan()
+    app.lookup_button.click()
+    assert {r["Credit id"]: r["Now"] for r in table(app.lookup_result.value)} == dict.fromkeys(ids, "voided")
+    assert app.result.value == "" and app.raw.value == "" and app.error.value == ""
+    assert {r["Credit id"]: r["Status"] for r in table(app.issued.value)} == dict.fromkeys(ids, "VOIDED")

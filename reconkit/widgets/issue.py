@@ -381,7 +381,7 @@ class IssueCreditApp(App):
         """Resolve every unknown outcome (single credits, batch rows, intents of a killed process,
         voids without an answer) by searching for the reference code or reading the voided credit
         back, and write what was found to the ledger."""
-        self._begin(self.lookup_result)
+        self._begin(self.lookup_result, self.result, self.raw)  # an "outcome unknown" shown there is now stale
         resolutions = self.client.resolve_unknown()
         rows = []
         for r in resolutions:
