@@ -162,9 +162,13 @@ class Resolution:
         The credit found (the newest when several share the reference code); for a void, the
         credit read back.
     matches : int
-        How many credits carry the reference code (1 for a void: its credit).
+        How many credits carry the reference code (for a void: 1, or 0 when its credit cannot be
+        read back).
     action : str
-        ``"credit"`` (the outcome of a credit POST) or ``"void"`` (of a void of ``credit``).
+        ``"credit"`` (the outcome of a credit POST) or ``"void"`` (of a void of ``credit_id``).
+    credit_id : str or None
+        The id of the credit found, or of the credit a void named (also when it cannot be read
+        back).
     """
 
     reference_code: str
@@ -172,6 +176,7 @@ class Resolution:
     credit: Credit | None
     matches: int
     action: str = "credit"
+    credit_id: str | None = None
 
 
 class Client:
@@ -679,7 +684,7 @@ class Client:
                                       reconciliation_id=credit.reconciliation_id, raw=credit.raw,
                                       error=f"found by reference code after an unknown outcome ({len(found)} match"
                                             f"{'es' if len(found) > 1 else ''})")
-                resolved.append(Resolution(reference, outcome, credit, len(found)))
+                resolved.append(Resolution(reference, outcome, credit, len(found), credit_id=credit.id))
                 continue
             intent_at = datetime.fromisoformat(row["intent_at"])
             if self.clock() - intent_at >= self.tss_delay:
@@ -697,20 +702,24 @@ class Client:
         for row in ledger.unknown_voids(**scope):
             if reference_code is not None and row["reference_code"] != reference_code:
                 continue
-            credit = self.get_credit(row["credit_id"])
-            status = (credit.status or "").upper()
-            if status == "VOIDED":
+            try:
+                credit: Credit | None = self.get_credit(row["credit_id"])
+            except NotFoundError:  # no such credit (yet): the void cannot have voided it
+                credit = None
+            status = credit.status if credit is not None else None
+            if (status or "").upper() == "VOIDED":
                 outcome, error = _ledger.VOIDED, "the credit read back is VOIDED after an unknown void outcome"
             elif self.clock() - datetime.fromisoformat(row["sent_at"]) >= self.tss_delay:
-                outcome, error = _ledger.NOT_VOIDED, f"the credit is still {status or 'without a status'} " \
-                                                     f"{self.tss_delay} after the void was sent"
+                found = f"still {status or 'without a status'}" if credit is not None else "not found"
+                outcome, error = _ledger.NOT_VOIDED, f"the credit is {found} {self.tss_delay} after the void was sent"
             else:
-                resolved.append(Resolution(row["reference_code"], _ledger.UNKNOWN, credit, 1, "void"))
-                continue
-            ledger.record_void(row["credit_id"], outcome, status=credit.status, error=error, **scope)
-            if credit.status:
-                ledger.update_status(row["credit_id"], credit.status)
-            resolved.append(Resolution(row["reference_code"], outcome, credit, 1, "void"))
+                outcome, error = _ledger.UNKNOWN, None
+            if outcome != _ledger.UNKNOWN:
+                ledger.record_void(row["credit_id"], outcome, status=status, error=error, **scope)
+                if status:
+                    ledger.update_status(row["credit_id"], status)
+            resolved.append(Resolution(row["reference_code"], outcome, credit, int(credit is not None), "void",
+                                       row["credit_id"]))
         return resolved
 
     def fetch_credits(self, ids: Iterable[str], **kwargs: Any) -> FetchResult:

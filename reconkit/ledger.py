@@ -158,9 +158,13 @@ class Ledger:
                 # WAL + NORMAL never corrupts; a power cut may lose the last commits, not the file.
                 self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=30000")
-            _drop_unscoped_fetch_cache(self._conn)
+            # Each step that looks before it changes the schema is one transaction: two processes
+            # opening a new or old ledger file at once must not both alter it.
+            with self._tx() as conn:
+                _drop_unscoped_fetch_cache(conn)
             self._conn.executescript(_SCHEMA)
-            self._add_credit_columns()
+            with self._tx():
+                self._add_credit_columns()
 
     def __repr__(self) -> str:
         return f"Ledger({self.path!r})"

@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 
 import pytest
 
+from reconkit import AmbiguousVoidError
 from reconkit.sandbox import FaultPlan
 from reconkit.widgets import IssueCreditApp
 
@@ -338,3 +339,21 @@ def test_a_lookup_that_settles_several_voids_clears_the_void_outcome_unknown_it_
     assert {r["Credit id"]: r["Now"] for r in table(app.lookup_result.value)} == dict.fromkeys(ids, "voided")
     assert app.result.value == "" and app.raw.value == "" and app.error.value == ""
     assert {r["Credit id"]: r["Status"] for r in table(app.issued.value)} == dict.fromkeys(ids, "VOIDED")
+
+
+def test_the_lookup_names_a_voided_id_that_cannot_be_read_back_as_not_found(app, sandbox):
+    nobody = "9" * 22  # voided through the API with the app's client: no credit has this id
+    sandbox.faults = FaultPlan(rates={"void": {"html_502": 1.0}})
+    with pytest.raises(AmbiguousVoidError):
+        app.client.void_credit(nobody)
+    sandbox.faults = FaultPlan()
+    app.lookup_button.click()
+    [row] = table(app.lookup_result.value)
+    assert (row["Looked up"], row["Now"], row["Credit id"], row["Status"]) == (
+        "void", "unknown_outcome", nobody, "not found")
+    sandbox.advance(app.client.tss_delay)
+    app.lookup_button.click()
+    [row] = table(app.lookup_result.value)
+    assert (row["Now"], row["Credit id"], row["Status"]) == ("not_voided", nobody, "not found")
+    assert row["Note"] == f"void of credit {nobody} not done: it is still not found"
+    assert app.lookup_button.layout.display == "none"

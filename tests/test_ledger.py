@@ -70,7 +70,7 @@ def test_of_concurrent_voids_of_one_credit_exactly_one_may_be_sent(tmp_path):
     sent_at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
     def begin(i: int) -> bool:
-        try:  # a ledger each, as separate processes would have
+        try:  # a ledger each, opened at once on a new file, as separate processes would
             Ledger(path).begin_void("1" * 22, reference_code=f"void-{i}", sent_at=sent_at, **SCOPE)
         except UnresolvedVoidError as exc:
             assert exc.credit_id == "1" * 22 and exc.sent_at.startswith("2026-11-02T09:00:00")

@@ -168,3 +168,21 @@ def test_a_void_that_could_not_connect_was_not_sent_and_may_be_sent_again(sandbo
                 client.void_credit("1" * 22)
             assert client.ledger.void("1" * 22, **scope)["outcome"] == "not_sent"
         assert client.resolve_unknown() == []
+
+
+def test_a_void_of_a_credit_that_cannot_be_read_back_does_not_hold_up_the_other_lookups(client, sandbox):
+    real = client.create_credit("3.00", "USD", card=CARD)
+    nobody = "9" * 22  # no credit has this id: the void is refused upstream, and the proxy hides it
+    sandbox.faults = FaultPlan(rates={"void": {"html_502": 1.0}})
+    for credit_id in (nobody, real.id):
+        with pytest.raises(AmbiguousVoidError):
+            client.void_credit(credit_id)
+    sandbox.faults = FaultPlan()
+    first, second = client.resolve_unknown()
+    assert (first.credit_id, first.credit, first.matches, first.outcome) == (nobody, None, 0, "unknown_outcome")
+    assert (second.credit_id, second.outcome) == (real.id, "voided") and _status(sandbox, real.id) == "VOIDED"
+    sandbox.advance(client.tss_delay)
+    [first] = client.resolve_unknown()
+    assert (first.credit_id, first.outcome) == (nobody, "not_voided")
+    scope = {"environment": client.config.base_url, "merchant_id": client.config.merchant_id}
+    assert "not found" in client.ledger.void(nobody, **scope)["error"] and client.resolve_unknown() == []

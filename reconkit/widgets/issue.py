@@ -385,8 +385,8 @@ class IssueCreditApp(App):
         resolutions = self.client.resolve_unknown()
         rows = []
         for r in resolutions:
-            credit_id = r.credit.id if r.credit else ""
-            status = (r.credit.status or "") if r.credit else ""
+            credit_id = r.credit.id if r.credit else (r.credit_id or "")
+            status = (r.credit.status or "") if r.credit else ("not found" if r.action == "void" else "")
             note = _LOOKUP_NOTES.get((r.action, r.outcome), "").format(id=credit_id, status=status or "without status")
             if r.matches > 1:
                 note += f" ({r.matches} credits share this reference)"
