@@ -70,7 +70,9 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
         Credits: ``credit_index``, ``outcome``, ``credit_rows``, ``debit_rows``,
         ``settled_amount_minor``, ``settled_currency``, ``first_row`` (the lowest paired
         ``row_index``), ``unreadable_record`` (the lowest matching ``record_index``).
-        Settlement rows: ``row_index``, ``credit_index`` (the paired credit or null), ``outcome``.
+        Settlement rows: ``row_index``, ``credit_index`` (the paired credit or null), ``outcome``,
+        and the row's own ``is_credit``, ``row_currency`` and ``row_amount_minor`` (carried for
+        :func:`break_table`, which then needs no join with the settlement rows).
     """
     once = materialize or (lambda frame: frame)
     col, lit = nw.col, nw.lit
@@ -160,7 +162,7 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
         col("settled_amount_minor").cast(nw.Int64), "settled_currency", col("first_row").cast(nw.Int64),
         col("unreadable_record").cast(nw.Int64)))
     row_to_credit = paired_rows.group_by("row_index").agg(col("credit_index").min(), col("credits_sharing_row").max())
-    rows = (settlement.select("row_index", "is_credit")
+    rows = (settlement.select("row_index", *row_facts)
             .join(row_to_credit, on="row_index", how="left")
             .join(credit_outcomes.select("credit_index", col("outcome").alias("credit_outcome")), on="credit_index",
                   how="left"))
@@ -171,12 +173,13 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
          lit(Outcome.DUPLICATE_CREDIT.value)),
         (~col("is_credit"), lit(Outcome.DIRECTION_MISMATCH.value)),
     ], col("credit_outcome"))
-    settlement_outcomes = rows.with_columns(outcome=row_outcome).select("row_index", "credit_index", "outcome")
+    settlement_outcomes = rows.with_columns(outcome=row_outcome).select("row_index", "credit_index", "outcome",
+                                                                         *row_facts)
     return credit_outcomes, settlement_outcomes
 
 
-def break_table(credits: nw.LazyFrame, settlement: nw.LazyFrame, credit_outcomes: nw.LazyFrame,
-                settlement_outcomes: nw.LazyFrame) -> nw.LazyFrame:
+def break_table(credits: nw.LazyFrame, credit_outcomes: nw.LazyFrame, settlement_outcomes: nw.LazyFrame
+                ) -> nw.LazyFrame:
     """One row per break, with its amount at risk (:func:`reconkit.outcomes.at_risk`).
 
     A break is a credit whose outcome is a break, with all its settlement rows, or a settlement
@@ -185,8 +188,8 @@ def break_table(credits: nw.LazyFrame, settlement: nw.LazyFrame, credit_outcomes
 
     Parameters
     ----------
-    credits, settlement : narwhals LazyFrame
-        The engine's inputs, as for :func:`classify`.
+    credits : narwhals LazyFrame
+        The engine's credits, as for :func:`classify`.
     credit_outcomes, settlement_outcomes : narwhals LazyFrame
         :func:`classify`'s outputs.
 
@@ -215,8 +218,6 @@ def break_table(credits: nw.LazyFrame, settlement: nw.LazyFrame, credit_outcomes
         settlement_outcomes.filter(col("outcome").is_in(breaks))
         .join(credit_breaks, on="credit_index", how="left")
         .filter(col("is_credit_break").is_null())
-        .join(settlement.select("row_index", "is_credit", "row_currency", "row_amount_minor"), on="row_index",
-              how="inner")
         .select(break_on=lit(BREAK_ON_ROW), outcome=col("outcome"), credit_index=col("credit_index"),
                 row_index=col("row_index"), currency=col("row_currency"),
                 credit_amount_minor=lit(None, nw.Int64),
@@ -481,11 +482,11 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
         row_result = collect(settlement_out)
         credit_result = collect(credit_out)
         # The two word columns come out as codes: a take of 900k codes costs a fraction of one of strings.
-        breaks = collect(break_table(credit_lazy, row_lazy, lazy(credit_result), lazy(row_result)).with_columns(
+        breaks = collect(break_table(credit_lazy, lazy(credit_result), lazy(row_result)).with_columns(
             col("outcome").cast(nw.Enum([o.value for o in Outcome])),
             col("break_on").cast(nw.Enum([BREAK_ON_CREDIT, BREAK_ON_ROW]))))
         credit_result = _in_input_order(credit_result, "credit_index")
-        row_result = _in_input_order(row_result, "row_index")
+        row_result = _in_input_order(row_result.select(["row_index", "credit_index", "outcome"]), "row_index")
     finally:
         connection.close()
     _check_conservation(credit_result, len(credits), "credit_index", "credit")

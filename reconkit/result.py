@@ -550,7 +550,8 @@ def _positions(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarr
 
 
 def _codes(encoded: pa.DictionaryArray) -> np.ndarray:
-    return np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return np.asarray(pc.fill_null(pc.cast(encoded.indices, pa.int64()), -1).to_numpy(zero_copy_only=False),
+                      dtype=np.int64)
 
 
 def _currency_digits(codes: pa.Array, at: np.ndarray) -> np.ndarray:
@@ -623,8 +624,10 @@ def _first_present(*sources: tuple[pa.Array | pa.ChunkedArray, np.ndarray]) -> p
             picked = picked[valid[positions[picked]]]
             chosen[picked] = positions[picked] + offset
         offset += len(values)
-        arrays.append(values)
-    return pa.concat_arrays(arrays).take(pa.array(chosen, mask=chosen < 0))
+        if len(values):
+            arrays.append(values)
+    values = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays) if arrays else pa.nulls(0, kind)
+    return values.take(pa.array(chosen, mask=chosen < 0))
 
 
 def _source_files(settlement: pd.DataFrame) -> tuple[pa.Array, np.ndarray]:
@@ -733,8 +736,12 @@ def _row_details(inputs: _Inputs, out: pa.Table, credit_detail: pa.Array) -> pa.
     kinds = pa.array(settlement["transaction_type"].astype("string").array, pa.string()) \
         if "transaction_type" in settlement else pa.nulls(len(settlement), pa.string())
 
+    encoded = outcome if pa.types.is_dictionary(outcome.type) else pc.dictionary_encode(outcome)
+    codes = _codes(encoded)
+    words = encoded.dictionary.to_pylist()
+
     def rows_of(name: str) -> np.ndarray:
-        return np.flatnonzero(np.asarray(pc.fill_null(pc.equal(outcome, name), False).to_numpy(zero_copy_only=False)))
+        return np.flatnonzero(np.isin(codes, [code for code, word in enumerate(words) if word == name]))
 
     unexpected = rows_of(Outcome.UNEXPECTED_SETTLEMENT.value)
     if len(unexpected):
