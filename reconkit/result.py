@@ -39,16 +39,19 @@ _ORDER = {o.value: i for i, o in enumerate(Outcome)}
 
 # --- Arrow helpers shared with the engine's edge and the renderers --------------------------
 
-def trimmed_text(series: pd.Series) -> pa.Array:
-    """A pandas column as an Arrow string array, whitespace trimmed and empty strings null."""
+def trimmed_text(series: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """A pandas column as an Arrow string array, whitespace trimmed and empty strings null.
+
+    A column in chunks (as the readers and Parquet give them) stays in chunks: joining 5M ids
+    into one buffer costs more than everything else done to them here.
+    """
     if not isinstance(series.dtype, pd.StringDtype | pd.ArrowDtype):
         series = series.astype(pd.StringDtype("pyarrow"))
-    # Zero-copy for Arrow-backed strings; a column read from Parquet comes in chunks, which the
-    # dictionary steps after this cannot take.
-    array = _plain(pa.array(series.array))
+    array = pa.array(series.array)  # zero-copy for Arrow-backed strings
     if not pa.types.is_string(array.type):
         array = pc.cast(array, pa.string())
-    if not _may_need_trim(array):
+    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    if not any(_may_need_trim(chunk) for chunk in chunks):
         return array
     array = pc.utf8_trim_whitespace(array)
     return pc.if_else(pc.equal(array, ""), pa.scalar(None, pa.string()), array)
@@ -616,27 +619,26 @@ def _first_present(*sources: tuple[pa.Array | pa.ChunkedArray, np.ndarray]) -> p
     """Per row, the value of the first source that has one.
 
     Each source is ``(values, positions)``: ``positions[i]`` indexes ``values`` for row ``i``
-    (-1: none). One take over the sources' values laid end to end, not a take per source and
-    a coalesce.
+    (-1: none). One take over the sources' chunks laid end to end, not a take per source and a
+    coalesce, and no copy of a chunked source into one buffer.
     """
     chosen = np.full(len(sources[0][1]), -1, dtype=np.int64)
     offset = 0
-    arrays = []
-    kind = _plain(sources[0][0]).type
+    chunks: list[pa.Array] = []
+    kind = sources[0][0].type
     for values, positions in sources:
-        values = _plain(values)
         values = values.cast(kind) if values.type != kind else values
         open_ = (chosen < 0) & (positions >= 0)
         if len(values) and open_.any():
-            valid = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            valid = np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), dtype=bool)
             picked = np.flatnonzero(open_)
             picked = picked[valid[positions[picked]]]
             chosen[picked] = positions[picked] + offset
         offset += len(values)
-        if len(values):
-            arrays.append(values)
-    values = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays) if arrays else pa.nulls(0, kind)
-    return values.take(pa.array(chosen, mask=chosen < 0))
+        chunks.extend(values.chunks if isinstance(values, pa.ChunkedArray) else [values])
+    chunks = [chunk for chunk in chunks if len(chunk)]
+    values = chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks, kind)
+    return _plain(values.take(pa.array(chosen, mask=chosen < 0)))
 
 
 def source_file_codes(settlement: pd.DataFrame) -> tuple[pa.Array, np.ndarray]:
