@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from .errors import ReconciliationError
 from .money import CURRENCIES
 from .outcomes import BREAK_ON_CREDIT, BREAK_ON_ROW, BREAKS, Outcome, at_risk
-from .result import ReconResult, build_result, minor_digits, source_file_codes, trimmed_text
+from .result import ReconResult, build_result, decoded, minor_digits, source_file_codes, trimmed_text
 
 __all__ = ["BREAKS", "DEAD_STATUSES", "Outcome", "break_table", "classify", "reconcile", "unreadable_records"]
 
@@ -235,45 +235,78 @@ def break_table(credits: nw.LazyFrame, credit_outcomes: nw.LazyFrame, settlement
 # --- the pandas edges ---------------------------------------------------------------------
 
 def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np.ndarray, np.ndarray]:
-    """Exact integer minor units per row (and a mask of rows that have no amount)."""
-    values, missing = _ten_thousandths(amounts)
+    """Exact integer minor units per row (and a mask of rows that have no amount).
+
+    Raises
+    ------
+    ReconciliationError
+        Naming the first row whose amount is finer than its currency allows, or too large.
+    """
+    try:
+        values, scale, missing = _unscaled(amounts)
+    except (pa.ArrowInvalid, OverflowError) as error:  # rare: find the row to name, one by one
+        row = next((row for row, value in enumerate(amounts.to_pylist())
+                    if value is not None and not _countable(pa.array([value], amounts.type))), 0)
+        raise ReconciliationError(f"{side} row {row}: amount {amounts[row].as_py()} cannot be counted exactly "
+                                  f"({error})") from error
     if isinstance(currencies, pa.ChunkedArray):
         currencies = currencies.combine_chunks()
     digits = minor_digits(currencies)
-    # One currency exponent (the common case) divides by a scalar: far cheaper than row by row.
-    divisor = (10 ** (4 - min(max(int(digits[0]), 0), 4)) if len(digits) and digits.min() == digits.max()
-               else np.array([10_000, 1_000, 100, 10, 1], dtype=np.int64)[np.clip(digits, 0, 4)])
-    finer = np.flatnonzero(values % divisor)
+    # Minor units = unscaled * 10**(digits - scale); with one currency exponent (the common
+    # case) the power is a scalar, and a column already at the currency's scale is used as it is.
+    shift = digits - scale
+    if len(digits) and digits.min() == digits.max():
+        shift = int(shift[0])
+    up, down = np.clip(shift, 0, 18), np.clip(-shift, 0, 18)
+    finer = np.flatnonzero(values % _POWERS[down]) if np.any(down) else []
     if len(finer):
         row = int(finer[0])
         raise ReconciliationError(
             f"{side} row {row}: amount {amounts[row].as_py()} has more decimal places than "
             f"{currencies[row].as_py()} allows ({int(digits[row])})")
-    return values // divisor, missing
+    if not np.any(up):
+        return (values // _POWERS[down] if np.any(down) else values), missing
+    limit = np.iinfo(np.int64).max // _POWERS[up]
+    too_large = np.flatnonzero((values > limit) | (values < -limit))
+    if len(too_large):
+        row = int(too_large[0])
+        raise ReconciliationError(f"{side} row {row}: amount {amounts[row].as_py()} is too large to count in "
+                                  f"{currencies[row].as_py()} minor units")
+    return values // _POWERS[down] * _POWERS[up], missing
 
 
-def _ten_thousandths(amounts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Amounts as exact integer ten-thousandths, and a mask of the rows that have none.
+_POWERS = 10 ** np.arange(19, dtype=np.int64)
 
-    A ``decimal128`` column of scale 4 or less is read off its buffer (the unscaled integer is
-    the value's low 64 bits when they hold it whole); anything else goes through Arrow's checked
-    decimal casts, which raise on an amount finer than 4 places or too large.
+
+def _countable(amount: pa.Array) -> bool:
+    try:
+        _unscaled(amount)
+    except (pa.ArrowInvalid, OverflowError):
+        return False
+    return True
+
+
+def _unscaled(amounts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int, np.ndarray]:
+    """Amounts as exact integers at a scale (value = integer / 10**scale), and a mask of the rows
+    that have none (0 there).
+
+    A ``decimal128`` column is read off its buffer (the unscaled integer is the value's low 64
+    bits when they hold it whole); anything else goes through Arrow's checked decimal casts to
+    ten-thousandths, which raise on an amount finer than 4 places or too large.
     """
     if isinstance(amounts, pa.ChunkedArray):
         amounts = amounts.combine_chunks()
     kind = amounts.type
-    if pa.types.is_decimal128(kind) and 0 <= kind.scale <= 4 and len(amounts):
+    if pa.types.is_decimal128(kind) and 0 <= kind.scale <= 18 and len(amounts):
         words = np.frombuffer(amounts.buffers()[1], dtype=np.int64).reshape(-1, 2)
         low, high = (words[amounts.offset:amounts.offset + len(amounts), part] for part in (0, 1))
         missing = np.asarray(amounts.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        factor = 10 ** (4 - kind.scale)
-        limit = np.iinfo(np.int64).max // factor
-        fits = (high == (low >> 63)) & (low <= limit) & (low >= -limit)
-        if (fits | missing).all():
-            return np.where(missing, 0, low * factor), missing
+        whole = (high == (low >> 63)) & (low != np.iinfo(np.int64).min)  # no sign flip left for abs()
+        if (whole | missing).all():
+            return (np.where(missing, 0, low) if missing.any() else low.copy()), kind.scale, missing
     scaled = pc.multiply(pc.cast(amounts, pa.decimal128(20, 4)), pa.scalar(Decimal(10000), pa.decimal128(5, 0)))
     units = pc.cast(scaled, pa.int64())
-    return (np.asarray(pc.fill_null(units, 0).to_numpy(zero_copy_only=False), dtype=np.int64),
+    return (np.asarray(pc.fill_null(units, 0).to_numpy(zero_copy_only=False), dtype=np.int64), 4,
             np.asarray(pc.is_null(units).to_numpy(zero_copy_only=False), dtype=bool))
 
 
@@ -484,16 +517,18 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
             match_on=match_on, materialize=materialize,
             unreadable=lazy(records.select(["record_index", "failed_reconciliation_id", "failed_request_id"]))
             if records.num_rows else None)
-        row_result = collect(settlement_out)
+        # Word columns come out as codes (Enum): reordering millions of codes costs a fraction of
+        # reordering the strings; they are decoded once, in order.
+        outcome_codes = col("outcome").cast(nw.Enum([o.value for o in Outcome]))
+        row_result = collect(settlement_out.with_columns(outcome_codes))
         credit_result = collect(credit_out)
-        # The two word columns come out as codes: a take of 900k codes costs a fraction of one of strings.
         breaks = collect(break_table(credit_lazy, lazy(credit_result), lazy(row_result)).with_columns(
-            col("outcome").cast(nw.Enum([o.value for o in Outcome])),
-            col("break_on").cast(nw.Enum([BREAK_ON_CREDIT, BREAK_ON_ROW]))))
+            outcome_codes, col("break_on").cast(nw.Enum([BREAK_ON_CREDIT, BREAK_ON_ROW]))))
         credit_result = _in_input_order(credit_result, "credit_index")
         row_result = _in_input_order(row_result.select(["row_index", "credit_index", "outcome"]), "row_index")
     finally:
         connection.close()
+    row_result = row_result.set_column(2, "outcome", decoded(row_result.column("outcome")))
     _check_conservation(credit_result, len(credits), "credit_index", "credit")
     _check_conservation(row_result, len(settlement), "row_index", "settlement row")
     names, codes = source_file_codes(settlement)

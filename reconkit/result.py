@@ -26,8 +26,8 @@ from .outcomes import BREAK_ON_CREDIT, BREAKS, Outcome
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["BREAK_COLUMNS", "ReconResult", "amount_decimals", "amount_text", "build_result", "minor_digits",
-           "source_file_codes", "trimmed_text"]
+__all__ = ["BREAK_COLUMNS", "ReconResult", "amount_decimals", "amount_text", "build_result", "decoded",
+           "minor_digits", "source_file_codes", "trimmed_text"]
 
 BREAK_COLUMNS = ("outcome", "currency", "amount_at_risk", "credit_id", "reconciliation_id", "request_id",
                  "credit_amount", "settled_amount", "settlement_rows", "source_file", "source_line", "detail",
@@ -510,8 +510,8 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     lines = pa.array(settlement["source_line"].astype("Int64"), pa.int64()) \
         if "source_line" in settlement else pa.nulls(len(settlement), pa.int64())
     enriched = pa.table({
-        "outcome": _decoded(outcome),
-        "break_on": _decoded(pc.take(breaks.column("break_on"), rows)),
+        "outcome": decoded(outcome),
+        "break_on": decoded(pc.take(breaks.column("break_on"), rows)),
         "currency": currency.dictionary.take(pa.array(currency_codes, mask=currency_codes < 0)),
         "minor_units": pa.array(_currency_digits(currency.dictionary, currency_codes)),
         "amount_at_risk_minor": risk,
@@ -548,7 +548,7 @@ def _numbers_at(values: np.ndarray, positions: np.ndarray, present: np.ndarray) 
     return pa.array(out, mask=missing)
 
 
-def _decoded(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+def decoded(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Words coded as a dictionary (the engine's outcome codes) back as plain strings."""
     column = _plain(column)
     return column.cast(pa.string()) if pa.types.is_dictionary(column.type) else column
@@ -562,8 +562,13 @@ def _positions(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarr
 
 
 def _codes(encoded: pa.DictionaryArray) -> np.ndarray:
-    return np.asarray(pc.fill_null(pc.cast(encoded.indices, pa.int64()), -1).to_numpy(zero_copy_only=False),
-                      dtype=np.int64)
+    """A dictionary column's codes as signed integers, -1 where null."""
+    indices = encoded.indices
+    if not indices.null_count:
+        return np.asarray(indices.to_numpy(zero_copy_only=False)).astype(np.int32, copy=False)
+    codes = np.asarray(pc.fill_null(indices, 0).to_numpy(zero_copy_only=False)).astype(np.int32)
+    codes[np.asarray(indices.is_null().to_numpy(zero_copy_only=False), dtype=bool)] = -1
+    return codes
 
 
 def _currency_digits(codes: pa.Array, at: np.ndarray) -> np.ndarray:
