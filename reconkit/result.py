@@ -136,16 +136,16 @@ def _assemble(size: int, pieces: list[tuple[np.ndarray, pa.Array]]) -> pa.Array:
     return values.take(pa.array(position))
 
 
-def _sentences(outcome: np.ndarray, builders: dict[str, Any], fallback: Any) -> pa.Array:
+def _sentences(outcome: pa.Array, builders: dict[str, Any], fallback: Any) -> pa.Array:
     """One sentence per row: ``builders[outcome](rows)`` for each outcome present, else ``fallback(rows)``."""
+    encoded = outcome if pa.types.is_dictionary(outcome.type) else pc.dictionary_encode(outcome)
+    codes = _codes(encoded)
     pieces = []
-    done = np.zeros(len(outcome), dtype=bool)
-    for name, build in builders.items():
-        rows = np.flatnonzero(outcome == name)
+    for code, word in enumerate(encoded.dictionary.to_pylist()):
+        rows = np.flatnonzero(codes == code)
         if len(rows):
-            pieces.append((rows, build(pa.array(rows))))
-            done[rows] = True
-    rest = np.flatnonzero(~done)
+            pieces.append((rows, builders.get(word, fallback)(pa.array(rows))))
+    rest = np.flatnonzero(codes < 0)
     if len(rest):
         pieces.append((rest, fallback(pa.array(rest))))
     return _assemble(len(outcome), pieces)
@@ -666,16 +666,29 @@ def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unr
     settled_currency = _plain(out.column("settled_currency"))
     settled_digits = np.where(pc.is_null(settled_currency).to_numpy(zero_copy_only=False), digits,
                               minor_digits(settled_currency))
-    credited = amount_text(credit_table.column("credit_amount_minor"), digits)
-    settled = amount_text(out.column("settled_amount_minor"), settled_digits)
-    difference = pc.subtract(out.column("settled_amount_minor"), credit_table.column("credit_amount_minor"))
-    sign = pc.if_else(pc.greater(difference, 0), "+", pc.if_else(pc.less(difference, 0), "\u2212", ""))
-    difference_text = _join(sign, amount_text(pc.abs(difference), digits))
+    credited_minor, settled_minor = credit_table.column("credit_amount_minor"), out.column("settled_amount_minor")
+    difference = pc.subtract(settled_minor, credited_minor)
     currency_text = pc.fill_null(currency, "?")
     settled_currency_text = pc.fill_null(settled_currency, "?")
-    credited_text = _join(pc.fill_null(credited, "?"), " ", currency_text)
-    settled_text = _join(pc.fill_null(settled, "?"), " ", currency_text)
     status_text = pc.fill_null(status, "?")
+
+    # Amounts are written out only for the rows whose sentence shows them (a few kinds of break),
+    # not for every credit.
+    def credited_text(r: pa.Array) -> pa.Array:
+        amount = amount_text(pc.take(credited_minor, r), digits[r.to_numpy()])
+        return _join(pc.fill_null(amount, "?"), " ", pc.take(currency_text, r))
+
+    def settled(r: pa.Array) -> pa.Array:
+        return pc.fill_null(amount_text(pc.take(settled_minor, r), settled_digits[r.to_numpy()]), "?")
+
+    def settled_text(r: pa.Array) -> pa.Array:
+        return _join(settled(r), " ", pc.take(currency_text, r))
+
+    def difference_text(r: pa.Array) -> pa.Array:
+        value = pc.take(difference, r)
+        sign = pc.if_else(pc.greater(value, 0), "+", pc.if_else(pc.less(value, 0), "\u2212", ""))
+        return _join(sign, amount_text(pc.abs(value), digits[r.to_numpy()]))
+
     rows = _plain(out.column("credit_rows"))
     debit_rows = _plain(out.column("debit_rows"))
     age = _plain(out.column("age_days"))
@@ -704,25 +717,22 @@ def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unr
         if unreadable.num_rows else failed_file
 
     builders = {
-        "MATCHED": lambda r: _join("settled ", pc.take(credited_text, r), " once, as credited"),
+        "MATCHED": lambda r: _join("settled ", credited_text(r), " once, as credited"),
         "MATCHED_BY_REQUEST_ID": lambda r: _join(
-            "settled ", pc.take(settled_text, r), " for a credit of ", pc.take(credited_text, r),
+            "settled ", settled_text(r), " for a credit of ", credited_text(r),
             "; matched on the request id, the settlement row's reconciliation id was missing or different"),
         "AMOUNT_MISMATCH": lambda r: pc.if_else(
             pc.is_null(pc.take(difference, r)),
-            _join("settled ", pc.take(settled_text, r), "; the credited amount is unknown"),
-            _join("settled ", pc.take(settled_text, r), ", credited ", pc.take(credited_text, r), ", difference ",
-                  pc.take(difference_text, r))),
-        "CURRENCY_MISMATCH": lambda r: _join("settled ", pc.take(pc.fill_null(settled, "?"), r), " ",
-                                             pc.take(settled_currency_text, r), ", credited ",
-                                             pc.take(credited_text, r)),
+            _join("settled ", settled_text(r), "; the credited amount is unknown"),
+            _join("settled ", settled_text(r), ", credited ", credited_text(r), ", difference ", difference_text(r))),
+        "CURRENCY_MISMATCH": lambda r: _join("settled ", settled(r), " ", pc.take(settled_currency_text, r),
+                                             ", credited ", credited_text(r)),
         "DUPLICATE_SETTLEMENT": lambda r: _join("settled ", pc.cast(pc.take(rows, r), pa.string()), " times, ",
-                                                pc.take(settled_text, r), " in all, for one credit of ",
-                                                pc.take(credited_text, r)),
+                                                settled_text(r), " in all, for one credit of ", credited_text(r)),
         "MISSING_PENDING": missing("within"),
         "MISSING_OVERDUE": missing("past"),
         "VOIDED_BUT_SETTLED": lambda r: _join("the credit is ", pc.take(status_text, r), " yet settled ",
-                                              pc.take(settled_text, r)),
+                                              settled_text(r)),
         "DIRECTION_MISMATCH": lambda r: _join("its id matches ", pc.cast(pc.take(debit_rows, r), pa.string()),
                                               " settlement row(s) that are not credits, and no credit row"),
         "DUPLICATE_CREDIT": lambda r: _join(
@@ -734,8 +744,7 @@ def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unr
             " carries its id but could not be read (", pc.take(failed_reason, r), ")"),
         "NO_SETTLEMENT_EXPECTED": lambda r: _join(pc.take(status_text, r), ": no settlement expected and none found"),
     }
-    return _sentences(np.asarray(_plain(out.column("outcome")).to_numpy(zero_copy_only=False), dtype=object),
-                      builders, take(_plain(out.column("outcome"))))
+    return _sentences(_plain(out.column("outcome")), builders, take(_plain(out.column("outcome"))))
 
 
 def _row_details(inputs: _Inputs, out: pa.Table, credit_detail: pa.Array) -> pa.DictionaryArray:
