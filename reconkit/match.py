@@ -254,9 +254,7 @@ def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np
     digits = minor_digits(currencies)
     # Minor units = unscaled * 10**(digits - scale); with one currency exponent (the common
     # case) the power is a scalar, and a column already at the currency's scale is used as it is.
-    shift = digits - scale
-    if len(digits) and digits.min() == digits.max():
-        shift = int(shift[0])
+    shift = int(digits[0]) - scale if len(digits) and digits.min() == digits.max() else digits - scale
     up, down = np.clip(shift, 0, 18), np.clip(-shift, 0, 18)
     finer = np.flatnonzero(values % _POWERS[down]) if np.any(down) else []
     if len(finer):
