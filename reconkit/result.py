@@ -583,9 +583,11 @@ def _break_order(currency: pa.DictionaryArray, currency_codes: np.ndarray, risk:
     """The break table's row order: by currency, then largest amount at risk first (unknown
     last), then by credit and by row (none last), so that ties have one order.
 
-    Currency rank and amount are packed into one integer key, sorted unstably, and only the rows
-    that tie on it are sorted again by credit and row: a fifth of the time of a four-key sort.
-    Amounts too far apart to pack take the four-key sort.
+    When currency rank, amount, credit and row fit in one 63-bit integer together (amounts
+    spanning under about a billion minor units, at 1M rows), one sort of that unique key gives
+    the order. Otherwise rank and amount are packed, sorted, and only the rows that tie on them are
+    sorted again by credit and row; amounts too far apart for even that take the four-key sort.
+    Either is a fraction of the time of a four-key table sort.
     """
     names = currency.dictionary.to_pylist()
     rank_of = np.empty(len(names) + 1, dtype=np.int64)
@@ -602,7 +604,11 @@ def _break_order(currency: pa.DictionaryArray, currency_codes: np.ndarray, risk:
     row_span = int(row_key.max(initial=0)) + 1
     if high - low + 1 >= 1 << shift or (int(credit_key.max(initial=0)) + 1) * row_span >= 1 << 62:
         return np.lexsort((row_key, credit_key, ~values, ~known, ranks))  # ~x: descending, never overflows
-    key = (ranks << shift) | np.where(known, high - values, high - low + 1)
+    offset = np.where(known, high - values, high - low + 1)  # largest first, unknown last
+    credit_span = int(credit_key.max(initial=0)) + 1
+    if (len(names) + 1) * (high - low + 2) * credit_span * row_span < 1 << 62:
+        return np.argsort(((ranks * (high - low + 2) + offset) * credit_span + credit_key) * row_span + row_key)
+    key = (ranks << shift) | offset
     order = np.argsort(key)
     ordered = key[order]
     tied = np.zeros(len(key), dtype=bool)

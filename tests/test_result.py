@@ -238,11 +238,13 @@ def test_break_table_is_arrow_sorted_by_currency_then_largest_risk_first():
 
 @settings(max_examples=200, deadline=None)
 @given(breaks=st.lists(st.tuples(st.sampled_from(["USD", "EUR", "JPY", None]),
-                                 st.one_of(st.none(), st.integers(-3, 3), st.sampled_from([-(2**62), 2**62])),
-                                 st.one_of(st.none(), st.integers(0, 5)), st.one_of(st.none(), st.integers(0, 50))),
+                                 st.one_of(st.none(), st.integers(-3, 3), st.sampled_from([2**40, -(2**62), 2**62])),
+                                 st.one_of(st.none(), st.integers(0, 5)),
+                                 st.one_of(st.none(), st.integers(0, 50), st.just(2**30))),
                        max_size=60, unique_by=lambda b: (b[2], b[3])))
 def test_break_order_packed_key_agrees_with_the_four_key_sort(breaks):
-    # Many ties, nulls, and amounts too far apart to pack (the four-key fallback).
+    # Many ties and nulls; amounts and rows small enough for one key, too wide for it (ties sorted
+    # again), and too far apart to pack at all (the four-key fallback).
     import numpy as np
     import pyarrow.compute as pc
 
