@@ -113,8 +113,7 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
     paired_rows = once(
         pairs.with_columns(credit_row=col("is_credit").cast(nw.Int64), debit_row=(~col("is_credit")).cast(nw.Int64),
                            credit_row_amount=nw.when(col("is_credit")).then(col("row_amount_minor")),
-                           credit_row_currency=nw.when(col("is_credit")).then(col("row_currency")),
-                           credits_sharing_row=nw.len().over("row_index")))
+                           credit_row_currency=nw.when(col("is_credit")).then(col("row_currency"))))
     per_credit = paired_rows.group_by("credit_index").agg(
         col("credit_row").sum().alias("credit_rows"), col("debit_row").sum().alias("debit_rows"),
         col("credit_row_amount").sum().alias("settled_amount_minor"),
@@ -161,7 +160,8 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
         "credit_index", "outcome", col("credit_rows").cast(nw.Int64), col("debit_rows").cast(nw.Int64),
         col("settled_amount_minor").cast(nw.Int64), "settled_currency", col("first_row").cast(nw.Int64),
         col("unreadable_record").cast(nw.Int64)))
-    row_to_credit = paired_rows.group_by("row_index").agg(col("credit_index").min(), col("credits_sharing_row").max())
+    row_to_credit = paired_rows.group_by("row_index").agg(col("credit_index").min(),
+                                                          nw.len().alias("credits_sharing_row"))
     rows = (settlement.select("row_index", *row_facts)
             .join(row_to_credit, on="row_index", how="left")
             .join(credit_outcomes.select("credit_index", col("outcome").alias("credit_outcome")), on="credit_index",
