@@ -240,7 +240,7 @@ def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np
     Raises
     ------
     ReconciliationError
-        Naming the first row whose amount is finer than its currency allows, or too large.
+        Naming a row whose amount is finer than its currency allows, or too large to count.
     """
     try:
         values, scale, missing = _unscaled(amounts)

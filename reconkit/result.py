@@ -503,7 +503,6 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     detail = pa.DictionaryArray.from_arrays(pa.array(detail_indices), row_detail.dictionary)
 
     by_credit = pa.array(credit_index, mask=~has_credit)
-    by_row = np.where(has_row, row_index, -1)
     files, file_codes = source_file_codes(settlement)
     row_file = np.full(len(row_index), -1, dtype=np.int64)
     row_file[has_row] = file_codes[row_index[has_row]]
@@ -520,15 +519,15 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
         "settled_currency": pc.take(breaks.column("settled_currency"), rows),
         "credit_id": pc.take(credit_table.column("credit_id"), by_credit),
         "reconciliation_id": _first_present(
-            (credit_table.column("credit_reconciliation_id"), np.where(has_credit, credit_index, -1)),
-            (row_table.column("row_reconciliation_id"), by_row),
+            (credit_table.column("credit_reconciliation_id"), credit_index),
+            (row_table.column("row_reconciliation_id"), row_index),
             (unreadable.column("failed_reconciliation_id"), record)),
-        "request_id": _first_present((row_table.column("row_request_id"), by_row),
+        "request_id": _first_present((row_table.column("row_request_id"), row_index),
                                      (unreadable.column("failed_request_id"), record)),
         "settlement_rows": pc.take(breaks.column("settlement_rows"), rows),
         "source_file": _first_present((files, row_file),
                                       (unreadable.column("source_file"), record)),
-        "source_line": _first_present((lines, by_row), (unreadable.column("source_line"), record)),
+        "source_line": _first_present((lines, row_index), (unreadable.column("source_line"), record)),
         "status": pc.take(status, by_credit),
         "submit_time_utc": pc.take(pa.array(submit, pa.timestamp("us", tz="UTC")), by_credit),
         "age_days": _numbers_at(age, credit_index, has_credit),
