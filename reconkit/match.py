@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from .errors import ReconciliationError
 from .money import CURRENCIES
 from .outcomes import BREAK_ON_CREDIT, BREAK_ON_ROW, BREAKS, Outcome, at_risk
-from .result import ReconResult, build_result, trimmed_text
+from .result import ReconResult, build_result, decoded, minor_digits, source_file_codes, trimmed_text
 
 __all__ = ["BREAKS", "DEAD_STATUSES", "Outcome", "break_table", "classify", "reconcile", "unreadable_records"]
 
@@ -70,7 +70,9 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
         Credits: ``credit_index``, ``outcome``, ``credit_rows``, ``debit_rows``,
         ``settled_amount_minor``, ``settled_currency``, ``first_row`` (the lowest paired
         ``row_index``), ``unreadable_record`` (the lowest matching ``record_index``).
-        Settlement rows: ``row_index``, ``credit_index`` (the paired credit or null), ``outcome``.
+        Settlement rows: ``row_index``, ``credit_index`` (the paired credit or null), ``outcome``,
+        and the row's own ``is_credit``, ``row_currency`` and ``row_amount_minor`` (carried for
+        :func:`break_table`, which then needs no join with the settlement rows).
     """
     once = materialize or (lambda frame: frame)
     col, lit = nw.col, nw.lit
@@ -111,8 +113,7 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
     paired_rows = once(
         pairs.with_columns(credit_row=col("is_credit").cast(nw.Int64), debit_row=(~col("is_credit")).cast(nw.Int64),
                            credit_row_amount=nw.when(col("is_credit")).then(col("row_amount_minor")),
-                           credit_row_currency=nw.when(col("is_credit")).then(col("row_currency")),
-                           credits_sharing_row=nw.len().over("row_index")))
+                           credit_row_currency=nw.when(col("is_credit")).then(col("row_currency"))))
     per_credit = paired_rows.group_by("credit_index").agg(
         col("credit_row").sum().alias("credit_rows"), col("debit_row").sum().alias("debit_rows"),
         col("credit_row_amount").sum().alias("settled_amount_minor"),
@@ -159,8 +160,9 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
         "credit_index", "outcome", col("credit_rows").cast(nw.Int64), col("debit_rows").cast(nw.Int64),
         col("settled_amount_minor").cast(nw.Int64), "settled_currency", col("first_row").cast(nw.Int64),
         col("unreadable_record").cast(nw.Int64)))
-    row_to_credit = paired_rows.group_by("row_index").agg(col("credit_index").min(), col("credits_sharing_row").max())
-    rows = (settlement.select("row_index", "is_credit")
+    row_to_credit = paired_rows.group_by("row_index").agg(col("credit_index").min(),
+                                                          nw.len().alias("credits_sharing_row"))
+    rows = (settlement.select("row_index", *row_facts)
             .join(row_to_credit, on="row_index", how="left")
             .join(credit_outcomes.select("credit_index", col("outcome").alias("credit_outcome")), on="credit_index",
                   how="left"))
@@ -171,12 +173,13 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
          lit(Outcome.DUPLICATE_CREDIT.value)),
         (~col("is_credit"), lit(Outcome.DIRECTION_MISMATCH.value)),
     ], col("credit_outcome"))
-    settlement_outcomes = rows.with_columns(outcome=row_outcome).select("row_index", "credit_index", "outcome")
+    settlement_outcomes = rows.with_columns(outcome=row_outcome).select("row_index", "credit_index", "outcome",
+                                                                         *row_facts)
     return credit_outcomes, settlement_outcomes
 
 
-def break_table(credits: nw.LazyFrame, settlement: nw.LazyFrame, credit_outcomes: nw.LazyFrame,
-                settlement_outcomes: nw.LazyFrame) -> nw.LazyFrame:
+def break_table(credits: nw.LazyFrame, credit_outcomes: nw.LazyFrame, settlement_outcomes: nw.LazyFrame
+                ) -> nw.LazyFrame:
     """One row per break, with its amount at risk (:func:`reconkit.outcomes.at_risk`).
 
     A break is a credit whose outcome is a break, with all its settlement rows, or a settlement
@@ -185,8 +188,8 @@ def break_table(credits: nw.LazyFrame, settlement: nw.LazyFrame, credit_outcomes
 
     Parameters
     ----------
-    credits, settlement : narwhals LazyFrame
-        The engine's inputs, as for :func:`classify`.
+    credits : narwhals LazyFrame
+        The engine's credits, as for :func:`classify`.
     credit_outcomes, settlement_outcomes : narwhals LazyFrame
         :func:`classify`'s outputs.
 
@@ -215,8 +218,6 @@ def break_table(credits: nw.LazyFrame, settlement: nw.LazyFrame, credit_outcomes
         settlement_outcomes.filter(col("outcome").is_in(breaks))
         .join(credit_breaks, on="credit_index", how="left")
         .filter(col("is_credit_break").is_null())
-        .join(settlement.select("row_index", "is_credit", "row_currency", "row_amount_minor"), on="row_index",
-              how="inner")
         .select(break_on=lit(BREAK_ON_ROW), outcome=col("outcome"), credit_index=col("credit_index"),
                 row_index=col("row_index"), currency=col("row_currency"),
                 credit_amount_minor=lit(None, nw.Int64),
@@ -234,45 +235,76 @@ def break_table(credits: nw.LazyFrame, settlement: nw.LazyFrame, credit_outcomes
 # --- the pandas edges ---------------------------------------------------------------------
 
 def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np.ndarray, np.ndarray]:
-    """Exact integer minor units per row (and a mask of rows that have no amount)."""
-    values, missing = _ten_thousandths(amounts)
+    """Exact integer minor units per row (and a mask of rows that have no amount).
+
+    Raises
+    ------
+    ReconciliationError
+        Naming a row whose amount is finer than its currency allows, or too large to count.
+    """
+    try:
+        values, scale, missing = _unscaled(amounts)
+    except (pa.ArrowInvalid, OverflowError) as error:  # rare: find the row to name, one by one
+        row = next((row for row, value in enumerate(amounts.to_pylist())
+                    if value is not None and not _countable(pa.array([value], amounts.type))), 0)
+        raise ReconciliationError(f"{side} row {row}: amount {amounts[row].as_py()} cannot be counted exactly "
+                                  f"({error})") from error
     if isinstance(currencies, pa.ChunkedArray):
         currencies = currencies.combine_chunks()
-    encoded = pc.dictionary_encode(currencies)
-    lookup = pa.array([CURRENCIES.get(c or "", 2) for c in encoded.dictionary.to_pylist()], pa.int64())
-    digits = np.asarray(pc.take(lookup, encoded.indices).to_numpy(zero_copy_only=False), dtype=np.int64)
-    divisor = 10 ** (4 - np.clip(digits, 0, 4))
-    finer = np.flatnonzero(values % divisor)
+    digits = minor_digits(currencies)
+    # Minor units = unscaled * 10**(digits - scale); with one currency exponent (the common
+    # case) the power is a scalar, and a column already at the currency's scale is used as it is.
+    shift = int(digits[0]) - scale if len(digits) and digits.min() == digits.max() else digits - scale
+    up, down = np.clip(shift, 0, 18), np.clip(-shift, 0, 18)
+    finer = np.flatnonzero(values % _POWERS[down]) if np.any(down) else []
     if len(finer):
         row = int(finer[0])
         raise ReconciliationError(
             f"{side} row {row}: amount {amounts[row].as_py()} has more decimal places than "
             f"{currencies[row].as_py()} allows ({int(digits[row])})")
-    return values // divisor, missing
+    if not np.any(up):
+        return (values // _POWERS[down] if np.any(down) else values), missing
+    limit = np.iinfo(np.int64).max // _POWERS[up]
+    too_large = np.flatnonzero((values > limit) | (values < -limit))
+    if len(too_large):
+        row = int(too_large[0])
+        raise ReconciliationError(f"{side} row {row}: amount {amounts[row].as_py()} is too large to count in "
+                                  f"{currencies[row].as_py()} minor units")
+    return values // _POWERS[down] * _POWERS[up], missing
 
 
-def _ten_thousandths(amounts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Amounts as exact integer ten-thousandths, and a mask of the rows that have none.
+_POWERS = 10 ** np.arange(19, dtype=np.int64)
 
-    A ``decimal128`` column of scale 4 or less is read off its buffer (the unscaled integer is
-    the value's low 64 bits when they hold it whole); anything else goes through Arrow's checked
-    decimal casts, which raise on an amount finer than 4 places or too large.
+
+def _countable(amount: pa.Array) -> bool:
+    try:
+        _unscaled(amount)
+    except (pa.ArrowInvalid, OverflowError):
+        return False
+    return True
+
+
+def _unscaled(amounts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int, np.ndarray]:
+    """Amounts as exact integers at a scale (value = integer / 10**scale), and a mask of the rows
+    that have none (0 there).
+
+    A ``decimal128`` column is read off its buffer (the unscaled integer is the value's low 64
+    bits when they hold it whole); anything else goes through Arrow's checked decimal casts to
+    ten-thousandths, which raise on an amount finer than 4 places or too large.
     """
     if isinstance(amounts, pa.ChunkedArray):
         amounts = amounts.combine_chunks()
     kind = amounts.type
-    if pa.types.is_decimal128(kind) and 0 <= kind.scale <= 4 and len(amounts):
+    if pa.types.is_decimal128(kind) and 0 <= kind.scale <= 18 and len(amounts):
         words = np.frombuffer(amounts.buffers()[1], dtype=np.int64).reshape(-1, 2)
         low, high = (words[amounts.offset:amounts.offset + len(amounts), part] for part in (0, 1))
         missing = np.asarray(amounts.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        factor = 10 ** (4 - kind.scale)
-        limit = np.iinfo(np.int64).max // factor
-        fits = (high == (low >> 63)) & (low <= limit) & (low >= -limit)
-        if (fits | missing).all():
-            return np.where(missing, 0, low * factor), missing
+        whole = (high == (low >> 63)) & (low != np.iinfo(np.int64).min)  # no sign flip left for abs()
+        if (whole | missing).all():
+            return (np.where(missing, 0, low) if missing.any() else low.copy()), kind.scale, missing
     scaled = pc.multiply(pc.cast(amounts, pa.decimal128(20, 4)), pa.scalar(Decimal(10000), pa.decimal128(5, 0)))
     units = pc.cast(scaled, pa.int64())
-    return (np.asarray(pc.fill_null(units, 0).to_numpy(zero_copy_only=False), dtype=np.int64),
+    return (np.asarray(pc.fill_null(units, 0).to_numpy(zero_copy_only=False), dtype=np.int64), 4,
             np.asarray(pc.is_null(units).to_numpy(zero_copy_only=False), dtype=bool))
 
 
@@ -297,6 +329,8 @@ def _money_columns(frame: pd.DataFrame, columns: tuple[str, ...], side: str, hin
     if missing:
         raise ValueError(f"the {side} frame lacks {', '.join(missing)}; {hint}")
     currency = pc.utf8_upper(trimmed_text(frame["currency"]))
+    if isinstance(currency, pa.ChunkedArray):  # the dictionary steps need one array
+        currency = currency.combine_chunks()
     amounts = frame["amount"]
     native = amounts.dtype.pyarrow_dtype if isinstance(amounts.dtype, pd.ArrowDtype) else None
     minor, no_amount = _minor_units(
@@ -324,10 +358,13 @@ def _blank(values: pd.Series) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(values.dtype) or (kind is not None and not (
             pa.types.is_string(kind) or pa.types.is_large_string(kind))):
         return values.isna().to_numpy(dtype=bool)  # numbers and decimals cannot be blank text
-    if isinstance(values.dtype, pd.StringDtype | pd.ArrowDtype):
-        return np.asarray(pc.is_null(trimmed_text(values)).to_numpy(zero_copy_only=False), dtype=bool)
-    return values.isna().to_numpy(dtype=bool) | (values.astype("string").str.strip() == "").fillna(True) \
-        .to_numpy(dtype=bool)
+    if values.dtype == object:  # Decimals and numbers cannot be blank: only the text needs a look
+        blank = values.isna().to_numpy(dtype=bool, copy=True)
+        text = np.fromiter((isinstance(value, str) for value in values), dtype=bool, count=len(values))
+        if text.any():
+            blank[text] |= (values[text].astype("string").str.strip() == "").to_numpy(dtype=bool)
+        return blank
+    return np.asarray(pc.is_null(trimmed_text(values)).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _prepare_credits(credits: pd.DataFrame, tolerance: Any) -> pa.Table:
@@ -337,15 +374,15 @@ def _prepare_credits(credits: pd.DataFrame, tolerance: Any) -> pa.Table:
         "build it with reconkit.credits_to_frame")
     submit = pd.to_datetime(credits["submit_time_utc"], utc=True)
     epoch = ((submit - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).where(submit.notna())
-    status = credits["status"].astype("string").str.strip().str.upper()
-    tolerances = {c: _tolerance(tolerance, c) for c in set(currency.to_pylist())}
+    status = pc.utf8_upper(trimmed_text(credits["status"]))
+    tolerances = {c: _tolerance(tolerance, c) for c in pc.unique(currency).to_pylist()}
     encoded = pc.dictionary_encode(currency)
     tolerance_of = pa.array([tolerances[c] for c in encoded.dictionary.to_pylist()], pa.int64())
     return pa.table({
         "credit_index": pa.array(np.arange(len(credits), dtype=np.int64)),
         "credit_id": trimmed_text(credits["credit_id"]),
         "credit_reconciliation_id": trimmed_text(credits["reconciliation_id"]),
-        "moves_no_money": pa.array(status.isin(DEAD_STATUSES).fillna(False).to_numpy(dtype=bool)),
+        "moves_no_money": pc.fill_null(pc.is_in(status, pa.array(sorted(DEAD_STATUSES))), False),
         "submit_epoch": pa.array(epoch.astype("Int64"), pa.int64()),
         "credit_currency": currency,
         "credit_amount_minor": pa.array(amount_minor, mask=no_amount),
@@ -478,20 +515,22 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
             match_on=match_on, materialize=materialize,
             unreadable=lazy(records.select(["record_index", "failed_reconciliation_id", "failed_request_id"]))
             if records.num_rows else None)
-        row_result = collect(settlement_out)
+        # Word columns come out as codes (Enum): reordering millions of codes costs a fraction of
+        # reordering the strings; they are decoded once, in order.
+        outcome_codes = col("outcome").cast(nw.Enum([o.value for o in Outcome]))
+        row_result = collect(settlement_out.with_columns(outcome_codes))
         credit_result = collect(credit_out)
-        # The two word columns come out as codes: a take of 900k codes costs a fraction of one of strings.
-        breaks = collect(break_table(credit_lazy, row_lazy, lazy(credit_result), lazy(row_result)).with_columns(
-            col("outcome").cast(nw.Enum([o.value for o in Outcome])),
-            col("break_on").cast(nw.Enum([BREAK_ON_CREDIT, BREAK_ON_ROW]))))
+        breaks = collect(break_table(credit_lazy, lazy(credit_result), lazy(row_result)).with_columns(
+            outcome_codes, col("break_on").cast(nw.Enum([BREAK_ON_CREDIT, BREAK_ON_ROW]))))
         credit_result = _in_input_order(credit_result, "credit_index")
-        row_result = _in_input_order(row_result, "row_index")
+        row_result = _in_input_order(row_result.select(["row_index", "credit_index", "outcome"]), "row_index")
     finally:
         connection.close()
+    row_result = row_result.set_column(2, "outcome", decoded(row_result.column("outcome")))
     _check_conservation(credit_result, len(credits), "credit_index", "credit")
     _check_conservation(row_result, len(settlement), "row_index", "settlement row")
-    files = settlement["source_file"].astype("category").cat.remove_unused_categories().cat.categories \
-        .astype(str).tolist() if "source_file" in settlement else []
+    names, codes = source_file_codes(settlement)
+    files = [names[int(i)].as_py() for i in np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(names)))]
     parameters = {"environment": environment or "", "as_of": moment.isoformat(),
                   "amount_tolerance": amount_tolerance if isinstance(amount_tolerance, Mapping)
                   else str(amount_tolerance), "grace_days": grace_days, "match_on": list(match_on),

@@ -253,23 +253,29 @@ def test_a_damaged_row_in_a_real_file_makes_its_credit_unreadable_not_missing(wo
 
 
 @settings(max_examples=300, deadline=None)
-@given(scale=st.integers(0, 4), start=st.integers(0, 2),
+@given(scale=st.integers(0, 6), start=st.integers(0, 2), currency=st.sampled_from(["JPY", "USD", "KWD", None]),
        units=st.lists(st.one_of(st.none(), st.integers(-(10**14), 10**14),
                                 st.sampled_from([-(2**63), 2**63 - 1, 2**64 + 5, -(2**64)])), max_size=10))
-def test_amounts_read_off_the_decimal_buffer_equal_the_exact_value(scale, start, units):
-    # The fast path reads decimal128's unscaled integer; it must give exactly Decimal * 10**4,
-    # and an amount too large for 64-bit ten-thousandths must still raise, not wrap around.
+def test_minor_units_read_off_the_decimal_buffer_equal_the_exact_value(scale, start, currency, units):
+    # The engine reads decimal128's unscaled integer: minor units must be exactly amount * 10**digits,
+    # an amount finer than the currency or too large must raise naming its row, never round or wrap.
     import pyarrow as pa
 
-    from reconkit.match import _ten_thousandths
+    from reconkit.match import _minor_units
+    from reconkit.money import CURRENCIES
 
     values = [None if u is None else Decimal(u).scaleb(-scale) for u in units]
     array = pa.array([None, *values], pa.decimal128(38, scale)).slice(1 + min(start, len(values)))
     kept = values[min(start, len(values)):]
-    want = [None if v is None else int(v.scaleb(4)) for v in kept]
-    if any(w is not None and not -(2**63) <= w < 2**63 for w in want):
-        with pytest.raises(pa.ArrowInvalid):
-            _ten_thousandths(array)
+    digits = CURRENCIES.get(currency or "", 2)
+    exact = [None if v is None else v.scaleb(digits) for v in kept]
+    finer = [i for i, e in enumerate(exact) if e is not None and e != e.to_integral_value()]
+    huge = [i for i, e in enumerate(exact) if e is not None and not -(2**63) < e < 2**63]
+    if finer or huge:
+        with pytest.raises(ReconciliationError, match=r"credits row \d+: amount ") as raised:
+            _minor_units(array, pa.array([currency] * len(kept), pa.string()), "credits")
+        assert int(re.search(r"row (\d+)", str(raised.value)).group(1)) in finer + huge
         return
-    got, missing = _ten_thousandths(array)
-    assert [None if m else int(g) for g, m in zip(got, missing, strict=True)] == want
+    got, missing = _minor_units(array, pa.array([currency] * len(kept), pa.string()), "credits")
+    assert [None if m else int(g) for g, m in zip(got, missing, strict=True)] == [
+        None if e is None else int(e) for e in exact]

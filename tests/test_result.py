@@ -238,11 +238,13 @@ def test_break_table_is_arrow_sorted_by_currency_then_largest_risk_first():
 
 @settings(max_examples=200, deadline=None)
 @given(breaks=st.lists(st.tuples(st.sampled_from(["USD", "EUR", "JPY", None]),
-                                 st.one_of(st.none(), st.integers(-3, 3), st.sampled_from([-(2**62), 2**62])),
-                                 st.one_of(st.none(), st.integers(0, 5)), st.one_of(st.none(), st.integers(0, 50))),
+                                 st.one_of(st.none(), st.integers(-3, 3), st.sampled_from([2**40, -(2**62), 2**62])),
+                                 st.one_of(st.none(), st.integers(0, 5)),
+                                 st.one_of(st.none(), st.integers(0, 50), st.just(2**30))),
                        max_size=60, unique_by=lambda b: (b[2], b[3])))
 def test_break_order_packed_key_agrees_with_the_four_key_sort(breaks):
-    # Many ties, nulls, and amounts too far apart to pack (the four-key fallback).
+    # Many ties and nulls; amounts and rows small enough for one key, too wide for it (ties sorted
+    # again), and too far apart to pack at all (the four-key fallback).
     import numpy as np
     import pyarrow.compute as pc
 
@@ -314,3 +316,45 @@ def test_trimmed_text_skips_the_trim_only_when_it_would_change_nothing(values, s
     full = pc.utf8_trim_whitespace(pa.array(series.array).cast(pa.string()))
     want = pc.if_else(pc.equal(full, ""), pa.scalar(None, pa.string()), full)
     assert trimmed_text(series).to_pylist() == want.to_pylist()
+
+
+def test_detail_sentences_state_the_generators_amounts(world, tmp_path):
+    # Each paired credit's sentence written out here from the ground truth alone (Decimal sums
+    # of the generator's rows, each amount with its currency's decimals), not from the engine.
+    sb, _, credits = world
+    bundle = sb.settlement(format="pbdr_csv", discrepancies=ALL_KINDS, out_dir=tmp_path, seed=11)
+    result = reconcile(credits, read_settlement(bundle.files[0]), as_of=bundle.as_of, grace_days=bundle.grace_days)
+
+    def money(value: Decimal, currency: str) -> str:
+        return str(value.quantize(Decimal(1).scaleb(-CURRENCIES[currency])))
+
+    by_id = credits.assign(credit_id=credits["credit_id"].astype(str)).set_index("credit_id")
+    rows = bundle.settlement_truth[bundle.settlement_truth["transaction_type"] == "ics_credit"]
+    want = {}
+    for credit_id, outcome in zip(bundle.credits_truth["credit_id"].astype(str), bundle.credits_truth["outcome"],
+                                  strict=True):
+        mine = rows[rows["credit_id"] == credit_id]
+        if not len(mine):
+            continue
+        currency, credited = str(by_id.loc[credit_id, "currency"]), Decimal(str(by_id.loc[credit_id, "amount"]))
+        total = sum((Decimal(str(a)) for a in mine["amount"]), Decimal(0))
+        credit_text = f"{money(credited, currency)} {currency}"
+        settled_text = f"{money(total, currency)} {currency}"
+        difference = total - credited
+        sign = "+" if difference > 0 else "\u2212" if difference < 0 else ""
+        want[credit_id] = {
+            "MATCHED": f"settled {credit_text} once, as credited",
+            "AMOUNT_MISMATCH": f"settled {settled_text}, credited {credit_text}, difference "
+                               f"{sign}{money(abs(difference), currency)}",
+            "CURRENCY_MISMATCH": f"settled {money(total, str(mine['currency'].iloc[0]))} "
+                                 f"{mine['currency'].iloc[0]}, credited {credit_text}",
+            "DUPLICATE_SETTLEMENT": f"settled {len(mine)} times, {settled_text} in all, for one credit of "
+                                    f"{credit_text}",
+            "VOIDED_BUT_SETTLED": f"the credit is {by_id.loc[credit_id, 'status']} yet settled {settled_text}",
+            "MATCHED_BY_REQUEST_ID": f"settled {settled_text} for a credit of {credit_text}; matched on the request "
+                                     "id, the settlement row's reconciliation id was missing or different",
+        }.get(outcome)
+    got = dict(zip(result.credits["credit_id"].astype(str), result.credits["detail"].astype(str), strict=True))
+    checked = {k: v for k, v in want.items() if v is not None}
+    assert len({bundle.credits_truth.set_index("credit_id").loc[k, "outcome"] for k in checked}) >= 5
+    assert {k: got[k] for k in checked} == checked
