@@ -234,6 +234,9 @@ def break_table(credits: nw.LazyFrame, credit_outcomes: nw.LazyFrame, settlement
 
 # --- the pandas edges ---------------------------------------------------------------------
 
+_POWERS = 10 ** np.arange(19, dtype=np.int64)  # every power of ten an int64 holds
+
+
 def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np.ndarray, np.ndarray]:
     """Exact integer minor units per row (and a mask of rows that have no amount).
 
@@ -271,9 +274,6 @@ def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np
         raise ReconciliationError(f"{side} row {row}: amount {amounts[row].as_py()} is too large to count in "
                                   f"{currencies[row].as_py()} minor units")
     return values // _POWERS[down] * _POWERS[up], missing
-
-
-_POWERS = 10 ** np.arange(19, dtype=np.int64)
 
 
 def _countable(amount: pa.Array) -> bool:
