@@ -111,17 +111,15 @@ class AmbiguousOutcomeError(ReconkitError):
     """
 
     def __init__(self, message: str, *, reference_code: str | None, transaction_id: str | None,
-                 method: str = "POST", path: str = "") -> None:
+                 method: str = "POST", path: str = "", advice: str | None = None) -> None:
         self.what = message
         self.reference_code = reference_code
         self.transaction_id = transaction_id
         self.method = method
         self.path = path
-        super().__init__(
-            f"{message} The outcome of {method} {path} is unknown and it was not resent; "
-            f"look it up by reference code {reference_code!r} / transaction id {transaction_id!r} "
-            "before issuing it again."
-        )
+        super().__init__(f"{message} " + (advice or (
+            f"The outcome of {method} {path} is unknown and it was not resent; look it up by reference code "
+            f"{reference_code!r} / transaction id {transaction_id!r} before issuing it again.")))
 
 
 class AmbiguousVoidError(AmbiguousOutcomeError):
@@ -139,17 +137,12 @@ class AmbiguousVoidError(AmbiguousOutcomeError):
     """
 
     def __init__(self, message: str, *, credit_id: str, reference_code: str | None, path: str = "") -> None:
-        self.what = message
         self.credit_id = credit_id
-        self.reference_code = reference_code
-        self.transaction_id = None
-        self.method = "POST"
-        self.path = path
-        ReconkitError.__init__(
-            self,
-            f"{message} Void outcome unknown: whether credit {credit_id} is voided is not known and the void was "
-            "not resent; look the credit up (Client.resolve_unknown, or Look it up in the app) before voiding "
-            "it again.")
+        super().__init__(
+            message, reference_code=reference_code, transaction_id=None, path=path,
+            advice=f"Void outcome unknown: whether credit {credit_id} is voided is not known and the void was "
+                   "not resent; look the credit up (Client.resolve_unknown, or Look it up in the app) before "
+                   "voiding it again.")
 
 
 class UnresolvedVoidError(ReconkitError):
