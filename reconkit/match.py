@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from .errors import ReconciliationError
 from .money import CURRENCIES
 from .outcomes import BREAK_ON_CREDIT, BREAK_ON_ROW, BREAKS, Outcome, at_risk
-from .result import ReconResult, build_result, decoded, minor_digits, source_file_codes, trimmed_text
+from .result import ReconResult, build_result, decoded, minor_digits, trimmed_text
 
 __all__ = ["BREAKS", "DEAD_STATUSES", "Outcome", "break_table", "classify", "reconcile", "unreadable_records"]
 
@@ -529,12 +529,9 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
     row_result = row_result.set_column(2, "outcome", decoded(row_result.column("outcome")))
     _check_conservation(credit_result, len(credits), "credit_index", "credit")
     _check_conservation(row_result, len(settlement), "row_index", "settlement row")
-    names, codes = source_file_codes(settlement)
-    files = [names[int(i)].as_py() for i in np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(names)))]
     parameters = {"environment": environment or "", "as_of": moment.isoformat(),
                   "amount_tolerance": amount_tolerance if isinstance(amount_tolerance, Mapping)
-                  else str(amount_tolerance), "grace_days": grace_days, "match_on": list(match_on),
-                  "input_files": files}
+                  else str(amount_tolerance), "grace_days": grace_days, "match_on": list(match_on)}
     return build_result(credits, settlement, credit_table, row_table, credit_result, row_result, breaks, records,
                         parameters)
 

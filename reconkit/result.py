@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["BREAK_COLUMNS", "ReconResult", "amount_decimals", "amount_text", "build_result", "decoded",
-           "minor_digits", "source_file_codes", "trimmed_text"]
+           "minor_digits", "trimmed_text"]
 
 BREAK_COLUMNS = ("outcome", "currency", "amount_at_risk", "credit_id", "reconciliation_id", "request_id",
                  "credit_amount", "settled_amount", "settlement_rows", "source_file", "source_line", "detail",
@@ -452,19 +452,19 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
 
     ``credit_result`` / ``row_result`` are :func:`reconkit.match.classify`'s outputs sorted by
     index, ``breaks`` is :func:`reconkit.match.break_table`'s; this adds ids, locations, ages and
-    detail sentences, and spreads each break's amount at risk back onto its credit or row.
+    detail sentences, spreads each break's amount at risk back onto its credit or row, and names
+    the input files in ``parameters``.
     """
     inputs = _Inputs(credits, settlement, credit_table, row_table)
     risk = _plain(breaks.column("amount_at_risk_minor"))
-    credit_index, has_credit = _positions(breaks.column("credit_index"))
-    row_index, has_row = _positions(breaks.column("row_index"))
-    record, _ = _positions(breaks.column("unreadable_record"))
+    credit_index, row_index, record = (_positions(breaks.column(name))
+                                       for name in ("credit_index", "row_index", "unreadable_record"))
     currency = pc.dictionary_encode(_plain(breaks.column("currency")))
     currency_codes = _codes(currency)
     order = _break_order(currency, currency_codes, risk, credit_index, row_index)
-    currency_codes = currency_codes[order]
-    credit_index, has_credit, row_index, has_row, record = (
-        credit_index[order], has_credit[order], row_index[order], has_row[order], record[order])
+    currency_codes, credit_index, row_index, record = (
+        currency_codes[order], credit_index[order], row_index[order], record[order])
+    has_credit, has_row = credit_index >= 0, row_index >= 0
     rows = pa.array(order)
     risk = risk.take(rows)
     on_credit = np.asarray(pc.equal(breaks.column("break_on"), BREAK_ON_CREDIT).to_numpy(zero_copy_only=False))[order]
@@ -503,7 +503,9 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     detail = pa.DictionaryArray.from_arrays(pa.array(detail_indices), row_detail.dictionary)
 
     by_credit = pa.array(credit_index, mask=~has_credit)
-    files, file_codes = source_file_codes(settlement)
+    files, file_codes = _source_file_codes(settlement)
+    used = np.flatnonzero(np.bincount(file_codes[file_codes >= 0], minlength=len(files)))
+    parameters = {**parameters, "input_files": [files[int(i)].as_py() for i in used]}
     row_file = np.full(len(row_index), -1, dtype=np.int64)
     row_file[has_row] = file_codes[row_index[has_row]]
     lines = pa.array(settlement["source_line"].astype("Int64"), pa.int64()) \
@@ -553,11 +555,9 @@ def decoded(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return column.cast(pa.string()) if pa.types.is_dictionary(column.type) else column
 
 
-def _positions(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """An index column as int64 positions (-1 where null) and its validity."""
-    column = _plain(column)
-    return (np.asarray(pc.fill_null(column, -1).to_numpy(zero_copy_only=False), dtype=np.int64),
-            np.asarray(pc.is_valid(column).to_numpy(zero_copy_only=False), dtype=bool))
+def _positions(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An index column as int64 positions, -1 where null."""
+    return np.asarray(pc.fill_null(_plain(column), -1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _codes(encoded: pa.DictionaryArray) -> np.ndarray:
@@ -651,7 +651,7 @@ def _first_present(*sources: tuple[pa.Array | pa.ChunkedArray, np.ndarray]) -> p
     return _plain(values.take(pa.array(chosen, mask=chosen < 0)))
 
 
-def source_file_codes(settlement: pd.DataFrame) -> tuple[pa.Array, np.ndarray]:
+def _source_file_codes(settlement: pd.DataFrame) -> tuple[pa.Array, np.ndarray]:
     """The rows' file names as (distinct names, a code per row into them; -1 for none): a
     categorical column (the readers') is already that."""
     if "source_file" not in settlement:
