@@ -358,3 +358,23 @@ def test_detail_sentences_state_the_generators_amounts(world, tmp_path):
     checked = {k: v for k, v in want.items() if v is not None}
     assert len({bundle.credits_truth.set_index("credit_id").loc[k, "outcome"] for k in checked}) >= 5
     assert {k: got[k] for k in checked} == checked
+
+
+def test_each_break_carries_its_credits_status_submit_time_and_age(world, tmp_path):
+    # Age defined here once: days from submission to as_of, to two places; a row's own break has none.
+    sb, _, credits = world
+    bundle = sb.settlement(format="pbdr_csv", discrepancies=ALL_KINDS, out_dir=tmp_path, seed=3)
+    result = reconcile(credits, read_settlement(bundle.files[0]), as_of=bundle.as_of, grace_days=bundle.grace_days)
+    as_of = pd.Timestamp(bundle.as_of)
+    by_id = credits.assign(credit_id=credits["credit_id"].astype(str)).set_index("credit_id")
+    breaks = result.breaks
+    assert breaks["credit_id"].notna().any() and breaks["credit_id"].isna().any()
+    for row in breaks.itertuples():
+        if pd.isna(row.credit_id):
+            assert pd.isna(row.status) and pd.isna(row.submit_time_utc) and pd.isna(row.age_days)
+            continue
+        credit = by_id.loc[row.credit_id]
+        submitted = pd.Timestamp(credit["submit_time_utc"])
+        assert row.status == str(credit["status"]).strip()
+        assert row.submit_time_utc == submitted
+        assert row.age_days == round((as_of - submitted).total_seconds() / 86400, 2)
