@@ -44,6 +44,30 @@ SELECT c.credit_id, s.source_line,
        ELSE 'MATCHED' END AS outcome
 FROM credits c FULL OUTER JOIN settlement s ON c.reconciliation_id = s.reconciliation_id
 """
+# DuckDB asked for a break table itself, in one query: the floor of the engine the baseline runs
+# on for a sorted table of breaks with their figures and locations. Its rules are a subset of
+# reconcile's (no request-id fallback, no duplicate credits, voids, directions, grace periods or
+# detail sentences), so reconcile cannot be expected to beat it.
+BREAK_SQL = """
+WITH rows_per_id AS (SELECT reconciliation_id, count(*) AS settlement_rows FROM settlement GROUP BY ALL),
+paired AS (
+  SELECT c.credit_id, coalesce(c.reconciliation_id, s.reconciliation_id) AS reconciliation_id, s.request_id,
+    c.currency, s.currency AS settled_currency, c.amount AS credit_amount, s.amount AS settled_amount, c.status,
+    c.submit_time_utc, s.source_file, s.source_line, n.settlement_rows,
+    CASE WHEN s.source_line IS NULL THEN 'MISSING' WHEN c.credit_id IS NULL THEN 'UNEXPECTED_SETTLEMENT'
+         WHEN n.settlement_rows > 1 THEN 'DUPLICATE_SETTLEMENT' WHEN s.currency <> c.currency THEN 'CURRENCY_MISMATCH'
+         WHEN s.amount <> c.amount THEN 'AMOUNT_MISMATCH' ELSE 'MATCHED' END AS outcome
+  FROM credits c FULL OUTER JOIN settlement s ON c.reconciliation_id = s.reconciliation_id
+  LEFT JOIN rows_per_id n ON n.reconciliation_id = c.reconciliation_id)
+SELECT outcome, coalesce(currency, settled_currency) AS currency,
+  CASE WHEN outcome = 'UNEXPECTED_SETTLEMENT' THEN settled_amount
+       WHEN outcome = 'AMOUNT_MISMATCH' THEN abs(settled_amount - credit_amount) ELSE credit_amount END AS at_risk,
+  credit_id, reconciliation_id, request_id, settlement_rows, source_file, source_line, status, submit_time_utc,
+  date_diff('second', submit_time_utc, TIMESTAMPTZ '2026-11-05 00:00:00+00') / 86400.0 AS age_days,
+  credit_amount, settled_amount, settled_currency
+FROM paired WHERE outcome <> 'MATCHED'
+ORDER BY currency, at_risk DESC, credit_id, source_line
+"""
 AS_OF = "2026-11-05T00:00:00Z"
 
 
@@ -104,30 +128,35 @@ def frames(credits: int, rows: int, paired: int, seed: int = 7) -> tuple[pd.Data
     return credit_frame, settlement
 
 
-def duckdb_baseline(credits: pd.DataFrame, settlement: pd.DataFrame) -> tuple[float, int]:
+def duckdb_baseline(credits: pd.DataFrame, settlement: pd.DataFrame, sql: str = SQL) -> tuple[float, int]:
+    """Seconds for DuckDB to run ``sql`` into Arrow over the inputs already handed to it as Arrow."""
     credit_arrow = pa.table({name: pa.array(credits[name].array) for name in
-                             ("credit_id", "reconciliation_id", "currency", "amount")})
-    row_arrow = pa.table({"reconciliation_id": pa.array(settlement["reconciliation_id"].array),
-                          "currency": pa.array(settlement["currency"].array),
-                          "amount": pa.array(settlement["amount"].array),
-                          "source_line": pa.array(settlement["source_line"])})
+                             ("credit_id", "reconciliation_id", "status", "currency", "amount")}).append_column(
+        "submit_time_utc", pa.array(credits["submit_time_utc"]))
+    row_arrow = pa.table({name: pa.array(settlement[name].array) for name in
+                          ("reconciliation_id", "request_id", "currency", "amount")}).append_column(
+        "source_file", pa.array(settlement["source_file"].astype(str))).append_column(
+        "source_line", pa.array(settlement["source_line"]))
     connection = duckdb.connect()
     connection.register("credits", credit_arrow)
     connection.register("settlement", row_arrow)
-    seconds, table = timed(lambda: connection.sql(SQL).to_arrow_table())
+    seconds, table = timed(lambda: connection.sql(sql).to_arrow_table())
     connection.close()
     return seconds, table.num_rows
 
 
 def case_breaks(repeat: int) -> None:
     credits, settlement = frames(100_000, 1_000_000, 98_000)
-    best_duck = best_ours = float("inf")
+    best_duck = best_table = best_ours = float("inf")
     for _ in range(repeat):
         duck, joined = duckdb_baseline(credits, settlement)
+        table, listed = duckdb_baseline(credits, settlement, BREAK_SQL)
         ours, result = timed(lambda: reconcile(credits, settlement, as_of=AS_OF))
-        best_duck, best_ours = min(best_duck, duck), min(best_ours, ours)
+        best_duck, best_table, best_ours = min(best_duck, duck), min(best_table, table), min(best_ours, ours)
     print(f"inputs: {len(credits):,} credits, {len(settlement):,} settlement rows (best of {repeat})")
     print(f"DuckDB full outer join + CASE -> Arrow (baseline): {best_duck:6.2f} s  ({joined:,} rows)")
+    print(f"DuckDB, a sorted break table in one query:         {best_table:6.2f} s  -> {best_table / best_duck:.2f}x "
+          f"DuckDB  ({listed:,} breaks, a subset of the rules)")
     print(f"reconcile, break table included:                  {best_ours:6.2f} s  -> {best_ours / best_duck:.2f}x "
           f"DuckDB  ({result.break_table.num_rows:,} breaks)")
     page, _ = timed(lambda: result.breaks_frame(result.break_table.slice(0, 25)))
