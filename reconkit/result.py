@@ -9,6 +9,7 @@ Excel, CSV, figures) lives in :mod:`reconkit.report`.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
@@ -487,21 +488,6 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     row_risk[row_index[~on_credit]] = risk_values[~on_credit]
     row_risk_known[row_index[~on_credit]] = risk_known[~on_credit]
 
-    credit_detail = _credit_details(credit_table, credit_result, status, unreadable, parameters)
-    credit_result = credit_result.append_column(
-        "amount_at_risk_minor", pa.array(credit_risk, mask=~credit_risk_known)).append_column("detail", credit_detail)
-    row_result = row_result.append_column("amount_at_risk_minor", pa.array(row_risk, mask=~row_risk_known))
-
-    on_row = pa.array(~on_credit)
-    row_part = pa.table({"row_index": pa.array(row_index[~on_credit]),
-                         "credit_index": pa.array(credit_index[~on_credit], mask=~has_credit[~on_credit]),
-                         "outcome": pc.filter(outcome, on_row)})
-    row_detail = _row_details(inputs, row_part, credit_detail)
-    # One dictionary column: a credit's break points at its credit's sentence, a row's break at its own.
-    detail_indices = credit_index.copy()
-    detail_indices[~on_credit] = np.asarray(row_detail.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    detail = pa.DictionaryArray.from_arrays(pa.array(detail_indices), row_detail.dictionary)
-
     by_credit = pa.array(credit_index, mask=~has_credit)
     files, file_codes = _source_file_codes(settlement)
     used = np.flatnonzero(np.bincount(file_codes[file_codes >= 0], minlength=len(files)))
@@ -510,33 +496,49 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     row_file[has_row] = file_codes[row_index[has_row]]
     lines = pa.array(settlement["source_line"].astype("Int64"), pa.int64()) \
         if "source_line" in settlement else pa.nulls(len(settlement), pa.int64())
-    enriched = pa.table({
-        "outcome": decoded(outcome),
-        "break_on": decoded(pc.take(breaks.column("break_on"), rows)),
-        "currency": currency.dictionary.take(pa.array(currency_codes, mask=currency_codes < 0)),
-        "minor_units": pa.array(_currency_digits(currency.dictionary, currency_codes)),
-        "amount_at_risk_minor": risk,
-        "credit_amount_minor": pc.take(breaks.column("credit_amount_minor"), rows),
-        "settled_amount_minor": pc.take(breaks.column("settled_amount_minor"), rows),
-        "settled_currency": pc.take(breaks.column("settled_currency"), rows),
-        "credit_id": pc.take(credit_table.column("credit_id"), by_credit),
-        "reconciliation_id": _first_present(
-            (credit_table.column("credit_reconciliation_id"), credit_index),
-            (row_table.column("row_reconciliation_id"), row_index),
-            (unreadable.column("failed_reconciliation_id"), record)),
-        "request_id": _first_present((row_table.column("row_request_id"), row_index),
-                                     (unreadable.column("failed_request_id"), record)),
-        "settlement_rows": pc.take(breaks.column("settlement_rows"), rows),
-        "source_file": _first_present((files, row_file),
-                                      (unreadable.column("source_file"), record)),
-        "source_line": _first_present((lines, row_index), (unreadable.column("source_line"), record)),
-        "status": pc.take(status, by_credit),
-        "submit_time_utc": pc.take(pa.array(submit, pa.timestamp("us", tz="UTC")), by_credit),
-        "age_days": _numbers_at(age, credit_index, has_credit),
-        "detail": detail,
-        "credit_index": by_credit,
-        "row_index": pa.array(row_index, mask=~has_row),
-    })
+    # The gathers run on Arrow's threads (each releases the GIL) while this thread writes the
+    # detail sentences: together they are most of a break table's assembly.
+    with ThreadPoolExecutor(max_workers=pa.cpu_count()) as pool:
+        gathering = {name: pool.submit(gather) for name, gather in {
+            "outcome": lambda: decoded(outcome),
+            "break_on": lambda: decoded(pc.take(breaks.column("break_on"), rows)),
+            "currency": lambda: currency.dictionary.take(pa.array(currency_codes, mask=currency_codes < 0)),
+            "minor_units": lambda: pa.array(_currency_digits(currency.dictionary, currency_codes)),
+            "amount_at_risk_minor": lambda: risk,
+            "credit_amount_minor": lambda: pc.take(breaks.column("credit_amount_minor"), rows),
+            "settled_amount_minor": lambda: pc.take(breaks.column("settled_amount_minor"), rows),
+            "settled_currency": lambda: pc.take(breaks.column("settled_currency"), rows),
+            "credit_id": lambda: pc.take(credit_table.column("credit_id"), by_credit),
+            "reconciliation_id": lambda: _first_present(
+                (credit_table.column("credit_reconciliation_id"), credit_index),
+                (row_table.column("row_reconciliation_id"), row_index),
+                (unreadable.column("failed_reconciliation_id"), record)),
+            "request_id": lambda: _first_present((row_table.column("row_request_id"), row_index),
+                                                 (unreadable.column("failed_request_id"), record)),
+            "settlement_rows": lambda: pc.take(breaks.column("settlement_rows"), rows),
+            "source_file": lambda: _first_present((files, row_file), (unreadable.column("source_file"), record)),
+            "source_line": lambda: _first_present((lines, row_index), (unreadable.column("source_line"), record)),
+            "status": lambda: pc.take(status, by_credit),
+            "submit_time_utc": lambda: pc.take(pa.array(submit, pa.timestamp("us", tz="UTC")), by_credit),
+            "age_days": lambda: _numbers_at(age, credit_index, has_credit),
+        }.items()}
+        credit_detail = _credit_details(credit_table, credit_result, status, unreadable, parameters)
+        credit_result = credit_result.append_column("amount_at_risk_minor", pa.array(
+            credit_risk, mask=~credit_risk_known)).append_column("detail", credit_detail)
+        row_result = row_result.append_column("amount_at_risk_minor", pa.array(row_risk, mask=~row_risk_known))
+
+        on_row = pa.array(~on_credit)
+        row_part = pa.table({"row_index": pa.array(row_index[~on_credit]),
+                             "credit_index": pa.array(credit_index[~on_credit], mask=~has_credit[~on_credit]),
+                             "outcome": pc.filter(outcome, on_row)})
+        row_detail = _row_details(inputs, row_part, credit_detail)
+        # One dictionary column: a credit's break points at its credit's sentence, a row's break at its own.
+        detail_indices = credit_index.copy()
+        detail_indices[~on_credit] = np.asarray(row_detail.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        detail = pa.DictionaryArray.from_arrays(pa.array(detail_indices), row_detail.dictionary)
+
+    enriched = pa.table({name: job.result() for name, job in gathering.items()} | {
+        "detail": detail, "credit_index": by_credit, "row_index": pa.array(row_index, mask=~has_row)})
     return ReconResult(parameters, enriched, credit_result, row_result, unreadable, inputs)
 
 
