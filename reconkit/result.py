@@ -496,8 +496,8 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     row_file[has_row] = file_codes[row_index[has_row]]
     lines = pa.array(settlement["source_line"].astype("Int64"), pa.int64()) \
         if "source_line" in settlement else pa.nulls(len(settlement), pa.int64())
-    # The gathers run on Arrow's threads (each releases the GIL) while this thread writes the
-    # detail sentences: together they are most of a break table's assembly.
+    # The gathers run on a thread per core (Arrow and numpy release the GIL in them) while this
+    # thread writes the detail sentences: together they are most of a break table's assembly.
     with ThreadPoolExecutor(max_workers=pa.cpu_count()) as pool:
         gathering = {name: pool.submit(gather) for name, gather in {
             "outcome": lambda: decoded(outcome),
