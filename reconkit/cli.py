@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -77,10 +78,11 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
                                  retry_after=args.retry_after, hang_seconds=args.hang_seconds, seed=args.seed)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--fault: {exc}") from None
+    tls = _tls_context(args.tls_cert, args.tls_key)
     sandbox = Sandbox(port=args.port, host=args.host, seed=args.seed, db=args.db,
                       start=args.start,
                       tss_delay=timedelta(minutes=args.tss_delay_minutes),
-                      self_link_status=405 if args.self_link_405 else 200, faults=faults)
+                      self_link_status=405 if args.self_link_405 else 200, faults=faults, tls=tls)
     sandbox.start()
     creds = sandbox.credentials
     print(f"reconkit sandbox (simulated money) listening on {sandbox.url}")
@@ -88,6 +90,9 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     print(f"  CYBERSOURCE_MERCHANT_ID={creds.merchant_id}")
     print(f"  CYBERSOURCE_KEY_ID={creds.key_id}")
     print(f"  CYBERSOURCE_SECRET_KEY={creds.secret_key}   (sandbox-only key, seed {args.seed})")
+    if tls is not None:
+        print(f"  REQUESTS_CA_BUNDLE={Path(args.tls_cert).resolve()}   (reconkit's client then trusts the "
+              f"certificate; the official SDK: run_environment {args.host}:{sandbox.port}, ssl_verify 0)")
     print(_triggers_help())
     print("Ctrl-C to stop.", flush=True)
     try:
@@ -95,6 +100,26 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         sandbox.stop()
     return 0
+
+
+def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The server's TLS context from a PEM certificate (and its key, unless the file holds both)."""
+    if cert is None:
+        if key is not None:
+            raise argparse.ArgumentTypeError("--tls-key needs --tls-cert")
+        return None
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if path is not None and not Path(path).is_file():
+            raise argparse.ArgumentTypeError(f"{option} {path}: " + ("is not a file" if Path(path).exists()
+                                                                     else "no such file"))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        named = f"--tls-cert {cert}" + (f" with --tls-key {key}" if key else "")
+        raise argparse.ArgumentTypeError(f"{named}: not a PEM certificate with its private key ({exc.reason or exc})"
+                                         ) from None
+    return context
 
 
 def _cmd_settlement(args: argparse.Namespace) -> int:
@@ -168,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--retry-after", default="1", help="Retry-After header of 429/503 faults (default 1)")
     sandbox.add_argument("--hang-seconds", type=float, default=30.0,
                          help="how long a 'hang' fault holds the connection (default 30)")
+    sandbox.add_argument("--tls-cert", metavar="PEM",
+                         help="serve https with this certificate (PEM; with its key unless --tls-key is given)")
+    sandbox.add_argument("--tls-key", metavar="PEM", help="the certificate's private key (PEM)")
     actions = sandbox.add_subparsers(dest="action", required=False)
     settlement = actions.add_parser("settlement", help="write settlement files for the credits a sandbox holds")
     settlement.add_argument("--db", required=True, help="the sandbox's SQLite file")

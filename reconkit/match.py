@@ -10,6 +10,7 @@ from the pandas frames and hand the engine's Arrow tables to :class:`reconkit.re
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import reduce
@@ -391,17 +392,21 @@ def _prepare_credits(credits: pd.DataFrame, tolerance: Any) -> pa.Table:
 
 
 def _prepare_settlement(settlement: pd.DataFrame) -> pa.Table:
-    currency, amount_minor, no_amount = _money_columns(
-        settlement, ("reconciliation_id", "request_id", "direction", "amount", "currency"), "settlement",
-        "read it with reconkit.read_settlement")
-    direction = pc.utf8_lower(trimmed_text(settlement["direction"]))
-    is_credit = pc.equal(direction, "credit")
-    if pc.any(pc.invert(pc.is_in(direction, pa.array(["credit", "debit"])))).as_py():
-        raise ValueError("settlement 'direction' must be 'credit' or 'debit' on every row")
+    columns = ("reconciliation_id", "request_id", "direction", "amount", "currency")
+    ids = ("reconciliation_id", "request_id")
+    with ThreadPoolExecutor(max_workers=len(ids)) as pool:  # the ids are trimmed while the money is read
+        trimming = [pool.submit(trimmed_text, settlement[name]) for name in ids if name in settlement]
+        currency, amount_minor, no_amount = _money_columns(settlement, columns, "settlement",
+                                                           "read it with reconkit.read_settlement")
+        direction = pc.utf8_lower(trimmed_text(settlement["direction"]))
+        is_credit = pc.equal(direction, "credit")
+        if pc.any(pc.invert(pc.is_in(direction, pa.array(["credit", "debit"])))).as_py():
+            raise ValueError("settlement 'direction' must be 'credit' or 'debit' on every row")
+        reconciliation_id, request_id = (job.result() for job in trimming)
     return pa.table({
         "row_index": pa.array(np.arange(len(settlement), dtype=np.int64)),
-        "row_reconciliation_id": trimmed_text(settlement["reconciliation_id"]),
-        "row_request_id": trimmed_text(settlement["request_id"]),
+        "row_reconciliation_id": reconciliation_id,
+        "row_request_id": request_id,
         "is_credit": is_credit,
         "row_currency": currency,
         "row_amount_minor": pa.array(np.abs(amount_minor), mask=no_amount),

@@ -159,6 +159,10 @@ def test_a_saved_frame_with_a_bad_amount_names_file_line_and_column(workspace, c
 @pytest.mark.parametrize(("argv", "expected"), [
     (["sandbox", "--start", "yesterday"], "argument --start: 'yesterday' is not an ISO date"),
     (["sandbox", "--fault", "get:teapot=0.1"], "--fault:"),
+    (["sandbox", "--tls-cert", "nowhere.pem"], "--tls-cert nowhere.pem: no such file"),
+    (["sandbox", "--tls-key", "words.csv"], "--tls-key needs --tls-cert"),
+    (["sandbox", "--tls-cert", "words.csv"], "--tls-cert words.csv: not a PEM certificate with its private key"),
+    (["sandbox", "--tls-cert", "words.csv", "--tls-key", "folder"], "--tls-key folder: is not a file"),
     (["sandbox", "settlement", "--db", "nowhere.sqlite3"], "--db nowhere.sqlite3: no such sandbox database"),
     (["sandbox", "settlement", "--db", "x.sqlite3", "--discrepancy", "missing=many"], "argument --discrepancy"),
     (["sandbox", "settlement", "--db", "x.sqlite3", "--discrepancy", "lost=3"], "with a kind among missing"),

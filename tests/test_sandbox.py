@@ -220,20 +220,52 @@ def test_64_concurrent_requests(sandbox):
     assert len(sandbox.credits()) == 64
 
 
-def test_cli_serves_and_prints_credentials(tmp_path):
+def _serve(*options: str) -> tuple[subprocess.Popen, str, dict[str, str]]:
+    """Start ``reconkit sandbox`` on a free port: the process, its first line and the variables it
+    prints (up to "Ctrl-C to stop")."""
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "reconkit", "sandbox", "--port", str(port), "--seed", "3"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "reconkit", "sandbox", "--port", str(port), "--seed", "3",
+                             *options], stdout=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    printed = {}
+    for line in proc.stdout:
+        if line.startswith("Ctrl-C to stop"):
+            break
+        name, sep, value = line.strip().partition("=")
+        if sep and name.isupper():
+            printed[name] = value.split()[0]
+    return proc, first, printed
+
+
+def test_cli_serves_and_prints_credentials(tmp_path):
+    proc, first, printed = _serve()
     try:
-        lines = [proc.stdout.readline() for _ in range(5)]
-        assert f"http://127.0.0.1:{port}" in lines[0]
-        env = dict(line.strip().split("   ")[0].split("=", 1) for line in lines[1:])
-        config = Config.from_env(env, dotenv=None)
+        assert "listening on http://127.0.0.1:" in first
+        config = Config.from_env(printed, dotenv=None)
         assert config.secret_key == SandboxCredentials.for_seed(3).secret_key
         with Client(config, ledger=":memory:") as c:
+            assert c.create_credit("1.00", "USD", card=CARD).status == "PENDING"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_cli_serves_https_with_the_given_certificate_and_says_how_to_trust_it(certificate, monkeypatch):
+    cert, key = certificate
+    proc, first, printed = _serve("--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        assert "listening on https://127.0.0.1:" in first
+        url = printed["CYBERSOURCE_ENVIRONMENT"]
+        assert url.startswith("https://") and printed["REQUESTS_CA_BUNDLE"] == str(cert.resolve())
+        with pytest.raises(requests.exceptions.SSLError):  # the certificate is not trusted by default
+            requests.get(url, timeout=5, verify=True)
+        # Set as printed, the variables give a client that creates a credit over TLS.
+        for name, value in printed.items():
+            monkeypatch.setenv(name, value)
+        with Client(Config.from_env(dotenv=None), ledger=":memory:") as c:
             assert c.create_credit("1.00", "USD", card=CARD).status == "PENDING"
     finally:
         proc.terminate()
