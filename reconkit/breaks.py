@@ -45,15 +45,21 @@ from .outcomes import BREAKS
 if TYPE_CHECKING:
     from .ledger import Ledger
 
-__all__ = ["AGE_BUCKETS", "AUTOMATIC_REASONS", "SEVERAL_DAYS", "SYSTEM", "Break", "BreakBook", "BreakDiff", "Note",
-           "Reason", "Status", "age_bucket", "current_analyst", "replay", "settlement_key", "settlement_keys"]
+__all__ = ["AGE_BUCKETS", "AUTOMATIC_REASONS", "SEVERAL_DAYS", "SEVERAL_ROWS", "SYSTEM", "Break", "BreakBook",
+           "BreakDiff", "Note", "Reason", "Status", "age_bucket", "current_analyst", "replay", "settlement_key",
+           "settlement_keys"]
 
 SYSTEM = "reconkit"
 """The actor of changes a run makes by itself (opening, changing and clearing breaks)."""
 
 SEVERAL_DAYS = "several days: see the break book"
-"""The status shown for an unexpected row whose request id, amount and currency the book holds
-from several batch dates in different states (see :meth:`BreakBook.workflow`)."""
+"""The status shown, in a break frame without batch dates, for an unexpected row whose request
+id, amount and currency the book holds from several batch dates in different states (see
+:meth:`BreakBook.workflow`)."""
+
+SEVERAL_ROWS = "several identical rows: see the break book"
+"""The status shown for an unexpected row of which the book holds identical copies (same ids,
+amount, currency and batch date) in different states (see :meth:`BreakBook.workflow`)."""
 
 
 class Status(StrEnum):
@@ -687,29 +693,37 @@ class BreakBook:
         ``request_id``, ``reconciliation_id``, ``amount_at_risk``, ``currency``), index kept;
         blank for breaks the book has not recorded.
 
-        A settlement row with no credit is found by its key without the batch date, which the
-        break frame does not carry (its amount at risk is the row's amount). When the book holds
-        such rows from several days that differ in status or owner, the row's status is
-        :data:`SEVERAL_DAYS` rather than one of theirs: a status is never shown for another break.
+        A settlement row with no credit is found by its key (:func:`settlement_key`: its amount at
+        risk is the row's amount, and ``batch_date`` the row's batch date). Identical copies of a
+        row are told apart in the book only by the order they were read in, which a page or a
+        sorted frame does not keep: when the book holds copies that differ in status or owner,
+        each copy's status is :data:`SEVERAL_ROWS`. A frame without ``batch_date`` (one built
+        before the break table carried it) finds the row by its key without the date; when the
+        book holds such rows from several days that differ, the status is :data:`SEVERAL_DAYS`.
+        Either way a status is never shown for another break.
         """
+        dated = "batch_date" in breaks.columns
         by_credit: dict[str, tuple[str, str | None]] = {}
         by_row: dict[str, tuple[str, str | None]] = {}
         for state in self._store.states():
             if state["side"] == "credit":
                 by_credit[state["credit_id"]] = (state["status"], state["owner"])
                 continue
-            prefix, facts = state["key"].rsplit("|", 1)[0], (state["status"], state["owner"])
-            if by_row.setdefault(prefix, facts) != facts:
-                by_row[prefix] = (SEVERAL_DAYS, None)
+            head, _, day = state["key"].rpartition("|")
+            # The key's last part is the batch date, then "#n" on the n-th identical copy.
+            found_by, facts = f"{head}|{day.split('#')[0]}" if dated else head, (state["status"], state["owner"])
+            if by_row.setdefault(found_by, facts) != facts:
+                by_row[found_by] = (SEVERAL_ROWS if dated else SEVERAL_DAYS, None)
+        days = breaks["batch_date"] if dated else [None] * len(breaks)
         found = []
-        for credit, request, recon, amount, currency in zip(
+        for credit, request, recon, amount, currency, day in zip(
                 breaks["credit_id"], breaks["request_id"], breaks["reconciliation_id"], breaks["amount_at_risk"],
-                breaks["currency"], strict=True):
+                breaks["currency"], days, strict=True):
             if _text(credit) is not None:
                 found.append(by_credit.get(str(credit).strip(), (None, None)))
             else:
-                key = settlement_key(request, recon, amount, currency, None).rsplit("|", 1)[0]
-                found.append(by_row.get(key, (None, None)))
+                key = settlement_key(request, recon, amount, currency, day)
+                found.append(by_row.get(key if dated else key.rpartition("|")[0], (None, None)))
         return pd.DataFrame(found, columns=["work_status", "owner"], index=breaks.index, dtype=object)
 
     def mine(self) -> pd.DataFrame:

@@ -33,9 +33,9 @@ LABELS = {
     "outcome": "Outcome", "currency": "Currency", "amount_at_risk": "Amount at risk", "credit_id": "Credit id",
     "reconciliation_id": "Reconciliation id", "request_id": "Request id", "credit_amount": "Credit amount",
     "settled_amount": "Settled amount", "settlement_rows": "Settlement rows", "source_file": "Settlement file",
-    "source_line": "Line", "detail": "Why", "status": "Credit status", "submit_time_utc": "Submitted (UTC)",
-    "age_days": "Age (days)", "break_on": "Break on", "break": "Break", "credits": "Credits", "breaks": "Breaks",
-    "rate": "Rate", "converted": "Converted",
+    "source_line": "Line", "batch_date": "Batch date", "detail": "Why", "status": "Credit status",
+    "submit_time_utc": "Submitted (UTC)", "age_days": "Age (days)", "break_on": "Break on", "break": "Break",
+    "credits": "Credits", "breaks": "Breaks", "rate": "Rate", "converted": "Converted",
 }
 """Column names as analysts read them (HTML and Excel); the CSV keeps the snake_case names."""
 
@@ -54,7 +54,7 @@ def _digits(table: pa.Table, currency: str) -> np.ndarray:
 
 def _break_columns(table: pa.Table) -> dict[str, pa.Array]:
     """The break table's shown columns (:data:`BREAK_COLUMNS`): amounts as exact decimal text,
-    ids as text, times as ISO 8601, line numbers and counts as integers."""
+    ids as text, times as ISO 8601, batch dates as dates, line numbers and counts as integers."""
     digits = np.asarray(table.column("minor_units").to_numpy(zero_copy_only=False), dtype=np.int64)
     settled_currency = table.column("settled_currency")
     settled_digits = np.where(pc.is_null(settled_currency).to_numpy(zero_copy_only=False), digits,
@@ -72,6 +72,7 @@ def _break_columns(table: pa.Table) -> dict[str, pa.Array]:
         "settlement_rows": table.column("settlement_rows"),
         "source_file": pc.replace_substring_regex(table.column("source_file"), r"^.*[\\/]", ""),
         "source_line": table.column("source_line"),
+        "batch_date": table.column("batch_date"),
         "detail": table.column("detail"),
         "status": table.column("status"),
         "submit_time_utc": pc.strftime(pc.cast(submitted, pa.timestamp("s", tz="UTC")), "%Y-%m-%dT%H:%M:%SZ"),
@@ -211,8 +212,8 @@ def to_html(result: ReconResult, path: str | Path | None = None, *, figures: boo
 # --- CSV -------------------------------------------------------------------------------------
 
 def to_csv(result: ReconResult, path: str | Path) -> Path:
-    """The break table as CSV (snake_case header, ids and amounts as quoted text, ISO times,
-    integer line numbers), written atomically."""
+    """The break table as CSV (snake_case header, ids and amounts as quoted text, ISO times and
+    dates, integer line numbers), written atomically."""
     columns = _break_columns(result.break_table)
     table = pa.table({name: pc.cast(columns[name], pa.string()) if name in _TEXT or name in _AMOUNTS
                       else columns[name] for name in BREAK_COLUMNS})
@@ -230,7 +231,7 @@ def to_excel(result: ReconResult, path: str | Path, *, fx: Mapping[str, Any] | N
     """An Excel workbook: Breaks, Summary, Totals and Parameters sheets (atomically).
 
     Amounts are numbers formatted with their currency's decimals (JPY ``#,##0``, USD
-    ``#,##0.00``, KWD ``#,##0.000``); ids are text; times are Excel dates; every sheet has a
+    ``#,##0.00``, KWD ``#,##0.000``); ids are text; times and batch dates are Excel dates; every sheet has a
     frozen header row and an autofilter.
     """
     import xlsxwriter
@@ -264,7 +265,7 @@ def to_excel(result: ReconResult, path: str | Path, *, fx: Mapping[str, Any] | N
     return target
 
 
-_BREAK_WIDTHS = [22, 9, 15, 24, 20, 24, 15, 15, 10, 24, 7, 70, 12, 20, 10, 14]
+_BREAK_WIDTHS = [22, 9, 15, 24, 20, 24, 15, 15, 10, 24, 7, 11, 70, 12, 20, 10, 14]
 
 
 class _Styles:
@@ -275,6 +276,7 @@ class _Styles:
         self.integer = book.add_format({"num_format": "0"})
         self.days = book.add_format({"num_format": "0.00"})
         self.time = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        self.day = book.add_format({"num_format": "yyyy-mm-dd"})
         self.money = {digits: book.add_format({"num_format": pattern}) for digits, pattern in _FORMATS.items()}
 
 
@@ -291,6 +293,8 @@ def _break_cell_kinds(styles: _Styles) -> dict[str, tuple[str, Any]]:
             kinds[name] = ("number", styles.days)
         elif name == "submit_time_utc":
             kinds[name] = ("date", styles.time)
+        elif name == "batch_date":
+            kinds[name] = ("date", styles.day)
         elif name in ("credit_id", "reconciliation_id", "request_id"):
             kinds[name] = ("text", styles.text)
         else:
@@ -334,8 +338,6 @@ def _breaks_rows_xml(table: pa.Table, styles: _Styles) -> bytes:
     index_of = {d: style.xf_index for d, style in styles.money.items()}
     amount_style = pa.array(np.vectorize(index_of.get)(digits).astype(str)) if size else pa.array([], pa.string())
     settled_style = pa.array(np.vectorize(index_of.get)(settled_digits).astype(str))
-    seconds = pc.cast(pc.cast(table.column("submit_time_utc"), pa.timestamp("s", tz="UTC")), pa.int64())
-    serial = pc.add(pc.divide(pc.cast(seconds, pa.float64()), 86400.0), 25569.0)  # days since 1899-12-30
     cells = []
     for column, (name, (kind, style)) in enumerate(_break_cell_kinds(styles).items()):
         reference = join(_letter(column), numbers, "")
@@ -350,11 +352,19 @@ def _breaks_rows_xml(table: pa.Table, styles: _Styles) -> bytes:
             cell = join('<c r="', reference, '" s="', style_text, '" t="inlineStr"><is><t xml:space="preserve">',
                         value, "</t></is></c>", "")
         else:
-            value = pc.cast(serial if kind == "date" else shown[name], pa.string())
+            value = pc.cast(_excel_serial(table.column(name)) if kind == "date" else shown[name], pa.string())
             cell = join('<c r="', reference, '" s="', style_text, '"><v>', value, "</v></c>", "")
         cells.append(pc.fill_null(cell, ""))
     rows = join('<row r="', numbers, '">', *cells, "</row>", "")
     return "".join(rows.to_pylist()).encode("utf-8")
+
+
+def _excel_serial(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Times (UTC) and dates as Excel serial numbers: days since 1899-12-30, whole for a date."""
+    if pa.types.is_date(values.type):
+        return pc.add(pc.cast(pc.cast(values, pa.int32()), pa.int64()), 25569)
+    seconds = pc.cast(pc.cast(values, pa.timestamp("s", tz="UTC")), pa.int64())
+    return pc.add(pc.divide(pc.cast(seconds, pa.float64()), 86400.0), 25569.0)
 
 
 def _replace_sheet_rows(package: bytes, member: str, rows: bytes, dimension: str) -> bytes:

@@ -31,8 +31,8 @@ __all__ = ["BREAK_COLUMNS", "ReconResult", "amount_decimals", "amount_text", "bu
            "minor_digits", "trimmed_text"]
 
 BREAK_COLUMNS = ("outcome", "currency", "amount_at_risk", "credit_id", "reconciliation_id", "request_id",
-                 "credit_amount", "settled_amount", "settlement_rows", "source_file", "source_line", "detail",
-                 "status", "submit_time_utc", "age_days", "break_on")
+                 "credit_amount", "settled_amount", "settlement_rows", "source_file", "source_line", "batch_date",
+                 "detail", "status", "submit_time_utc", "age_days", "break_on")
 """The break table's columns as the views and exports show them, in order."""
 
 _ORDER = {o.value: i for i, o in enumerate(Outcome)}
@@ -177,7 +177,8 @@ class ReconResult:
         One row per break, sorted by currency and, within a currency, by amount at risk (largest
         first): ``outcome``, ``break_on``, ``currency``, ``minor_units``, ``amount_at_risk_minor``,
         ``credit_amount_minor``, ``settled_amount_minor``, ``settled_currency``, ids, first
-        ``source_file`` / ``source_line``, ``settlement_rows``, credit ``status``,
+        ``source_file`` / ``source_line`` and that row's ``batch_date`` (``date32``),
+        ``settlement_rows``, credit ``status``,
         ``submit_time_utc``, ``age_days`` and ``detail``.
     credit_outcomes : pyarrow.Table
         One row per input credit, in input order: ``outcome``, ``detail``,
@@ -307,6 +308,7 @@ class ReconResult:
             "settlement_rows": table.column("settlement_rows").to_numpy(zero_copy_only=False),
             "source_file": _strings(table.column("source_file")),
             "source_line": pd.array(table.column("source_line").to_pylist(), dtype="Int64"),
+            "batch_date": pc.cast(table.column("batch_date"), pa.timestamp("s")).to_pandas(),
             "detail": _strings(table.column("detail")),
             "status": _strings(table.column("status")),
             "submit_time_utc": table.column("submit_time_utc").to_pandas(),
@@ -496,6 +498,7 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     row_file[has_row] = file_codes[row_index[has_row]]
     lines = pa.array(settlement["source_line"].astype("Int64"), pa.int64()) \
         if "source_line" in settlement else pa.nulls(len(settlement), pa.int64())
+    batch_dates = settlement.get("batch_date")
     # The gathers run on a thread per core (Arrow and numpy release the GIL in them) while this
     # thread writes the detail sentences: together they are most of a break table's assembly.
     with ThreadPoolExecutor(max_workers=pa.cpu_count()) as pool:
@@ -518,6 +521,7 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
             "settlement_rows": lambda: pc.take(breaks.column("settlement_rows"), rows),
             "source_file": lambda: _first_present((files, row_file), (unreadable.column("source_file"), record)),
             "source_line": lambda: _first_present((lines, row_index), (unreadable.column("source_line"), record)),
+            "batch_date": lambda: _dates_at(batch_dates, row_index, has_row),
             "status": lambda: pc.take(status, by_credit),
             "submit_time_utc": lambda: pc.take(pa.array(submit, pa.timestamp("us", tz="UTC")), by_credit),
             "age_days": lambda: _numbers_at(age, credit_index, has_credit),
@@ -540,6 +544,37 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     enriched = pa.table({name: job.result() for name, job in gathering.items()} | {
         "detail": detail, "credit_index": by_credit, "row_index": pa.array(row_index, mask=~has_row)})
     return ReconResult(parameters, enriched, credit_result, row_result, unreadable, inputs)
+
+
+def _dates_at(column: pd.Series | None, positions: np.ndarray, present: np.ndarray) -> pa.Array:
+    """``column``'s dates at ``positions`` where present, as ``date32`` (null where absent or
+    without a date): one gather, and only the gathered values are read as dates.
+
+    Text and date objects count by their first ten characters, as the break book reads a row's
+    batch date into its key (:func:`reconkit.breaks.settlement_key`); zoned times by their own
+    day there.
+
+    Raises
+    ------
+    ValueError
+        Naming the settlement row whose ``batch_date`` is not a date.
+    """
+    if column is None:
+        return pa.nulls(len(positions), pa.date32())
+    picked = column.take(positions[present])
+    if isinstance(picked.dtype, pd.DatetimeTZDtype):
+        picked = picked.dt.tz_localize(None)
+    if not pd.api.types.is_datetime64_dtype(picked.dtype):
+        text = picked.astype("string").str.strip().str[:10]
+        stamps = pd.to_datetime(text, format="mixed", errors="coerce")
+        bad = np.flatnonzero((stamps.isna() & text.fillna("").ne("")).to_numpy(dtype=bool))
+        if len(bad):
+            raise ValueError(f"settlement row {int(positions[present][bad[0]])}: batch_date "
+                             f"{picked.iloc[bad[0]]!r} is not a date")
+        picked = stamps
+    out = np.zeros(len(positions), dtype="datetime64[D]")
+    out[present] = picked.to_numpy(dtype="datetime64[s]").astype("datetime64[D]")
+    return pa.array(out, mask=~present | np.isnat(out))
 
 
 def _numbers_at(values: np.ndarray, positions: np.ndarray, present: np.ndarray) -> pa.Array:

@@ -17,6 +17,7 @@ from reconkit import Ledger, read_settlement, reconcile
 from reconkit.breaks import (
     AGE_BUCKETS,
     SEVERAL_DAYS,
+    SEVERAL_ROWS,
     SYSTEM,
     BreakBook,
     age_bucket,
@@ -416,13 +417,29 @@ def test_a_results_break_rows_find_their_status_and_owner(book):
     assert book.workflow(other.breaks).values.tolist() == [[None, None]]
 
 
-def test_an_unexpected_row_seen_on_two_days_in_different_states_shows_no_ones_status(book):
-    # The break frame has no batch date: the book's two rows share request id, amount and currency.
+def test_an_unexpected_row_seen_on_two_days_in_different_states_shows_its_own_status(book):
+    # The two rows share request id, amount and currency; only their batch dates tell them apart.
     rows = [("r-x", "7000000000000000000001", "5.25", "2026-11-03"),
             ("r-x", "7000000000000000000001", "5.25", "2026-11-04")]
     result = run(credits_frame({}), rows, T0 + days(3))
     book.record(result)
     book.resolve("settlement:7000000000000000000001|5.25|USD|2026-11-03", "FALSE_BREAK")
-    assert book.workflow(result.breaks).values.tolist() == [[SEVERAL_DAYS, None]] * 2
-    book.resolve("settlement:7000000000000000000001|5.25|USD|2026-11-04", "FALSE_BREAK")
+    book.assign("settlement:7000000000000000000001|5.25|USD|2026-11-04", "bob")
+    frame = result.breaks
+    work = book.workflow(frame)
+    by_day = {day.date().isoformat(): tuple(w) for day, w in zip(frame["batch_date"], work.itertuples(index=False),
+                                                                 strict=True)}
+    assert by_day == {"2026-11-03": ("resolved", None), "2026-11-04": ("investigating", "bob")}
+    # A frame built before the break table carried the batch date cannot tell the days apart.
+    assert book.workflow(frame.drop(columns="batch_date")).values.tolist() == [[SEVERAL_DAYS, None]] * 2
+
+
+def test_identical_unexpected_rows_in_different_states_show_no_ones_status(book):
+    # Same ids, amount and day: the book numbers the copies in reading order, which a page does not keep.
+    row = ("r-x", "7000000000000000000001", "5.25", "2026-11-03")
+    result = run(credits_frame({}), [row, row], T0 + days(3))
+    book.record(result)
+    book.resolve("settlement:7000000000000000000001|5.25|USD|2026-11-03#2", "FALSE_BREAK")
+    assert book.workflow(result.breaks).values.tolist() == [[SEVERAL_ROWS, None]] * 2
+    book.resolve("settlement:7000000000000000000001|5.25|USD|2026-11-03", "FALSE_BREAK")
     assert book.workflow(result.breaks).values.tolist() == [["resolved", None]] * 2

@@ -39,6 +39,9 @@ def result():
         "transaction_type": pd.Series(["ics_credit"] * 6, dtype="string"),
         "source_file": pd.Series(["/in/pbdr_20261102.csv"] * 6, dtype="string"),
         "source_line": pd.Series([3, 4, 5, 6, 7, 8], dtype="int64"),
+        # E settles twice, first on 1 November: its break names that first row's day.
+        "batch_date": pd.to_datetime(["2026-11-01", "2026-11-01", "2026-11-01", "2026-11-02", "2026-11-01",
+                                      "2026-11-02"]).astype("datetime64[s]"),
     })
     return reconcile(credits, settlement, as_of="2026-11-02T00:00:00Z", environment="SANDBOX",
                      amount_tolerance={"JPY": "0", "*": "0.00"})
@@ -60,14 +63,20 @@ def test_excel_number_formats_per_currency_snapshot(result, tmp_path):
     assert header[:4] == ["Outcome", "Currency", "Amount at risk", "Credit id"]
     expected = {"JPY": "#,##0", "USD": "#,##0.00", "KWD": "#,##0.000"}
     at_risk, credit_id, line = header.index("Amount at risk"), header.index("Credit id"), header.index("Line")
+    day, request_id = header.index("Batch date"), header.index("Request id")
     for row in breaks.iter_rows(min_row=2):
         currency = row[1].value
         assert row[at_risk].number_format == expected[currency]
         assert row[credit_id].value is None or (row[credit_id].data_type == "s" and row[credit_id].number_format == "@")
         assert row[line].value is None or type(row[line].value) is int
+        assert row[day].value is None or (type(row[day].value) is datetime and row[day].number_format == "yyyy-mm-dd")
     ids = [row[credit_id].value for row in breaks.iter_rows(min_row=2)]
     assert "0001234567890123456789" in ids  # 22 digits, leading zeros kept: text, not a number
-    assert breaks.freeze_panes == "A2" and breaks.auto_filter.ref == f"A1:P{breaks.max_row}"
+    days = {row[credit_id].value or row[request_id].value: row[day].value for row in breaks.iter_rows(min_row=2)}
+    assert days == {"0005": datetime(2026, 11, 1), "0002": datetime(2026, 11, 1), "0001234567890123456789":
+                    datetime(2026, 11, 1), "0003": datetime(2026, 11, 1), "0000000000000000000099": datetime(2026, 11, 2),
+                    "0004": None, "0006": None}
+    assert breaks.freeze_panes == "A2" and breaks.auto_filter.ref == f"A1:Q{breaks.max_row}"
     for name in ("Summary", "Totals", "Parameters"):
         assert book[name].freeze_panes == "A2" and book[name].auto_filter.ref
     parameters = {row[0].value: row[1].value for row in book["Parameters"].iter_rows(min_row=2)}
@@ -88,7 +97,7 @@ def test_csv_keeps_ids_as_text_iso_times_and_integer_lines(result, tmp_path):
     rows = list(csv.DictReader(text.splitlines()))
     assert list(rows[0]) == ["outcome", "currency", "amount_at_risk", "credit_id", "reconciliation_id", "request_id",
                              "credit_amount", "settled_amount", "settlement_rows", "source_file", "source_line",
-                             "detail", "status", "submit_time_utc", "age_days", "break_on"]
+                             "batch_date", "detail", "status", "submit_time_utc", "age_days", "break_on"]
     assert '"0001234567890123456789"' in text and '"00042"' in text  # quoted: text
     by_id = {r["credit_id"]: r for r in rows}
     assert by_id["0001234567890123456789"]["submit_time_utc"] == "2026-11-01T08:30:00Z"
@@ -97,6 +106,9 @@ def test_csv_keeps_ids_as_text_iso_times_and_integer_lines(result, tmp_path):
     assert by_id["0006"]["amount_at_risk"] == "0.500"
     assert all(r["source_line"] == "" or r["source_line"].isdigit() for r in rows)
     assert by_id["0005"]["settlement_rows"] == "2" and by_id["0005"]["source_file"] == "pbdr_20261102.csv"
+    # ISO dates: the first of 0005's two rows; the unexpected row's own; none for a credit with no row.
+    assert by_id["0005"]["batch_date"] == "2026-11-01" and by_id["0004"]["batch_date"] == ""
+    assert {r["request_id"]: r["batch_date"] for r in rows}["0000000000000000000099"] == "2026-11-02"
 
 
 def test_html_uses_analyst_labels_and_each_currency_decimals(result):
@@ -107,6 +119,7 @@ def test_html_uses_analyst_labels_and_each_currency_decimals(result):
     assert "amount_at_risk" not in page and "credit_id" not in page
     assert '<td class="number">5.125</td>' in page and '<td class="number">1</td>' in page
     assert "2026-11-01T08:30:00Z" in page
+    assert "<th>Batch date</th>" in page and "<td>2026-11-02</td>" in page  # the unexpected row's day, ISO
 
 
 def test_figures_one_linear_panel_per_currency_integer_counts_and_clear_legend(result):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter, defaultdict
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pandas as pd
@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconkit import read_settlement, reconcile
+from reconkit.breaks import settlement_keys
 from reconkit.money import CURRENCIES
 from reconkit.sandbox.settlement import DISCREPANCY_KINDS, FORMATS
 
@@ -194,7 +195,7 @@ def _settlement(rows):
 @pytest.mark.parametrize("ids_known", [True, False])
 def test_a_credit_whose_row_failed_to_read_is_unreadable_settlement_naming_file_and_line(ids_known):
     credits = _credits([("1", "A", "10.00", "USD"), ("2", "B", "5.00", "USD"), ("3", "C", "7.00", "USD")])
-    settlement = _settlement([("A", "10.00", "USD")])
+    settlement = _settlement([("A", "10.00", "USD")]).assign(batch_date=pd.to_datetime(["2026-11-01"]))
     failures = pd.DataFrame({"source_file": ["/data/pbdr.csv", "/data/pbdr.csv", "/data/pbdr.csv"],
                              "source_line": [9, 9, 12], "column": ["amount", "currency", "amount"],
                              "value": ["1O.00", "US", "x"], "reason": ["not an amount", "not ISO 4217", "not an amount"]})
@@ -211,6 +212,7 @@ def test_a_credit_whose_row_failed_to_read_is_unreadable_settlement_naming_file_
     assert breaks.loc["2", "detail"] == ("no readable settlement row; pbdr.csv line 9 carries its id but could not "
                                          "be read (amount: not an amount)")
     assert breaks.loc["2", "source_line"] == 9 and breaks.loc["3", "source_line"] == 12
+    assert breaks["batch_date"].isna().all()  # a record that failed to read has no batch date
     assert breaks.loc["2", "amount_at_risk"] == Decimal("5.00") and breaks.loc["3", "amount_at_risk"] == Decimal("7.00")
     assert result.unreadable.num_rows == 2  # one record per (file, line)
     assert_summary_equals_break_table(result)
@@ -378,3 +380,63 @@ def test_each_break_carries_its_credits_status_submit_time_and_age(world, tmp_pa
         assert row.status == str(credit["status"]).strip()
         assert row.submit_time_utc == submitted
         assert row.age_days == round((as_of - submitted).total_seconds() / 86400, 2)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_each_break_carries_its_settlement_rows_batch_date_from_the_ground_truth(world, tmp_path, fmt):
+    # A row's own break: that row's batch date in the generator's truth; a credit's break: that of
+    # its first row in the file (the one whose file and line it names); no row: none.
+    sb, _, credits = world
+    bundle = sb.settlement(format=fmt, discrepancies=ALL_KINDS, out_dir=tmp_path, seed=7)
+    result = reconcile(credits, read_settlement(bundle.files[0]), as_of=bundle.as_of, grace_days=bundle.grace_days)
+    truth = bundle.settlement_truth
+    by_line = {int(line): (day, request) for line, day, request in zip(truth["source_line"], truth["batch_date"],
+                                                                        truth["request_id"], strict=True)}
+    first_of = {str(credit): by_line[int(line)][0] for credit, line in
+                truth.dropna(subset=["credit_id"]).groupby("credit_id")["source_line"].min().items()}
+    breaks = result.breaks
+    assert breaks["batch_date"].dtype == "datetime64[s]"
+    assert len(set(truth["batch_date"])) > 1  # the days differ, so a wrong row would show
+    shown = [None if pd.isna(d) else d.date().isoformat() for d in breaks["batch_date"]]
+    want = []
+    for row in breaks.itertuples():
+        if row.break_on == "credit":
+            want.append(first_of.get(row.credit_id))
+        else:
+            day, request = by_line[int(row.source_line)]
+            assert row.request_id == request.strip()
+            want.append(day)
+    assert shown == want
+    assert {"credit", "settlement row"} <= set(breaks["break_on"]) and None in want and len(set(want) - {None}) > 1
+    table = result.break_table.column("batch_date")
+    assert table.type == pa.date32() and [None if d is None else d.isoformat() for d in table.to_pylist()] == want
+
+
+@pytest.mark.parametrize(("batch_date", "want"), [
+    (None, [None, None]),  # no batch_date column at all
+    (pd.Series(["2026-11-03", None], dtype="string"), ["2026-11-03", None]),
+    (pd.Series([" 2026-11-03T23:30:00Z", ""], dtype=object), ["2026-11-03", None]),
+    (pd.Series([date(2026, 11, 3), None], dtype=object), ["2026-11-03", None]),
+    (pd.Series(pd.to_datetime(["2026-11-03T23:30:00", None]), dtype="datetime64[ns]"), ["2026-11-03", None]),
+    # A zoned time counts by its own day, as the break book's key reads it.
+    (pd.Series(pd.to_datetime(["2026-11-03T23:30:00-05:00", None], utc=True).tz_convert("America/New_York")),
+     ["2026-11-03", None]),
+])
+def test_a_rows_batch_date_is_its_day_whatever_the_column_holds(batch_date, want):
+    settlement = _settlement([("X", "1.00", "USD"), ("Y", "2.00", "USD")])
+    if batch_date is not None:
+        settlement["batch_date"] = batch_date.to_numpy() if batch_date.dtype == object else batch_date.array
+    result = reconcile(_credits([]), settlement, as_of="2026-11-05T00:00:00Z")
+    by_id = dict(zip(result.break_table.column("reconciliation_id").to_pylist(),
+                     result.break_table.column("batch_date").to_pylist(), strict=True))
+    assert {k: None if v is None else v.isoformat() for k, v in by_id.items()} == dict(zip("XY", want, strict=True))
+    keys = settlement_keys(settlement["request_id"], settlement["reconciliation_id"], settlement["amount"],
+                           settlement["currency"], settlement.get("batch_date", pd.Series([None, None])))
+    assert [k.rpartition("|")[2] for k in keys] == [w or "?" for w in want]  # the break book reads the same day
+
+
+def test_a_batch_date_that_is_not_a_date_is_named():
+    settlement = _settlement([("X", "1.00", "USD"), ("Y", "2.00", "USD")])
+    settlement["batch_date"] = pd.Series(["2026-11-03", "soon"], dtype="string")
+    with pytest.raises(ValueError, match=r"settlement row 1: batch_date 'soon' is not a date"):
+        reconcile(_credits([]), settlement, as_of="2026-11-05T00:00:00Z")

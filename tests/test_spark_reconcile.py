@@ -32,10 +32,11 @@ def _name(path) -> str | None:
 
 
 def _break_key(record: dict) -> tuple:
-    line = record["source_line"]
+    line, day = record["source_line"], record["batch_date"]
     return (record["break_on"], record["outcome"], *(record[name] if pd.notna(record[name]) else None
                                                      for name in ("credit_id", "reconciliation_id", "request_id")),
-            _name(record["source_file"]), None if line is None or pd.isna(line) else int(line))
+            _name(record["source_file"]), None if line is None or pd.isna(line) else int(line),
+            None if day is None or pd.isna(day) else pd.Timestamp(day).date().isoformat())
 
 
 def _assert_same(pandas_result, spark_result) -> None:
@@ -50,7 +51,7 @@ def _assert_same(pandas_result, spark_result) -> None:
         {(_name(f), int(n)): str(o) for f, n, o in zip(want["source_file"], want["source_line"], want["outcome"],
                                                        strict=True)}
     shown = ["break_on", "outcome", "credit_id", "reconciliation_id", "request_id", "source_file", "source_line",
-             "amount_at_risk_minor"]
+             "batch_date", "amount_at_risk_minor"]
     got = spark_result.breaks.select(*shown).toPandas().to_dict("records")
     table = pandas_result.break_table.select(shown).to_pylist()
     assert sorted((_break_key(r), r["amount_at_risk_minor"]) for r in got) == \

@@ -68,7 +68,8 @@ class SettlementBundle:
         One row per sandbox credit: ``credit_id``, ``reconciliation_id``, ``outcome``, ``kind``.
     settlement_truth : DataFrame
         One row per settlement row written: ``source_file``, ``source_line``, ids, amount,
-        ``outcome``, ``credit_id`` (the credit it belongs to, if any) and ``kind``.
+        ``outcome``, ``credit_id`` (the credit it belongs to, if any), ``kind`` and
+        ``batch_date`` (``YYYY-MM-DD``, the day the file gives it).
     as_of, grace_days : the reconciliation parameters the truth assumes.
     injected : dict
         How many of each discrepancy kind were injected.
@@ -285,9 +286,10 @@ def generate_settlement(state: SandboxState, date_range: tuple[date, date] | Non
     settlement_truth = pd.DataFrame(
         [{"source_file": path.name, "source_line": r.line, "reconciliation_id": r.recon_id or None,
           "request_id": r.request_id, "transaction_type": r.transaction_type, "amount": str(r.amount),
-          "currency": r.currency, "outcome": r.outcome, "credit_id": r.credit_id, "kind": r.kind} for r in rows],
+          "currency": r.currency, "outcome": r.outcome, "credit_id": r.credit_id, "kind": r.kind,
+          "batch_date": r.batch_date.isoformat()} for r in rows],
         columns=["source_file", "source_line", "reconciliation_id", "request_id", "transaction_type", "amount",
-                 "currency", "outcome", "credit_id", "kind"])
+                 "currency", "outcome", "credit_id", "kind", "batch_date"])
     settlement_truth = settlement_truth.astype({c: "string" for c in settlement_truth.columns if c != "source_line"})
     settlement_truth["source_line"] = settlement_truth["source_line"].astype("int64")
     return SettlementBundle([path], format, credit_truth, settlement_truth, as_of, grace_days, injected)

@@ -52,7 +52,8 @@ class SparkReconResult:
         The input settlement rows with ``row_index``, ``outcome`` and the paired ``credit_id``.
     breaks : pyspark.sql.DataFrame
         One row per break (:func:`reconkit.match.break_table`) with ``amount_at_risk`` as an
-        exact decimal, the credit and settlement ids, ``source_file`` and ``source_line``.
+        exact decimal, the credit and settlement ids, ``source_file``, ``source_line`` and that
+        row's ``batch_date``.
     summary : pandas.DataFrame
         Per outcome and currency: ``credits``, ``settlement_rows``, ``breaks``,
         ``amount_at_risk`` (Decimal), ``break``.
@@ -325,6 +326,9 @@ def reconcile(credits: DataFrame, settlement: DataFrame, *, amount_tolerance: An
     settlement_view = row_base.select("row_index", "row_currency", "input.*").join(
         settlement_native, "row_index", "left").join(ids, "credit_index", "left")
     row_keys = [name for name in ("source_file", "source_line") if name in settlement.columns]
+    # The batch date of the break's (first) settlement row; an unreadable record has none.
+    batch_date = F.col("input.batch_date").cast("date") if "batch_date" in settlement.columns \
+        else F.lit(None).cast("date")
     # The break's reconciliation id is its credit's, else its settlement row's (an unexpected row),
     # else its unreadable record's: the same rule as the pandas path.
     break_view = (breaks
@@ -332,7 +336,8 @@ def reconcile(credits: DataFrame, settlement: DataFrame, *, amount_tolerance: An
                         "credit_index", "left")
                   .join(row_base.select("row_index", "row_reconciliation_id",
                                         F.col("row_request_id").alias("request_id"),
-                                        *(F.col(f"input.{name}").alias(name) for name in row_keys)),
+                                        *(F.col(f"input.{name}").alias(name) for name in row_keys),
+                                        batch_date.alias("batch_date")),
                         "row_index", "left"))
     paired_ids = ("credit_reconciliation_id", "row_reconciliation_id")
     if records is None:

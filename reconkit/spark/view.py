@@ -23,7 +23,7 @@ __all__ = ["BREAK_PAGE_COLUMNS", "break_page", "credits_frame", "summary_cards"]
 
 CREDIT_COLUMNS = ("credit_id", "reconciliation_id", "status", "submit_time_utc", "amount", "currency")
 BREAK_PAGE_COLUMNS = ("outcome", "currency", "amount_at_risk", "credit_id", "reconciliation_id", "request_id",
-                      "settlement_rows", "source_file", "source_line", "break_on")
+                      "settlement_rows", "source_file", "source_line", "batch_date", "break_on")
 
 
 def credits_frame(spark: SparkSession, credits: pd.DataFrame) -> DataFrame:
