@@ -336,7 +336,7 @@ def test_export_offers_the_filtered_view_and_everything(world, tmp_path):
 def test_table_shows_labels_amounts_lines_and_tells_duplicate_rows_apart(world, tmp_path):
     _sb, _client, _scenario, bundle = world
     app = _reconciled(world, tmp_path, page_size=200)
-    for label in ("Outcome", "Amount at risk", "Credit id", "Why", "Settlement file", "Lines"):
+    for label in ("Outcome", "Amount at risk", "Credit id", "Why", "Settlement file", "Lines", "Batch date"):
         assert f"<th>{label}</th>" in app.table.value
     for word in ("amount_at_risk", "source_file", "settlement_rows"):
         assert word not in app.table.value
@@ -358,6 +358,13 @@ def test_table_shows_labels_amounts_lines_and_tells_duplicate_rows_apart(world, 
         breaks["outcome"], breaks["currency"], breaks["credit_id"], breaks["amount_at_risk"], strict=True))
     assert shown == want
     truth = bundle.settlement_truth
+    # Each break's batch date is its first settlement line's, as the generator wrote it.
+    files_at, dates_at = headers.index("Settlement file"), headers.index("Batch date")
+    written = {(f, int(n)): d for f, n, d in zip(truth["source_file"], truth["source_line"], truth["batch_date"],
+                                                  strict=True)}
+    assert [r[dates_at] for r in rows] == [written[(r[files_at], int(r[lines_at].split(",")[0]))]
+                                            if r[lines_at] else "" for r in rows]
+    assert any(r[dates_at] for r in rows)
     duplicates = truth[truth["outcome"] == "DUPLICATE_SETTLEMENT"]
     assert duplicates["credit_id"].nunique() == 2
     for credit_id, group in duplicates.groupby("credit_id"):

@@ -52,7 +52,7 @@ PBDR_REPORT = "PaymentBatchDetailReport_Daily"
 """The Reporting API report "Pull settlement" downloads, one per day."""
 
 SHOWN_COLUMNS = ("outcome", "amount_at_risk", "currency", "credit_id", "detail", "lines", "source_file",
-                 "settlement_rows", "reconciliation_id")
+                 "batch_date", "settlement_rows", "reconciliation_id")
 """The break table's columns in the app, in order (``lines``: every settlement line of the break)."""
 _SORT_KEYS = {"amount_at_risk": "amount_sort", "lines": "source_line"}
 
@@ -734,13 +734,14 @@ class InvestigateApp(App):
 
     def shown_frame(self, chunk: pd.DataFrame) -> pd.DataFrame:
         """Break rows as the app shows them: analyst labels, amounts with thousands separators and
-        their currency's decimals, integer lines, file names without folders."""
+        their currency's decimals, integer lines, file names without folders, ISO batch dates."""
         lines = [self._lines.get(str(c), "" if pd.isna(n) else str(int(n)))
                  for c, n in zip(chunk["credit_id"], chunk["source_line"], strict=True)]
         shown = pd.DataFrame({
             "outcome": chunk["outcome"], "amount_at_risk": chunk["amount_at_risk"].map(format_amount),
             "currency": chunk["currency"], "credit_id": chunk["credit_id"], "detail": chunk["detail"],
             "lines": lines, "source_file": chunk["source_file"].map(_file_name),
+            "batch_date": chunk["batch_date"].dt.strftime("%Y-%m-%d").fillna(""),
             "settlement_rows": chunk["settlement_rows"].astype("Int64"),
             "reconciliation_id": chunk["reconciliation_id"]})
         shown = shown.rename(columns={c: LABELS.get(c, "Lines") for c in SHOWN_COLUMNS})
