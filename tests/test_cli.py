@@ -32,6 +32,7 @@ def workspace(tmp_path, monkeypatch):
     (tmp_path / "words.csv").write_text("name\nalice\nbob\n")
     (tmp_path / "book.xlsx").write_bytes(b"PK\x03\x04" + bytes(64))
     (tmp_path / "folder").mkdir()
+    shutil.copy(SAMPLE / "pbdr_csv.csv", tmp_path / "pbdr_csv (1).csv")  # as a second browser download is named
     return tmp_path
 
 
@@ -59,6 +60,9 @@ BAD = {
     "settlement file missing": ([S + "credit_ids.csv", "nowhere.csv"], "settlement file nowhere.csv: no such file"),
     "settlement glob matches nothing": ([S + "credit_ids.csv", "data/*.nope"], "'data/*.nope': no file matches"),
     "settlement file is the credits file": ([S + "credit_ids.csv", S + "credit_ids.csv"], "is the credits file too"),
+    "settlement file and its byte-identical copy": (
+        [S + "credit_ids.csv", S + "pbdr_csv.csv", "pbdr_csv (1).csv"],
+        f"pbdr_csv (1).csv is a byte-identical copy of {S}pbdr_csv.csv: the same rows would be counted twice"),
     "settlement file empty": ([S + "credit_ids.csv", "empty.csv"], "settlement file empty.csv: is empty"),
     "output folder missing": ([S + "credit_ids.csv", S + "pbdr_csv.csv", "-o", "nowhere/r.html"],
                               "folder nowhere does not exist"),
