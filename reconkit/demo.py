@@ -47,7 +47,8 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
         _say(f"  {len(scenario.credit_ids)} issued, {len(scenario.declined)} declined, {len(scenario.voided)} voided; "
              f"batches run: {', '.join(str(d) for d in sandbox.state.batch_dates())}")
         settlement, bundle = _pull_settlement(sandbox, client, out_dir / "settlement", seed)
-        bundle.write_truth(out_dir / "settlement" / "ground_truth.csv")
+        (out_dir / "truth").mkdir(exist_ok=True)  # not in settlement/: a glob over it reads exactly the report
+        bundle.write_truth(out_dir / "truth" / "ground_truth.csv")
         _say(f"settlement pulled from the Reporting API into {settlement['source_file'].iloc[0]}; injected: "
              + ", ".join(f"{k} {v}" for k, v in bundle.injected.items() if v))
         fetched = client.fetch_credits(scenario.credit_ids, progress=sys.stderr.isatty())

@@ -22,7 +22,7 @@ def test_demo_agrees_with_the_ground_truth_and_writes_the_report(tmp_path):
     assert "SANDBOX · simulated money" in run.stdout
     assert "(100.0%)" in run.stdout and "MATCHED" in run.stdout
     assert "timing differences, reason SETTLED" in run.stdout and "signed off by bob" in run.stdout
-    for name in ("report.html", "breaks.xlsx", "breaks.csv", "figures.png", "settlement/ground_truth.csv",
+    for name in ("report.html", "breaks.xlsx", "breaks.csv", "figures.png", "truth/ground_truth.csv",
                  "02_investigate_refund_discrepancies.html", "breaks/break_audit.xlsx", "breaks/ledger.sqlite3"):
         assert (out / name).stat().st_size > 0, name
     page = (out / "02_investigate_refund_discrepancies.html").read_text()
