@@ -61,7 +61,7 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
     _say("")
     result.to_html(out_dir / "report.html")
     result.to_excel(out_dir / "breaks.xlsx")
-    result.breaks.to_csv(out_dir / "breaks.csv", index=False)
+    result.to_csv(out_dir / "breaks.csv")  # the one form every breaks.csv has
     result.plot().savefig(out_dir / "figures.png", dpi=100)
     credits_frame.drop(columns=[c for c in credits_frame.columns if "." in c]).to_csv(out_dir / "credits.csv",
                                                                                         index=False)
