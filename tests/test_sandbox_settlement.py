@@ -113,3 +113,24 @@ def test_disagreements_see_extra_breaks_in_both_directions(world, tmp_path):
     assert sorted(map(tuple, found.to_numpy().tolist())) == sorted([
         ("credit", "8" * 22, None, result.credits.set_index("credit_id").at["8" * 22, "outcome"]),
         ("settlement", ("extra.csv", 2), None, "UNEXPECTED_SETTLEMENT")])
+
+
+def test_written_truth_holds_whole_line_numbers_blank_for_credits(populated, tmp_path):
+    import glob
+    from pathlib import Path
+
+    sb, _ = populated
+    bundle = sb.settlement(format="processor_csv", out_dir=tmp_path / "settlement", seed=4)
+    written = bundle.write_truth(tmp_path / "truth.csv")
+    shipped = glob.glob(str(Path(__file__).parents[1] / "data" / "sample" / "*_truth.csv"))
+    assert len(shipped) == len(FORMATS)
+    for path in [written, *shipped]:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        for row in rows:
+            expected_blank = row["side"] == "credit"
+            assert (row["source_line"] == "") == expected_blank and (expected_blank or row["source_line"].isdigit()), (
+                path, row)
+    with open(written, newline="", encoding="utf-8") as handle:
+        lines = [int(r["source_line"]) for r in csv.DictReader(handle) if r["side"] == "settlement"]
+    assert lines == bundle.settlement_truth["source_line"].tolist()

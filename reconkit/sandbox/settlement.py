@@ -126,9 +126,11 @@ class SettlementBundle:
         return pd.DataFrame(found, columns=["side", "key", "expected", "got"])
 
     def write_truth(self, path: str | Path) -> Path:
-        """Write the ground truth as CSV (ids as text)."""
+        """Write the ground truth as CSV (ids as text, ``source_line`` a whole number, blank for a credit)."""
         target = Path(path)
-        self.truth.to_csv(target, index=False)
+        truth = self.truth
+        truth["source_line"] = truth["source_line"].astype("Int64")  # stacking with credits made it float
+        truth.to_csv(target, index=False)
         return target
 
 
