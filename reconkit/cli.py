@@ -131,6 +131,12 @@ def _cmd_settlement(args: argparse.Namespace) -> int:
                                          "nothing to read)")
     if not Path(args.db).is_file():
         raise argparse.ArgumentTypeError(f"--db {args.db}: no such sandbox database")
+    # The truth is not settlement: beside the settlement files a glob over them would read it as a report.
+    truth_folder = Path(args.truth) if args.truth else Path(args.out).parent / "truth"
+    if truth_folder.resolve() == Path(args.out).resolve():
+        raise argparse.ArgumentTypeError(f"--truth {truth_folder}: is the --out folder; the ground truth would be "
+                                         "read as a settlement file there")
+    truth_folder.mkdir(parents=True, exist_ok=True)
     state = SandboxState(args.db, seed=args.seed)
     try:
         if args.advance_hours:
@@ -145,7 +151,7 @@ def _cmd_settlement(args: argparse.Namespace) -> int:
         state.close()
     for path in bundle.files:
         print(f"wrote {path}")
-    truth = bundle.write_truth(Path(args.out) / f"{bundle.files[0].stem}_truth.csv")
+    truth = bundle.write_truth(truth_folder / f"{bundle.files[0].stem}_truth.csv")
     print(f"wrote {truth} (ground truth: {bundle.outcome_counts()})")
     return 0
 
@@ -201,7 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     settlement.add_argument("--db", required=True, help="the sandbox's SQLite file")
     settlement.add_argument("--seed", type=int, default=0, help="seed of the injected discrepancies (default 0)")
     settlement.add_argument("--format", choices=FORMATS, default="pbdr_csv", help="report format (default pbdr_csv)")
-    settlement.add_argument("--out", default="out/settlement", help="folder to write into (default out/settlement)")
+    settlement.add_argument("--out", default="out/settlement",
+                            help="folder to write the settlement files into (default out/settlement)")
+    settlement.add_argument("--truth", metavar="FOLDER",
+                            help="folder to write the ground truth (<file>_truth.csv) into, never the --out "
+                                 "folder (default: truth/ beside it, e.g. out/truth)")
     settlement.add_argument("--from", dest="date_from", type=_iso_date,
                             help="first batch date (ISO), default the first batch")
     settlement.add_argument("--to", dest="date_to", type=_iso_date,
@@ -218,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
         "reconcile", help="reconcile credits against settlement files",
         description="Every argument and file is checked before anything is fetched.")
     reconcile.add_argument("credits", help="a CSV of credit ids (fetched through the client) or a saved credits "
-                                           "frame (.csv/.parquet with credit_id, amount, currency, submit_time_utc)")
+                                           "frame (.csv/.parquet with credit_id, reconciliation_id, status, amount, "
+                                           "currency, submit_time_utc)")
     reconcile.add_argument("settlement", nargs="+", help="settlement files or globs")
     reconcile.add_argument("-o", "--output", default="report.html", help="the HTML report (default report.html)")
     reconcile.add_argument("--excel", help="also write the breaks workbook here (.xlsx)")
@@ -233,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--format", default="auto", choices=SETTLEMENT_FORMATS, metavar="FORMAT",
                            help="settlement format, one of " + ", ".join(SETTLEMENT_FORMATS)
                            + " (default auto: detected from each file's content)")
+    reconcile.add_argument("--allow-unfetched", action="store_true",
+                           help="write the report even when some credit ids could not be fetched (they are "
+                                "left out, counted in the report; default: stop with exit status 2)")
     reconcile.set_defaults(func=_cmd_reconcile)
 
     demo = commands.add_parser("demo", help="run the whole investigation offline against the sandbox")

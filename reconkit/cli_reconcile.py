@@ -22,11 +22,13 @@ from .credit import credit_amount, parse_time
 from .errors import CreditShapeError, SettlementFormatError
 from .fetch import normalize_ids
 
-__all__ = ["Inputs", "check_inputs", "load_credits", "parse_as_of", "parse_grace_days", "parse_tolerance",
-           "run_reconcile"]
+__all__ = ["Inputs", "check_inputs", "fetch_listed", "load_credits", "parse_as_of", "parse_grace_days",
+           "parse_tolerance", "run_reconcile"]
 
-SAVED_FRAME_COLUMNS = frozenset({"credit_id", "amount", "currency", "submit_time_utc"})
-"""A credits CSV holding these columns is a saved credits frame, reconciled as it is."""
+SAVED_FRAME_COLUMNS = frozenset({"credit_id", "reconciliation_id", "status", "amount", "currency",
+                                 "submit_time_utc"})
+"""A credits CSV holding these columns is a saved credits frame, reconciled as it is. ``status`` is needed
+(a voided credit expects no settlement); a blank ``reconciliation_id`` pairs by request id only."""
 ID_COLUMNS = ("credit_id", "id", "request_id")
 """The column a CSV of credit ids is read from (else its first column)."""
 _SWAPPED = "the credits come first: reconkit reconcile CREDITS SETTLEMENT..."
@@ -96,6 +98,7 @@ class Inputs:
     as_of: datetime
     as_of_origin: str
     format: str
+    allow_unfetched: bool = False
 
 
 def _refuse(message: str) -> argparse.ArgumentTypeError:
@@ -156,6 +159,11 @@ def _credit_ids(path: Path) -> list[str] | None:
     columns = {str(c) for c in frame.columns}
     if columns >= SAVED_FRAME_COLUMNS:
         return None
+    if columns & (SAVED_FRAME_COLUMNS - set(ID_COLUMNS)):  # part of a saved frame is not a list of ids
+        missing = ", ".join(sorted(SAVED_FRAME_COLUMNS - columns))
+        raise _refuse(f"credits file {path}: looks like a saved credits frame but lacks the column(s) {missing} "
+                      f"(a saved frame needs {', '.join(sorted(SAVED_FRAME_COLUMNS))}; a list of ids needs one "
+                      "column of ids)")
     column = next((c for c in ID_COLUMNS if c in columns), frame.columns[0])
     valid, _ = normalize_ids(frame[column].tolist())
     if not valid:
@@ -247,30 +255,41 @@ def check_inputs(args: argparse.Namespace, *, now: datetime | None = None) -> In
         as_of = (now or datetime.now(UTC)).replace(microsecond=0)
         origin = "now, as no --as-of was given: ages and MISSING_OVERDUE are measured from this moment"
     return Inputs(credits, credit_ids, settlement, output, excel, args.tolerance,
-                  3 if grace_days is None else grace_days, as_of, origin, args.format)
+                  3 if grace_days is None else grace_days, as_of, origin, args.format,
+                  bool(getattr(args, "allow_unfetched", False)))
 
 
 # --- running -------------------------------------------------------------------------------------
 
 
-def load_credits(path: str | Path, credit_ids: list[str] | None = None) -> pd.DataFrame:
-    """A saved credits frame (.parquet, or .csv with the curated columns), or ``credit_ids`` fetched.
+def fetch_listed(credit_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """``credit_ids`` fetched through :func:`reconkit.session.connect` (the configured credentials,
+    or the embedded sandbox when there are none).
 
-    Ids are fetched through :func:`reconkit.session.connect`: the configured credentials, or
-    the embedded sandbox when there are none.
+    Returns
+    -------
+    (credits, failed, environment)
+        The credits frame, :attr:`FetchResult.failed` (one row per id not fetched) and the
+        environment they came from (``SANDBOX``, ``TEST`` or ``PRODUCTION``).
+    """
+    from .session import connect
+
+    with connect() as client:
+        environment = client.config.environment_name
+        print(f"fetching {len(credit_ids)} credit(s) from {environment} ({client.config.base_url})")
+        result = client.fetch_credits(credit_ids)
+    return result.to_frame(), result.failed, environment
+
+
+def load_credits(path: str | Path, credit_ids: list[str] | None = None) -> pd.DataFrame:
+    """A saved credits frame (.parquet, or .csv with the curated columns), or ``credit_ids`` fetched
+    (see :func:`fetch_listed`; ids that could not be fetched are left out).
+
+    A saved frame has :data:`SAVED_FRAME_COLUMNS` (:func:`check_inputs` refuses one without).
     """
     path = Path(path)
     if credit_ids is not None:
-        from .session import connect
-
-        with connect() as client:
-            print(f"fetching {len(credit_ids)} credit(s) from {client.config.environment_name} "
-                  f"({client.config.base_url})")
-            result = client.fetch_credits(credit_ids)
-        if len(result.failed):
-            print(f"{len(result.failed)} id(s) could not be fetched:")
-            print(result.failed.to_string(index=False))
-        return result.to_frame()
+        return fetch_listed(credit_ids)[0]
     if path.suffix.lower() == ".parquet":
         frame = pd.read_parquet(path)
         frame["amount"] = frame["amount"].map(lambda v: None if v is None or pd.isna(v) else Decimal(str(v)))
@@ -311,9 +330,27 @@ def run_reconcile(args: argparse.Namespace) -> int:
         print(f"UNREADABLE: {len(lines)} settlement line(s) could not be read; first: "
               f"{Path(lines['source_file'].iloc[0]).name} line {lines['source_line'].iloc[0]} — "
               f"{failures['reason'].iloc[0]}", flush=True)
-    credits = load_credits(inputs.credits, inputs.credit_ids)
+    environment, unfetched = None, 0
+    if inputs.credit_ids is None:
+        credits = load_credits(inputs.credits)
+    else:
+        credits, failed, environment = fetch_listed(inputs.credit_ids)
+        unfetched = len(failed)
+        if unfetched:
+            listed = inputs.output.with_name(f"{inputs.output.stem}_unfetched.csv")
+            failed.to_csv(listed, index=False)
+            print(f"wrote {listed}")
+            counted = (f"{len(failed)} of {len(failed) + len(credits)} credit id(s) could not be fetched "
+                       f"(listed in {listed})")
+            if not inputs.allow_unfetched:
+                # A report would call those credits absent from settlement, or their rows unexpected.
+                raise _refuse(f"{counted}; no report written: fix the ids or the connection, or pass "
+                              "--allow-unfetched to reconcile without them")
+            print(f"UNFETCHED: {counted}; the report leaves them out (--allow-unfetched)", flush=True)
+            environment = f"{environment} · {len(failed)} CREDIT ID(S) NOT FETCHED"
     result = reconcile(credits, settlement, amount_tolerance=inputs.tolerance, grace_days=inputs.grace_days,
-                       as_of=inputs.as_of, failures=failures)
+                       as_of=inputs.as_of, failures=failures, environment=environment)
+    result.parameters["unfetched_ids"] = unfetched
     print(result.summary_text())
     _write_reports(result, inputs)
     return 0

@@ -32,6 +32,8 @@ def workspace(tmp_path, monkeypatch):
     (tmp_path / "words.csv").write_text("name\nalice\nbob\n")
     (tmp_path / "book.xlsx").write_bytes(b"PK\x03\x04" + bytes(64))
     (tmp_path / "folder").mkdir()
+    shutil.copy(SAMPLE / "pbdr_csv.csv", tmp_path / "pbdr_csv (1).csv")
+    (tmp_path / "no_currency.csv").write_text("credit_id,amount,submit_time_utc\n1,1.00,2026-11-02T09:00:00Z\n")  # as a second browser download is named
     return tmp_path
 
 
@@ -56,9 +58,14 @@ BAD = {
     "swapped (a CSV report)": ([S + "pbdr_csv.csv", S + "credit_ids.csv"], "is a settlement file and settlement file"),
     "swapped (a processor file)": ([S + "processor_csv.csv", S + "credit_ids.csv"], "credits come first"),
     "swapped (an XML report)": ([S + "pbdr_xml.xml", S + "credit_ids.csv"], "credits come first"),
+    "credits file part of a saved frame": (["no_currency.csv", S + "pbdr_csv.csv"],
+                                           "looks like a saved credits frame but lacks the column(s) currency"),
     "settlement file missing": ([S + "credit_ids.csv", "nowhere.csv"], "settlement file nowhere.csv: no such file"),
     "settlement glob matches nothing": ([S + "credit_ids.csv", "data/*.nope"], "'data/*.nope': no file matches"),
     "settlement file is the credits file": ([S + "credit_ids.csv", S + "credit_ids.csv"], "is the credits file too"),
+    "settlement file and its byte-identical copy": (
+        [S + "credit_ids.csv", S + "pbdr_csv.csv", "pbdr_csv (1).csv"],
+        f"pbdr_csv (1).csv is a byte-identical copy of {S}pbdr_csv.csv: the same rows would be counted twice"),
     "settlement file empty": ([S + "credit_ids.csv", "empty.csv"], "settlement file empty.csv: is empty"),
     "output folder missing": ([S + "credit_ids.csv", S + "pbdr_csv.csv", "-o", "nowhere/r.html"],
                               "folder nowhere does not exist"),
@@ -190,3 +197,79 @@ def test_an_unreadable_settlement_line_reaches_the_reconciliation(workspace):
     assert f"UNREADABLE: 1 settlement line(s) could not be read; first: pbdr_csv.csv line {number}" in run.stdout
     assert "UNREADABLE_SETTLEMENT" in run.stdout
     assert victim["credit_id"] in (workspace / "report.html").read_text(encoding="utf-8")
+
+
+def _help_columns() -> list[str]:
+    """The saved frame's needed columns as ``reconcile --help`` names them."""
+    import re
+
+    text = " ".join(build_parser()._subparsers._group_actions[0].choices["reconcile"].format_help().split())
+    listed = re.search(r"saved credits frame \(\.csv/\.parquet with ([^;)]*)", text).group(1)
+    return [name.strip() for name in listed.split(",")]
+
+
+def _sample_credits(workspace):
+    """The sample credits as the sandbox holds them, fetched over HTTP, and the sample's truth."""
+    from reconkit.sandbox import Sandbox
+
+    ids = pd.read_csv(SAMPLE / "credit_ids.csv", dtype=str).iloc[:, 0].tolist()
+    shutil.copy(SAMPLE / "sandbox.sqlite3", workspace / "copy.sqlite3")
+    with Sandbox(db=str(workspace / "copy.sqlite3"), seed=42) as sandbox:
+        fetched = sandbox.client(ledger=":memory:").fetch_credits(ids, progress=False)
+    assert len(fetched.failed) == 0
+    return fetched.to_frame(), pd.read_csv(SAMPLE / "pbdr_csv_truth.csv", dtype=str)
+
+
+def test_a_saved_frame_with_exactly_the_columns_help_names_is_reconciled(workspace, capsys):
+    credits, truth = _sample_credits(workspace)
+    columns = _help_columns()
+    credits[columns].to_csv(workspace / "saved.csv", index=False)
+    assert main(["reconcile", "saved.csv", S + "pbdr_csv.csv", "-o", "r.html", "--excel", "b.xlsx"]) == 0
+    # Every credit break is the one the generator's truth gives it, and every credit the truth calls a break is one.
+    shown = pd.read_excel(workspace / "b.xlsx", sheet_name="Breaks", dtype=str).dropna(subset=["Credit id"])
+    credit_truth = truth[truth["side"] == "credit"]
+    assert set(zip(shown["Credit id"], shown["Outcome"], strict=True)) <= set(
+        zip(credit_truth["credit_id"], credit_truth["outcome"], strict=True))
+    assert set(shown["Credit id"]) == set(
+        credit_truth.loc[~credit_truth["outcome"].isin(["MATCHED", "NO_SETTLEMENT_EXPECTED"]), "credit_id"])
+    # One column fewer (here: the ones a bare export lacks) is refused in one line, naming them.
+    credits[["credit_id", "amount", "currency", "submit_time_utc"]].to_csv(workspace / "bare.csv", index=False)
+    assert main(["reconcile", "bare.csv", S + "pbdr_csv.csv"]) == 2
+    err = capsys.readouterr().err
+    assert "lacks the column(s) reconciliation_id, status" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unfetched_ids_stop_the_report_unless_allowed(workspace, capsys):
+    ids = pd.read_csv(SAMPLE / "credit_ids.csv", dtype=str).iloc[:, 0].tolist()
+    unknown = ["1" * 22, "2" * 22, "3" * 22]  # no sandbox holds them: 404
+    pd.DataFrame({"credit_id": ids + unknown}).to_csv(workspace / "ids.csv", index=False)
+    assert main(["reconcile", "ids.csv", S + "pbdr_csv.csv", "-o", "r.html"]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    line = captured.err.strip().splitlines()[-1]  # after the progress bar
+    assert f"3 of {len(ids) + 3} credit id(s) could not be fetched (listed in r_unfetched.csv)" in line
+    assert "--allow-unfetched" in line and not (workspace / "r.html").exists()
+    listed = pd.read_csv(workspace / "r_unfetched.csv", dtype=str)
+    assert sorted(listed["id"]) == unknown
+    # Allowed: the report is written and says how many were left out, where the environment is named.
+    assert main(["reconcile", "ids.csv", S + "pbdr_csv.csv", "-o", "r.html", "--excel", "b.xlsx",
+                 "--allow-unfetched"]) == 0
+    out = capsys.readouterr().out
+    assert "UNFETCHED: 3 of" in out
+    page = (workspace / "r.html").read_text(encoding="utf-8")
+    assert "SANDBOX · 3 CREDIT ID(S) NOT FETCHED" in page
+    sheet = pd.read_excel(workspace / "b.xlsx", sheet_name="Parameters", dtype=str)
+    assert "SANDBOX · 3 CREDIT ID(S) NOT FETCHED" in set(sheet["Value"])
+
+
+def test_the_report_names_the_environment_the_credits_came_from(workspace, capsys):
+    from reconkit.session import connect
+
+    with connect() as client:  # what the command connects to here: the embedded sandbox
+        expected = client.config.environment_name
+    assert expected == "SANDBOX"
+    assert main(["reconcile", S + "credit_ids.csv", S + "pbdr_csv.csv", "-o", "r.html", "--excel", "b.xlsx"]) == 0
+    page = (workspace / "r.html").read_text(encoding="utf-8")
+    assert f"<title>Refund reconciliation · {expected} ·" in page and "not given" not in page
+    sheet = pd.read_excel(workspace / "b.xlsx", sheet_name="Parameters", dtype=str)
+    assert sheet.loc[sheet["Parameter"] == "Environment", "Value"].tolist() == [expected]

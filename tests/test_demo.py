@@ -22,9 +22,19 @@ def test_demo_agrees_with_the_ground_truth_and_writes_the_report(tmp_path):
     assert "SANDBOX · simulated money" in run.stdout
     assert "(100.0%)" in run.stdout and "MATCHED" in run.stdout
     assert "timing differences, reason SETTLED" in run.stdout and "signed off by bob" in run.stdout
-    for name in ("report.html", "breaks.xlsx", "breaks.csv", "figures.png", "settlement/ground_truth.csv",
+    for name in ("report.html", "breaks.xlsx", "breaks.csv", "figures.png", "truth/ground_truth.csv",
                  "02_investigate_refund_discrepancies.html", "breaks/break_audit.xlsx", "breaks/ledger.sqlite3"):
         assert (out / name).stat().st_size > 0, name
+    # breaks.csv has the one form result.to_csv gives every breaks.csv: quoted header, file names, ISO times.
+    import csv
+
+    from reconkit.report import BREAK_COLUMNS
+
+    text = (out / "breaks.csv").read_text(encoding="utf-8")
+    assert text.splitlines()[0] == ",".join(f'"{name}"' for name in BREAK_COLUMNS)
+    rows = list(csv.DictReader(text.splitlines()))
+    assert rows and all("/" not in row["source_file"] for row in rows)
+    assert all(row["submit_time_utc"] == "" or "+00:00" not in row["submit_time_utc"] for row in rows)
     page = (out / "02_investigate_refund_discrepancies.html").read_text()
     assert "AMOUNT_MISMATCH" in page and "Traceback" not in page
     # No warnings: not the kernel's about unencrypted TCP, not Python's, not anyone's.

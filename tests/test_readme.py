@@ -65,6 +65,17 @@ def test_every_python_block_of_the_readme_runs_in_order(tmp_path):
     assert len(blocks) >= 5
     shutil.copytree(ROOT / "data" / "sample", tmp_path / "data" / "sample")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CYBERSOURCE_", "RECONKIT_"))}
+    # The README begins with `make demo`: its blocks must hold in the folder the demo leaves (out/settlement/
+    # with the demo's report, out/truth/ with its ground truth), not only in a clean one.
+    demo = subprocess.run([sys.executable, "-m", "reconkit", "demo", "--out", "out", "--credits", "40",
+                           "--no-notebook"], cwd=tmp_path, env=env | {"RECONKIT_DATA": str(tmp_path / "data")},
+                          capture_output=True, text=True, timeout=600)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert list((tmp_path / "out" / "settlement").glob("*.csv")) and (tmp_path / "out" / "truth").is_dir()
+    # What the README's glob read is exactly the files its sandbox wrote (checked after its blocks).
+    blocks.append((0, "from pathlib import Path\n"
+                      "assert set(frame['source_file'].map(lambda p: Path(p).name)) == "
+                      "{Path(f).name for f in bundle.files}, set(frame['source_file'])\n"))
     # As the README says: start `reconkit sandbox` (its first example, keeping its data in out/)
     # and set the variables it prints; then run the blocks in a fresh interpreter.
     serve = shell_command(README, ".venv/bin/reconkit sandbox --port 8765")
@@ -89,7 +100,9 @@ def test_every_python_block_of_the_readme_runs_in_order(tmp_path):
     settle = subprocess.run(shell_command(README, ".venv/bin/reconkit sandbox settlement"), cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)
     assert settle.returncode == 0, settle.stderr
-    assert "wrote out/settlement/" in settle.stdout
+    assert "wrote out/settlement/" in settle.stdout and "wrote out/truth/" in settle.stdout
+    # The truth is not beside the settlement: the folder holds settlement files only.
+    assert all(not p.name.endswith("_truth.csv") for p in (tmp_path / "out" / "settlement").iterdir())
     # Nothing the README runs leaves a database (or anything else) in the working directory's root.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocks.json", "data", "out"]
 

@@ -245,7 +245,7 @@ def test_the_demo_pulls_its_settlement_through_the_reporting_api(tmp_path, capsy
     [report] = (tmp_path / "settlement").glob("PaymentBatchDetailReport_*.csv")
     assert f"settlement pulled from the Reporting API into {report}" in said
     assert "(100.0%)" in said
-    truth = (tmp_path / "settlement" / "ground_truth.csv").read_text()
+    truth = (tmp_path / "truth" / "ground_truth.csv").read_text()
     assert report.name in truth  # the truth's rows point into the downloaded file
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import requests
@@ -296,7 +297,9 @@ def test_cli_settlement_from_a_sandbox_database(tmp_path):
                           "pbdr_xml", "--advance-hours", "24", "--discrepancy", "unexpected=2", "--out", str(out)],
                          capture_output=True, text=True, check=True)
     files = sorted(p.name for p in out.iterdir())
-    assert any(f.endswith(".xml") for f in files) and any(f.endswith("_truth.csv") for f in files)
+    assert any(f.endswith(".xml") for f in files) and not any(f.endswith("_truth.csv") for f in files)
+    # The truth is beside the settlement folder, not in it: a glob over the folder reads settlement only.
+    assert [p.name for p in (tmp_path / "truth").iterdir()] == [f"{Path(files[0]).stem}_truth.csv"]
     assert "UNEXPECTED_SETTLEMENT" in run.stdout and "MATCHED" in run.stdout
     missing = subprocess.run([sys.executable, "-m", "reconkit", "sandbox", "settlement", "--db",
                               str(tmp_path / "nope.sqlite3")], capture_output=True, text=True)

@@ -89,3 +89,48 @@ def test_rates_are_fractions_of_the_settled_credits(populated, tmp_path):
     bundle = sb.settlement(discrepancies={"amount": 0.1}, out_dir=tmp_path)
     settled = (bundle.credits_truth["kind"].isin(["none", "amount"])).sum()
     assert bundle.injected["amount"] == round(0.1 * settled)
+
+
+def test_disagreements_see_extra_breaks_in_both_directions(world, tmp_path):
+    import pandas as pd
+
+    from reconkit import read_settlement, reconcile
+
+    sb, _, credits = world
+    bundle = sb.settlement(format="pbdr_csv", out_dir=tmp_path, seed=4)
+    settlement = read_settlement(bundle.files[0])
+    assert bundle.disagreements(reconcile(credits, settlement, as_of=bundle.as_of,
+                                          grace_days=bundle.grace_days)).empty
+    # One settlement row and one credit the generator never made: both are breaks the truth does not hold.
+    matched_line = bundle.settlement_truth.loc[bundle.settlement_truth["outcome"] == "MATCHED", "source_line"].iloc[0]
+    extra_row = settlement[settlement["source_line"] == matched_line].assign(source_file=str(tmp_path / "extra.csv"), source_line=2,
+                                            reconciliation_id="EXTRA00000000001", request_id="9" * 22)
+    extra_credit = credits.iloc[[0]].assign(credit_id="8" * 22, reconciliation_id="EXTRA00000000002")
+    result = reconcile(pd.concat([credits, extra_credit], ignore_index=True),
+                       pd.concat([settlement, extra_row], ignore_index=True),
+                       as_of=bundle.as_of, grace_days=bundle.grace_days)
+    found = bundle.disagreements(result)
+    assert sorted(map(tuple, found.to_numpy().tolist())) == sorted([
+        ("credit", "8" * 22, None, result.credits.set_index("credit_id").at["8" * 22, "outcome"]),
+        ("settlement", ("extra.csv", 2), None, "UNEXPECTED_SETTLEMENT")])
+
+
+def test_written_truth_holds_whole_line_numbers_blank_for_credits(populated, tmp_path):
+    import glob
+    from pathlib import Path
+
+    sb, _ = populated
+    bundle = sb.settlement(format="processor_csv", out_dir=tmp_path / "settlement", seed=4)
+    written = bundle.write_truth(tmp_path / "truth.csv")
+    shipped = glob.glob(str(Path(__file__).parents[1] / "data" / "sample" / "*_truth.csv"))
+    assert len(shipped) == len(FORMATS)
+    for path in [written, *shipped]:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        for row in rows:
+            expected_blank = row["side"] == "credit"
+            assert (row["source_line"] == "") == expected_blank and (expected_blank or row["source_line"].isdigit()), (
+                path, row)
+    with open(written, newline="", encoding="utf-8") as handle:
+        lines = [int(r["source_line"]) for r in csv.DictReader(handle) if r["side"] == "settlement"]
+    assert lines == bundle.settlement_truth["source_line"].tolist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from decimal import Decimal
 
 import pandas as pd
@@ -231,10 +232,11 @@ def test_forced_format_must_fit(tmp_path):
         read(LEGACY, format="pbdr_xml")
     path = tmp_path / "a.csv"
     path.write_text(LEGACY)
-    (tmp_path / "b.csv").write_text(LEGACY)
+    other = LEGACY.replace("\n", "\r\n")  # the same rows in other bytes: an identical copy would be refused
+    (tmp_path / "b.csv").write_bytes(other.encode())
     frame = read_settlement(str(tmp_path / "*.csv"))
     assert len(frame) == 4 and frame["source_file"].nunique() == 2
-    assert len(read_settlement([path, io.BytesIO(LEGACY.encode())])) == 4
+    assert len(read_settlement([path, io.BytesIO(other.encode())])) == 4
 
 
 def test_exported_search_results_csv():
@@ -525,3 +527,58 @@ def test_a_bad_batch_date_is_a_failure_however_the_other_dates_look(batch_date):
         assert frame["batch_date"].tolist() == [pd.Timestamp("2026-11-02"), pd.Timestamp("2026-01-02")]
     else:
         assert failures[["source_line", "column"]].values.tolist() == [[3, "batch_date"]]
+
+
+def _sample_rows(path) -> int:
+    """Data rows of a shipped pbdr_csv sample, counted from its bytes: lines after the header that hold a request id."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    header_at = next(n for n, line in enumerate(lines) if "request_id" in line.lower())
+    return len(lines) - header_at - 1
+
+
+def test_a_file_named_twice_is_read_once(tmp_path):
+    from pathlib import Path
+
+    sample = Path(__file__).parents[1] / "data" / "sample" / "pbdr_csv.csv"
+    once = read_settlement(sample)
+    assert len(once) == _sample_rows(sample)
+    for twice in ([sample, sample], [sample, str(sample.parent / "." / sample.name)],
+                  [str(sample.parent / "pbdr_csv.*"), sample]):
+        frame = read_settlement(twice)
+        assert len(frame) == len(once)
+        assert frame["source_line"].is_unique
+
+
+@pytest.mark.parametrize("copy_name", ["pbdr_csv (1).csv", "copy.csv"])
+def test_a_byte_identical_copy_is_refused_naming_both_files(tmp_path, copy_name):
+    from pathlib import Path
+
+    sample = Path(__file__).parents[1] / "data" / "sample" / "pbdr_csv.csv"
+    original, copy = tmp_path / "pbdr_csv.csv", tmp_path / copy_name
+    original.write_bytes(sample.read_bytes())
+    copy.write_bytes(sample.read_bytes())
+    in_glob_order = sorted([str(original), str(copy)])
+    for source, (first, second) in (([original, copy], (original, copy)),
+                                    (str(tmp_path / "*.csv"), in_glob_order)):
+        with pytest.raises(SettlementFormatError) as caught:
+            read_settlement(source)
+        assert str(caught.value).startswith(f"{second} is a byte-identical copy of {first}: the same rows would be "
+                                            "counted twice")
+        assert caught.value.file == str(second)
+    uploads = {"pbdr_csv.csv": sample.read_bytes(), copy_name: sample.read_bytes()}
+    with pytest.raises(SettlementFormatError, match=rf"{re.escape(copy_name)} is a byte-identical copy of pbdr_csv.csv"):
+        read_settlement(uploads)
+    # A different file of the same report is not a copy: a changed byte is read with the original.
+    copy.write_bytes(sample.read_bytes().replace(b"\r\n", b"\n"))
+    assert len(read_settlement([original, copy])) == 2 * _sample_rows(sample)
+
+
+def test_uploads_as_a_dict_of_names_to_contents():
+    from pathlib import Path
+
+    folder = Path(__file__).parents[1] / "data" / "sample"
+    uploads = {name: (folder / name).read_bytes() for name in ("pbdr_csv.csv", "processor_csv.csv")}
+    frame = read_settlement(uploads)
+    expected = pd.concat([read_settlement(data, name=name) for name, data in uploads.items()], ignore_index=True)
+    assert sorted(frame["source_file"].unique()) == sorted(uploads)
+    assert len(frame) == len(expected)

@@ -99,8 +99,11 @@ class SettlementBundle:
     def disagreements(self, result: Any) -> pd.DataFrame:
         """Where a :class:`reconkit.ReconResult` differs from this ground truth.
 
-        Credits are keyed by id, settlement rows by (file name, line). Returns one row per
-        disagreement (``side``, ``key``, ``expected``, ``got``); empty when the engine agrees.
+        Credits are keyed by id, settlement rows by (file name, line), in both directions: an
+        outcome the truth gives that the result lacks or differs from, and a credit or row of the
+        result the truth does not hold (``expected`` None), such as an extra
+        ``UNEXPECTED_SETTLEMENT``. Returns one row per disagreement (``side``, ``key``,
+        ``expected``, ``got``); empty when the engine agrees.
         """
         import pandas as pd
 
@@ -116,12 +119,18 @@ class SettlementBundle:
         found += [("settlement", k, str(v), got_rows.get(k)) for k, v in
                   zip(zip(truth["source_file"].astype(str), truth["source_line"].astype(int), strict=True),
                       truth["outcome"], strict=True) if got_rows.get(k) != v]
+        known = set(self.credits_truth["credit_id"].astype(str))
+        found += [("credit", k, None, v) for k, v in got.items() if k not in known]
+        known_rows = set(zip(truth["source_file"].astype(str), truth["source_line"].astype(int), strict=True))
+        found += [("settlement", k, None, v) for k, v in got_rows.items() if k not in known_rows]
         return pd.DataFrame(found, columns=["side", "key", "expected", "got"])
 
     def write_truth(self, path: str | Path) -> Path:
-        """Write the ground truth as CSV (ids as text)."""
+        """Write the ground truth as CSV (ids as text, ``source_line`` a whole number, blank for a credit)."""
         target = Path(path)
-        self.truth.to_csv(target, index=False)
+        truth = self.truth
+        truth["source_line"] = truth["source_line"].astype("Int64")  # stacking with credits made it float
+        truth.to_csv(target, index=False)
         return target
 
 

@@ -14,6 +14,7 @@ control totals are checked against what was read.
 from __future__ import annotations
 
 import glob
+import hashlib
 import mmap
 import os
 from collections.abc import Iterable, Mapping
@@ -40,27 +41,70 @@ FORMATS = ("auto", *_CSV_FORMATS, "pbdr_xml", "purchase_refund_json", "excel")
 Source = str | os.PathLike[str] | bytes | IO[bytes]
 
 
-def _inputs(source: Source | Iterable[Source], name: str | None) -> list[tuple[str, Bytes]]:
+def _inputs(source: Source | Iterable[Source] | Mapping[str, bytes], name: str | None) -> list[tuple[str, Bytes]]:
+    """Every input as (name, bytes); a file named twice (by its resolved path) is in it once."""
+    seen: set[str] = set()
+    items: list[tuple[str, Bytes]] = []
+    for item_name, path, data in _each_input(source, name):
+        if path is not None:
+            resolved = os.path.realpath(path)
+            if resolved in seen:
+                continue
+            seen.add(resolved)
+            data = _read_bytes(path)
+        items.append((item_name, data))
+    return items
+
+
+def _each_input(source: Any, name: str | None) -> Iterable[tuple[str, str | None, Bytes]]:
+    """(name, path or None, bytes when there is no path) of every input, in the order given."""
     if isinstance(source, bytes | bytearray | memoryview):
-        return [(name or "upload", bytes(source))]
+        yield name or "upload", None, bytes(source)
+        return
     if hasattr(source, "read"):
-        return [(name or getattr(source, "name", None) or "upload", source.read())]  # type: ignore[union-attr]
+        yield name or getattr(source, "name", None) or "upload", None, source.read()
+        return
     if isinstance(source, str | os.PathLike):
         text = os.fspath(source)
         if Path(text).is_file():  # an existing name is never a pattern: data/x[1].csv is that file
-            return [(text, _read_bytes(text))]
+            yield text, text, b""
+            return
         if any(ch in text for ch in "*?["):
             paths = sorted(glob.glob(text))
             if not paths:
                 raise SettlementFormatError(f"no file matches {text!r}", file=text)
-            return [(p, _read_bytes(p)) for p in paths]
+            for path in paths:
+                yield path, path, b""
+            return
         raise SettlementFormatError("no such file", file=text)
-    items: list[tuple[str, Bytes]] = []
-    for item in source:  # type: ignore[union-attr]
-        items += _inputs(item, None)
-    if not items:
+    if isinstance(source, Mapping):  # uploads: file name -> contents
+        for key, data in source.items():
+            yield str(key), None, bytes(data)
+        if not source:
+            raise SettlementFormatError("no settlement files were given")
+        return
+    count = 0
+    for item in source:
+        for each in _each_input(item, None):
+            count += 1
+            yield each
+    if not count:
         raise SettlementFormatError("no settlement files were given")
-    return items
+
+
+def _refuse_copies(items: list[tuple[str, Bytes]]) -> None:
+    """Two inputs with the same bytes would count every row twice: refuse them, naming both."""
+    if len(items) < 2:
+        return
+    first_of: dict[bytes, str] = {}
+    for name, data in items:
+        digest = hashlib.sha256(data).digest()
+        if digest in first_of:
+            error = SettlementFormatError(f"{name} is a byte-identical copy of {first_of[digest]}: the same rows "
+                                          "would be counted twice (read one of them)")
+            error.file = name
+            raise error
+        first_of[digest] = name
 
 
 def _read_bytes(path: str) -> Bytes:
@@ -126,20 +170,20 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 @overload
-def read_settlement(source: Source | Iterable[Source], format: str = ..., *,
+def read_settlement(source: Source | Iterable[Source] | Mapping[str, bytes], format: str = ..., *,
                     mapping: Mapping[str, str] | None = ..., errors: Literal["raise"] = ...,
                     encoding: str | None = ..., delimiter: str | None = ..., name: str | None = ...
                     ) -> pd.DataFrame: ...
 
 
 @overload
-def read_settlement(source: Source | Iterable[Source], format: str = ..., *,
+def read_settlement(source: Source | Iterable[Source] | Mapping[str, bytes], format: str = ..., *,
                     mapping: Mapping[str, str] | None = ..., errors: Literal["collect"],
                     encoding: str | None = ..., delimiter: str | None = ..., name: str | None = ...
                     ) -> tuple[pd.DataFrame, pd.DataFrame]: ...
 
 
-def read_settlement(source: Source | Iterable[Source], format: str = "auto", *,
+def read_settlement(source: Source | Iterable[Source] | Mapping[str, bytes], format: str = "auto", *,
                     mapping: Mapping[str, str] | None = None, errors: Literal["raise", "collect"] = "raise",
                     encoding: str | None = None, delimiter: str | None = None, name: str | None = None
                     ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
@@ -147,9 +191,13 @@ def read_settlement(source: Source | Iterable[Source], format: str = "auto", *,
 
     Parameters
     ----------
-    source : path, glob, bytes, binary file, or a list of them
+    source : path, glob, bytes, binary file, a list of them, or a dict of file name -> bytes
         ``"data/*.csv"`` reads every match (an existing file's name is never a pattern, so
-        ``data/x[1].csv`` is that file); bytes (e.g. a notebook upload) need ``name``.
+        ``data/x[1].csv`` is that file); bytes need ``name``; several uploads are a dict of
+        their names to their contents. A file named more than once (the same resolved path, e.g.
+        by a glob and by its name) is read once. Two inputs with identical contents (SHA-256),
+        such as ``pbdr.csv`` and the browser's ``pbdr (1).csv``, are refused: their rows would
+        be counted twice.
     format : str
         ``"auto"`` (sniff the first bytes and the header names) or one of :data:`FORMATS`.
     mapping : dict, optional
@@ -180,14 +228,16 @@ def read_settlement(source: Source | Iterable[Source], format: str = "auto", *,
     Raises
     ------
     SettlementFormatError
-        Naming file, line and column: unreadable bytes, no recognisable header, or bad rows.
+        Naming file, line and column: unreadable bytes, no recognisable header, or bad rows;
+        or naming both files when one is a byte-identical copy of another.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
     if errors not in ("raise", "collect"):
         raise ValueError("errors must be 'raise' or 'collect'")
-    results = [_read_one(n, data, format, mapping, encoding, delimiter)
-               for n, data in _inputs(source, name)]
+    inputs = _inputs(source, name)
+    _refuse_copies(inputs)
+    results = [_read_one(n, data, format, mapping, encoding, delimiter) for n, data in inputs]
     table = pa.concat_tables([r.table for r in results], promote_options="permissive")
     failures = pa.concat_tables([r.failures for r in results])
     frame = _to_pandas(table)
