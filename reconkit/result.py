@@ -201,9 +201,12 @@ class ReconResult:
     @cached_property
     def summary_table(self) -> pa.Table:
         """Per outcome and currency: ``credits``, ``settlement_rows``, ``breaks`` and
-        ``amount_at_risk_minor``; the last two aggregated from :attr:`break_table`."""
+        ``amount_at_risk_minor``; the last two aggregated from :attr:`break_table`. A settlement
+        row paired with a credit is counted under the credit's currency, as its break is (a
+        CURRENCY_MISMATCH's USD row beside its EUR credit counts as EUR)."""
         credit_currency = self._inputs.credit_table.column("credit_currency")
-        row_currency = self._inputs.row_table.column("row_currency")
+        row_currency = pc.coalesce(pc.take(credit_currency, self.settlement_outcomes.column("credit_index")),
+                                   self._inputs.row_table.column("row_currency"))
         key = ["outcome", "currency"]
         credits = pa.table({"outcome": self.credit_outcomes.column("outcome"), "currency": credit_currency}) \
             .group_by(key, use_threads=False).aggregate([([], "count_all")]).rename_columns([*key, "credits"])
@@ -532,7 +535,8 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
             "submit_time_utc": lambda: pc.take(pa.array(submit, pa.timestamp("us", tz="UTC")), by_credit),
             "age_days": lambda: _numbers_at(age, credit_index, has_credit),
         }.items()}
-        credit_detail = _credit_details(credit_table, credit_result, status, unreadable, parameters)
+        credit_detail = _credit_details(credit_table, credit_result, status, unreadable, parameters,
+                                        _SettlementLines(row_result.column("credit_index"), lines, files, file_codes))
         credit_result = credit_result.append_column("amount_at_risk_minor", pa.array(
             credit_risk, mask=~credit_risk_known)).append_column("detail", credit_detail)
         row_result = row_result.append_column("amount_at_risk_minor", pa.array(row_risk, mask=~row_risk_known))
@@ -707,9 +711,37 @@ def _source_file_codes(settlement: pd.DataFrame) -> tuple[pa.Array, np.ndarray]:
             np.asarray(column.cat.codes.to_numpy(), dtype=np.int64))
 
 
+@dataclass(frozen=True)
+class _SettlementLines:
+    """Where each settlement row is (its file and line) and which credit it is paired with."""
+
+    credit_index: pa.Array | pa.ChunkedArray
+    lines: pa.Array
+    files: pa.Array
+    file_codes: np.ndarray
+
+    def of(self, credits: pa.Array) -> pa.Array:
+        """Every settlement line of each credit in ``credits`` as text ("54, 55"; the file named
+        after its lines when a credit's rows are in several files); built for the few credits
+        with more than one row, so a sentence can name all their lines."""
+        paired = np.asarray(pc.fill_null(_plain(self.credit_index), -1).to_numpy(zero_copy_only=False))
+        rows = np.flatnonzero(np.isin(paired, credits.to_numpy(zero_copy_only=False)))
+        names = pd.Series([*self.files.to_pylist(), None], dtype=object).str.replace(r"^.*[\\/]", "", regex=True)
+        frame = pd.DataFrame({"credit": paired[rows], "file": names.to_numpy()[self.file_codes[rows]],
+                              "line": pd.array(pc.take(self.lines, pa.array(rows)).to_pylist(), dtype="Int64")})
+        frame = frame.sort_values(["credit", "file", "line"], na_position="last")
+        text = {}
+        for credit, group in frame.groupby("credit", sort=False):
+            by_file = [(file, ", ".join("?" if pd.isna(n) else str(n) for n in part["line"]))
+                       for file, part in group.groupby("file", sort=False, dropna=False)]
+            text[credit] = by_file[0][1] if len(by_file) == 1 else "; ".join(f"{n} ({f or '?'})" for f, n in by_file)
+        return pa.array([text.get(c, "?") for c in credits.to_pylist()], pa.string())
+
+
 def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unreadable: pa.Table,
-                    parameters: dict[str, Any]) -> pa.Array:
-    """Why each credit got its outcome, in words (one sentence per credit, built per outcome)."""
+                    parameters: dict[str, Any], settlement_lines: _SettlementLines) -> pa.Array:
+    """Why each credit got its outcome, in words (one sentence per credit, built per outcome;
+    a credit with several settlement rows names all their lines)."""
     currency = _plain(credit_table.column("credit_currency"))
     digits = minor_digits(currency)
     settled_currency = _plain(out.column("settled_currency"))
@@ -776,14 +808,16 @@ def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unr
             _join("settled ", settled_text(r), ", credited ", credited_text(r), ", difference ", difference_text(r))),
         "CURRENCY_MISMATCH": lambda r: _join("settled ", settled(r), " ", pc.take(settled_currency_text, r),
                                              ", credited ", credited_text(r)),
-        "DUPLICATE_SETTLEMENT": lambda r: _join("settled ", pc.cast(pc.take(rows, r), pa.string()), " times, ",
-                                                settled_text(r), " in all, for one credit of ", credited_text(r)),
+        "DUPLICATE_SETTLEMENT": lambda r: _join("settled ", pc.cast(pc.take(rows, r), pa.string()), " times (lines ",
+                                                settlement_lines.of(r), "), ", settled_text(r),
+                                                " in all, for one credit of ", credited_text(r)),
         "MISSING_PENDING": missing("within"),
         "MISSING_OVERDUE": missing("past"),
         "VOIDED_BUT_SETTLED": lambda r: _join("the credit is ", pc.take(status_text, r), " yet settled ",
                                               settled_text(r)),
         "DIRECTION_MISMATCH": lambda r: _join("its id matches ", pc.cast(pc.take(debit_rows, r), pa.string()),
-                                              " settlement row(s) that are not credits, and no credit row"),
+                                              " settlement row(s) that are not credits (lines ",
+                                              settlement_lines.of(r), "), and no credit row"),
         "DUPLICATE_CREDIT": lambda r: _join(
             "more than one credit carries this credit's id or reconciliation id (",
             pc.take(pc.fill_null(credit_table.column("credit_reconciliation_id"), "none"), r),

@@ -92,6 +92,22 @@ def assert_in_break_order(result) -> None:
     assert rows == sorted(rows, key=key)
 
 
+def counts_from_truth(credits: pd.DataFrame, bundle) -> dict[tuple[str, str], tuple[int, int]]:
+    """Credits and settlement rows per (outcome, currency) from the ground truth alone: a credit
+    under its currency, a row that belongs to a credit under that credit's currency (where its
+    break is), any other row under its own."""
+    currency = dict(zip(credits["credit_id"].astype(str), credits["currency"].astype(str), strict=True))
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for credit_id, outcome in zip(bundle.credits_truth["credit_id"].astype(str), bundle.credits_truth["outcome"],
+                                  strict=True):
+        counts[(outcome, currency[credit_id])][0] += 1
+    rows = bundle.settlement_truth
+    for credit_id, outcome, own in zip(rows["credit_id"], rows["outcome"], rows["currency"], strict=True):
+        paired = None if pd.isna(credit_id) else currency.get(str(credit_id))
+        counts[(outcome, paired or own)][1] += 1
+    return {key: (n, m) for key, (n, m) in counts.items()}
+
+
 def assert_summary_equals_break_table(result) -> None:
     risk, count = break_table_totals(result)
     summary = result.summary
@@ -128,6 +144,10 @@ def test_amount_at_risk_per_outcome_and_currency_equals_the_ground_truth(world, 
     got_risk, got_count = break_table_totals(result)
     assert got_risk == want_risk
     assert got_count == want_count
+    summary = result.summary
+    assert {(o, c): (n, m) for o, c, n, m in zip(summary["outcome"], summary["currency"], summary["credits"],
+                                                 summary["settlement_rows"], strict=True)} == \
+        counts_from_truth(credits, bundle)
     assert_summary_equals_break_table(result)
     assert_in_break_order(result)
 
@@ -336,6 +356,11 @@ def test_detail_sentences_state_the_generators_amounts(world, tmp_path):
     for credit_id, outcome in zip(bundle.credits_truth["credit_id"].astype(str), bundle.credits_truth["outcome"],
                                   strict=True):
         mine = rows[rows["credit_id"] == credit_id]
+        every = bundle.settlement_truth[bundle.settlement_truth["credit_id"] == credit_id]
+        lines = ", ".join(str(n) for n in sorted(every["source_line"].astype(int)))
+        if outcome == "DIRECTION_MISMATCH":
+            want[credit_id] = (f"its id matches {len(every)} settlement row(s) that are not credits (lines {lines}), "
+                               "and no credit row")
         if not len(mine):
             continue
         currency, credited = str(by_id.loc[credit_id, "currency"]), Decimal(str(by_id.loc[credit_id, "amount"]))
@@ -350,15 +375,15 @@ def test_detail_sentences_state_the_generators_amounts(world, tmp_path):
                                f"{sign}{money(abs(difference), currency)}",
             "CURRENCY_MISMATCH": f"settled {money(total, str(mine['currency'].iloc[0]))} "
                                  f"{mine['currency'].iloc[0]}, credited {credit_text}",
-            "DUPLICATE_SETTLEMENT": f"settled {len(mine)} times, {settled_text} in all, for one credit of "
-                                    f"{credit_text}",
+            "DUPLICATE_SETTLEMENT": f"settled {len(mine)} times (lines {lines}), {settled_text} in all, for one "
+                                    f"credit of {credit_text}",
             "VOIDED_BUT_SETTLED": f"the credit is {by_id.loc[credit_id, 'status']} yet settled {settled_text}",
             "MATCHED_BY_REQUEST_ID": f"settled {settled_text} for a credit of {credit_text}; matched on the request "
                                      "id, the settlement row's reconciliation id was missing or different",
         }.get(outcome)
     got = dict(zip(result.credits["credit_id"].astype(str), result.credits["detail"].astype(str), strict=True))
     checked = {k: v for k, v in want.items() if v is not None}
-    assert len({bundle.credits_truth.set_index("credit_id").loc[k, "outcome"] for k in checked}) >= 5
+    assert len({bundle.credits_truth.set_index("credit_id").loc[k, "outcome"] for k in checked}) >= 6
     assert {k: got[k] for k in checked} == checked
 
 

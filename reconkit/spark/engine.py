@@ -217,7 +217,10 @@ def _summary(credits: DataFrame, settlement: DataFrame, breaks: DataFrame) -> pd
     key = ["outcome", "currency"]
     parts = [
         credits.groupBy("outcome", F.col("credit_currency").alias("currency")).agg(F.count("*").alias("credits")),
-        settlement.groupBy("outcome", F.col("row_currency").alias("currency"))
+        # A row paired with a credit is counted under the credit's currency, as its break is.
+        settlement.join(credits.select("credit_index", F.col("credit_currency").alias("paired_currency")),
+                        "credit_index", "left")
+        .groupBy("outcome", F.coalesce("paired_currency", "row_currency").alias("currency"))
         .agg(F.count("*").alias("settlement_rows")),
         breaks.groupBy(*key).agg(F.count("*").alias("breaks"),
                                  F.sum("amount_at_risk_minor").alias("amount_at_risk_minor")),
