@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -91,7 +92,7 @@ def _arrow_leaves(raws: list[Mapping[str, Any]]) -> dict[str, pd.Series] | None:
         array = pa.array(raws)
     except (pa.ArrowException, OverflowError, TypeError, ValueError):
         return None
-    if not pa.types.is_struct(array.type) or _has_empty_struct(array.type):
+    if not pa.types.is_struct(array.type) or _has_empty_struct(array.type) or _null_beside_object(array, raws):
         return None
     table = pa.Table.from_batches([pa.RecordBatch.from_struct_array(array)])
     while any(pa.types.is_struct(field.type) for field in table.schema):
@@ -114,6 +115,27 @@ def _arrow_leaves(raws: list[Mapping[str, Any]]) -> dict[str, pd.Series] | None:
         leaves[name] = pd.Series(text.to_pandas(types_mapper=lambda _: _TEXT) if isinstance(text, pa.ChunkedArray)
                                  else pd.arrays.ArrowStringArray(text), dtype=_TEXT)
     return leaves
+
+
+def _null_beside_object(array: pa.StructArray, raws: list[Any], path: tuple[str, ...] = ()) -> bool:
+    """Whether some credit holds an explicit null where another holds an object: Arrow infers a
+    struct and flattens it to the object's leaves only, while the null is a leaf of its own for
+    the Python walk. A missing key is null in Arrow too, so only the rows where the struct is
+    null are looked up, for a key that is there with None."""
+    for index in range(array.type.num_fields):
+        child, name = array.field(index), array.type.field(index).name
+        if not pa.types.is_struct(child.type):
+            continue
+        if child.null_count:
+            for row in np.flatnonzero(np.asarray(child.is_null().to_numpy(zero_copy_only=False))):
+                parent = raws[row]
+                for key in path:
+                    parent = parent.get(key) if isinstance(parent, dict) else None
+                if isinstance(parent, dict) and name in parent and parent[name] is None:
+                    return True
+        if _null_beside_object(child, raws, (*path, name)):
+            return True
+    return False
 
 
 def _has_empty_struct(kind: pa.DataType) -> bool:
