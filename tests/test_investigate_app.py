@@ -3,6 +3,7 @@ with the settlement generator's ground truth (never with the app's own computati
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from datetime import UTC, date, datetime, timedelta
@@ -198,6 +199,106 @@ def test_choosing_other_files_marks_the_result_stale(world, tmp_path):
     app = _reconciled(world, tmp_path)
     app.files_upload.value = _upload("other.csv", b"x")
     assert "settlement files" in app.stale.value
+
+
+# --- a result is only ever shown for, and recorded as, what was fetched and loaded ---------------
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _two_files(world, tmp_path) -> tuple[bytes, bytes]:
+    """data/a.csv: the bundle's settlement file; data/b.csv: its header and first 5 credit rows."""
+    _sb, _client, _scenario, bundle = world
+    first = bundle.files[0].read_bytes()
+    lines = first.decode().splitlines()
+    second = ("\n".join(lines[:2] + [line for line in lines[2:] if "ics_credit" in line][:5]) + "\n").encode()
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "a.csv").write_bytes(first)
+    (tmp_path / "data" / "b.csv").write_bytes(second)
+    return first, second
+
+
+def _last_run(app: InvestigateApp) -> pd.Series:
+    return app.breaks_panel.book.runs().iloc[-1]
+
+
+def test_reconcile_refuses_files_chosen_but_not_loaded_and_the_stale_banner_stays(world, tmp_path):
+    _sb, _client, scenario, bundle = world
+    first, second = _two_files(world, tmp_path)
+    app = _app(world, tmp_path)
+    app.ids.value = "\n".join(scenario.credit_ids)
+    app.fetch_button.click()
+    app.data_files.value = ("a.csv",)
+    app.load_button.click()
+    app.as_of.value = bundle.as_of.isoformat()
+    app.reconcile_button.click()
+    run, shown, runs = app.run_id, app.result, len(app.breaks_panel.book.runs())
+    app.data_files.value = ("b.csv",)  # chosen, not loaded
+    assert "settlement files" in app.stale.value and "b.csv" in app.chosen.value
+    app.reconcile_button.click()
+    assert app.result is shown and app.run_id == run  # nothing was reconciled, nothing recorded
+    assert len(app.breaks_panel.book.runs()) == runs
+    assert "settlement files" in app.stale.value and "Stale" in app.stale.value
+    assert "b.csv" in app.files_error.value and "a.csv" in app.files_error.value
+    assert "Load settlement" in app.files_error.value and "Not reconciled" in app.error.value
+    app.data_files.value = ("a.csv",)  # back to what the result was computed from: current again
+    assert app.stale.value == ""
+    app.data_files.value = ("b.csv",)
+    app.load_button.click()
+    app.reconcile_button.click()
+    assert app.error.value == "" and app.stale.value == "" and app.run_id != run
+    assert [Path(f).name for f in app.result.parameters["input_files"]] == ["b.csv"]
+    assert len(app.result.settlement) == 5 and "b.csv" in app.run_label.value and "a.csv" not in app.run_label.value
+    last = _last_run(app)
+    assert (last["files"], last["sha256"]) == ("b.csv", _sha(second)[:12])
+    assert _sha(second)[:12] in app.run_label.value and _sha(first)[:12] not in app.run_label.value
+
+
+def test_reconcile_refuses_ids_typed_but_not_fetched(world, tmp_path):
+    _sb, _client, scenario, bundle = world
+    app = _reconciled(world, tmp_path)
+    run = app.run_id
+    assert "<div style='font-size:22px'>60</div>" in app.cards.value
+    app.ids.value = "\n".join(scenario.credit_ids[:5])
+    app.reconcile_button.click()
+    assert app.run_id == run and app.result.credit_outcomes.num_rows == 60
+    assert "credit ids" in app.stale.value and "Fetch" in app.ids_error.value and "Not reconciled" in app.error.value
+    app.fetch_button.click()  # the credits fetched are now the 5 typed: the old result goes
+    assert app.result is None and app.cards.value == ""
+    app.load_button.click()  # the upload the result was loaded from is still chosen
+    app.reconcile_button.click()
+    assert app.error.value == "" and app.stale.value == ""
+    assert sorted(app.result.credits["credit_id"]) == sorted(scenario.credit_ids[:5])
+    assert "<div style='font-size:22px'>5</div>" in app.cards.value
+
+
+def test_the_book_records_the_bytes_loaded_not_the_file_as_it_is_later(world, tmp_path):
+    _sb, _client, scenario, bundle = world
+    first, second = _two_files(world, tmp_path)
+    app = _app(world, tmp_path)
+    app.ids.value = "\n".join(scenario.credit_ids)
+    app.fetch_button.click()
+    app.data_files.value = ("a.csv",)
+    app.load_button.click()
+    (tmp_path / "data" / "a.csv").write_bytes(second)  # the file changes on disk after Load
+    app.reconcile_button.click()
+    assert len(app.result.settlement) == len(bundle.settlement_truth)
+    last = _last_run(app)
+    assert (last["files"], last["sha256"]) == ("a.csv", _sha(first)[:12])
+
+
+def test_an_uploaded_file_is_recorded_with_its_name_and_sha256(world, tmp_path):
+    _sb, _client, _scenario, bundle = world
+    app = _reconciled(world, tmp_path)
+    last = _last_run(app)
+    data = bundle.files[0].read_bytes()
+    assert (last["files"], last["sha256"]) == (bundle.files[0].name, _sha(data)[:12])
+    # The same name uploaded again with other bytes is another input: stale, and refused until loaded.
+    app.files_upload.value = _upload(bundle.files[0].name, data.replace(b"\n", b"\r\n"))
+    assert "settlement files" in app.stale.value
+    app.reconcile_button.click()
+    assert "Load settlement" in app.files_error.value and len(app.breaks_panel.book.runs()) == last["run_id"]
 
 
 # --- what is loaded is chosen explicitly -----------------------------------------------------
@@ -457,6 +558,13 @@ def test_pull_settlement_from_cybersource_for_the_credits_dates(world, tmp_path,
     assert files == {tmp_path / "data" / "reports"}
     app.as_of.value = sb.now().isoformat()
     app.reconcile_button.click()
+    # The break book records each file pulled (as kept in data/reports) with its SHA-256, and the
+    # chooser says those files are what is loaded.
+    pulled = sorted((tmp_path / "data" / "reports").iterdir())
+    last = _last_run(app)
+    assert sorted(zip(last["files"].split(", "), last["sha256"].split(", "), strict=True)) == \
+        [(p.name, _sha(p.read_bytes())[:12]) for p in pulled]
+    assert sorted(app.data_files.value) == [f"reports/{p.name}" for p in pulled]
     outcomes = app.result.credits.set_index("credit_id")["outcome"].astype(str)
     # Only days whose 00:00 UTC cut-off has passed are settled; later days' reports are not ready.
     last_settled = min(date.fromisoformat(app.pull_to.value), sb.now().date() - timedelta(days=1))
