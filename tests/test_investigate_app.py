@@ -256,7 +256,7 @@ def test_reconcile_refuses_files_chosen_but_not_loaded_and_the_stale_banner_stay
 
 
 def test_reconcile_refuses_ids_typed_but_not_fetched(world, tmp_path):
-    _sb, _client, scenario, bundle = world
+    _sb, _client, scenario, _bundle = world
     app = _reconciled(world, tmp_path)
     run = app.run_id
     assert "<div style='font-size:22px'>60</div>" in app.cards.value
@@ -430,6 +430,70 @@ def test_export_offers_the_filtered_view_and_everything(world, tmp_path):
     expect = app.result.breaks
     assert everything["amount_at_risk"].tolist() == [format(a, "f") if pd.notna(a) else ""
                                                      for a in expect["amount_at_risk"]]
+
+
+def _sheet(book, name: str) -> list[dict]:
+    rows = list(book[name].iter_rows(values_only=True))
+    return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+
+
+def _filtered_workbook_agrees(path: Path, want: pd.DataFrame, filter_words: list[str]) -> None:
+    """Every sheet of a filtered export against ``want``, the breaks the filter selects."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(path)
+    breaks = _sheet(book, "Breaks")
+    assert sorted((r["Outcome"], r["Credit id"] or "", r["Currency"]) for r in breaks) == sorted(
+        (o, "" if pd.isna(c) else c, cur) for o, c, cur in zip(want["outcome"], want["credit_id"], want["currency"],
+                                                                 strict=True))
+    groups = want.groupby(["outcome", "currency"])
+    summary = {(r["Outcome"], r["Currency"]): r for r in _sheet(book, "Summary")}
+    assert set(summary) == set(groups.groups)  # no outcome or currency the filter left out
+    for (outcome, currency), part in groups:
+        row = summary[(outcome, currency)]
+        assert row["Break"] is True and row["Breaks"] == len(part)
+        assert row["Credits"] == part["credit_id"].notna().sum()  # the credits these breaks are on
+        assert row["Settlement rows"] == part["settlement_rows"].sum()
+        total = sum((Decimal(str(a)) for a in part["amount_at_risk"].dropna()), Decimal(0))
+        assert Decimal(str(row["Amount at risk"])).quantize(total) == total
+    totals = {r["Currency"]: r for r in _sheet(book, "Totals")}
+    assert set(totals) == set(want["currency"])
+    for currency, part in want.groupby("currency"):
+        total = sum((Decimal(str(a)) for a in part["amount_at_risk"].dropna()), Decimal(0))
+        assert totals[currency]["Breaks"] == len(part)
+        assert Decimal(str(totals[currency]["Amount at risk"])).quantize(total) == total
+    parameters = {r["Parameter"]: r["Value"] for r in _sheet(book, "Parameters")}
+    for words in filter_words:
+        assert words in parameters["Filter"]
+    assert f"{len(want)} of " in parameters["Filter"]
+
+
+@pytest.mark.parametrize("how", ["currency", "outcome and search"])
+def test_a_filtered_export_agrees_sheet_by_sheet_and_names_its_filter(world, tmp_path, how):
+    app = _reconciled(world, tmp_path)
+    breaks = app.result.breaks
+    if how == "currency":
+        app.currency_filter.value = "EUR"
+        want = breaks[breaks["currency"] == "EUR"]
+        words = ["currency = EUR", "outcome = (all breaks)", "search = (none)"]
+    else:
+        app.outcome_filter.value = "MISSING_PENDING"
+        pending = breaks[breaks["outcome"] == "MISSING_PENDING"]
+        needles = [str(c)[-10:].lower() for c in pending["credit_id"].head(3)]
+        app.search.value = "\n".join(needles)
+        want = pending[pending["credit_id"].str.lower().map(lambda c: any(n in c for n in needles))]
+        words = ["outcome = MISSING_PENDING", "currency = (all)", f"search = {', '.join(needles)}"]
+    assert 0 < len(want) < len(breaks) and want["currency"].nunique() >= 1
+    app.export_filtered_button.click()
+    assert app.error.value == ""
+    _filtered_workbook_agrees(tmp_path / "out" / f"breaks_{app.run_id}_filtered.xlsx", want, words)
+    assert len(_csv(tmp_path / "out" / f"breaks_{app.run_id}_filtered.csv")) == len(want)
+    app.export_all_button.click()  # the whole run's workbook says it is not filtered
+    import openpyxl
+
+    parameters = {r["Parameter"] for r in _sheet(openpyxl.load_workbook(
+        tmp_path / "out" / f"breaks_{app.run_id}.xlsx"), "Parameters")}
+    assert "Filter" not in parameters
 
 
 # --- analyst words, labels, amounts, lines, duplicates ------------------------------------
