@@ -6,20 +6,23 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
+import tempfile
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from reconkit.outcomes import BREAKS
 from reconkit.sandbox import Sandbox
 from reconkit.sandbox.scenario import populate
 from reconkit.widgets import InvestigateApp
-from reconkit.widgets.investigate import SHOWN_COLUMNS, format_amount, parse_tolerance
+from reconkit.widgets.investigate import SHOWN_COLUMNS, format_amount, parse_ids, parse_tolerance
 
 START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 DIGITS = {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0, "KWD": 3, "CAD": 2, "AUD": 2, "CHF": 2}
@@ -684,3 +687,145 @@ def test_pull_works_offline_against_the_embedded_sandbox(embedded, tmp_path):
     last = min(date.fromisoformat(app.pull_to.value), sb.now().date() - timedelta(days=1))
     settled = _batched(sb, date.fromisoformat(app.pull_from.value), last) & set(outcomes.index)
     assert len(settled) > 50 and set(outcomes[outcomes == "MATCHED"].index) == settled
+
+
+# --- a state machine over the inputs, Fetch, Load, Reconcile and exports ----------------------
+
+class InvestigateMachine(RuleBasedStateMachine):
+    """Whatever the order of typing ids, choosing or uploading files, fetching, loading,
+    reconciling and exporting: a result shown without a stale banner is of exactly the ids and
+    files the screen shows; the break book's last run records the files (names, SHA-256) the
+    shown result was computed from; a refused Reconcile changes nothing; a filtered export agrees
+    sheet by sheet with the breaks its filter selects."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp(prefix="investigate-sm-"))
+        self.sandbox = Sandbox(start=START, seed=5).start()
+        client = self.sandbox.client(ledger=str(self.folder / "ledger.sqlite3"))
+        self.ids = populate(self.sandbox, client, 10, seed=5, days=2).credit_ids
+        bundle = self.sandbox.settlement(format="pbdr_csv", discrepancies={"amount": 1, "unexpected": 1},
+                                         out_dir=self.folder / "data", seed=5, filename="a.csv")
+        self.as_of = bundle.as_of.isoformat()
+        lines = bundle.files[0].read_text().splitlines()
+        small = "\n".join(lines[:2] + [line for line in lines[2:] if "ics_credit" in line][:3]) + "\n"
+        (self.folder / "data" / "b.csv").write_text(small)
+        self.files = {name: (self.folder / "data" / name).read_bytes() for name in ("a.csv", "b.csv")}
+        self.app = InvestigateApp(client, data=self.folder / "data", out_dir=self.folder / "out")
+        self.app.as_of.value = self.as_of
+        self.fetched: tuple[str, ...] | None = None  # the ids of the last successful Fetch
+        self.loaded: dict[str, bytes] | None = None  # name -> bytes of the last successful Load
+        self.chosen: tuple[str, tuple[str, ...]] = ("data/", ())
+        self.shown: dict | None = None  # what the shown result was computed from
+
+    def teardown(self) -> None:
+        self.app.client.close()
+        self.sandbox.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    @initialize()
+    def a_first_result(self):
+        """Start from a reconciled run, as an analyst coming back to change an input would."""
+        self.type_ids("all")
+        self.choose_in_data(("a.csv",))
+        self.fetch_load_and_reconcile()
+
+    @rule()
+    def fetch_load_and_reconcile(self):
+        self.fetch()
+        self.load()
+        self.reconcile()
+
+    @rule(which=st.sampled_from(["all", "first half", "last three"]))
+    def type_ids(self, which):
+        ids = {"all": self.ids, "first half": self.ids[:5], "last three": self.ids[-3:]}[which]
+        self.app.ids.value = "\n".join(ids)
+
+    @rule(names=st.sampled_from([("a.csv",), ("b.csv",), ("a.csv", "b.csv")]))
+    def choose_in_data(self, names):
+        self.app.data_files.value = names
+        self.chosen = ("data/", names)
+
+    @rule(name=st.sampled_from(["a.csv", "b.csv"]))
+    def upload(self, name):
+        self.app.files_upload.value = _upload(f"uploaded_{name}", self.files[name])
+        self.chosen = ("uploaded", (name,))
+
+    @rule(tolerance=st.sampled_from(["0.00", "1000"]))
+    def type_tolerance(self, tolerance):
+        self.app.tolerance.value = tolerance
+
+    @rule()
+    def fetch(self):
+        self.app.fetch_button.click()
+        self.fetched = tuple(parse_ids(self.app.ids.value))
+        self.shown = None
+
+    @rule()
+    def load(self):
+        self.app.load_button.click()
+        kind, names = self.chosen
+        self.loaded = ({(f"uploaded_{n}" if kind == "uploaded" else n): self.files[n] for n in names}
+                       if names else None)
+        self.shown = None
+
+    @rule()
+    def reconcile(self):
+        run, book_runs = self.app.run_id, len(self.app.breaks_panel.book.runs())
+        self.app.reconcile_button.click()
+        ready = (self.fetched is not None and self.loaded is not None
+                 and tuple(parse_ids(self.app.ids.value)) == self.fetched
+                 and self._chosen_names() == set(self.loaded))
+        if not ready:  # refused or impossible: nothing new shown or recorded
+            assert len(self.app.breaks_panel.book.runs()) == book_runs
+            if self.app.result is not None:
+                assert self.app.run_id == run and self.app.stale.value
+            event("reconcile refused")
+            return
+        assert self.app.error.value == "" and self.app.run_id != run
+        assert len(self.app.breaks_panel.book.runs()) == book_runs + 1
+        self.shown = {"ids": self.fetched, "files": dict(self.loaded), "chosen": self.chosen,
+                      "tolerance": self.app.tolerance.value}
+        event("reconciled")
+
+    @rule(currency=st.sampled_from(["(all)", "USD", "EUR"]))
+    def export_filtered(self, currency):
+        if self.app.result is None or self.app.stale.value or currency not in self.app.currency_filter.options:
+            return
+        self.app.currency_filter.value = currency
+        self.app.export_filtered_button.click()
+        breaks = self.app.result.breaks
+        want = breaks if currency == "(all)" else breaks[breaks["currency"] == currency]
+        _filtered_workbook_agrees(self.folder / "out" / f"breaks_{self.app.run_id}_filtered.xlsx", want,
+                                  [f"currency = {currency}"])
+        event("filtered export checked")
+
+    def _chosen_names(self) -> set[str]:
+        kind, names = self.chosen
+        return {f"uploaded_{n}" for n in names} if kind == "uploaded" else set(names)
+
+    @invariant()
+    def a_result_without_a_stale_banner_is_of_what_the_screen_shows(self):
+        if self.app.result is None or self.shown is None:
+            return
+        current = (tuple(parse_ids(self.app.ids.value)) == self.shown["ids"] and self.chosen == self.shown["chosen"]
+                   and self.app.tolerance.value == self.shown["tolerance"])
+        if not current:
+            assert "Stale" in self.app.stale.value
+        if self.app.stale.value == "":
+            assert set(self.app.result.credits["credit_id"]) == set(parse_ids(self.app.ids.value))
+            used = {Path(f).name for f in self.app.result.parameters["input_files"]}
+            assert used == self._chosen_names()
+
+    @invariant()
+    def the_book_records_the_files_the_shown_result_was_computed_from(self):
+        if self.app.result is None or self.shown is None:
+            return
+        last = self.app.breaks_panel.book.runs().iloc[-1]
+        recorded = dict(zip(last["files"].split(", "), last["sha256"].split(", "), strict=True))
+        assert recorded == {name: _sha(data)[:12] for name, data in self.shown["files"].items()}
+        assert {Path(f).name for f in self.app.result.parameters["input_files"]} == set(self.shown["files"])
+
+
+InvestigateMachine.TestCase.settings = settings(max_examples=10, stateful_step_count=10, deadline=None)
+TestInvestigateApp = InvestigateMachine.TestCase
