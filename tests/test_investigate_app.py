@@ -226,15 +226,21 @@ def _last_run(app: InvestigateApp) -> pd.Series:
     return app.breaks_panel.book.runs().iloc[-1]
 
 
-def test_reconcile_refuses_files_chosen_but_not_loaded_and_the_stale_banner_stays(world, tmp_path):
+def _loaded_from_data(world, tmp_path, name: str) -> InvestigateApp:
+    """Every credit fetched and ``data/<name>`` loaded, at the bundle's as-of time."""
     _sb, _client, scenario, bundle = world
-    first, second = _two_files(world, tmp_path)
     app = _app(world, tmp_path)
     app.ids.value = "\n".join(scenario.credit_ids)
     app.fetch_button.click()
-    app.data_files.value = ("a.csv",)
+    app.data_files.value = (name,)
     app.load_button.click()
     app.as_of.value = bundle.as_of.isoformat()
+    return app
+
+
+def test_reconcile_refuses_files_chosen_but_not_loaded_and_the_stale_banner_stays(world, tmp_path):
+    first, second = _two_files(world, tmp_path)
+    app = _loaded_from_data(world, tmp_path, "a.csv")
     app.reconcile_button.click()
     run, shown, runs = app.run_id, app.result, len(app.breaks_panel.book.runs())
     app.data_files.value = ("b.csv",)  # chosen, not loaded
@@ -277,13 +283,9 @@ def test_reconcile_refuses_ids_typed_but_not_fetched(world, tmp_path):
 
 
 def test_the_book_records_the_bytes_loaded_not_the_file_as_it_is_later(world, tmp_path):
-    _sb, _client, scenario, bundle = world
+    _sb, _client, _scenario, bundle = world
     first, second = _two_files(world, tmp_path)
-    app = _app(world, tmp_path)
-    app.ids.value = "\n".join(scenario.credit_ids)
-    app.fetch_button.click()
-    app.data_files.value = ("a.csv",)
-    app.load_button.click()
+    app = _loaded_from_data(world, tmp_path, "a.csv")
     (tmp_path / "data" / "a.csv").write_bytes(second)  # the file changes on disk after Load
     app.reconcile_button.click()
     assert len(app.result.settlement) == len(bundle.settlement_truth)
