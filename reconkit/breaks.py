@@ -468,17 +468,21 @@ class BreakDiff:
         return both[~both["status"].isin(CLOSED)].reset_index(drop=True)
 
     def counts(self) -> dict[str, int]:
-        """How many breaks of each kind of change (and ``still_open``)."""
+        """How many breaks of each kind of change, ``still_open`` and, of those, ``changed_open``."""
         counts = {c: int((self.frame["change"] == c).sum()) for c in ("new", "cleared", "changed", "unchanged",
                                                                           "not_seen")}
-        counts["still_open"] = len(self.still_open)
+        still_open = self.still_open
+        counts["still_open"] = len(still_open)
+        counts["changed_open"] = int((still_open["change"] == "changed").sum())
         return counts
 
     def summary_text(self) -> str:
-        """One line per kind of change, for a terminal."""
+        """One line for a terminal, whose parts do not overlap: the changed breaks still open are
+        counted within ``still open``, not beside it."""
         counts = self.counts()
         return (f"run {self.run_a} -> run {self.run_b}: {counts['new']} new, {counts['cleared']} cleared, "
-                f"{counts['changed']} changed, {counts['still_open']} still open, {counts['not_seen']} not seen")
+                f"{counts['still_open']} still open ({counts['changed_open']} of them changed), "
+                f"{counts['not_seen']} not seen")
 
 
 # --- the book -----------------------------------------------------------------------------------

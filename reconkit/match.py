@@ -179,13 +179,15 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
     return credit_outcomes, settlement_outcomes
 
 
-def break_table(credits: nw.LazyFrame, credit_outcomes: nw.LazyFrame, settlement_outcomes: nw.LazyFrame
-                ) -> nw.LazyFrame:
+def break_table(credits: nw.LazyFrame, credit_outcomes: nw.LazyFrame, settlement_outcomes: nw.LazyFrame,
+                unreadable: nw.LazyFrame | None = None) -> nw.LazyFrame:
     """One row per break, with its amount at risk (:func:`reconkit.outcomes.at_risk`).
 
     A break is a credit whose outcome is a break, with all its settlement rows, or a settlement
     row that is a break on its own (an unexpected row, a non-credit row beside a credit that is
-    not a break).
+    not a break), or a settlement record that failed to read and is not the reason for a credit's
+    ``UNREADABLE_SETTLEMENT`` (an ``UNREADABLE_SETTLEMENT`` of its own, with no currency and an
+    unknown amount at risk: an unreadable record is never left out of the breaks and totals).
 
     Parameters
     ----------
@@ -193,6 +195,9 @@ def break_table(credits: nw.LazyFrame, credit_outcomes: nw.LazyFrame, settlement
         The engine's credits, as for :func:`classify`.
     credit_outcomes, settlement_outcomes : narwhals LazyFrame
         :func:`classify`'s outputs.
+    unreadable : narwhals LazyFrame, optional
+        The unreadable records' ``record_index`` (:func:`unreadable_records`), as given to
+        :func:`classify`.
 
     Returns
     -------
@@ -228,9 +233,22 @@ def break_table(credits: nw.LazyFrame, credit_outcomes: nw.LazyFrame, settlement
     schema = {"break_on": nw.String, "outcome": nw.String, "credit_index": nw.Int64, "row_index": nw.Int64,
               "currency": nw.String, "credit_amount_minor": nw.Int64, "settled_amount_minor": nw.Int64,
               "settled_currency": nw.String, "settlement_rows": nw.Int64, "unreadable_record": nw.Int64}
-    both = nw.concat([part.select(*(col(name).cast(kind) for name, kind in schema.items()))
-                      for part in (on_credit, on_row)], how="vertical")
-    return both.with_columns(amount_at_risk_minor=at_risk())
+    parts = [on_credit, on_row]
+    if unreadable is not None:
+        unreadable_value = Outcome.UNREADABLE_SETTLEMENT.value
+        explained = credit_outcomes.filter(col("outcome") == unreadable_value).select(
+            record_index=col("unreadable_record"), explains_a_credit=lit(True))
+        parts.append(
+            unreadable.select("record_index").join(explained, on="record_index", how="left")
+            .filter(col("explains_a_credit").is_null())
+            .select(break_on=lit(BREAK_ON_ROW), outcome=lit(unreadable_value), credit_index=lit(None, nw.Int64),
+                    row_index=lit(None, nw.Int64), currency=lit(None, nw.String),
+                    credit_amount_minor=lit(None, nw.Int64), settled_amount_minor=lit(None, nw.Int64),
+                    settled_currency=lit(None, nw.String), settlement_rows=lit(0, nw.Int64),
+                    unreadable_record=col("record_index")))
+    every = nw.concat([part.select(*(col(name).cast(kind) for name, kind in schema.items())) for part in parts],
+                      how="vertical")
+    return every.with_columns(amount_at_risk_minor=at_risk())
 
 
 # --- the pandas edges ---------------------------------------------------------------------
@@ -515,17 +533,17 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
             return result
 
         credit_lazy, row_lazy = lazy(credit_table), lazy(row_table)
+        unreadable = lazy(records.select(["record_index", "failed_reconciliation_id", "failed_request_id"])) \
+            if records.num_rows else None
         credit_out, settlement_out = classify(
             credit_lazy, row_lazy, as_of_epoch=int(moment.timestamp()), grace_seconds=int(grace_days * 86400),
-            match_on=match_on, materialize=materialize,
-            unreadable=lazy(records.select(["record_index", "failed_reconciliation_id", "failed_request_id"]))
-            if records.num_rows else None)
+            match_on=match_on, materialize=materialize, unreadable=unreadable)
         # Word columns come out as codes (Enum): reordering millions of codes costs a fraction of
         # reordering the strings; they are decoded once, in order.
         outcome_codes = col("outcome").cast(nw.Enum([o.value for o in Outcome]))
         row_result = collect(settlement_out.with_columns(outcome_codes))
         credit_result = collect(credit_out)
-        breaks = collect(break_table(credit_lazy, lazy(credit_result), lazy(row_result)).with_columns(
+        breaks = collect(break_table(credit_lazy, lazy(credit_result), lazy(row_result), unreadable).with_columns(
             outcome_codes, col("break_on").cast(nw.Enum([BREAK_ON_CREDIT, BREAK_ON_ROW]))))
         credit_result = _in_input_order(credit_result, "credit_index")
         row_result = _in_input_order(row_result.select(["row_index", "credit_index", "outcome"]), "row_index")

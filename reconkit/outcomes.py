@@ -16,7 +16,7 @@ DUPLICATE_SETTLEMENT      settled total − credit amount
 VOIDED_BUT_SETTLED        the settled amount
 DIRECTION_MISMATCH        the credit amount (0 for a non-credit row beside a credit that settled)
 DUPLICATE_CREDIT          the credit amount
-UNREADABLE_SETTLEMENT     the credit amount
+UNREADABLE_SETTLEMENT     the credit amount (unknown for a record that explains no credit: no currency, no amount)
 UNEXPECTED_SETTLEMENT     the row's amount
 MATCHED_BY_REQUEST_ID     |settled − credited| (0 when equal)
 any other outcome         0 (not a break)
@@ -68,7 +68,8 @@ AT_RISK: dict[str, str] = {
     Outcome.VOIDED_BUT_SETTLED: "the settled amount",
     Outcome.DIRECTION_MISMATCH: "the credit amount (0 for a non-credit row beside a credit that settled)",
     Outcome.DUPLICATE_CREDIT: "the credit amount",
-    Outcome.UNREADABLE_SETTLEMENT: "the credit amount",
+    Outcome.UNREADABLE_SETTLEMENT: "the credit amount (unknown for a record that explains no credit: "
+                                   "no currency, no amount)",
     Outcome.UNEXPECTED_SETTLEMENT: "the row's amount",
     Outcome.MATCHED_BY_REQUEST_ID: "|settled − credited| (0 when equal)",
 }

@@ -86,10 +86,20 @@ def _summary_columns(result: ReconResult, *, words: bool = False) -> dict[str, p
     table = result.summary_table
     digits = np.asarray(table.column("minor_units").to_numpy(zero_copy_only=False), dtype=np.int64)
     flag = pc.if_else(table.column("break"), "yes", "no") if words else table.column("break")
-    return {"outcome": table.column("outcome"), "currency": table.column("currency"), "break": flag,
+    return {"outcome": table.column("outcome"), "currency": pc.fill_null(table.column("currency"), "unknown"),
+            "break": flag,
             "credits": table.column("credits"), "settlement_rows": table.column("settlement_rows"),
-            "breaks": table.column("breaks"),
-            "amount_at_risk": amount_text(table.column("amount_at_risk_minor"), digits)}
+            "breaks": table.column("breaks"), "amount_at_risk": _with_unknown(table, digits)}
+
+
+def _with_unknown(table: pa.Table, digits: np.ndarray) -> pa.Array:
+    """The summary's amounts at risk as text, saying so where some breaks' amounts are unknown (a
+    record that failed to read): "unknown" when all are, "12.50 + 2 unknown" when some are."""
+    known = amount_text(table.column("amount_at_risk_minor"), digits)
+    unknown = table.column("unknown_at_risk")
+    partly = pc.binary_join_element_wise(known, " + ", pc.cast(unknown, pa.string()), " unknown", "")
+    return pc.if_else(pc.equal(unknown, 0), known,
+                      pc.if_else(pc.equal(unknown, table.column("breaks")), pa.scalar("unknown"), partly))
 
 
 # --- terminal --------------------------------------------------------------------------------
@@ -104,7 +114,7 @@ def summary_text(result: ReconResult) -> str:
     for outcome, currency, is_break, credits, rows, breaks, risk in zip(
             *(c.to_pylist() for c in columns.values()), strict=True):
         mark = "*" if is_break else " "
-        lines.append(f"{mark}{outcome:<23}{currency or '?':<9}{credits:>8}{rows:>7}{breaks:>8}{risk:>16}")
+        lines.append(f"{mark}{outcome:<23}{currency:<9}{credits:>8}{rows:>7}{breaks:>8}{risk:>16}")
     lines.append("-" * len(header))
     lines.append(f"{result.credit_outcomes.num_rows} credits, {result.settlement_outcomes.num_rows} settlement rows, "
                  f"{result.break_table.num_rows} breaks (* marks break outcomes)")
@@ -145,12 +155,20 @@ def _parameter_rows(result: ReconResult) -> list[tuple[str, str]]:
 
 def _totals_columns(result: ReconResult, fx: Mapping[str, Any] | None, base: str | None) -> dict[str, Any]:
     totals = result.totals(fx, base)
-    columns: dict[str, Any] = {"currency": totals["currency"].tolist(), "breaks": totals["breaks"].tolist(),
-                               "amount_at_risk": [None if v is None else str(v) for v in totals["amount_at_risk"]]}
+    columns: dict[str, Any] = {"currency": [_currency_shown(c) for c in totals["currency"]],
+                               "breaks": totals["breaks"].tolist(),
+                               "amount_at_risk": ["unknown" if pd.isna(c) else None if pd.isna(v) else str(v)
+                                                  for c, v in zip(totals["currency"], totals["amount_at_risk"],
+                                                                  strict=True)]}
     if fx is not None:
-        columns["rate"] = [None if v is None else str(v) for v in totals["rate"]]
-        columns["converted"] = [str(v) for v in totals["converted"]]
+        columns["rate"] = [None if pd.isna(v) else str(v) for v in totals["rate"]]
+        columns["converted"] = [None if pd.isna(v) else str(v) for v in totals["converted"]]
     return columns
+
+
+def _currency_shown(code: str | None) -> str:
+    """A totals row's currency for people: the breaks of unreadable records have none."""
+    return "unknown" if pd.isna(code) else code
 
 
 def summary_html(result: ReconResult) -> str:
@@ -406,14 +424,18 @@ def _summary_sheet(book: Any, styles: _Styles, result: ReconResult) -> None:
                          table.num_rows)
     digits = table.column("minor_units").to_pylist()
     risk = table.column("amount_at_risk_minor").to_pylist()
+    unknown = table.column("unknown_at_risk").to_pylist()
     for row, record in enumerate(table.select(names[:-1]).to_pylist(), start=1):
         sheet.write_string(row, 0, record["outcome"])
-        sheet.write_string(row, 1, record["currency"] or "")
+        sheet.write_string(row, 1, _currency_shown(record["currency"]))
         sheet.write_boolean(row, 2, bool(record["break"]))
         for column, name in enumerate(("credits", "settlement_rows", "breaks"), start=3):
             sheet.write_number(row, column, record[name], styles.integer)
         scale = digits[row - 1]
-        sheet.write_number(row, 6, risk[row - 1] / 10 ** scale, styles.money.get(scale, styles.money[2]))
+        if unknown[row - 1] and unknown[row - 1] == record["breaks"]:  # records that failed to read
+            sheet.write_string(row, 6, "unknown")
+        else:
+            sheet.write_number(row, 6, risk[row - 1] / 10 ** scale, styles.money.get(scale, styles.money[2]))
 
 
 def _totals_sheet(book: Any, styles: _Styles, result: ReconResult, fx: Mapping[str, Any] | None,
@@ -424,16 +446,19 @@ def _totals_sheet(book: Any, styles: _Styles, result: ReconResult, fx: Mapping[s
                          len(totals))
     converted = styles.money[2]
     for row, record in enumerate(totals.to_dict("records"), start=1):
-        sheet.write_string(row, 0, str(record["currency"]))
+        sheet.write_string(row, 0, _currency_shown(record["currency"]))
         sheet.write_number(row, 1, int(record["breaks"]), styles.integer)
         amount = record["amount_at_risk"]
-        if amount is not None:
+        if not pd.isna(amount):
             scale = max(-amount.as_tuple().exponent, 0)
             sheet.write_number(row, 2, float(amount), styles.money.get(scale, styles.money[2]))
+        elif pd.isna(record["currency"]):
+            sheet.write_string(row, 2, "unknown")
         if fx is not None:
-            if record["rate"] is not None:
+            if not pd.isna(record["rate"]):
                 sheet.write_number(row, 3, float(record["rate"]))
-            sheet.write_number(row, 4, float(record["converted"]), converted)
+            if not pd.isna(record["converted"]):
+                sheet.write_number(row, 4, float(record["converted"]), converted)
 
 
 def _parameters_sheet(book: Any, styles: _Styles, result: ReconResult) -> None:

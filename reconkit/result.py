@@ -254,6 +254,9 @@ class ReconResult:
         DataFrame
             ``currency``, ``breaks``, ``amount_at_risk``; with ``fx`` also ``rate`` and
             ``converted`` per currency, and a last row ``currency = "<base> (converted)"``.
+            Breaks of settlement records that failed to read have no currency and no known
+            amount: their row has ``currency`` None, ``amount_at_risk`` None, and is not
+            converted.
 
         Raises
         ------
@@ -261,26 +264,28 @@ class ReconResult:
             If ``fx`` lacks a rate for a currency that has breaks.
         """
         table = self.break_table.group_by("currency", use_threads=False).aggregate(
-            [([], "count_all"), ("amount_at_risk_minor", "sum"), ("minor_units", "max")]).sort_by("currency")
+            [([], "count_all"), ("amount_at_risk_minor", "sum"), ("minor_units", "max")]).sort_by(
+            [("currency", "ascending", "at_end")])
         digits = np.asarray(table.column("minor_units_max").to_numpy(zero_copy_only=False), dtype=np.int64)
         frame = pd.DataFrame({"currency": table.column("currency").to_pylist(),
                               "breaks": table.column("count_all").to_numpy(zero_copy_only=False),
                               "amount_at_risk": amount_decimals(
                                   pc.fill_null(table.column("amount_at_risk_minor_sum"), 0), digits)})
+        frame.loc[frame["currency"].isna(), "amount_at_risk"] = None  # records that failed to read
         if fx is None:
             return frame
         rates = {str(code).upper(): Decimal(str(rate)) for code, rate in fx.items()}
         label = (base or "base").upper()
         rates.setdefault(label, Decimal(1))
-        missing = sorted(set(frame["currency"]) - set(rates))
+        missing = sorted(set(frame["currency"].dropna()) - set(rates))
         if missing:
             raise ValueError(f"fx has no rate for {', '.join(map(str, missing))}; give one per currency with breaks")
-        frame["rate"] = [rates[c] for c in frame["currency"]]
-        frame["converted"] = [(a * r).quantize(Decimal("0.01")) for a, r in zip(frame["amount_at_risk"],
-                                                                                frame["rate"], strict=True)]
+        frame["rate"] = [rates.get(c) for c in frame["currency"]]
+        frame["converted"] = [None if r is None else (a * r).quantize(Decimal("0.01"))
+                              for a, r in zip(frame["amount_at_risk"], frame["rate"], strict=True)]
         total = pd.DataFrame({"currency": [f"{label} (converted)"], "breaks": [int(frame["breaks"].sum())],
                               "amount_at_risk": [None], "rate": [None],
-                              "converted": [sum(frame["converted"], Decimal(0))]})
+                              "converted": [sum(frame["converted"].dropna(), Decimal(0))]})
         return pd.concat([frame, total], ignore_index=True)
 
     # --- pandas views (built on first use) --------------------------------------------------
@@ -487,8 +492,9 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
     row_risk_known = np.ones(row_table.num_rows, dtype=bool)
     credit_risk[credit_index[on_credit]] = risk_values[on_credit]
     credit_risk_known[credit_index[on_credit]] = risk_known[on_credit]
-    row_risk[row_index[~on_credit]] = risk_values[~on_credit]
-    row_risk_known[row_index[~on_credit]] = risk_known[~on_credit]
+    on_a_row = ~on_credit & has_row  # an unreadable record's break has no row to carry its risk
+    row_risk[row_index[on_a_row]] = risk_values[on_a_row]
+    row_risk_known[row_index[on_a_row]] = risk_known[on_a_row]
 
     by_credit = pa.array(credit_index, mask=~has_credit)
     files, file_codes = _source_file_codes(settlement)
@@ -532,10 +538,11 @@ def build_result(credits: pd.DataFrame, settlement: pd.DataFrame, credit_table: 
         row_result = row_result.append_column("amount_at_risk_minor", pa.array(row_risk, mask=~row_risk_known))
 
         on_row = pa.array(~on_credit)
-        row_part = pa.table({"row_index": pa.array(row_index[~on_credit]),
+        row_part = pa.table({"row_index": pa.array(row_index[~on_credit], mask=~has_row[~on_credit]),
                              "credit_index": pa.array(credit_index[~on_credit], mask=~has_credit[~on_credit]),
-                             "outcome": pc.filter(outcome, on_row)})
-        row_detail = _row_details(inputs, row_part, credit_detail)
+                             "outcome": pc.filter(outcome, on_row),
+                             "unreadable_record": pa.array(record[~on_credit], mask=record[~on_credit] < 0)})
+        row_detail = _row_details(inputs, row_part, credit_detail, unreadable)
         # One dictionary column: a credit's break points at its credit's sentence, a row's break at its own.
         detail_indices = credit_index.copy()
         detail_indices[~on_credit] = np.asarray(row_detail.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -789,11 +796,13 @@ def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unr
     return _sentences(_plain(out.column("outcome")), builders, take(_plain(out.column("outcome"))))
 
 
-def _row_details(inputs: _Inputs, out: pa.Table, credit_detail: pa.Array) -> pa.DictionaryArray:
+def _row_details(inputs: _Inputs, out: pa.Table, credit_detail: pa.Array,
+                 unreadable: pa.Table | None = None) -> pa.DictionaryArray:
     """Why each settlement row in ``out`` got its outcome, as a dictionary column over the credits'
     sentences: a paired row points at its credit's sentence, an unexpected row at one shared
     sentence (its amount and currency are columns of their own), an out-of-scope row at one
-    sentence per transaction type; millions of rows cost a few distinct strings."""
+    sentence per transaction type; millions of rows cost a few distinct strings. A break on an
+    unreadable record (``out``'s ``unreadable_record``, into ``unreadable``) says why it failed."""
     outcome = _plain(out.column("outcome"))
     credit_index = _plain(out.column("credit_index"))
     indices = np.array(pc.fill_null(credit_index, -1).to_numpy(zero_copy_only=False), dtype=np.int64)  # writable
@@ -831,6 +840,15 @@ def _row_details(inputs: _Inputs, out: pa.Table, credit_detail: pa.Array) -> pa.
         parts.append(_join("a ", kind, " row (not a credit) sharing the id of credit ", linked))
         indices[direction] = offset + np.arange(len(direction))
         offset += len(direction)
+    failed = rows_of(Outcome.UNREADABLE_SETTLEMENT.value)
+    if len(failed) and unreadable is not None:
+        record = pc.take(out.column("unreadable_record"), pa.array(failed))
+        parts.append(_join("a settlement record that could not be read (",
+                           pc.fill_null(pc.take(unreadable.column("column"), record), "?"), ": ",
+                           pc.fill_null(pc.take(unreadable.column("reason"), record), "?"),
+                           "); its amount and currency are unknown"))
+        indices[failed] = offset + np.arange(len(failed))
+        offset += len(failed)
     leftover = np.flatnonzero(indices < 0)
     if len(leftover):  # cannot happen for the engine's outcomes; keeps the column total anyway
         parts.append(pc.cast(pc.take(outcome, pa.array(leftover)), pa.string()))

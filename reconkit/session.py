@@ -57,8 +57,8 @@ def embedded_sandbox() -> Any:
             folder = data_dir()
             db = folder / "sandbox.sqlite3"
             sample = folder / "sample" / "sandbox.sqlite3"
+            folder.mkdir(parents=True, exist_ok=True)  # RECONKIT_DATA may name a folder not made yet
             if not db.exists() and sample.exists():
-                folder.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(sample, db)
             # Notebooks run in separate kernels over the same file: salt ids with the process id.
             _sandbox = Sandbox(db=str(db), seed=42, id_salt=str(os.getpid())).start()

@@ -130,7 +130,8 @@ def test_diff_sorts_each_break_by_what_the_later_run_says(book):
     assert by_key.loc["credit:c2", "outcome_b"] == "MATCHED"
     assert by_key.loc["credit:c3", "outcome_a"] == "MISSING_OVERDUE"
     assert by_key.loc["credit:c4", "amount_b"] == "1.50"
-    assert diff.counts() == {"new": 1, "cleared": 2, "changed": 0, "unchanged": 1, "not_seen": 1, "still_open": 1}
+    assert diff.counts() == {"new": 1, "cleared": 2, "changed": 0, "unchanged": 1, "not_seen": 1, "still_open": 1,
+                             "changed_open": 0}
     # age at run 2: first seen at day 1, one day before
     assert list(diff.still_open["key"]) == ["credit:c4"]
     assert diff.still_open["age_days"].tolist() == [1]
@@ -145,6 +146,8 @@ def test_a_changed_amount_or_outcome_is_a_change(book):
     book.record(run(credits, [], T0 + days(4)))  # overdue: the outcome moved
     book.record(run(credits, [("r-c1", "c1", "9.00", "2026-11-06")], T0 + days(5)))
     assert book.diff(1, 2).frame["change"].tolist() == ["changed"]
+    # The summary's parts do not overlap: the changed break is one of those still open.
+    assert "0 new, 0 cleared, 1 still open (1 of them changed), 0 not seen" in book.diff(1, 2).summary_text()
     assert book.diff(2, 3).frame[["outcome_a", "outcome_b", "amount_b"]].values.tolist() == [
         ["MISSING_OVERDUE", "AMOUNT_MISMATCH", "1.00"]]
     assert [e.kind for e in book.events("c1")] == ["opened", "changed", "changed"]

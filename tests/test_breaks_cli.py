@@ -70,7 +70,7 @@ def test_a_day_of_break_work_on_the_command_line(files, capsys, tmp_path):
     assert _breaks(ledger, "record", credits, day1, day2, "--as-of", "2026-11-04T18:00:00Z") == 0
     out = capsys.readouterr().out
     assert "recorded run 2 (0 open breaks)" in out
-    assert "run 1 -> run 2: 0 new, 1 cleared, 0 changed, 0 still open, 0 not seen" in out
+    assert "run 1 -> run 2: 0 new, 1 cleared, 0 still open (0 of them changed), 0 not seen" in out
 
     assert _breaks(ledger, "diff") == 0
     diff = capsys.readouterr().out.splitlines()

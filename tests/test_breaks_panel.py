@@ -33,8 +33,8 @@ def test_recording_runs_and_the_filters(books):
     assert panel.pick.options == ("credit:c3", "credit:c2")  # largest amount at risk first
     credits = credits_frame({**AMOUNTS, "c4": "5.00"})
     panel.record(run(credits, settled({"c1": "10.00", "c2": "20.00"}), T0 + days(2)))
-    assert panel.message.value == "recorded run 2 · run 1 -&gt; run 2: 1 new, 1 cleared, 0 changed, " \
-                                  "1 still open, 0 not seen"
+    assert panel.message.value == "recorded run 2 · run 1 -&gt; run 2: 1 new, 1 cleared, " \
+                                  "1 still open (0 of them changed), 0 not seen"
     panel.new_only.value = True
     assert panel.pick.options == ("credit:c4",)
     panel.new_only.value = False

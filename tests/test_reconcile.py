@@ -279,3 +279,67 @@ def test_minor_units_read_off_the_decimal_buffer_equal_the_exact_value(scale, st
     got, missing = _minor_units(array, pa.array([currency] * len(kept), pa.string()), "credits")
     assert [None if m else int(g) for g, m in zip(got, missing, strict=True)] == [
         None if e is None else int(e) for e in exact]
+
+
+def test_every_unreadable_record_is_one_break_and_counts_as_unknown_at_risk(world, tmp_path):
+    """A record that failed to read is never dropped: it is its credit's UNREADABLE_SETTLEMENT, or,
+    when it explains no credit's absence (an unexpected row, a second row of a settled credit), an
+    UNREADABLE_SETTLEMENT of its own, named by file and line, its amount at risk unknown."""
+    sb, _, credits = world
+    bundle = sb.settlement(format="pbdr_csv", discrepancies={"unexpected": 2, "duplicate": 1}, out_dir=tmp_path,
+                           seed=9)
+    path = Path(bundle.files[0])
+    rows = bundle.settlement_truth
+    matched = rows[rows["outcome"] == "MATCHED"].iloc[0]
+    unexpected = rows[rows["outcome"] == "UNEXPECTED_SETTLEMENT"].iloc[0]
+    doubled = rows[rows["outcome"] == "DUPLICATE_SETTLEMENT"].sort_values("source_line").iloc[-1]
+    damaged = {int(r["source_line"]): r for r in (matched, unexpected, doubled)}
+    lines = path.read_bytes().split(b"\r\n")
+    for number in damaged:
+        lines[number - 1] = lines[number - 1].replace(b",-", b",-1O", 1)  # letter O for zero: no amount
+    path.write_bytes(b"\r\n".join(lines))
+
+    settlement, failures = read_settlement(path, errors="collect")
+    assert set(failures["source_line"]) == set(damaged)
+    result = reconcile(credits, settlement, as_of=bundle.as_of, grace_days=bundle.grace_days, failures=failures)
+
+    failed = result.breaks[result.breaks["outcome"] == "UNREADABLE_SETTLEMENT"]
+    assert sorted(failed["source_line"]) == sorted(damaged)  # each damaged line: exactly one break
+    by_line = failed.set_index("source_line")
+    # The matched credit's only row failed: the credit is the break, at its amount.
+    assert by_line.loc[int(matched["source_line"]), "credit_id"] == matched["credit_id"]
+    amount = credits.set_index("credit_id").loc[matched["credit_id"], "amount"]
+    assert by_line.loc[int(matched["source_line"]), "amount_at_risk"] == amount
+    # The unexpected row and the duplicate's second row explain no credit's absence: breaks of their
+    # own, with the record's ids, no currency and an unknown amount.
+    for row in (unexpected, doubled):
+        own = by_line.loc[int(row["source_line"])]
+        assert pd.isna(own["credit_id"]) and own["reconciliation_id"] == row["reconciliation_id"]
+        assert pd.isna(own["amount_at_risk"]) and pd.isna(own["currency"])
+        assert "could not be read (amount:" in own["detail"] and Path(own["source_file"]).name == path.name
+    # The duplicated credit keeps one readable row: it settled once.
+    outcome = dict(zip(result.credits["credit_id"], result.credits["outcome"], strict=True))
+    assert outcome[doubled["credit_id"]] == "MATCHED"
+    summary = result.summary_table.to_pandas()
+    own_rows = summary[(summary["outcome"] == "UNREADABLE_SETTLEMENT") & summary["currency"].isna()]
+    assert own_rows["breaks"].sum() == 2 and own_rows["unknown_at_risk"].sum() == 2
+    exported = pd.read_csv(result.to_csv(tmp_path / "breaks.csv"), dtype=str)
+    shown = exported[exported["outcome"] == "UNREADABLE_SETTLEMENT"]
+    assert sorted(shown["source_line"].astype(int)) == sorted(damaged)
+    # Totals: the two have no currency and an unknown amount, said as such, never as 0.00; a
+    # conversion asks no rate for them and leaves them out.
+    totals = result.totals()
+    unknown = totals[totals["currency"].isna()]
+    assert unknown["breaks"].tolist() == [2] and unknown["amount_at_risk"].isna().all()
+    known = totals.dropna(subset=["currency"])
+    converted = result.totals(dict.fromkeys(known["currency"], "1"), base="USD")
+    assert converted.iloc[-1]["converted"] == sum(a.quantize(Decimal("0.01")) for a in known["amount_at_risk"])
+    text = result.summary_text()
+    assert re.search(r"\*UNREADABLE_SETTLEMENT +unknown +0 +0 +2 +unknown", text), text
+    html = result.to_html(tmp_path / "report.html", figures=True)
+    assert html.count(">unknown<") == 4  # the totals' and the summary's currency and amount
+    from openpyxl import load_workbook
+    book = load_workbook(result.to_excel(tmp_path / "breaks.xlsx"))
+    summary_rows = [r for r in book["Summary"].iter_rows(values_only=True) if r[0] == "UNREADABLE_SETTLEMENT"]
+    assert ("unknown", 2, "unknown") in [(r[1], r[5], r[6]) for r in summary_rows]
+    assert ("unknown", 2, "unknown") in list(book["Totals"].iter_rows(values_only=True))

@@ -54,8 +54,10 @@ def _assert_same(pandas_result, spark_result) -> None:
              "batch_date", "amount_at_risk_minor"]
     got = spark_result.breaks.select(*shown).toPandas().to_dict("records")
     table = pandas_result.break_table.select(shown).to_pylist()
-    assert sorted((_break_key(r), r["amount_at_risk_minor"]) for r in got) == \
-        sorted((_break_key(r), r["amount_at_risk_minor"]) for r in table)
+    def risk(value: object) -> int | None:  # Spark's toPandas gives NaN where Arrow gives None
+        return None if pd.isna(value) else int(value)
+    assert sorted((_break_key(r), risk(r["amount_at_risk_minor"])) for r in got) == \
+        sorted((_break_key(r), risk(r["amount_at_risk_minor"])) for r in table)
     summary = pandas_result.summary.set_index(["outcome", "currency"])
     for record in spark_result.summary.to_dict("records"):
         row = summary.loc[(record["outcome"], record["currency"])]
@@ -184,5 +186,5 @@ def test_spark_and_duckdb_agree_with_unreadable_settlement_records(spark, world,
                           grace_days=bundle.grace_days)
     _assert_same(expected, got)
     lines = got.breaks.where("outcome = 'UNREADABLE_SETTLEMENT'").select("source_line").toPandas()
-    assert len(lines) == len(unreadable)
-    assert set(lines["source_line"].astype(int)) <= set(failures["source_line"].astype(int))
+    # Every damaged record is one break: its credit's, or its own when it explains no credit.
+    assert sorted(lines["source_line"].astype(int)) == sorted(failures["source_line"].astype(int).unique())

@@ -314,7 +314,8 @@ def reconcile(credits: DataFrame, settlement: DataFrame, *, amount_tolerance: An
                                           materialize=once,
                                           unreadable=None if records is None else nw.from_native(records))
     settlement_out = once(settlement_out)
-    breaks = break_table(credit_lazy, credit_out, settlement_out).to_native()
+    breaks = break_table(credit_lazy, credit_out, settlement_out,
+                         None if records is None else nw.from_native(records)).to_native()
     credit_native = credit_out.to_native()
     settlement_native = settlement_out.to_native().select("row_index", "credit_index", "outcome")
     _check_conservation(credit_base, credit_native, "credit_index", "credit")
