@@ -9,6 +9,7 @@ from the pandas frames and hand the engine's Arrow tables to :class:`reconkit.re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -254,6 +255,8 @@ def break_table(credits: nw.LazyFrame, credit_outcomes: nw.LazyFrame, settlement
 # --- the pandas edges ---------------------------------------------------------------------
 
 _POWERS = 10 ** np.arange(19, dtype=np.int64)  # every power of ten an int64 holds
+_DECIMAL_TEXT = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)")
+"""Decimal text as an amount column may hold it: digits, one point, no exponent or separators."""
 
 
 def _minor_units(amounts: pa.Array, currencies: pa.Array, side: str) -> tuple[np.ndarray, np.ndarray]:
@@ -327,10 +330,45 @@ def _unscaled(amounts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int, np.
             np.asarray(pc.is_null(units).to_numpy(zero_copy_only=False), dtype=bool))
 
 
-def _as_arrow(values: pd.Series, kind: pa.DataType) -> pa.Array:
-    if isinstance(values.dtype, pd.ArrowDtype):
-        return pa.array(values.array).cast(kind)
-    return pa.array(values.astype(object).where(values.notna(), None).tolist(), kind)
+def _exact_amounts(values: pd.Series, side: str) -> pa.Array:
+    """A side's amounts as an Arrow decimal column, exactly: decimal and integer columns as they
+    are, ``Decimal`` objects and decimal text (``"12.50"``, as ``pd.read_csv(dtype=str)`` gives
+    it) read digit for digit. Floats are refused: a binary fraction is not an amount of money.
+
+    Raises
+    ------
+    ReconciliationError
+        Naming the side's first row whose amount is a float or text that is not a decimal.
+    """
+    kind = values.dtype.pyarrow_dtype if isinstance(values.dtype, pd.ArrowDtype) else None
+    if kind is not None and (pa.types.is_decimal(kind) or pa.types.is_integer(kind)):
+        return pa.array(values.array).cast(kind if pa.types.is_decimal(kind) else pa.decimal128(20, 0))
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return pa.array(values.astype("Int64").array, pa.int64()).cast(pa.decimal128(20, 0))
+    objects = values.astype(object).where(values.notna(), None).tolist()
+    try:  # Decimal objects (credits_to_frame's) are converted in C; anything else is looked at below
+        inferred = pa.array(objects)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        inferred = None
+    if inferred is not None and pa.types.is_decimal(inferred.type):
+        return inferred
+    if inferred is not None and (pa.types.is_integer(inferred.type) or pa.types.is_null(inferred.type)):
+        return inferred.cast(pa.decimal128(20, 0))
+    amounts: list[Decimal | None] = []
+    for row, value in enumerate(objects):
+        if value is None:
+            amounts.append(None)
+        elif isinstance(value, Decimal | int | np.integer) and not isinstance(value, bool):
+            amounts.append(Decimal(int(value)) if not isinstance(value, Decimal) else value)
+        elif isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value.strip()):
+            amounts.append(Decimal(value.strip()))
+        else:
+            raise ReconciliationError(
+                f"{side} row {row}: amount {value!r} is not an exact amount; give Decimal objects or decimal "
+                "text such as '12.50'" + (" (a float is a binary fraction, not money)"
+                                          if isinstance(value, float | np.floating) else ""))
+    return pa.array(amounts, pa.decimal128(38, max((-a.as_tuple().exponent for a in amounts if a is not None),
+                                                   default=0)))
 
 
 def _tolerance(tolerance: str | Decimal | Mapping[str, str | Decimal], currency: str | None) -> int:
@@ -350,11 +388,7 @@ def _money_columns(frame: pd.DataFrame, columns: tuple[str, ...], side: str, hin
     currency = pc.utf8_upper(trimmed_text(frame["currency"]))
     if isinstance(currency, pa.ChunkedArray):  # the dictionary steps need one array
         currency = currency.combine_chunks()
-    amounts = frame["amount"]
-    native = amounts.dtype.pyarrow_dtype if isinstance(amounts.dtype, pd.ArrowDtype) else None
-    minor, no_amount = _minor_units(
-        _as_arrow(amounts, native if native is not None and pa.types.is_decimal(native) else pa.decimal128(20, 4)),
-        currency, side)
+    minor, no_amount = _minor_units(_exact_amounts(frame["amount"], side), currency, side)
     return currency, minor, no_amount
 
 

@@ -138,7 +138,7 @@ def test_tolerance_per_currency_and_detail_sentence():
 
 def test_amounts_finer_than_the_currency_are_refused_by_name():
     credits = _credits_frame([("1", "A", "PENDING", "2026-11-01T00:00:00Z", Decimal("2.50"), "JPY")])
-    with pytest.raises(ReconciliationError, match=r"credits row 0: amount 2\.5000 has more decimal places than JPY"):
+    with pytest.raises(ReconciliationError, match=r"credits row 0: amount 2\.50 has more decimal places than JPY"):
         reconcile(credits, _settlement_frame([]))
 
 

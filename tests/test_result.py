@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconkit import read_settlement, reconcile
+from reconkit import ReconciliationError, read_settlement, reconcile
 from reconkit.breaks import settlement_keys
 from reconkit.money import CURRENCIES
 from reconkit.sandbox.settlement import DISCREPANCY_KINDS, FORMATS
@@ -440,3 +440,24 @@ def test_a_batch_date_that_is_not_a_date_is_named():
     settlement["batch_date"] = pd.Series(["2026-11-03", "soon"], dtype="string")
     with pytest.raises(ValueError, match=r"settlement row 1: batch_date 'soon' is not a date"):
         reconcile(_credits([]), settlement, as_of="2026-11-05T00:00:00Z")
+
+
+def test_amounts_read_from_a_plain_csv_reconcile_as_the_decimals_do_and_floats_are_refused(tmp_path):
+    # An analyst's pd.read_csv(dtype=str) frame holds amounts as text; they are read digit for
+    # digit. Floats are a binary fraction: refused naming the row, never rounded into money.
+    rows = [("1", "A", "10.00", "USD"), ("2", "B", "1500", "JPY"), ("3", "C", "1.250", "KWD"), ("4", "D", "0.10", "USD")]
+    exact = _credits(rows)
+    settlement = _settlement([("A", "9.99", "USD"), ("B", "1500", "JPY"), ("D", "0.10", "USD")])
+    path = tmp_path / "credits.csv"
+    exact.to_csv(path, index=False)
+    text = pd.read_csv(path, dtype=str)
+    as_of = "2026-11-02T00:00:00Z"
+    want, got = reconcile(exact, settlement, as_of=as_of), reconcile(text, settlement, as_of=as_of)
+    assert got.break_table.select(["outcome", "currency", "amount_at_risk_minor"]).equals(
+        want.break_table.select(["outcome", "currency", "amount_at_risk_minor"]))
+    assert got.breaks["amount_at_risk"].tolist() == [Decimal("1.250"), Decimal("0.01")]
+    with pytest.raises(ReconciliationError, match=r"credits row 3: amount 0.1 is not an exact amount.*float"):
+        reconcile(exact.assign(amount=[Decimal("10.00"), Decimal("1500"), Decimal("1.250"), 0.1]), settlement,
+                  as_of=as_of)
+    with pytest.raises(ReconciliationError, match=r"settlement row 1: amount '1.5E3' is not an exact amount"):
+        reconcile(exact, settlement.assign(amount=["9.99", "1.5E3", "0.10"]), as_of=as_of)
