@@ -2,7 +2,10 @@
 
 Every run (fetch, load, pull, reconcile) replaces or clears what it supersedes: a result is shown
 only with the inputs that produced it, and when an input changes afterwards the result is marked
-stale and its download links are removed. Exports carry the run id in their file names.
+stale and its download links are removed. Reconcile reads nothing itself: it refuses credit ids
+or settlement files chosen since the last Fetch or Load, and the break book records the files
+(names and SHA-256 of the bytes read) the result was computed from. Exports carry the run id in
+their file names; a filtered export's every sheet holds only the breaks its filter selects.
 """
 
 from __future__ import annotations
