@@ -405,9 +405,12 @@ def _auto_reason(before: str, after: str, linked: bool) -> tuple[str, str]:
     return Status.RESOLVED.value, Reason.MATCHED_LATER.value
 
 
-def _file_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
+def _file_inputs(inputs: Iterable[str | os.PathLike[str] | Mapping[str, Any]]) -> list[dict[str, Any]]:
     found = []
-    for path in paths:
+    for path in inputs:
+        if isinstance(path, Mapping):  # digested by the caller from the very bytes it read
+            found.append({"file": str(path["file"]), "bytes": int(path["bytes"]), "sha256": str(path["sha256"])})
+            continue
         target = Path(path)
         digest = hashlib.sha256()
         with target.open("rb") as handle:
@@ -527,7 +530,7 @@ class BreakBook:
         self.close()
 
     # --- runs --------------------------------------------------------------------------
-    def record(self, result: Any, *, inputs: Iterable[str | os.PathLike[str]] = (),
+    def record(self, result: Any, *, inputs: Iterable[str | os.PathLike[str] | Mapping[str, Any]] = (),
                parameters: Mapping[str, Any] | None = None) -> int:
         """Record one reconciliation run and carry its breaks into the book.
 
@@ -539,8 +542,10 @@ class BreakBook:
         Parameters
         ----------
         result : ReconResult
-        inputs : paths
-            The settlement files read; their size and SHA-256 are recorded with the run.
+        inputs : paths, or mappings with ``file``, ``bytes`` and ``sha256``
+            The settlement files read; their size and SHA-256 are recorded with the run. A
+            mapping is recorded as given: the digest of the bytes a caller actually read (an
+            upload has no path; a file may change on disk after it was read).
         parameters : mapping, optional
             Anything else to remember with the run (the result's own parameters are kept).
 

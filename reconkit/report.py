@@ -148,6 +148,8 @@ def _parameter_rows(result: ReconResult) -> list[tuple[str, str]]:
             ("Amount tolerance", str(tolerance)), ("Grace period (days)", f"{parameters['grace_days']:g}"),
             ("Matched on", ", then ".join(parameters["match_on"])),
             ("Input files", "; ".join(parameters.get("input_files") or []) or "none"),
+            # A filtered view's files hold only the breaks its filter selects: say which.
+            *([("Filter", str(parameters["filter"]))] if parameters.get("filter") else []),
             ("Written", datetime.now().astimezone().isoformat(timespec="seconds"))]
 
 

@@ -3,6 +3,7 @@ second notebook acting on the same break."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
@@ -156,6 +157,9 @@ def test_the_investigation_app_carries_its_breaks_from_run_to_run(tmp_path):
         assert {book.get(k).status for k in pending} == {"timing_difference"}
         assert (book.get(mismatch).owner, book.get(mismatch).status) == ("ann", "investigating")
         assert book.runs()["files"].tolist() == ["day1.csv", "day1.csv, day2.csv"]
+        sha1, sha2 = (hashlib.sha256((tmp_path / "data" / n).read_bytes()).hexdigest()[:12] for n in ("day1.csv",
+                                                                                                   "day2.csv"))
+        assert book.runs()["sha256"].tolist() == [sha1, f"{sha1}, {sha2}"]
 
 
 def test_the_book_table_speaks_analyst_words_with_grouped_amounts(books):

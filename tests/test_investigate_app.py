@@ -3,22 +3,26 @@ with the settlement generator's ground truth (never with the app's own computati
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shutil
+import tempfile
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from reconkit.outcomes import BREAKS
 from reconkit.sandbox import Sandbox
 from reconkit.sandbox.scenario import populate
 from reconkit.widgets import InvestigateApp
-from reconkit.widgets.investigate import SHOWN_COLUMNS, format_amount, parse_tolerance
+from reconkit.widgets.investigate import SHOWN_COLUMNS, format_amount, parse_ids, parse_tolerance
 
 START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 DIGITS = {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0, "KWD": 3, "CAD": 2, "AUD": 2, "CHF": 2}
@@ -200,6 +204,108 @@ def test_choosing_other_files_marks_the_result_stale(world, tmp_path):
     assert "settlement files" in app.stale.value
 
 
+# --- a result is only ever shown for, and recorded as, what was fetched and loaded ---------------
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _two_files(world, tmp_path) -> tuple[bytes, bytes]:
+    """data/a.csv: the bundle's settlement file; data/b.csv: its header and first 5 credit rows."""
+    _sb, _client, _scenario, bundle = world
+    first = bundle.files[0].read_bytes()
+    lines = first.decode().splitlines()
+    second = ("\n".join(lines[:2] + [line for line in lines[2:] if "ics_credit" in line][:5]) + "\n").encode()
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "a.csv").write_bytes(first)
+    (tmp_path / "data" / "b.csv").write_bytes(second)
+    return first, second
+
+
+def _last_run(app: InvestigateApp) -> pd.Series:
+    return app.breaks_panel.book.runs().iloc[-1]
+
+
+def _loaded_from_data(world, tmp_path, name: str) -> InvestigateApp:
+    """Every credit fetched and ``data/<name>`` loaded, at the bundle's as-of time."""
+    _sb, _client, scenario, bundle = world
+    app = _app(world, tmp_path)
+    app.ids.value = "\n".join(scenario.credit_ids)
+    app.fetch_button.click()
+    app.data_files.value = (name,)
+    app.load_button.click()
+    app.as_of.value = bundle.as_of.isoformat()
+    return app
+
+
+def test_reconcile_refuses_files_chosen_but_not_loaded_and_the_stale_banner_stays(world, tmp_path):
+    first, second = _two_files(world, tmp_path)
+    app = _loaded_from_data(world, tmp_path, "a.csv")
+    app.reconcile_button.click()
+    run, shown, runs = app.run_id, app.result, len(app.breaks_panel.book.runs())
+    app.data_files.value = ("b.csv",)  # chosen, not loaded
+    assert "settlement files" in app.stale.value and "b.csv" in app.chosen.value
+    app.reconcile_button.click()
+    assert app.result is shown and app.run_id == run  # nothing was reconciled, nothing recorded
+    assert len(app.breaks_panel.book.runs()) == runs
+    assert "settlement files" in app.stale.value and "Stale" in app.stale.value
+    assert "b.csv" in app.files_error.value and "a.csv" in app.files_error.value
+    assert "Load settlement" in app.files_error.value and "Not reconciled" in app.error.value
+    app.data_files.value = ("a.csv",)  # back to what the result was computed from: current again
+    assert app.stale.value == ""
+    app.data_files.value = ("b.csv",)
+    app.load_button.click()
+    app.reconcile_button.click()
+    assert app.error.value == "" and app.stale.value == "" and app.run_id != run
+    assert [Path(f).name for f in app.result.parameters["input_files"]] == ["b.csv"]
+    assert len(app.result.settlement) == 5 and "b.csv" in app.run_label.value and "a.csv" not in app.run_label.value
+    last = _last_run(app)
+    assert (last["files"], last["sha256"]) == ("b.csv", _sha(second)[:12])
+    assert _sha(second)[:12] in app.run_label.value and _sha(first)[:12] not in app.run_label.value
+
+
+def test_reconcile_refuses_ids_typed_but_not_fetched(world, tmp_path):
+    _sb, _client, scenario, _bundle = world
+    app = _reconciled(world, tmp_path)
+    run = app.run_id
+    assert "<div style='font-size:22px'>60</div>" in app.cards.value
+    app.ids.value = "\n".join(scenario.credit_ids[:5])
+    app.reconcile_button.click()
+    assert app.run_id == run and app.result.credit_outcomes.num_rows == 60
+    assert "credit ids" in app.stale.value and "Fetch" in app.ids_error.value and "Not reconciled" in app.error.value
+    app.fetch_button.click()  # the credits fetched are now the 5 typed: the old result goes
+    assert app.result is None and app.cards.value == ""
+    app.load_button.click()  # the upload the result was loaded from is still chosen
+    app.reconcile_button.click()
+    assert app.error.value == "" and app.stale.value == ""
+    assert sorted(app.result.credits["credit_id"]) == sorted(scenario.credit_ids[:5])
+    assert "<div style='font-size:22px'>5</div>" in app.cards.value
+
+
+def test_the_book_records_the_bytes_loaded_not_the_file_as_it_is_later(world, tmp_path):
+    _sb, _client, _scenario, bundle = world
+    first, second = _two_files(world, tmp_path)
+    app = _loaded_from_data(world, tmp_path, "a.csv")
+    (tmp_path / "data" / "a.csv").write_bytes(second)  # the file changes on disk after Load
+    app.reconcile_button.click()
+    assert len(app.result.settlement) == len(bundle.settlement_truth)
+    last = _last_run(app)
+    assert (last["files"], last["sha256"]) == ("a.csv", _sha(first)[:12])
+
+
+def test_an_uploaded_file_is_recorded_with_its_name_and_sha256(world, tmp_path):
+    _sb, _client, _scenario, bundle = world
+    app = _reconciled(world, tmp_path)
+    last = _last_run(app)
+    data = bundle.files[0].read_bytes()
+    assert (last["files"], last["sha256"]) == (bundle.files[0].name, _sha(data)[:12])
+    # The same name uploaded again with other bytes is another input: stale, and refused until loaded.
+    app.files_upload.value = _upload(bundle.files[0].name, data.replace(b"\n", b"\r\n"))
+    assert "settlement files" in app.stale.value
+    app.reconcile_button.click()
+    assert "Load settlement" in app.files_error.value and len(app.breaks_panel.book.runs()) == last["run_id"]
+
+
 # --- what is loaded is chosen explicitly -----------------------------------------------------
 
 def test_an_upload_replaces_the_sample_choice_and_says_what_was_loaded(world, tmp_path):
@@ -331,6 +437,77 @@ def test_export_offers_the_filtered_view_and_everything(world, tmp_path):
                                                      for a in expect["amount_at_risk"]]
 
 
+def _sheet(book, name: str) -> list[dict]:
+    rows = list(book[name].iter_rows(values_only=True))
+    return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+
+
+def _filtered_workbook_agrees(path: Path, want: pd.DataFrame, filter_words: list[str]) -> None:
+    """Every sheet of a filtered export against ``want``, the breaks the filter selects."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(path)
+    breaks = _sheet(book, "Breaks")
+    assert sorted((r["Outcome"], r["Credit id"] or "", r["Currency"]) for r in breaks) == sorted(
+        (o, "" if pd.isna(c) else c, cur) for o, c, cur in zip(want["outcome"], want["credit_id"], want["currency"],
+                                                                 strict=True))
+    # A record that failed to read has no currency and an unknown amount: the sheets say "unknown".
+    want = want.assign(currency=want["currency"].fillna("unknown"))
+
+    def agrees(cell, part: pd.DataFrame) -> bool:
+        known = part["amount_at_risk"].dropna()
+        if known.empty:
+            return cell == "unknown"
+        total = sum((Decimal(str(a)) for a in known), Decimal(0))
+        return Decimal(str(cell)).quantize(total) == total
+
+    groups = want.groupby(["outcome", "currency"])
+    summary = {(r["Outcome"], r["Currency"]): r for r in _sheet(book, "Summary")}
+    assert set(summary) == set(groups.groups)  # no outcome or currency the filter left out
+    for (outcome, currency), part in groups:
+        row = summary[(outcome, currency)]
+        assert row["Break"] is True and row["Breaks"] == len(part)
+        assert row["Credits"] == part["credit_id"].notna().sum()  # the credits these breaks are on
+        assert row["Settlement rows"] == part["settlement_rows"].sum()
+        assert agrees(row["Amount at risk"], part)
+    totals = {r["Currency"]: r for r in _sheet(book, "Totals")}
+    assert set(totals) == set(want["currency"])
+    for currency, part in want.groupby("currency"):
+        assert totals[currency]["Breaks"] == len(part) and agrees(totals[currency]["Amount at risk"], part)
+    parameters = {r["Parameter"]: r["Value"] for r in _sheet(book, "Parameters")}
+    for words in filter_words:
+        assert words in parameters["Filter"]
+    assert f"{len(want)} of " in parameters["Filter"]
+
+
+@pytest.mark.parametrize("how", ["currency", "outcome and search"])
+def test_a_filtered_export_agrees_sheet_by_sheet_and_names_its_filter(world, tmp_path, how):
+    app = _reconciled(world, tmp_path)
+    breaks = app.result.breaks
+    if how == "currency":
+        app.currency_filter.value = "EUR"
+        want = breaks[breaks["currency"] == "EUR"]
+        words = ["currency = EUR", "outcome = (all breaks)", "search = (none)"]
+    else:
+        app.outcome_filter.value = "MISSING_PENDING"
+        pending = breaks[breaks["outcome"] == "MISSING_PENDING"]
+        needles = [str(c)[-10:].lower() for c in pending["credit_id"].head(3)]
+        app.search.value = "\n".join(needles)
+        want = pending[pending["credit_id"].str.lower().map(lambda c: any(n in c for n in needles))]
+        words = ["outcome = MISSING_PENDING", "currency = (all)", f"search = {', '.join(needles)}"]
+    assert 0 < len(want) < len(breaks) and want["currency"].nunique() >= 1
+    app.export_filtered_button.click()
+    assert app.error.value == ""
+    _filtered_workbook_agrees(tmp_path / "out" / f"breaks_{app.run_id}_filtered.xlsx", want, words)
+    assert len(_csv(tmp_path / "out" / f"breaks_{app.run_id}_filtered.csv")) == len(want)
+    app.export_all_button.click()  # the whole run's workbook says it is not filtered
+    import openpyxl
+
+    parameters = {r["Parameter"] for r in _sheet(openpyxl.load_workbook(
+        tmp_path / "out" / f"breaks_{app.run_id}.xlsx"), "Parameters")}
+    assert "Filter" not in parameters
+
+
 # --- analyst words, labels, amounts, lines, duplicates ------------------------------------
 
 def test_table_shows_labels_amounts_lines_and_tells_duplicate_rows_apart(world, tmp_path):
@@ -424,6 +601,9 @@ def test_unreadable_settlement_breaks_name_file_and_line(world, tmp_path):
     assert "broken.csv" in app.table.value and f"<td>{line}</td>" in app.table.value
     app.pick.value = app.pick.options[0][1]
     assert f"line {line}" in app.pick.options[0][0]
+    app.export_filtered_button.click()
+    _filtered_workbook_agrees(tmp_path / "out" / f"breaks_{app.run_id}_filtered.xlsx", unreadable,
+                              ["outcome = UNREADABLE_SETTLEMENT"])
 
 
 # --- pull settlement from CyberSource --------------------------------------------------------
@@ -457,6 +637,13 @@ def test_pull_settlement_from_cybersource_for_the_credits_dates(world, tmp_path,
     assert files == {tmp_path / "data" / "reports"}
     app.as_of.value = sb.now().isoformat()
     app.reconcile_button.click()
+    # The break book records each file pulled (as kept in data/reports) with its SHA-256, and the
+    # chooser says those files are what is loaded.
+    pulled = sorted((tmp_path / "data" / "reports").iterdir())
+    last = _last_run(app)
+    assert sorted(zip(last["files"].split(", "), last["sha256"].split(", "), strict=True)) == \
+        [(p.name, _sha(p.read_bytes())[:12]) for p in pulled]
+    assert sorted(app.data_files.value) == [f"reports/{p.name}" for p in pulled]
     outcomes = app.result.credits.set_index("credit_id")["outcome"].astype(str)
     # Only days whose 00:00 UTC cut-off has passed are settled; later days' reports are not ready.
     last_settled = min(date.fromisoformat(app.pull_to.value), sb.now().date() - timedelta(days=1))
@@ -512,3 +699,145 @@ def test_pull_works_offline_against_the_embedded_sandbox(embedded, tmp_path):
     last = min(date.fromisoformat(app.pull_to.value), sb.now().date() - timedelta(days=1))
     settled = _batched(sb, date.fromisoformat(app.pull_from.value), last) & set(outcomes.index)
     assert len(settled) > 50 and set(outcomes[outcomes == "MATCHED"].index) == settled
+
+
+# --- a state machine over the inputs, Fetch, Load, Reconcile and exports ----------------------
+
+class InvestigateMachine(RuleBasedStateMachine):
+    """Whatever the order of typing ids, choosing or uploading files, fetching, loading,
+    reconciling and exporting: a result shown without a stale banner is of exactly the ids and
+    files the screen shows; the break book's last run records the files (names, SHA-256) the
+    shown result was computed from; a refused Reconcile changes nothing; a filtered export agrees
+    sheet by sheet with the breaks its filter selects."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp(prefix="investigate-sm-"))
+        self.sandbox = Sandbox(start=START, seed=5).start()
+        client = self.sandbox.client(ledger=str(self.folder / "ledger.sqlite3"))
+        self.ids = populate(self.sandbox, client, 10, seed=5, days=2).credit_ids
+        bundle = self.sandbox.settlement(format="pbdr_csv", discrepancies={"amount": 1, "unexpected": 1},
+                                         out_dir=self.folder / "data", seed=5, filename="a.csv")
+        self.as_of = bundle.as_of.isoformat()
+        lines = bundle.files[0].read_text().splitlines()
+        small = "\n".join(lines[:2] + [line for line in lines[2:] if "ics_credit" in line][:3]) + "\n"
+        (self.folder / "data" / "b.csv").write_text(small)
+        self.files = {name: (self.folder / "data" / name).read_bytes() for name in ("a.csv", "b.csv")}
+        self.app = InvestigateApp(client, data=self.folder / "data", out_dir=self.folder / "out")
+        self.app.as_of.value = self.as_of
+        self.fetched: tuple[str, ...] | None = None  # the ids of the last successful Fetch
+        self.loaded: dict[str, bytes] | None = None  # name -> bytes of the last successful Load
+        self.chosen: tuple[str, tuple[str, ...]] = ("data/", ())
+        self.shown: dict | None = None  # what the shown result was computed from
+
+    def teardown(self) -> None:
+        self.app.client.close()
+        self.sandbox.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    @initialize()
+    def a_first_result(self):
+        """Start from a reconciled run, as an analyst coming back to change an input would."""
+        self.type_ids("all")
+        self.choose_in_data(("a.csv",))
+        self.fetch_load_and_reconcile()
+
+    @rule()
+    def fetch_load_and_reconcile(self):
+        self.fetch()
+        self.load()
+        self.reconcile()
+
+    @rule(which=st.sampled_from(["all", "first half", "last three"]))
+    def type_ids(self, which):
+        ids = {"all": self.ids, "first half": self.ids[:5], "last three": self.ids[-3:]}[which]
+        self.app.ids.value = "\n".join(ids)
+
+    @rule(names=st.sampled_from([("a.csv",), ("b.csv",), ("a.csv", "b.csv")]))
+    def choose_in_data(self, names):
+        self.app.data_files.value = names
+        self.chosen = ("data/", names)
+
+    @rule(name=st.sampled_from(["a.csv", "b.csv"]))
+    def upload(self, name):
+        self.app.files_upload.value = _upload(f"uploaded_{name}", self.files[name])
+        self.chosen = ("uploaded", (name,))
+
+    @rule(tolerance=st.sampled_from(["0.00", "1000"]))
+    def type_tolerance(self, tolerance):
+        self.app.tolerance.value = tolerance
+
+    @rule()
+    def fetch(self):
+        self.app.fetch_button.click()
+        self.fetched = tuple(parse_ids(self.app.ids.value))
+        self.shown = None
+
+    @rule()
+    def load(self):
+        self.app.load_button.click()
+        kind, names = self.chosen
+        self.loaded = ({(f"uploaded_{n}" if kind == "uploaded" else n): self.files[n] for n in names}
+                       if names else None)
+        self.shown = None
+
+    @rule()
+    def reconcile(self):
+        run, book_runs = self.app.run_id, len(self.app.breaks_panel.book.runs())
+        self.app.reconcile_button.click()
+        ready = (self.fetched is not None and self.loaded is not None
+                 and tuple(parse_ids(self.app.ids.value)) == self.fetched
+                 and self._chosen_names() == set(self.loaded))
+        if not ready:  # refused or impossible: nothing new shown or recorded
+            assert len(self.app.breaks_panel.book.runs()) == book_runs
+            if self.app.result is not None:
+                assert self.app.run_id == run and self.app.stale.value
+            event("reconcile refused")
+            return
+        assert self.app.error.value == "" and self.app.run_id != run
+        assert len(self.app.breaks_panel.book.runs()) == book_runs + 1
+        self.shown = {"ids": self.fetched, "files": dict(self.loaded), "chosen": self.chosen,
+                      "tolerance": self.app.tolerance.value}
+        event("reconciled")
+
+    @rule(currency=st.sampled_from(["(all)", "USD", "EUR"]))
+    def export_filtered(self, currency):
+        if self.app.result is None or self.app.stale.value or currency not in self.app.currency_filter.options:
+            return
+        self.app.currency_filter.value = currency
+        self.app.export_filtered_button.click()
+        breaks = self.app.result.breaks
+        want = breaks if currency == "(all)" else breaks[breaks["currency"] == currency]
+        _filtered_workbook_agrees(self.folder / "out" / f"breaks_{self.app.run_id}_filtered.xlsx", want,
+                                  [f"currency = {currency}"])
+        event("filtered export checked")
+
+    def _chosen_names(self) -> set[str]:
+        kind, names = self.chosen
+        return {f"uploaded_{n}" for n in names} if kind == "uploaded" else set(names)
+
+    @invariant()
+    def a_result_without_a_stale_banner_is_of_what_the_screen_shows(self):
+        if self.app.result is None or self.shown is None:
+            return
+        current = (tuple(parse_ids(self.app.ids.value)) == self.shown["ids"] and self.chosen == self.shown["chosen"]
+                   and self.app.tolerance.value == self.shown["tolerance"])
+        if not current:
+            assert "Stale" in self.app.stale.value
+        if self.app.stale.value == "":
+            assert set(self.app.result.credits["credit_id"]) == set(parse_ids(self.app.ids.value))
+            used = {Path(f).name for f in self.app.result.parameters["input_files"]}
+            assert used == self._chosen_names()
+
+    @invariant()
+    def the_book_records_the_files_the_shown_result_was_computed_from(self):
+        if self.app.result is None or self.shown is None:
+            return
+        last = self.app.breaks_panel.book.runs().iloc[-1]
+        recorded = dict(zip(last["files"].split(", "), last["sha256"].split(", "), strict=True))
+        assert recorded == {name: _sha(data)[:12] for name, data in self.shown["files"].items()}
+        assert {Path(f).name for f in self.app.result.parameters["input_files"]} == set(self.shown["files"])
+
+
+InvestigateMachine.TestCase.settings = settings(max_examples=10, stateful_step_count=10, deadline=None)
+TestInvestigateApp = InvestigateMachine.TestCase

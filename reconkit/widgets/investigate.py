@@ -2,12 +2,16 @@
 
 Every run (fetch, load, pull, reconcile) replaces or clears what it supersedes: a result is shown
 only with the inputs that produced it, and when an input changes afterwards the result is marked
-stale and its download links are removed. Exports carry the run id in their file names.
+stale and its download links are removed. Reconcile reads nothing itself: it refuses credit ids
+or settlement files chosen since the last Fetch or Load, and the break book records the files
+(names and SHA-256 of the bytes read) the result was computed from. Exports carry the run id in
+their file names; a filtered export's every sheet holds only the breaks its filter selects.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import html
 import io
 import os
@@ -39,9 +43,10 @@ from ..session import connect, data_dir, sandbox_for
 from ..settlement import read_settlement
 from .breaks_panel import BreaksPanel
 from .common import App, ConnectionBanner, cards_html, describe_error, format_amount, guarded, json_html, table_html
+from .filtered import FilteredView
 
-__all__ = ["InvestigateApp", "analyst_words", "format_amount", "parse_as_of", "parse_date", "parse_ids",
-           "parse_tolerance"]
+__all__ = ["InvestigateApp", "LoadedFile", "analyst_words", "format_amount", "parse_as_of", "parse_date",
+           "parse_ids", "parse_tolerance"]
 
 _STYLE = {"description_width": "150px"}
 _WIDE = w.Layout(width="auto")
@@ -156,6 +161,34 @@ def _problem(html_text: str) -> str:
     return f"<span class='reconkit-field-error' style='color:#b00020'>{html_text}</span>" if html_text else ""
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _uploads_key(upload: w.FileUpload) -> tuple[tuple[str, str], ...]:
+    """Uploaded files by name and content: the same name uploaded again with other bytes differs."""
+    return tuple((u["name"], _digest(bytes(u["content"]))) for u in upload.value)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedFile:
+    """A settlement file as it was read: its name (its path, for a file on disk), its size and
+    the SHA-256 of the very bytes read."""
+
+    file: str
+    size: int
+    sha256: str
+
+    @classmethod
+    def read(cls, name: str, data: bytes) -> LoadedFile:
+        """The record of ``data`` read under ``name``."""
+        return cls(name, len(data), _digest(data))
+
+    def as_input(self) -> dict[str, Any]:
+        """What :meth:`reconkit.breaks.BreakBook.record` keeps of it."""
+        return {"file": self.file, "bytes": self.size, "sha256": self.sha256}
+
+
 class InvestigateApp(App):
     """The investigation of notebook 02. Every callback is a method; tests call them directly.
 
@@ -248,7 +281,10 @@ class InvestigateApp(App):
         self.credits_by_id: dict[str, Credit] = {}
         self.fetch_result: FetchResult | None = None
         self.settlement: pd.DataFrame | None = None
-        self.settlement_names: list[str] = []
+        self.loaded_files: list[LoadedFile] = []
+        """The settlement files loaded (uploaded, chosen in data/ or pulled), as read."""
+        self.result_files: list[LoadedFile] = []
+        """The settlement files the shown result was computed from."""
         self.read_failures: pd.DataFrame | None = None
         self.result: ReconResult | None = None
         self.run_id: str | None = None
@@ -257,6 +293,9 @@ class InvestigateApp(App):
         self._runs = 0
         self._generation = {"credits": 0, "settlement": 0}
         self._result_inputs: dict[str, Any] | None = None
+        # What Fetch and Load read, to refuse a Reconcile of inputs chosen since but never read.
+        self._fetched_ids: tuple[str, ...] | None = None
+        self._loaded_choice: tuple[Any, ...] | None = None
         self._lines: dict[str, str] = {}
         self._setting_page = False
 
@@ -354,8 +393,8 @@ class InvestigateApp(App):
     # --- what the result was computed from, and when it goes stale ----------------------------
     def _inputs(self) -> dict[str, Any]:
         return {"credits fetched": self._generation["credits"], "settlement loaded": self._generation["settlement"],
-                "credit ids": (self.ids.value, tuple(u["name"] for u in self.ids_upload.value)),
-                "settlement files": (tuple(u["name"] for u in self.files_upload.value), tuple(self.data_files.value)),
+                "credit ids": (self.ids.value, _uploads_key(self.ids_upload)),
+                "settlement files": self._choice_key(),
                 "amount tolerance": self.tolerance.value.strip(), "grace days": self.grace.value,
                 "as of": self.as_of.value.strip()}
 
@@ -449,11 +488,13 @@ class InvestigateApp(App):
         self.fetch_status.value = self.failures.value = ""
         self.fetch_progress.clear_output()
         self.credits_frame, self.credits_by_id, self.fetch_result = None, {}, None
+        self._fetched_ids = None
         self._generation["credits"] += 1
         self._clear_results("the credits were fetched again")
         ids = self._ids()
         if not ids:
             raise FieldError("ids", "paste credit ids, upload a CSV of ids, or take them from the ledger first")
+        self._fetched_ids = tuple(ids)
         self.fetch_button.disabled = True
         try:
             with self.fetch_progress:
@@ -489,6 +530,12 @@ class InvestigateApp(App):
         uploads = [u["name"] for u in self.files_upload.value]
         return uploads if uploads else list(self.data_files.value)
 
+    def _choice_key(self) -> tuple[Any, ...]:
+        """The chosen settlement files: uploads by name and content, or the files chosen in data/."""
+        if self.files_upload.value:
+            return ("uploaded", _uploads_key(self.files_upload))
+        return ("data/", tuple(self.data_files.value))
+
     def _show_choice(self) -> None:
         names = self._choice()
         where = "uploaded" if self.files_upload.value else "from data/"
@@ -515,7 +562,8 @@ class InvestigateApp(App):
     def _replace_settlement(self, why: str) -> None:
         self._clear_messages()
         self.load_status.value = self.read_errors.value = ""
-        self.settlement, self.read_failures, self.settlement_names = None, None, []
+        self.settlement, self.read_failures, self.loaded_files = None, None, []
+        self._loaded_choice = None
         self._generation["settlement"] += 1
         self._clear_results(why)
 
@@ -524,33 +572,34 @@ class InvestigateApp(App):
         """Read exactly the chosen files (the uploads, or else the files chosen in data/), and say
         which were loaded with their formats, row counts and unreadable rows."""
         self._replace_settlement("other settlement was loaded")
-        frames, failures, names = [], [], []
+        choice = self._choice_key()
         if self.files_upload.value:
-            for upload in self.files_upload.value:
-                frame, failed = read_settlement(bytes(upload["content"]), name=upload["name"], errors="collect")
-                frames.append(frame)
-                failures.append(failed)
-                names.append(upload["name"])
+            sources = [(u["name"], bytes(u["content"])) for u in self.files_upload.value]
         else:
-            for relative in self.data_files.value:
-                frame, failed = read_settlement(self.data / relative, errors="collect")
-                frames.append(frame)
-                failures.append(failed)
-                names.append(relative)
-        if not frames:
+            sources = [(str(self.data / relative), (self.data / relative).read_bytes())
+                       for relative in self.data_files.value]
+        if not sources:
             raise FieldError("files", "upload settlement files or choose some in data/ first")
-        self._show_settlement(frames, failures, names, "Loaded")
+        frames, failures = [], []
+        for name, data in sources:  # read from the bytes digested: the record is of what was read
+            frame, failed = read_settlement(data, name=name, errors="collect")
+            frames.append(frame)
+            failures.append(failed)
+        self._show_settlement(frames, failures, [LoadedFile.read(name, data) for name, data in sources], "Loaded")
+        self._loaded_choice = choice
 
-    def _show_settlement(self, frames: list[pd.DataFrame], failures: list[pd.DataFrame], names: list[str],
+    def _show_settlement(self, frames: list[pd.DataFrame], failures: list[pd.DataFrame], files: list[LoadedFile],
                          verb: str) -> None:
         self.settlement = pd.concat(frames, ignore_index=True)
         self.read_failures = pd.concat(failures, ignore_index=True) if failures else None
-        self.settlement_names = names
+        self.loaded_files = files
+        names = [f.file for f in files]
         unread = 0 if self.read_failures is None else len(self.read_failures)
         counts = pd.DataFrame({"File": [Path(n).name for n in names],
                                "Format": [str(f["report_format"].iloc[0]) if len(f) else "" for f in frames],
                                "Rows read": [len(f) for f in frames],
-                               "Rows unreadable": [len(f) for f in failures] if failures else 0})
+                               "Rows unreadable": [len(f) for f in failures] if failures else 0,
+                               "SHA-256": [f.sha256[:12] for f in files]})
         self.load_status.value = (
             f"<div class='reconkit-loaded'>{verb} <b>{html.escape(', '.join(Path(n).name for n in names))}</b>, "
             f"{len(self.settlement):,} row(s)" + (f", {unread:,} unreadable" if unread else "") + "</div>"
@@ -597,8 +646,14 @@ class InvestigateApp(App):
         if not frames:
             why = "its reports are not ready yet" if waiting else "it has none"
             raise FieldError("pull_from", f"CyberSource has no settlement for {first} to {last}: {why}")
-        names = [str(f["source_file"].iloc[0]) if len(f) else "" for f in frames]
-        self._show_settlement(frames, [], names, "Pulled from CyberSource")
+        # One frame per file kept (a details pull pages over several), each recorded as saved.
+        per_file = [part for frame in frames for _, part in frame.groupby("source_file", sort=False, observed=True)]
+        paths = [Path(str(part["source_file"].iloc[0])) for part in per_file]
+        self._show_settlement(per_file, [], [LoadedFile.read(str(p), p.read_bytes()) for p in paths],
+                              "Pulled from CyberSource")
+        # The chooser shows what is loaded: the files pulled (an earlier choice no longer applies).
+        self.data_files.value = tuple(p.resolve().relative_to(self.data.resolve()).as_posix() for p in paths)
+        self._loaded_choice = self._choice_key()
         if empty:
             self.load_status.value += f"<div>No settlement on {html.escape(', '.join(empty))}.</div>"
         if waiting:
@@ -611,6 +666,7 @@ class InvestigateApp(App):
         """Reconcile, then show the cards, the figures and the first page of breaks, all under a
         new run id; every view of the previous run is cleared first."""
         self._clear_messages()
+        self._refuse_unread_inputs()
         self._clear_results("a new reconciliation was started")
         self.stale.value = ""
         problems = []
@@ -633,10 +689,31 @@ class InvestigateApp(App):
         # The ledger keeps every run's parameters and counts, so an investigation can be retraced.
         self.client.ledger.record_run(result.parameters, result.counts())
         self._runs += 1
-        self.result, self._result_inputs = result, inputs
+        self.result, self._result_inputs, self.result_files = result, inputs, list(self.loaded_files)
         self.run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{self._runs}"
-        self.breaks_panel.record(result, [self.data / relative for relative in self.data_files.value])
+        self.breaks_panel.record(result, [f.as_input() for f in self.result_files])
         self._render_result()
+
+    def _refuse_unread_inputs(self) -> None:
+        """Refuse to reconcile when the credit ids or settlement files chosen are not the ones
+        fetched and loaded: a result is only ever shown for what it was computed from. Nothing on
+        screen changes, so a stale result keeps its banner."""
+        refusals = []
+        if self._fetched_ids is not None and tuple(self._ids()) != self._fetched_ids:
+            refusals.append(FieldError("ids", f"these credit ids were not fetched (the last Fetch read "
+                                              f"{len(self._fetched_ids):,} id(s)): click Fetch first"))
+        if self._loaded_choice is not None and self._choice_key() != self._loaded_choice:
+            chosen = ", ".join(Path(n).name for n in self._choice()) or "none"
+            loaded = ", ".join(Path(f.file).name for f in self.loaded_files)
+            refusals.append(FieldError("files", f"the files chosen ({chosen}) are not the ones loaded ({loaded}): "
+                                                "click Load settlement first"))
+        if not refusals:
+            return
+        for refusal in refusals:
+            self.show_error(refusal)
+        steps = " and ".join(("Fetch" if r.field == "ids" else "Load settlement") for r in refusals)
+        raise ValueError(f"Not reconciled: the inputs chosen were not read yet. Click {steps}, then Reconcile."
+                         + (" The results shown are still those of the earlier run." if self.result else ""))
 
     def _render_result(self) -> None:
         result = self.result
@@ -644,9 +721,11 @@ class InvestigateApp(App):
         summary = result.summary
         matched = int(summary.loc[summary["outcome"] == "MATCHED", "credits"].sum())
         totals = result.totals()
+        files = ", ".join(f"{Path(f.file).name} (SHA-256 {f.sha256[:12]})" for f in self.result_files)
         self.run_label.value = (f"<div class='reconkit-run'>Run <b>{html.escape(self.run_id or '')}</b>: "
-                                f"{len(self.settlement_names)} settlement file(s), as of "
-                                f"{html.escape(str(result.parameters.get('as_of')))}</div>")
+                                f"{result.credit_outcomes.num_rows:,} credit(s) fetched, settlement "
+                                f"{html.escape(files)}, as of {html.escape(str(result.parameters.get('as_of')))}"
+                                "</div>")
         self.cards.value = cards_html(
             [("Credits", f"{result.credit_outcomes.num_rows:,}"), ("Matched", f"{matched:,}"),
              ("Breaks", f"{result.break_table.num_rows:,}")]
@@ -867,9 +946,19 @@ class InvestigateApp(App):
         """Write the filtered view (current filters and order) as CSV and Excel and link them."""
         if self.result is None:
             raise ValueError("reconcile first")
-        view = dataclasses.replace(self.result, break_table=self.result.break_table.take(
-            pa.array(self._filtered_positions(), pa.int64())))
-        self._export(view, "_filtered")
+        positions = self._filtered_positions()
+        self._export(FilteredView.of(self.result, positions, self.filter_description(len(positions))), "_filtered")
+
+    def filter_description(self, shown: int) -> str:
+        """The filters and order in words, for a filtered export's parameters (``shown``: the breaks
+        they select)."""
+        needles = parse_ids(self.search.value)
+        order = (f"{LABELS.get(self.sort_by.value, 'Lines')}, {'descending' if self.descending.value else 'ascending'}"
+                 if self.sort_by.value else _BY_CURRENCY)
+        assert self.result is not None
+        return (f"outcome = {self.outcome_filter.value}; currency = {self.currency_filter.value}; "
+                f"search = {', '.join(needles) if needles else '(none)'}; order = {order}; "
+                f"{shown:,} of {self.result.break_table.num_rows:,} break(s)")
 
     def _export(self, result: ReconResult | None, suffix: str) -> None:
         """Write ``result``'s files named with the run id under ``out_dir`` and link them: Jupyter

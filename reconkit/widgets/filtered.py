@@ -1,0 +1,66 @@
+"""The investigation's filtered view as a result of its own, for "Export filtered view": the
+breaks the filters select, with a summary and totals computed from exactly those breaks, and
+the filter written into its parameters, so every sheet of the export agrees with its Breaks
+sheet and says what was left out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..outcomes import Outcome
+from ..result import ReconResult
+
+__all__ = ["FilteredView"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FilteredView(ReconResult):
+    """A run's breaks under a filter. Its break table, summary and totals hold only the breaks
+    selected; ``parameters["filter"]`` says which. ``credit_outcomes`` and
+    ``settlement_outcomes`` stay the whole run's (the figures and the HTML report describe a
+    run, so the app exports the view as CSV and Excel only)."""
+
+    @classmethod
+    def of(cls, result: ReconResult, positions: np.ndarray, description: str) -> FilteredView:
+        """The breaks of ``result`` at ``positions`` (in that order), filtered as ``description`` says."""
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(ReconResult)}
+        fields["break_table"] = result.break_table.take(pa.array(positions, pa.int64()))
+        fields["parameters"] = {**result.parameters, "filter": description}
+        return cls(**fields)
+
+    @cached_property
+    def summary_table(self) -> pa.Table:
+        """Per outcome and currency of the selected breaks: the credits they are on, the
+        settlement rows they hold, their count and amount at risk (the columns of
+        :attr:`ReconResult.summary_table`, every row a break outcome)."""
+        table = self.break_table
+        key = ["outcome", "currency"]
+        on_credit = pc.fill_null(pc.equal(table.column("break_on"), "credit"), False)
+        grouped = pa.table({
+            "outcome": pc.cast(table.column("outcome"), pa.string()),
+            "currency": pc.cast(table.column("currency"), pa.string()),
+            "on_credit": pc.cast(on_credit, pa.int64()),
+            "settlement_rows": pc.cast(table.column("settlement_rows"), pa.int64()),
+            "amount_at_risk_minor": table.column("amount_at_risk_minor"),
+            "minor_units": table.column("minor_units"),
+        }).group_by(key, use_threads=False).aggregate([
+            ("on_credit", "sum"), ("settlement_rows", "sum"), ([], "count_all"), ("amount_at_risk_minor", "sum"),
+            ("amount_at_risk_minor", "count", pc.CountOptions(mode="only_null")), ("minor_units", "max")])
+        grouped = grouped.rename_columns([*key, "credits", "settlement_rows", "breaks", "amount_at_risk_minor",
+                                          "unknown_at_risk", "minor_units"])
+        columns = {name: pc.cast(pc.fill_null(grouped.column(name), 0), pa.int64())
+                   for name in ("credits", "settlement_rows", "breaks", "amount_at_risk_minor", "unknown_at_risk",
+                                "minor_units")}
+        outcomes, currencies = grouped.column("outcome").to_pylist(), grouped.column("currency").to_pylist()
+        summary = pa.table({"outcome": grouped.column("outcome"), "currency": grouped.column("currency"),
+                            "break": pa.array(np.ones(grouped.num_rows, dtype=bool)), **columns})
+        # The whole run's summary order: outcomes as the engine ranks them, then currency.
+        rank = {o.value: i for i, o in enumerate(Outcome)}
+        order = sorted(range(summary.num_rows), key=lambda i: (rank.get(outcomes[i], len(rank)), currencies[i] or ""))
+        return summary.take(pa.array(order, pa.int64()))
