@@ -841,3 +841,14 @@ class InvestigateMachine(RuleBasedStateMachine):
 
 InvestigateMachine.TestCase.settings = settings(max_examples=10, stateful_step_count=10, deadline=None)
 TestInvestigateApp = InvestigateMachine.TestCase
+
+
+def test_a_file_uploaded_twice_under_two_names_is_refused_naming_both(world, tmp_path):
+    # A browser names a second download "pbdr (1).csv": the same rows would be counted twice.
+    _sb, _client, _scenario, bundle = world
+    app = _app(world, tmp_path)
+    data = bundle.files[0].read_bytes()
+    app.files_upload.value = _upload("pbdr.csv", data) + _upload("pbdr (1).csv", data)
+    app.load_button.click()
+    assert "pbdr (1).csv is a byte-identical copy of pbdr.csv" in app.error.value
+    assert not app.loaded_files and "Loaded" not in app.load_status.value

@@ -32,7 +32,7 @@ from .schema import CANONICAL_COLUMNS, FAILURE_COLUMNS, Canonical
 from .workbook import read_workbook
 from .xml_report import read_xml
 
-__all__ = ["CANONICAL_COLUMNS", "FAILURE_COLUMNS", "FORMATS", "read_settlement"]
+__all__ = ["CANONICAL_COLUMNS", "FAILURE_COLUMNS", "FORMATS", "read_settlement", "refuse_copies"]
 
 _CSV_FORMATS = ("pbdr_csv", "pbdr_new_csv", "psd_classic_csv", "psd_csv", "transaction_request_csv",
                 "exported_search_csv", "processor_csv", "csv")
@@ -92,7 +92,7 @@ def _each_input(source: Any, name: str | None) -> Iterable[tuple[str, str | None
         raise SettlementFormatError("no settlement files were given")
 
 
-def _refuse_copies(items: list[tuple[str, Bytes]]) -> None:
+def refuse_copies(items: list[tuple[str, Bytes]]) -> None:
     """Two inputs with the same bytes would count every row twice: refuse them, naming both."""
     if len(items) < 2:
         return
@@ -236,7 +236,7 @@ def read_settlement(source: Source | Iterable[Source] | Mapping[str, bytes], for
     if errors not in ("raise", "collect"):
         raise ValueError("errors must be 'raise' or 'collect'")
     inputs = _inputs(source, name)
-    _refuse_copies(inputs)
+    refuse_copies(inputs)
     results = [_read_one(n, data, format, mapping, encoding, delimiter) for n, data in inputs]
     table = pa.concat_tables([r.table for r in results], promote_options="permissive")
     failures = pa.concat_tables([r.failures for r in results])

@@ -40,7 +40,7 @@ from ..report import LABELS
 from ..reporting import NoReportDataError, ReportNotReadyError
 from ..result import ReconResult
 from ..session import connect, data_dir, sandbox_for
-from ..settlement import read_settlement
+from ..settlement import read_settlement, refuse_copies
 from .breaks_panel import BreaksPanel
 from .common import App, ConnectionBanner, cards_html, describe_error, format_amount, guarded, json_html, table_html
 from .filtered import FilteredView
@@ -580,6 +580,7 @@ class InvestigateApp(App):
                        for relative in self.data_files.value]
         if not sources:
             raise FieldError("files", "upload settlement files or choose some in data/ first")
+        refuse_copies(sources)  # a file uploaded twice, under any name, would count its rows twice
         frames, failures = [], []
         for name, data in sources:  # read from the bytes digested: the record is of what was read
             frame, failed = read_settlement(data, name=name, errors="collect")
