@@ -721,7 +721,7 @@ class _SettlementLines:
     file_codes: np.ndarray
 
     def of(self, credits: pa.Array) -> pa.Array:
-        """Every settlement line of each credit in ``credits`` as text ("54, 55"; the file named
+        """Every settlement line of each credit in ``credits`` as text ("lines 54, 55"; the file named
         after its lines when a credit's rows are in several files); built for the few credits
         with more than one row, so a sentence can name all their lines."""
         paired = np.asarray(pc.fill_null(_plain(self.credit_index), -1).to_numpy(zero_copy_only=False))
@@ -734,8 +734,9 @@ class _SettlementLines:
         for credit, group in frame.groupby("credit", sort=False):
             by_file = [(file, ", ".join("?" if pd.isna(n) else str(n) for n in part["line"]))
                        for file, part in group.groupby("file", sort=False, dropna=False)]
-            text[credit] = by_file[0][1] if len(by_file) == 1 else "; ".join(f"{n} ({f or '?'})" for f, n in by_file)
-        return pa.array([text.get(c, "?") for c in credits.to_pylist()], pa.string())
+            listed = by_file[0][1] if len(by_file) == 1 else "; ".join(f"{n} ({f or '?'})" for f, n in by_file)
+            text[credit] = ("line " if len(group) == 1 else "lines ") + listed
+        return pa.array([text.get(c, "lines ?") for c in credits.to_pylist()], pa.string())
 
 
 def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unreadable: pa.Table,
@@ -808,7 +809,7 @@ def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unr
             _join("settled ", settled_text(r), ", credited ", credited_text(r), ", difference ", difference_text(r))),
         "CURRENCY_MISMATCH": lambda r: _join("settled ", settled(r), " ", pc.take(settled_currency_text, r),
                                              ", credited ", credited_text(r)),
-        "DUPLICATE_SETTLEMENT": lambda r: _join("settled ", pc.cast(pc.take(rows, r), pa.string()), " times (lines ",
+        "DUPLICATE_SETTLEMENT": lambda r: _join("settled ", pc.cast(pc.take(rows, r), pa.string()), " times (",
                                                 settlement_lines.of(r), "), ", settled_text(r),
                                                 " in all, for one credit of ", credited_text(r)),
         "MISSING_PENDING": missing("within"),
@@ -816,7 +817,7 @@ def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unr
         "VOIDED_BUT_SETTLED": lambda r: _join("the credit is ", pc.take(status_text, r), " yet settled ",
                                               settled_text(r)),
         "DIRECTION_MISMATCH": lambda r: _join("its id matches ", pc.cast(pc.take(debit_rows, r), pa.string()),
-                                              " settlement row(s) that are not credits (lines ",
+                                              " settlement row(s) that are not credits (",
                                               settlement_lines.of(r), "), and no credit row"),
         "DUPLICATE_CREDIT": lambda r: _join(
             "more than one credit carries this credit's id or reconciliation id (",

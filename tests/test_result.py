@@ -357,9 +357,10 @@ def test_detail_sentences_state_the_generators_amounts(world, tmp_path):
                                   strict=True):
         mine = rows[rows["credit_id"] == credit_id]
         every = bundle.settlement_truth[bundle.settlement_truth["credit_id"] == credit_id]
-        lines = ", ".join(str(n) for n in sorted(every["source_line"].astype(int)))
+        lines = ("line " if len(every) == 1 else "lines ") + ", ".join(
+            str(n) for n in sorted(every["source_line"].astype(int)))
         if outcome == "DIRECTION_MISMATCH":
-            want[credit_id] = (f"its id matches {len(every)} settlement row(s) that are not credits (lines {lines}), "
+            want[credit_id] = (f"its id matches {len(every)} settlement row(s) that are not credits ({lines}), "
                                "and no credit row")
         if not len(mine):
             continue
@@ -375,7 +376,7 @@ def test_detail_sentences_state_the_generators_amounts(world, tmp_path):
                                f"{sign}{money(abs(difference), currency)}",
             "CURRENCY_MISMATCH": f"settled {money(total, str(mine['currency'].iloc[0]))} "
                                  f"{mine['currency'].iloc[0]}, credited {credit_text}",
-            "DUPLICATE_SETTLEMENT": f"settled {len(mine)} times (lines {lines}), {settled_text} in all, for one "
+            "DUPLICATE_SETTLEMENT": f"settled {len(mine)} times ({lines}), {settled_text} in all, for one "
                                     f"credit of {credit_text}",
             "VOIDED_BUT_SETTLED": f"the credit is {by_id.loc[credit_id, 'status']} yet settled {settled_text}",
             "MATCHED_BY_REQUEST_ID": f"settled {settled_text} for a credit of {credit_text}; matched on the request "
