@@ -347,10 +347,9 @@ def run_reconcile(args: argparse.Namespace) -> int:
                 raise _refuse(f"{counted}; no report written: fix the ids or the connection, or pass "
                               "--allow-unfetched to reconcile without them")
             print(f"UNFETCHED: {counted}; the report leaves them out (--allow-unfetched)", flush=True)
-            environment = f"{environment} · {len(failed)} CREDIT ID(S) NOT FETCHED"
     result = reconcile(credits, settlement, amount_tolerance=inputs.tolerance, grace_days=inputs.grace_days,
                        as_of=inputs.as_of, failures=failures, environment=environment)
-    result.parameters["unfetched_ids"] = unfetched
+    result.parameters["unfetched_ids"] = unfetched  # the reports' Parameters say it when not 0
     print(result.summary_text())
     _write_reports(result, inputs)
     return 0

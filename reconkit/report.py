@@ -150,6 +150,9 @@ def _parameter_rows(result: ReconResult) -> list[tuple[str, str]]:
             ("Input files", "; ".join(parameters.get("input_files") or []) or "none"),
             # A filtered view's files hold only the breaks its filter selects: say which.
             *([("Filter", str(parameters["filter"]))] if parameters.get("filter") else []),
+            # Credits that could not be fetched are missing from every figure: say how many.
+            *([("Credit ids not fetched", f"{parameters['unfetched_ids']} (left out of this report)")]
+              if parameters.get("unfetched_ids") else []),
             ("Written", datetime.now().astimezone().isoformat(timespec="seconds"))]
 
 
