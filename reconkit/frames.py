@@ -92,7 +92,8 @@ def _arrow_leaves(raws: list[Mapping[str, Any]]) -> dict[str, pd.Series] | None:
         array = pa.array(raws)
     except (pa.ArrowException, OverflowError, TypeError, ValueError):
         return None
-    if not pa.types.is_struct(array.type) or _has_empty_struct(array.type) or _null_beside_object(array, raws):
+    if not pa.types.is_struct(array.type) or _has_empty_struct(array.type) or not _plain_names(array.type) \
+            or _null_beside_object(array, raws):
         return None
     table = pa.Table.from_batches([pa.RecordBatch.from_struct_array(array)])
     while any(pa.types.is_struct(field.type) for field in table.schema):
@@ -136,6 +137,16 @@ def _null_beside_object(array: pa.StructArray, raws: list[Any], path: tuple[str,
         if _null_beside_object(child, raws, (*path, name)):
             return True
     return False
+
+
+def _plain_names(kind: pa.DataType) -> bool:
+    """Whether no key holds "." or a bracket: the flattened names are split on "." and read back
+    with :func:`reconkit.credit.dig`, which gives brackets a meaning; such trees take the Python
+    walk."""
+    if not pa.types.is_struct(kind):
+        return True
+    return all(not any(c in kind.field(i).name for c in ".[]") and _plain_names(kind.field(i).type)
+               for i in range(kind.num_fields))
 
 
 def _has_empty_struct(kind: pa.DataType) -> bool:

@@ -143,6 +143,7 @@ def _leaves(node, prefix=""):
 @settings(max_examples=200, deadline=None)
 @example(extras=[{"0": None}, {"0": {}}], engine="auto")  # null beside {}: pyarrow infers struct<>, no column
 @example(extras=[{"0": None}, {"0": {"0": None}}], engine="auto")  # null beside an object: a leaf of its own
+@example(extras=[{"[]": []}], engine="auto")  # a key with brackets is a key, not a list selector
 @given(extras=st.lists(st.dictionaries(st.one_of(_keys, st.sampled_from(["status", "amount", "source"])), _trees,
                                        max_size=6), min_size=1, max_size=3),
        engine=st.sampled_from(["auto", "python"]))
