@@ -8,7 +8,9 @@ per-row work runs in Spark, as SQL expressions: no Python UDF, so workers need n
 
 Line numbers are exact without a sort: each row's position inside its file split
 (``monotonically_increasing_id`` counts rows within a partition) plus the rows of the file's
-earlier splits (``_metadata.file_block_start``).
+earlier splits (``_metadata.file_block_start``). Records are split into cells and joined across
+quoted line breaks as the csv module does it, by regular expressions and a window over each
+file's lines (:func:`_records`).
 """
 
 from __future__ import annotations
@@ -282,25 +284,6 @@ def _footer_failures(rows: DataFrame, failures: DataFrame, footers: Mapping[str,
     return _failure_frame(rows.sparkSession, found) if found else None
 
 
-def _ragged_id(layout: Header, field: str) -> Column:
-    """A ragged record's id as the pandas reader reads it: the cell at the id column's position,
-    trimmed, null when empty or when the record is too short to have it."""
-    F = _functions()  # noqa: N806
-    header = dict(layout.chosen).get(field)
-    if header is None:
-        return F.lit(None).cast("string").alias(field)
-    cell = F.get(F.split("value", re.escape(layout.delimiter), -1), layout.names.index(header))
-    return _empty_to_null(_trim(cell)).alias(field)
-
-
-def _record_failures(lines: DataFrame, layout: Header, reason: Column) -> DataFrame:
-    """Whole lines that are no record, as failures (column ``*``) carrying the ids their cells hold."""
-    F = _functions()  # noqa: N806
-    return lines.select("source_file", "source_line", F.lit("*").alias("column"),
-                        F.substring("value", 1, 200).alias("value"), reason.alias("reason"),
-                        *(_ragged_id(layout, field) for field in ("reconciliation_id", "request_id")))
-
-
 @dataclass(frozen=True)
 class _Quoting:
     """The csv module's quoting as Java regular expressions, for one delimiter.
@@ -317,8 +300,10 @@ class _Quoting:
     """A line read from inside a quoted field ends inside one."""
     closed: str
     """A whole record closes every quote it opens (strictly)."""
-    separator: str
-    """Each field boundary, matched from the start (the count of fields is one more)."""
+    cell: str
+    """Each field but the last, matched from the start, as group 1."""
+    last_cell: str
+    """The last field, as group 1."""
 
     @classmethod
     def of(cls, delimiter: str) -> _Quoting:
@@ -328,7 +313,44 @@ class _Quoting:
         strict = f'(?:{quoted}"(?={d}|\\z)|[^"{d}][^{d}]*+|(?={d}|\\z))'
         return cls(opens=f"^(?:{field}{d})*+{quoted}\\z",
                    stays_open=f'^(?:[^"]|"")*+(?:"[^{d}]*+{d}(?:{field}{d})*+{quoted})?\\z',
-                   closed=f"^(?:{strict}{d})*+{strict}\\z", separator=f"\\G{field}{d}")
+                   closed=f"^(?:{strict}{d})*+{strict}\\z",
+                   cell=f"\\G({field}){d}", last_cell=f"(?s)^(?:{field}{d})*+(.*)$")
+
+
+def _cells(value: Column, delimiter: str) -> Column:
+    """A line's cells as the csv module reads them leniently (``"a""b"c`` is ``a"bc``): what the
+    pandas reader shows of a record it cannot use."""
+    F = _functions()  # noqa: N806
+    rules = _Quoting.of(delimiter)
+    quoted = F.concat(F.regexp_extract_all(value, F.lit(rules.cell), 1),
+                     F.array(F.regexp_extract(value, rules.last_cell, 1)))
+
+    def unquoted(cell: Column) -> Column:
+        text = F.regexp_replace(F.regexp_extract(cell, '(?s)^"((?:[^"]|"")*+)', 1), '""', '"')
+        return F.when(cell.startswith('"'), F.concat(text, F.regexp_extract(cell, '(?s)^"(?:[^"]|"")*+"(.*)$', 1))
+                      ).otherwise(cell)
+
+    # Without a quote a line's cells are its delimited parts, found with far less work.
+    return F.when(value.contains('"'), F.transform(quoted, unquoted)).otherwise(
+        F.split(value, re.escape(delimiter), -1))
+
+
+def _record_failures(lines: DataFrame, layout: Header, reason: Column) -> DataFrame:
+    """Whole lines that are no record, as failures (column ``*``) showing their cells and carrying
+    the ids the cells at the id columns' positions hold (trimmed, null when empty or when the
+    record is too short to have them), as the pandas reader does."""
+    F = _functions()  # noqa: N806
+    cells = F.col("cells")
+
+    def cell(field: str) -> Column:
+        header = dict(layout.chosen).get(field)
+        if header is None:
+            return F.lit(None).cast("string").alias(field)
+        return _empty_to_null(_trim(F.get(cells, layout.names.index(header)))).alias(field)
+
+    return lines.select("source_file", "source_line", F.lit("*").alias("column"),
+                        F.substring(F.array_join(cells, layout.delimiter), 1, 200).alias("value"),
+                        reason.alias("reason"), cell("reconciliation_id"), cell("request_id"))
 
 
 def _records(body: DataFrame, layout: Header, restarts: Mapping[str, list[int]]) -> DataFrame:
@@ -342,10 +364,10 @@ def _records(body: DataFrame, layout: Header, restarts: Mapping[str, list[int]])
     since: a running count over a window of each file's lines, with no line on the driver.
 
     Returns one row per record: its first line (``source_line``), last line, text (lines joined
-    by ``\\n``), whether it ends the file inside a quoted field (``open_at_end``), its field count,
-    and whether it is opened by an unbalanced quote (``unbalanced``: it spans lines, or is the
-    last line of the file and holds a quote, and does not close every quote or has the wrong
-    number of fields).
+    by ``\\n``), whether it ends the file inside a quoted field (``open_at_end``), its cells and
+    their count (``fields``), and whether it is opened by an unbalanced quote (``unbalanced``: it
+    spans lines, or is the last line of the file and holds a quote, and does not close every
+    quote or has the wrong number of fields).
     """
     F = _functions()  # noqa: N806
     from pyspark.sql import Window
@@ -387,8 +409,10 @@ def _records(body: DataFrame, layout: Header, restarts: Mapping[str, list[int]])
         (col("last_line") > col("source_line")) | (_trim(col("value")) != ""))  # a blank line is no record
     spans = (col("last_line") > col("source_line")) | ((col("source_line") == col("final"))
                                                        & col("value").contains('"'))
-    fields = F.size(F.regexp_extract_all("value", F.lit(rules.separator), 0)) + 1
-    return records.select("source_file", "source_line", "last_line", "value", "open_at_end", fields.alias("fields"),
+    records = records.withColumn("cells", _cells(col("value"), layout.delimiter))
+    fields = F.size("cells")
+    return records.select("source_file", "source_line", "last_line", "value", "open_at_end", "cells",
+                          fields.alias("fields"),
                           (spans & ((fields != len(layout.names)) | ~col("value").rlike(rules.closed))
                            ).alias("unbalanced"))
 
@@ -432,13 +456,11 @@ def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Ma
     F = _functions()  # noqa: N806
     col = F.col
     width = len(layout.names)
-    names = [f"f{i}" for i in range(width)]
-    schema = ", ".join(f"{name} string" for name in names)
     body = lines.where(col("source_file").isin(files) & (col("source_line") > layout.line))
     # A line whose bytes are not text in the encoding would reach the canonical columns as
     # U+FFFD: it is a failure naming its file and line, not a row.
-    undecodable = _record_failures(body.where(~col("decodable") & (_trim(col("value")) != "")), layout,
-                                   F.lit(reason))
+    undecodable = _record_failures(body.where(~col("decodable") & (_trim(col("value")) != ""))
+                                   .withColumn("cells", _cells(col("value"), layout.delimiter)), layout, F.lit(reason))
     body = body.where(col("decodable"))
     # A record opened by an unbalanced quote is a failure at its first line, and the pandas reader
     # reads on from the next line; each round finds the first such record of each file.
@@ -461,14 +483,11 @@ def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Ma
             unbalanced.append(_unbalanced_failure(lines.sparkSession, record, layout))
             restarts.setdefault(record["source_file"], []).append(record["source_line"])
     unbalanced_failures = _failure_frame(lines.sparkSession, unbalanced) if unbalanced else None
-    parsed = records.select("source_file", "source_line", "value", "fields",
-                            F.from_csv("value", schema, {"sep": layout.delimiter, "escape": '"',
-                                                         "mode": "PERMISSIVE"}).alias("r"))
-    ragged = _record_failures(parsed.where(col("fields") != width), layout,
+    ragged = _record_failures(records.where(col("fields") != width), layout,
                               F.concat(F.lit(f"expected {width} fields, found "), col("fields").cast("string")))
-    fields = parsed.where(col("fields") == width).select(
+    fields = records.where(col("fields") == width).select(
         "source_file", "source_line",
-        *(col(f"r.f{layout.names.index(header)}").alias(field) for field, header in layout.chosen))
+        *(F.get("cells", layout.names.index(header)).alias(field) for field, header in layout.chosen))
     rows, failures = _canonicalize(fields, layout.report_format)
     failures = failures.unionByName(ragged).unionByName(undecodable)
     if unbalanced_failures is not None:
@@ -517,8 +536,7 @@ def read_settlement(spark: SparkSession, paths: str | Iterable[str], *, mapping:
     line where it starts, with each break read as ``\n``. A record opened by an unbalanced quote
     (it spans lines without closing, or has the wrong number of fields) is a failure at its
     first line, and the lines after that one are read on their own; each such record costs one
-    more Spark job. A field's text after its closing quote (``"a"b``) is kept as written, where
-    the csv module reads ``ab``.
+    more Spark job.
     """
     F = _functions()  # noqa: N806
     charset = _charset(encoding)
