@@ -354,8 +354,9 @@ def _record_failures(lines: DataFrame, layout: Header, reason: Column) -> DataFr
 
 
 def _records(body: DataFrame, layout: Header, restarts: Mapping[str, list[int]]) -> DataFrame:
-    """Physical lines joined into records as the csv module joins them: a line ending inside a
-    quoted field continues on the next line. Reading starts afresh after each line in
+    """Physical lines (with each file's last line that is not blank, ``final``) joined into
+    records as the csv module joins them: a line ending inside a quoted field continues on the
+    next line. Reading starts afresh after each line in
     ``restarts`` (file -> lines), as the pandas reader does after a record opened by an
     unbalanced quote.
 
@@ -377,9 +378,7 @@ def _records(body: DataFrame, layout: Header, restarts: Mapping[str, list[int]])
     upto = ordered.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     lines = body.select("source_file", "source_line", "value", col("value").rlike(rules.opens).alias("opens"),
                         col("value").rlike(rules.stays_open).alias("stays_open"),
-                        F.lag("source_line", 1, 0).over(ordered).alias("previous"),
-                        F.max(F.when(_trim(col("value")) != "", col("source_line"))).over(
-                            ordered.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)).alias("final"))
+                        F.lag("source_line", 1, 0).over(ordered).alias("previous"), "final")
     afresh = F.lit(False)
     for file, starts in restarts.items():
         for line in starts:
@@ -405,11 +404,10 @@ def _records(body: DataFrame, layout: Header, restarts: Mapping[str, list[int]])
                     F.max("source_line").alias("last_line"), F.max_by("ends_open", "source_line").alias("open_at_end"),
                     F.max("final").alias("final"))
                 .withColumnRenamed("first", "source_line"))
-    records = single.unionByName(spanning).where(
-        (col("last_line") > col("source_line")) | (_trim(col("value")) != ""))  # a blank line is no record
+    records = single.unionByName(spanning).withColumn("cells", _cells(col("value"), layout.delimiter))
+    records = records.where(~F.forall("cells", lambda cell: _trim(cell) == ""))  # blank cells are no record
     spans = (col("last_line") > col("source_line")) | ((col("source_line") == col("final"))
                                                        & col("value").contains('"'))
-    records = records.withColumn("cells", _cells(col("value"), layout.delimiter))
     fields = F.size("cells")
     return records.select("source_file", "source_line", "last_line", "value", "open_at_end", "cells",
                           fields.alias("fields"),
@@ -454,6 +452,8 @@ def _failure_frame(spark: SparkSession, found: list[tuple]) -> DataFrame:
 def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Mapping[str, Footer], reason: str
                  ) -> tuple[DataFrame, DataFrame]:
     F = _functions()  # noqa: N806
+    from pyspark.sql import Window
+
     col = F.col
     width = len(layout.names)
     body = lines.where(col("source_file").isin(files) & (col("source_line") > layout.line))
@@ -461,7 +461,9 @@ def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Ma
     # U+FFFD: it is a failure naming its file and line, not a row.
     undecodable = _record_failures(body.where(~col("decodable") & (_trim(col("value")) != ""))
                                    .withColumn("cells", _cells(col("value"), layout.delimiter)), layout, F.lit(reason))
-    body = body.where(col("decodable"))
+    # The last line that is not blank, as the pandas reader judges it: before any line is set apart.
+    body = body.where(col("decodable")).withColumn("final", F.max(F.when(_trim(col("value")) != "", col("source_line")))
+                                                   .over(Window.partitionBy("source_file")))
     # A record opened by an unbalanced quote is a failure at its first line, and the pandas reader
     # reads on from the next line; each round finds the first such record of each file.
     unbalanced: list[tuple] = []
