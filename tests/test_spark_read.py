@@ -271,8 +271,8 @@ _ROW = st.tuples(st.one_of(_QUOTED_CELL, _RAW_CELL), st.sampled_from(["", ",extr
 _FILE = st.tuples(st.lists(_ROW, min_size=1, max_size=6), st.sampled_from(["\n", "\r\n"]), st.booleans())
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(files=st.lists(_FILE, min_size=1, max_size=4))
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.lists(_FILE, min_size=1, max_size=3))
 def test_any_quoting_reads_as_the_pandas_reader_reads_it(spark, files):
     with tempfile.TemporaryDirectory() as folder:
         paths = []
