@@ -318,8 +318,8 @@ class _Quoting:
 
 
 def _cells(value: Column, delimiter: str) -> Column:
-    """A line's cells as the csv module reads them leniently (``"a""b"c`` is ``a"bc``): what the
-    pandas reader shows of a record it cannot use."""
+    """A record's cells as the csv module reads them leniently (``"a""b"c`` is ``a"bc``), as the
+    pandas reader splits every record."""
     F = _functions()  # noqa: N806
     rules = _Quoting.of(delimiter)
     quoted = F.concat(F.regexp_extract_all(value, F.lit(rules.cell), 1),
