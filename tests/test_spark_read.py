@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reconkit import read_settlement
 from reconkit.errors import SettlementFormatError
@@ -146,3 +149,144 @@ def test_a_line_that_is_not_utf8_is_a_failure_naming_its_line_not_a_row(spark, t
     assert sorted(read.rows.toPandas()["reconciliation_id"]) == ["R1", "R2", "R3"]
     with pytest.raises(SettlementFormatError, match="latin-1"):  # the pandas reader refuses the file
         read_settlement(path)
+
+
+def _failure_list(failures: pd.DataFrame) -> list[tuple]:
+    records = failures[["source_line", "column", "value", "reason", "reconciliation_id", "request_id"]]
+    return sorted(tuple(None if pd.isna(v) else (int(v) if k == "source_line" else v) for k, v in record.items())
+                  for record in records.to_dict("records"))
+
+
+def _read_like_pandas(spark, paths: list[Path], **options) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Spark reads ``paths`` in one job; each file's rows and failures must be the pandas reader's."""
+    read = spark_read(spark, [str(path) for path in paths], **options)
+    rows, failures = read.rows.toPandas(), read.failures.toPandas()
+    for frame in (rows, failures):
+        frame["source_file"] = frame["source_file"].map(lambda p: Path(p).name)
+    for path in paths:
+        frame, want = read_settlement(path, errors="collect", **options)
+        assert _comparable(rows[rows["source_file"] == path.name]) == _comparable(frame), path.name
+        assert _failure_list(failures[failures["source_file"] == path.name]) == _failure_list(want), path.name
+    return rows, failures
+
+
+QUOTED = "trans_ref_no,request_id,merchant_ref,amount,currency,transaction_type\n"
+
+
+def test_a_quoted_line_break_joins_its_lines_into_one_record_at_its_first_line(spark, tmp_path):
+    files = {
+        "lf.csv": QUOTED + 'R1,0001,"ACME\nSTORE",1.00,USD,refund\nR2,0002,x,2.00,USD,refund\n',
+        "several.csv": (QUOTED + 'R1,0001,"A\n\nB\n""C""",1.00,USD,refund\nR2,0002,"x,\ny",2.00,USD,refund\n'
+                        "R3,0003,z,3.00,USD,refund\nTOTAL,3,6.00,,,\n"),
+    }
+    files["crlf.csv"] = files["lf.csv"].replace("\n", "\r\n")
+    for name, text in files.items():
+        (tmp_path / name).write_bytes(text.encode())
+    rows, failures = _read_like_pandas(spark, [tmp_path / name for name in files])
+    assert failures.empty
+    got = {(r.source_file, r.source_line, r.merchant_ref) for r in rows.itertuples()}
+    assert got == {("lf.csv", 2, "ACME\nSTORE"), ("lf.csv", 4, "x"), ("crlf.csv", 2, "ACME\nSTORE"),
+                   ("crlf.csv", 4, "x"), ("several.csv", 2, 'A\n\nB\n"C"'), ("several.csv", 6, "x,\ny"),
+                   ("several.csv", 8, "z")}
+
+
+def test_an_unbalanced_quote_is_a_failure_at_its_first_line_and_the_lines_after_it_are_read_on_their_own(
+        spark, tmp_path):
+    body = QUOTED + 'R1,0001,x,1.00,USD,refund\nR2,0002,"open,2.00,USD,refund\nR3,0003,z,3.00,USD,refund'
+    files = {"end.csv": body + "\n", "end_no_break.csv": body,
+             "middle.csv": QUOTED + 'R1,0001,"bad,1.00,USD,refund\nR2,0002,x,2.00,USD,refund\n'
+                                    'R3,0003,"q",3.00,USD,refund\nR4,0004,y,4.00,USD,refund\n',
+             "last_line.csv": QUOTED + 'R1,0001,x,1.00,USD,refund\nR2,0002,"a"b,2.00,USD,refund\n'}
+    for name, text in files.items():
+        (tmp_path / name).write_bytes(text.encode())
+    rows, failures = _read_like_pandas(spark, [tmp_path / name for name in files])
+    got = {(r.source_file, r.source_line, r.reconciliation_id) for r in failures.itertuples()}
+    assert got == {("end.csv", 3, "R2"), ("end_no_break.csv", 3, "R2"), ("middle.csv", 2, "R1"),
+                   ("last_line.csv", 3, "R2")}
+    reasons = dict(zip(failures["source_file"], failures["reason"], strict=True))
+    # The pandas reader counts the empty line after a final line break.
+    assert "runs to line 5 leaving 3 fields instead of 6" in reasons["end.csv"]
+    assert "runs to line 4 leaving 3 fields instead of 6" in reasons["end_no_break.csv"]
+    # R3's opening quote closes R1's: six fields, but a quote followed by text is no close.
+    assert "runs to line 4 and never closes" in reasons["middle.csv"]
+    assert "runs to line 3 and never closes" in reasons["last_line.csv"]
+    # Nothing is lost: every record is a row or a failure.
+    assert sorted(zip(rows["source_file"], rows["source_line"], strict=True)) == [
+        ("end.csv", 2), ("end.csv", 4), ("end_no_break.csv", 2), ("end_no_break.csv", 4), ("last_line.csv", 2),
+        ("middle.csv", 3), ("middle.csv", 4), ("middle.csv", 5)]
+
+
+def test_cells_are_split_as_the_csv_module_splits_them(spark, tmp_path):
+    path = tmp_path / "cells.csv"
+    path.write_text(QUOTED + 'R1,0001,"a ""b"", c"d,1.00,USD,refund\nR2,0002,12" TV,2.00,USD,refund\n'
+                    'R3,0003,"a,""b""",3.00,USD\n"R4",x""",""y,4.00,USD,refund,extra\nR5,0005,z,5.00,USD,refund\n')
+    rows, failures = _read_like_pandas(spark, [path])
+    assert dict(zip(rows["reconciliation_id"], rows["merchant_ref"], strict=True)) == {
+        "R1": 'a "b", cd', "R2": '12" TV', "R5": "z"}
+    assert sorted(zip(failures["source_line"], failures["value"], failures["reconciliation_id"], strict=True)) == [
+        (4, 'R3,0003,a,"b",3.00,USD', "R3"), (5, 'R4,x""",y,4.00,USD,refund,extra', "R4")]
+
+
+WINDOWS = (QUOTED.encode() + b"R1,0001,Caf\xe9 \xa3 \x80,1.00,EUR,refund\n"
+           b"R2,0002,\x93quoted\x94 \xe9,2.00,EUR,refund\n")
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252"])
+def test_latin1_and_windows_1252_files_are_decoded_byte_for_byte(spark, tmp_path, encoding):
+    (tmp_path / "plain.csv").write_bytes(WINDOWS)
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + WINDOWS)
+    rows, failures = _read_like_pandas(spark, [tmp_path / "plain.csv", tmp_path / "bom.csv"], encoding=encoding)
+    assert failures.empty
+    want = [line.split(b",")[2].decode(encoding) for line in WINDOWS.splitlines()[1:]]
+    assert want[0] == ("Café £ €" if encoding == "cp1252" else "Café £ \x80")
+    for name in ("plain.csv", "bom.csv"):
+        assert rows[rows["source_file"] == name].sort_values("source_line")["merchant_ref"].tolist() == want
+
+
+def test_a_byte_windows_1252_does_not_define_is_a_failure_at_its_line(spark, tmp_path):
+    path = tmp_path / "undefined.csv"
+    path.write_bytes(WINDOWS + b"R3,0003,\x81,3.00,EUR,refund\n")
+    read = spark_read(spark, str(path), encoding="cp1252")
+    failures = read.failures.toPandas()
+    assert failures[["source_line", "request_id"]].values.tolist() == [[4, "0003"]]
+    assert "0x81" in failures["reason"].iloc[0] and read.rows.count() == 2
+    with pytest.raises(SettlementFormatError, match="0x81"):  # the pandas reader refuses the file
+        read_settlement(path, encoding="cp1252")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "no-such-codec"])
+def test_an_encoding_the_spark_reader_cannot_decode_line_by_line_is_refused(spark, tmp_path, encoding):
+    path = tmp_path / "any.csv"
+    path.write_bytes(WINDOWS)
+    with pytest.raises(ValueError, match=repr(encoding)):
+        spark_read(spark, str(path), encoding=encoding)
+
+
+# A line break at either end of a value is left out: the pandas reader trims a column's values
+# only when one of them starts or ends with a space, so whether it keeps one depends on the others.
+_QUOTED_CELL = (st.text(alphabet='a ,"\né', max_size=8).filter(lambda text: text == text.strip("\n"))
+                .map(lambda text: '"' + text.replace('"', '""') + '"'))
+_RAW_CELL = st.text(alphabet='a ,"é', max_size=6)  # stray quotes and delimiters: ragged or unbalanced records
+_ROW = st.tuples(st.one_of(_QUOTED_CELL, _RAW_CELL), st.sampled_from(["", ",extra", "-"]))
+_FILE = st.tuples(st.lists(_ROW, min_size=1, max_size=6), st.sampled_from(["\n", "\r\n"]), st.booleans())
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.lists(_FILE, min_size=1, max_size=3))
+def test_any_quoting_reads_as_the_pandas_reader_reads_it(spark, files):
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for index, (rows, newline, final_break) in enumerate(files):
+            lines = [QUOTED.rstrip("\n")]
+            for number, (descriptor, tail) in enumerate(rows, 1):
+                end = ",USD" if tail == "-" else f",USD,refund{tail}"  # one field short, or one too many
+                lines.append(f"R{number},{number:04},{descriptor},{number}.00{end}")
+            paths.append(Path(folder) / f"f{index}.csv")
+            paths[-1].write_bytes((newline.join(lines) + (newline if final_break else "")).encode())
+        rows, failures = _read_like_pandas(spark, paths)
+        # Nothing lost: each file's records are its rows and the records that failed.
+        for path in paths:
+            frame, want = read_settlement(path, errors="collect")
+            read = len(rows[rows["source_file"] == path.name])
+            failed = failures[failures["source_file"] == path.name]["source_line"].nunique()
+            assert read + failed == len(frame) + want["source_line"].nunique()

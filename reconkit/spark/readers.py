@@ -8,7 +8,9 @@ per-row work runs in Spark, as SQL expressions: no Python UDF, so workers need n
 
 Line numbers are exact without a sort: each row's position inside its file split
 (``monotonically_increasing_id`` counts rows within a partition) plus the rows of the file's
-earlier splits (``_metadata.file_block_start``).
+earlier splits (``_metadata.file_block_start``). Records are split into cells and joined across
+quoted line breaks as the csv module does it, by regular expressions and a window over each
+file's lines (:func:`_records`).
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ __all__ = ["SparkSettlement", "read_canonical", "read_settlement"]
 
 _HEAD_LINES = 20
 """Lines per file searched for the report-info line and the header (the pandas reader's head)."""
-_NOT_UTF8 = ("the line is not UTF-8 text; if the file is Latin-1 (Windows-1252), convert it to UTF-8 "
-             "(the pandas reader takes encoding='latin-1')")
+_NOT_UTF8 = ("the line is not UTF-8 text; if the file is Latin-1 (Windows-1252), pass encoding='latin-1' "
+             "(or 'cp1252')")
+_NOT_CP1252 = "the line has a byte Windows-1252 does not define (0x81, 0x8D, 0x8F, 0x90 or 0x9D)"
 AMOUNT_TYPE = "decimal(22,4)"
 """Canonical settlement amounts in Spark: 18 integer digits, up to 4 decimals (CLF, UYW)."""
 
@@ -70,25 +73,67 @@ def _functions() -> Any:
     return functions
 
 
-def _numbered_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
-    """Every line of every file with its file, exact 1-based line number and whether its bytes
-    are UTF-8 (``utf8``)."""
+def _numbered_lines(spark: SparkSession, paths: list[str], charset: str | None) -> DataFrame:
+    """Every line of every file with its file, exact 1-based line number, its text (decoded from
+    ``charset``, UTF-8 when None) and whether its bytes are text in that encoding (``decodable``)."""
     F = _functions()  # noqa: N806 - Spark's conventional alias
     raw = (spark.read.text(paths)
            .select(F.col("value"), F.col("_metadata.file_path").alias("source_file"),
                    F.col("_metadata.file_block_start").alias("block"),
-                   F.monotonically_increasing_id().alias("position"),
-                   # Judged on the bytes read: string functions replace a stray byte by U+FFFD.
-                   F.is_valid_utf8("value").alias("utf8")))
+                   F.monotonically_increasing_id().alias("position")))
     blocks = raw.groupBy("source_file", "block").agg(F.min("position").alias("first"), F.count("*").alias("rows"))
     from pyspark.sql import Window
 
     earlier = Window.partitionBy("source_file").orderBy("block").rowsBetween(Window.unboundedPreceding, -1)
     blocks = blocks.withColumn("before", F.coalesce(F.sum("rows").over(earlier), F.lit(0)))
+    text, decodable = _decoded(F.col("value"), charset)
     return (raw.join(F.broadcast(blocks), ["source_file", "block"])
             .select("source_file", (F.col("position") - F.col("first") + F.col("before") + 1).alias("source_line"),
                     # A BOM is not part of the first header name.
-                    F.regexp_replace("value", "^\ufeff", "").alias("value"), "utf8"))
+                    F.regexp_replace(text, "^\ufeff", "").alias("value"), decodable.alias("decodable")))
+
+
+_CP1252_HIGH = bytes(range(0x80, 0xA0)).decode("cp1252", "replace")
+"""Bytes 0x80-0x9F in Windows-1252 (U+FFFD where it defines none); elsewhere it is Latin-1."""
+_CHARSETS = {"utf-8": None, "iso8859-1": "ISO-8859-1", "cp1252": "windows-1252"}
+"""Python's codec name -> the Spark reader's charset; line-by-line decoding needs an ASCII-compatible one."""
+
+
+def _charset(encoding: str | None) -> str | None:
+    """The Spark reader's charset for the pandas reader's ``encoding`` (None: UTF-8)."""
+    if encoding is None:
+        return None
+    import codecs
+
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise ValueError(f"unknown encoding {encoding!r}") from None
+    if name not in _CHARSETS:
+        raise ValueError(f"the Spark reader decodes UTF-8, Latin-1 or Windows-1252 (cp1252), not {encoding!r}; "
+                         "convert the file to UTF-8 first")
+    return _CHARSETS[name]
+
+
+def _decoded(value: Column, charset: str | None) -> tuple[Column, Column]:
+    """A line's text from its bytes, and whether the bytes are text in ``charset``.
+
+    Spark's text source keeps a line's bytes as they are; string functions would replace a stray
+    byte by U+FFFD, so each byte is judged here, before any of them runs.
+    """
+    F = _functions()  # noqa: N806
+    if charset is None:
+        return value, F.is_valid_utf8(value)
+    raw = value.cast("binary")
+    # A UTF-8 BOM is dropped whatever the encoding, as the pandas reader does.
+    data = F.when(F.hex(F.substring(raw, 1, 3)) == "EFBBBF", F.substring(raw, 4, 1 << 30)).otherwise(raw)
+    latin = F.decode(data, "ISO-8859-1")  # one character per byte, U+0000-U+00FF
+    if charset == "ISO-8859-1":
+        return latin, F.lit(True)
+    undefined = "".join(chr(0x80 + i) for i, char in enumerate(_CP1252_HIGH) if char == "\ufffd")
+    defined = [(chr(0x80 + i), char) for i, char in enumerate(_CP1252_HIGH) if char != "\ufffd"]
+    text = F.translate(latin, "".join(a for a, _ in defined), "".join(b for _, b in defined))
+    return text, ~latin.rlike(f"[{undefined}]")
 
 
 def _literal_map(pairs: Mapping[str, Any]) -> Column:
@@ -236,62 +281,224 @@ def _footer_failures(rows: DataFrame, failures: DataFrame, footers: Mapping[str,
         mismatch = footer_mismatch(footer, good + unreadable, unreadable, total)
         if mismatch is not None:
             found.append((file, footer.line, mismatch[0], footer.text, mismatch[1], None, None))
-    schema = ", ".join(f"{name} {'bigint' if name == 'source_line' else 'string'}" for name in FAILURE_COLUMNS)
-    return rows.sparkSession.createDataFrame(found, schema) if found else None
+    return _failure_frame(rows.sparkSession, found) if found else None
 
 
-def _ragged_id(layout: Header, field: str) -> Column:
-    """A ragged record's id as the pandas reader reads it: the cell at the id column's position,
-    trimmed, null when empty or when the record is too short to have it."""
+@dataclass(frozen=True)
+class _Quoting:
+    """The csv module's quoting as Java regular expressions, for one delimiter.
+
+    Lenient (how the pandas reader splits a record): a field opened by a double quote runs to
+    the next quote that is not doubled; text after that quote belongs to the field, and a quote
+    inside an unquoted field is text. Strict (how it judges a record spanning lines): the closing
+    quote is followed by a delimiter or the end.
+    """
+
+    opens: str
+    """A line read from a record's start ends inside a quoted field."""
+    stays_open: str
+    """A line read from inside a quoted field ends inside one."""
+    closed: str
+    """A whole record closes every quote it opens (strictly)."""
+    cell: str
+    """Each field but the last, matched from the start, as group 1."""
+    last_cell: str
+    """The last field, as group 1."""
+
+    @classmethod
+    def of(cls, delimiter: str) -> _Quoting:
+        d = re.escape(delimiter)
+        quoted = '"(?:[^"]|"")*+'  # an opening quote and the quoted text after it
+        field = f'(?:{quoted}"[^{d}]*+|[^"{d}][^{d}]*+|)'
+        strict = f'(?:{quoted}"(?={d}|\\z)|[^"{d}][^{d}]*+|(?={d}|\\z))'
+        return cls(opens=f"^(?:{field}{d})*+{quoted}\\z",
+                   stays_open=f'^(?:[^"]|"")*+(?:"[^{d}]*+{d}(?:{field}{d})*+{quoted})?\\z',
+                   closed=f"^(?:{strict}{d})*+{strict}\\z",
+                   cell=f"\\G({field}){d}", last_cell=f"(?s)^(?:{field}{d})*+(.*)$")
+
+
+def _cells(value: Column, delimiter: str) -> Column:
+    """A record's cells as the csv module reads them leniently (``"a""b"c`` is ``a"bc``), as the
+    pandas reader splits every record."""
     F = _functions()  # noqa: N806
-    header = dict(layout.chosen).get(field)
-    if header is None:
-        return F.lit(None).cast("string").alias(field)
-    cell = F.get(F.split("value", re.escape(layout.delimiter), -1), layout.names.index(header))
-    return _empty_to_null(_trim(cell)).alias(field)
+    rules = _Quoting.of(delimiter)
+    quoted = F.concat(F.regexp_extract_all(value, F.lit(rules.cell), 1),
+                     F.array(F.regexp_extract(value, rules.last_cell, 1)))
+
+    def unquoted(cell: Column) -> Column:
+        text = F.regexp_replace(F.regexp_extract(cell, '(?s)^"((?:[^"]|"")*+)', 1), '""', '"')
+        return F.when(cell.startswith('"'), F.concat(text, F.regexp_extract(cell, '(?s)^"(?:[^"]|"")*+"(.*)$', 1))
+                      ).otherwise(cell)
+
+    # Without a quote a line's cells are its delimited parts, found with far less work.
+    return F.when(value.contains('"'), F.transform(quoted, unquoted)).otherwise(
+        F.split(value, re.escape(delimiter), -1))
 
 
 def _record_failures(lines: DataFrame, layout: Header, reason: Column) -> DataFrame:
-    """Whole lines that are no record, as failures (column ``*``) carrying the ids their cells hold."""
+    """Whole lines that are no record, as failures (column ``*``) showing their cells and carrying
+    the ids the cells at the id columns' positions hold (trimmed, null when empty or when the
+    record is too short to have them), as the pandas reader does."""
     F = _functions()  # noqa: N806
+    cells = F.col("cells")
+
+    def cell(field: str) -> Column:
+        header = dict(layout.chosen).get(field)
+        if header is None:
+            return F.lit(None).cast("string").alias(field)
+        return _empty_to_null(_trim(F.get(cells, layout.names.index(header)))).alias(field)
+
     return lines.select("source_file", "source_line", F.lit("*").alias("column"),
-                        F.substring("value", 1, 200).alias("value"), reason.alias("reason"),
-                        *(_ragged_id(layout, field) for field in ("reconciliation_id", "request_id")))
+                        F.substring(F.array_join(cells, layout.delimiter), 1, 200).alias("value"),
+                        reason.alias("reason"), cell("reconciliation_id"), cell("request_id"))
 
 
-def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Mapping[str, Footer]
+def _records(body: DataFrame, layout: Header, restarts: Mapping[str, list[int]]) -> DataFrame:
+    """Physical lines (with each file's last line that is not blank, ``final``) joined into
+    records as the csv module joins them: a line ending inside a quoted field continues on the
+    next line. Reading starts afresh after each line in
+    ``restarts`` (file -> lines), as the pandas reader does after a record opened by an
+    unbalanced quote.
+
+    Each line's effect on "inside a quoted field" is one of: keep, flip, set open, set closed.
+    So the state after a line is the last setting line's value, flipped once per flipping line
+    since: a running count over a window of each file's lines, with no line on the driver.
+
+    Returns one row per record: its first line (``source_line``), last line, text (lines joined
+    by ``\\n``), whether it ends the file inside a quoted field (``open_at_end``), its cells and
+    their count (``fields``), and whether it is opened by an unbalanced quote (``unbalanced``: it
+    spans lines, or is the last line of the file and holds a quote, and does not close every
+    quote or has the wrong number of fields).
+    """
+    F = _functions()  # noqa: N806
+    from pyspark.sql import Window
+
+    col, rules = F.col, _Quoting.of(layout.delimiter)
+    ordered = Window.partitionBy("source_file").orderBy("source_line")
+    upto = ordered.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    lines = body.select("source_file", "source_line", "value", col("value").rlike(rules.opens).alias("opens"),
+                        col("value").rlike(rules.stays_open).alias("stays_open"),
+                        F.lag("source_line", 1, 0).over(ordered).alias("previous"), "final")
+    afresh = F.lit(False)
+    for file, starts in restarts.items():
+        for line in starts:
+            afresh = afresh | ((col("source_file") == file) & (col("previous") < line) & (col("source_line") > line))
+    setting = afresh | (col("opens") == col("stays_open"))
+    lines = lines.withColumn("afresh", afresh).withColumn(
+        "flips", F.sum((~setting & col("opens")).cast("int")).over(upto)).withColumn(
+        "anchor", F.last(F.when(setting, F.struct(col("opens").alias("open"), col("flips").alias("at"))),
+                         ignorenulls=True).over(upto))
+    ends_open = (F.coalesce(col("anchor.open"), F.lit(False))
+                 != ((col("flips") - F.coalesce(col("anchor.at"), F.lit(0))) % 2 == 1))
+    lines = lines.withColumn("ends_open", ends_open).withColumn(
+        "starts_open", ~col("afresh") & F.lag("ends_open", 1, False).over(ordered))
+    single = lines.where(~col("starts_open") & ~col("ends_open")).select(
+        "source_file", "source_line", col("source_line").alias("last_line"), "value",
+        F.lit(False).alias("open_at_end"), "final")
+    spanning = (lines.where(col("starts_open") | col("ends_open"))
+                .withColumn("first", F.last(F.when(~col("starts_open"), col("source_line")), ignorenulls=True
+                                            ).over(upto))
+                .groupBy("source_file", "first").agg(
+                    F.array_join(F.transform(F.array_sort(F.collect_list(F.struct("source_line", "value"))),
+                                             lambda line: line["value"]), "\n").alias("value"),
+                    F.max("source_line").alias("last_line"), F.max_by("ends_open", "source_line").alias("open_at_end"),
+                    F.max("final").alias("final"))
+                .withColumnRenamed("first", "source_line"))
+    records = single.unionByName(spanning).withColumn("cells", _cells(col("value"), layout.delimiter))
+    records = records.where(~F.forall("cells", lambda cell: _trim(cell) == ""))  # blank cells are no record
+    spans = (col("last_line") > col("source_line")) | ((col("source_line") == col("final"))
+                                                       & col("value").contains('"'))
+    fields = F.size("cells")
+    return records.select("source_file", "source_line", "last_line", "value", "open_at_end", "cells",
+                          fields.alias("fields"),
+                          (spans & ((fields != len(layout.names)) | ~col("value").rlike(rules.closed))
+                           ).alias("unbalanced"))
+
+
+def _ends_with_break(spark: SparkSession, file: str) -> bool:
+    """Whether a file's last byte is a line break (the pandas reader then counts one more line).
+    Asked only of a file that ends inside a quoted field."""
+    F = _functions()  # noqa: N806
+    last = spark.read.format("binaryFile").load(file).select(F.substring("content", -1, 1).alias("last")).first()
+    return last is not None and bytes(last["last"]) in (b"\n", b"\r")
+
+
+def _unbalanced_failure(spark: SparkSession, record: Any, layout: Header) -> tuple:
+    """The failure of a record opened by an unbalanced quote, in the pandas reader's words; the
+    ids are the cells of its first line (the last of them cut short)."""
+    width, first_line = len(layout.names), record["value"].split("\n", 1)[0]
+    last = record["last_line"]
+    if record["open_at_end"] and _ends_with_break(spark, record["source_file"]):
+        last += 1
+    ends = "and never closes" if record["fields"] == width else f"leaving {record['fields']} fields instead of {width}"
+    cells = _split(first_line, layout.delimiter)[:-1]
+
+    def cell(field: str) -> str | None:
+        header = dict(layout.chosen).get(field)
+        index = layout.names.index(header) if header else len(cells)
+        return (cells[index].strip() or None) if index < len(cells) else None
+
+    reason = (f"an unbalanced double quote: a quoted field opened on this line runs to line {last} {ends}; "
+              "the lines after this one are read on their own")
+    return (record["source_file"], record["source_line"], "*", first_line[:200], reason,
+            cell("reconciliation_id"), cell("request_id"))
+
+
+def _failure_frame(spark: SparkSession, found: list[tuple]) -> DataFrame:
+    schema = ", ".join(f"{name} {'bigint' if name == 'source_line' else 'string'}" for name in FAILURE_COLUMNS)
+    return spark.createDataFrame(found, schema)
+
+
+def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Mapping[str, Footer], reason: str
                  ) -> tuple[DataFrame, DataFrame]:
     F = _functions()  # noqa: N806
+    from pyspark.sql import Window
+
     col = F.col
     width = len(layout.names)
-    names = [f"f{i}" for i in range(width)]
-    schema = ", ".join(f"{name} string" for name in names)
-    body = lines.where(col("source_file").isin(files) & (col("source_line") > layout.line)
-                       & (_trim(col("value")) != ""))
-    for file, footer in footers.items():
-        if file in files:
-            body = body.where((col("source_file") != file) | (col("source_line") != footer.line))
-    # Spark keeps a line's bytes as they are: a byte that is not UTF-8 would reach the canonical
-    # columns as U+FFFD, so such a line is a failure naming its file and line, not a row.
-    undecodable = _record_failures(body.where(~col("utf8")), layout, F.lit(_NOT_UTF8))
-    body = body.where(col("utf8"))
-    # Fields are counted outside quoted values (a quoted delimiter is text); from_csv reads
-    # an unquoted empty field as null, so the parsed row cannot tell its own width.
-    unquoted = F.regexp_replace("value", r'"(?:[^"]|"")*"', "")
-    parsed = body.select("source_file", "source_line", "value",
-                         F.size(F.split(unquoted, re.escape(layout.delimiter), -1)).alias("fields"),
-                         F.from_csv("value", schema, {"sep": layout.delimiter, "mode": "PERMISSIVE"}).alias("r"))
-    ragged = _record_failures(parsed.where(col("fields") != width), layout,
+    body = lines.where(col("source_file").isin(files) & (col("source_line") > layout.line))
+    # A line whose bytes are not text in the encoding would reach the canonical columns as
+    # U+FFFD: it is a failure naming its file and line, not a row.
+    undecodable = _record_failures(body.where(~col("decodable") & (_trim(col("value")) != ""))
+                                   .withColumn("cells", _cells(col("value"), layout.delimiter)), layout, F.lit(reason))
+    # The last line that is not blank, as the pandas reader judges it: before any line is set apart.
+    body = body.where(col("decodable")).withColumn("final", F.max(F.when(_trim(col("value")) != "", col("source_line")))
+                                                   .over(Window.partitionBy("source_file")))
+    # A record opened by an unbalanced quote is a failure at its first line, and the pandas reader
+    # reads on from the next line; each round finds the first such record of each file.
+    unbalanced: list[tuple] = []
+    restarts: dict[str, list[int]] = {}
+    while True:
+        kept = body
+        for file, starts in restarts.items():
+            kept = kept.where((col("source_file") != file) | ~col("source_line").isin(starts))
+        records = _records(kept, layout, restarts)
+        for file, footer in footers.items():
+            if file in files:
+                records = records.where((col("source_file") != file) | (col("source_line") != footer.line))
+        found = (records.where("unbalanced").groupBy("source_file")
+                 .agg(F.min_by(F.struct(*records.columns), "source_line").alias("record")).collect())
+        if not found:
+            break
+        for row in found:
+            record = row["record"]
+            unbalanced.append(_unbalanced_failure(lines.sparkSession, record, layout))
+            restarts.setdefault(record["source_file"], []).append(record["source_line"])
+    unbalanced_failures = _failure_frame(lines.sparkSession, unbalanced) if unbalanced else None
+    ragged = _record_failures(records.where(col("fields") != width), layout,
                               F.concat(F.lit(f"expected {width} fields, found "), col("fields").cast("string")))
-    fields = parsed.where(col("fields") == width).select(
+    fields = records.where(col("fields") == width).select(
         "source_file", "source_line",
-        *(col(f"r.f{layout.names.index(header)}").alias(field) for field, header in layout.chosen))
+        *(F.get("cells", layout.names.index(header)).alias(field) for field, header in layout.chosen))
     rows, failures = _canonicalize(fields, layout.report_format)
-    return rows, failures.unionByName(ragged).unionByName(undecodable)
+    failures = failures.unionByName(ragged).unionByName(undecodable)
+    if unbalanced_failures is not None:
+        failures = failures.select(*FAILURE_COLUMNS).unionByName(unbalanced_failures)
+    return rows, failures
 
 
 def read_settlement(spark: SparkSession, paths: str | Iterable[str], *, mapping: Mapping[str, str] | None = None,
-                    report_format: str | None = None) -> SparkSettlement:
+                    report_format: str | None = None, encoding: str | None = None) -> SparkSettlement:
     """Read CyberSource CSV settlement reports (legacy and new PBDR, PSD, processor CSVs) with Spark.
 
     Parameters
@@ -304,6 +511,9 @@ def read_settlement(spark: SparkSession, paths: str | Iterable[str], *, mapping:
         Canonical field -> column name, for headers the alias table does not know.
     report_format : str, optional
         The ``report_format`` to record; by default named from the report-info line and header.
+    encoding : str, optional
+        UTF-8 (with or without BOM) by default; ``"latin-1"`` (ISO-8859-1) or ``"cp1252"``
+        (Windows-1252) to say so, as the pandas reader's ``encoding``.
 
     Returns
     -------
@@ -321,12 +531,18 @@ def read_settlement(spark: SparkSession, paths: str | Iterable[str], *, mapping:
     -----
     A closing totals footer is not a row; its control totals (record count, amount total) are
     checked as the pandas reader checks them, a difference being a failure at the footer's line.
-    UTF-8 only: a line with a byte that is not UTF-8 is a failure (the pandas reader takes an
-    ``encoding``). One record per line: a quoted line break makes both halves ragged failures
-    (the pandas reader joins them into one record).
+    A line whose bytes are not text in the encoding is a failure at that line (the pandas reader
+    refuses the file). Encodings are decoded line by line, so only ASCII-compatible ones are
+    taken: UTF-8, Latin-1 and Windows-1252 (a UTF-16 file is read by the pandas reader).
+    A quoted field may hold line breaks, as in the pandas reader: its record is one row, at the
+    line where it starts, with each break read as ``\n``. A record opened by an unbalanced quote
+    (it spans lines without closing, or has the wrong number of fields) is a failure at its
+    first line, and the lines after that one are read on their own; each such record costs one
+    more Spark job.
     """
     F = _functions()  # noqa: N806
-    lines = _numbered_lines(spark, [paths] if isinstance(paths, str) else list(paths))
+    charset = _charset(encoding)
+    lines = _numbered_lines(spark, [paths] if isinstance(paths, str) else list(paths), charset)
     head = lines.where(F.col("source_line") <= _HEAD_LINES).collect()
     by_file: dict[str, list[str]] = {}
     for row in sorted(head, key=lambda r: (r["source_file"], r["source_line"])):
@@ -338,7 +554,8 @@ def read_settlement(spark: SparkSession, paths: str | Iterable[str], *, mapping:
         layouts.setdefault(find_header(head_lines, file, mapping=mapping, report_format=report_format),
                             []).append(file)
     footers = _footers(lines, layouts)
-    parts = [_read_layout(lines, files, layout, footers) for layout, files in layouts.items()]
+    reason = _NOT_CP1252 if charset == "windows-1252" else _NOT_UTF8
+    parts = [_read_layout(lines, files, layout, footers, reason) for layout, files in layouts.items()]
     rows, failures = parts[0]
     for more_rows, more_failures in parts[1:]:
         rows, failures = rows.unionByName(more_rows), failures.unionByName(more_failures)
