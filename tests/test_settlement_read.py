@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -582,3 +583,17 @@ def test_uploads_as_a_dict_of_names_to_contents():
     expected = pd.concat([read_settlement(data, name=name) for name, data in uploads.items()], ignore_index=True)
     assert sorted(frame["source_file"].unique()) == sorted(uploads)
     assert len(frame) == len(expected)
+
+
+@pytest.mark.parametrize("truth", sorted(p.name for p in (Path(__file__).parents[1] / "data" / "sample").glob(
+    "*_truth.csv")))
+def test_a_ground_truth_file_is_refused_as_settlement_naming_it(truth):
+    # The samples' ground truth sits beside them: a glob or the notebook's chooser can pick it up,
+    # and read as a generic CSV it made false duplicate settlements.
+    path = Path(__file__).parents[1] / "data" / "sample" / truth
+    with pytest.raises(SettlementFormatError, match=rf"{re.escape(truth)}, line 1: this is a reconciliation's "
+                                                     "ground truth"):
+        read_settlement(path)
+    _rows, failures = read_settlement([path.with_name(truth.replace("_truth.csv", ".csv")).with_suffix(
+        ".xml" if truth.startswith("pbdr_xml") else ".csv")], errors="collect")
+    assert failures.empty  # its settlement file beside it reads as before

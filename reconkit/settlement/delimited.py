@@ -109,6 +109,10 @@ def _report_format(report: str | None, headers: list[str]) -> str:
     return "csv"
 
 
+_TRUTH_COLUMNS = frozenset({"outcome", "kind", "side"})
+"""Columns of the sandbox generator's ground truth (``SettlementBundle.write_truth``), which no
+settlement report has together."""
+
 _BREAK_PATTERN = r"\r\n|\r|\n"
 """Line breaks as the csv module and pyarrow see them: CRLF, LF, and a lone CR."""
 _BREAK = re.compile(_BREAK_PATTERN.encode())
@@ -195,6 +199,10 @@ def find_header(lines: Sequence[str], name: str, *, mapping: Mapping[str, str] |
         raise SettlementFormatError("the header line has an unbalanced double quote", file=name, line=index + 1,
                                     expected="column names, quoted in pairs if at all")
     names = [h.strip() for h in _split(lines[index], delimiter)]
+    if {n.lower() for n in names} >= _TRUTH_COLUMNS:  # beside the samples, a glob or a chooser finds it
+        raise SettlementFormatError("this is a reconciliation's ground truth (the sandbox's generator writes it), "
+                                    "not a settlement file", file=name, line=index + 1,
+                                    expected="a settlement report's header")
     chosen, extras = map_headers(names, mapping, file=name, line=index + 1)
     return Header(index + 1, delimiter, tuple(names), tuple(sorted(chosen.items())), tuple(extras),
                   report_format or _report_format(report, names))
