@@ -720,14 +720,24 @@ class _SettlementLines:
     files: pa.Array
     file_codes: np.ndarray
 
+    @cached_property
+    def _paired(self) -> np.ndarray:
+        """Each settlement row's credit position, -1 for none."""
+        return np.asarray(pc.fill_null(_plain(self.credit_index), -1).to_numpy(zero_copy_only=False))
+
+    @cached_property
+    def _names(self) -> np.ndarray:
+        """The files' names without folders, then None for a row without a file (code -1)."""
+        return pd.Series([*self.files.to_pylist(), None], dtype=object).str.replace(
+            r"^.*[\\/]", "", regex=True).to_numpy()
+
     def of(self, credits: pa.Array) -> pa.Array:
         """Every settlement line of each credit in ``credits`` as text ("lines 54, 55"; the file named
         after its lines when a credit's rows are in several files); built for the few credits
         with more than one row, so a sentence can name all their lines."""
-        paired = np.asarray(pc.fill_null(_plain(self.credit_index), -1).to_numpy(zero_copy_only=False))
+        paired = self._paired
         rows = np.flatnonzero(np.isin(paired, credits.to_numpy(zero_copy_only=False)))
-        names = pd.Series([*self.files.to_pylist(), None], dtype=object).str.replace(r"^.*[\\/]", "", regex=True)
-        frame = pd.DataFrame({"credit": paired[rows], "file": names.to_numpy()[self.file_codes[rows]],
+        frame = pd.DataFrame({"credit": paired[rows], "file": self._names[self.file_codes[rows]],
                               "line": pd.array(pc.take(self.lines, pa.array(rows)).to_pylist(), dtype="Int64")})
         frame = frame.sort_values(["credit", "file", "line"], na_position="last")
         text = {}

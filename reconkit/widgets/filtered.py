@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..outcomes import Outcome
+from ..outcomes import BREAK_ON_CREDIT, Outcome
 from ..result import ReconResult
 
 __all__ = ["FilteredView"]
@@ -41,7 +41,7 @@ class FilteredView(ReconResult):
         :attr:`ReconResult.summary_table`, every row a break outcome)."""
         table = self.break_table
         key = ["outcome", "currency"]
-        on_credit = pc.fill_null(pc.equal(table.column("break_on"), "credit"), False)
+        on_credit = pc.fill_null(pc.equal(table.column("break_on"), BREAK_ON_CREDIT), False)
         grouped = pa.table({
             "outcome": pc.cast(table.column("outcome"), pa.string()),
             "currency": pc.cast(table.column("currency"), pa.string()),
