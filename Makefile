@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SDK_VENV := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed
 
-.PHONY: env sdk-env test lint demo lab browser-deps clean
+.PHONY: env sdk-env test test-fast lint demo lab browser-deps clean
 
 # PYTHONWARNINGS: setuptools' notice about editable installs is information, not a problem; `make demo` stays quiet.
 $(STAMP): pyproject.toml
@@ -28,12 +28,13 @@ $(SDK_STAMP):
 sdk-env: $(SDK_STAMP)
 
 # Debian's Chromium for the real-browser test and a Java runtime for the Spark tests; installed when
-# running as root and missing.
+# running as root and missing. Another apt run holding the dpkg lock is waited for (up to 10 min), not failed on.
 browser-deps:
 	@missing=""; [ -x /usr/bin/chromium ] || missing="chromium"; command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
+	    (apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq $$missing) >/dev/null; \
 	  else echo "missing $$missing: run 'sudo apt-get install $$missing' for the browser and Spark tests"; fi; \
 	fi
 
@@ -44,11 +45,16 @@ test: $(STAMP) $(SDK_STAMP) browser-deps
 	$(VENV)/bin/ruff check .
 	RECONKIT_REQUIRE_SDK=1 $(PY) -m pytest
 
+# The library and the sandbox only: no Spark, notebooks, real browser or official SDK (see tests/conftest.py).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not spark and not notebook and not browser and not sdk and not slow"
+
 demo: $(STAMP)
 	$(PY) -m reconkit demo --out out
 
+# Jupyter refuses to run as root without --allow-root; a root shell (a container, CI) is where analysts often try it first.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = "0" ] && echo --allow-root) notebooks/
 
 clean:
 	rm -rf $(VENV) $(SDK_VENV) out .pytest_cache .ruff_cache

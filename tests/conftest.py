@@ -14,6 +14,19 @@ from reconkit.sandbox import Sandbox
 from reconkit.sandbox.scenario import populate
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+_TIERS = {"test_browser": "browser", "test_sdk_interop": "sdk", "test_notebooks": "notebook",
+          "test_spark_notebook": "notebook", "test_demo": "notebook", "test_spark_read": "spark",
+          "test_spark_reconcile": "spark"}
+"""The modules outside ``make test-fast``, by what they need: a real browser, the official SDK's
+venv, a Jupyter kernel (the demo executes notebook 02) or a JVM."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = _TIERS.get(item.module.__name__.rpartition(".")[2]) if item.module else None
+        if tier:
+            item.add_marker(tier)
 CARD = {"number": "4111111111111111", "expiration_month": "12", "expiration_year": "2031", "type": "001"}
 SEED_SECRET = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
