@@ -26,7 +26,6 @@ genuine negative amount stays a number; only text is neutralised.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used: the command line imports this module to print
@@ -39,12 +38,9 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\
 """First characters that make a spreadsheet read a cell as a formula (OWASP), with the
 full-width twins."""
 
-# C0 controls, DEL, C1 controls, and the two non-characters XML 1.0 refuses.
-_CONTROL = "\x00-\x1f\x7f-\x9f\ufffe\uffff"
-
-
 def _pattern(keep: str) -> re.Pattern[str]:
-    """The control characters to escape, less those in ``keep``."""
+    """The control characters to escape (C0, DEL, C1, and the two non-characters XML 1.0
+    refuses), less those in ``keep``."""
     c0 = "".join(chr(c) for c in range(0x20) if chr(c) not in keep)
     return re.compile("[" + re.escape(c0) + "\x7f-\x9f\ufffe\uffff]")
 
@@ -81,36 +77,22 @@ def shown(value: Any) -> str:
     return escape_controls(value if isinstance(value, str) else str(value), keep="")
 
 
-def frame(data: pd.DataFrame, *, numbers: Iterable[str] = ()) -> pd.DataFrame:
-    """A copy of ``data`` whose text cells are :func:`cell` (the header too).
-
-    ``numbers`` names columns that hold numbers the project formatted as text (an amount
-    written from minor units): they are left alone when every value reads as a plain decimal
-    number, and neutralised otherwise.
-    """
+def frame(data: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``data`` whose text cells are :func:`cell` (the header too); numbers, Decimals,
+    times and booleans stay what they are, so a spreadsheet still reads them as such."""
     import pandas as pd
 
     out = data.copy()
     out.columns = [cell(c) if isinstance(c, str) else c for c in out.columns]
-    numeric = {cell(n) for n in numbers}
-    for position, name in enumerate(out.columns):
+    for position in range(out.shape[1]):
         column = out.iloc[:, position]
         if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype) \
                 or pd.api.types.is_datetime64_any_dtype(column.dtype):
-            continue
-        if name in numeric and column.map(_plain_number).all():
             continue
         converted = column.astype(object).map(cell)
         out.isetitem(position, converted.astype(column.dtype) if isinstance(column.dtype, pd.StringDtype)
                      else converted)
     return out
-
-
-_NUMBER = re.compile(r"-?\d+(\.\d+)?")
-
-
-def _plain_number(value: Any) -> bool:
-    return not isinstance(value, str) or _NUMBER.fullmatch(value) is not None
 
 
 def arrow(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

@@ -320,7 +320,11 @@ class _HostileServer(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_POST = _answer
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -398,16 +402,13 @@ def test_a_cell_is_quoted_or_escaped_as_the_table_says(case):
     assert frame["text"].tolist() == [cell]
 
 
-def test_numbers_stay_numbers_and_outside_numbers_as_text_are_quoted():
+def test_numbers_stay_numbers_and_an_outside_amount_as_text_is_quoted():
     frame = pd.DataFrame({"amount": [Decimal("-12.50"), Decimal("3.00")], "float": [-1.5, 2.0],
-                          "count": [-3, 4], "text_amount": ["-12.50", "3.00"],
-                          "ours": ["-12.50", "3.00"], "ours_bad": ["-12.50", "=1+2"]})
-    out = inert.frame(frame, numbers=["ours", "ours_bad"])
+                          "count": [-3, 4], "text_amount": ["-12.50", "3.00"]})
+    out = inert.frame(frame)
     assert out["amount"].tolist() == [Decimal("-12.50"), Decimal("3.00")]
     assert out["float"].tolist() == [-1.5, 2.0] and out["count"].tolist() == [-3, 4]
     assert out["text_amount"].tolist() == ["'-12.50", "3.00"]  # an amount read as text from outside
-    assert out["ours"].tolist() == ["-12.50", "3.00"]  # numbers the project formatted
-    assert out["ours_bad"].tolist() == ["'-12.50", "'=1+2"]  # not all numbers: neutralised
     assert inert.cell(-5) == -5 and inert.cell(None) is None
 
 
@@ -426,7 +427,8 @@ def test_the_audit_keeps_a_negative_amount_a_number(tmp_path):
 @given(st.text(st.characters(blacklist_characters="\\"), max_size=12))
 def test_any_text_becomes_an_inert_cell_that_gives_the_text_back(text):
     cell = inert.cell(text)
-    assert_inert_text(cell, "cell") if cell[:1] != "'" else None
+    if cell[:1] != "'":
+        assert_inert_text(cell, "cell")
     assert not RAW_CONTROL.search(cell)
     assert cell == expected_cell(text) and recovered(cell) == text
     assert not RAW_CONTROL.search(inert.shown(text)) and "\t" not in inert.shown(text) \
