@@ -301,9 +301,11 @@ def test_breaks_list_and_show_print_no_raw_control_character(planted, capsys):
     out = capsys.readouterr().out
     for text in (OWNER, CHECKER, *NOTES):
         assert expected_shown(text) in out, text
-    assert main(["breaks", "--ledger", ledger, "show", "no such\x1b[2J"]) == 2
-    err = capsys.readouterr().err
-    assert not RAW_CONTROL.search(err.replace("\n", ""))
+    # Refusals quote what was typed: a bad key, a reason that is not a reason code.
+    for refused in (["show", "no such\x1b[2J"], ["resolve", IDS["bell"], "--reason", "=1+2\x1b]0;x\x07"]):
+        assert main(["breaks", "--ledger", ledger, *refused]) == 2
+        err = capsys.readouterr().err
+        assert err.strip() and not RAW_CONTROL.search(err.replace("\n", "")), err
 
 
 class _HostileServer(BaseHTTPRequestHandler):
