@@ -15,7 +15,8 @@ servers and people. Two things in them act when shown:
 * a control character (ESC, BEL, the other C0 and C1 codes, DEL) rewrites a terminal, is
   illegal in a workbook's XML and invisible in a page. Each is shown as its escape, ``\\x1b``;
   tab and line feed stay where the format carries them (CSV and workbook cells), and are
-  escaped too on one-line displays.
+  escaped too on one-line displays. A backslash is left as it is, so text that already reads
+  ``\\x1b`` looks like an escaped ESC; doubling every backslash would mangle Windows paths.
 
 Every writer calls one of :func:`cell` (a cell value), :func:`frame` (a DataFrame before
 ``to_csv``/``to_excel``), :func:`arrow` (an Arrow string column) or :func:`shown` (terminal and
