@@ -932,16 +932,21 @@ class BreakBook:
 
     def export_audit(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`audit` as ``.csv``, or as ``.xlsx`` with the breaks (their ages and
-        buckets), the aging and the runs on sheets beside it (atomically); return the path."""
+        buckets), the aging and the runs on sheets beside it (atomically); return the path.
+
+        Every text cell is inert (:func:`reconkit.inert.cell`): names, notes, keys and file
+        names that would start a formula get a single quote in front, control characters show as
+        escapes; numbers, amounts and times stay numbers and times."""
+        from . import inert
         from .report import _atomic_write
 
         target = Path(path)
-        frame = _naive_times(self.audit())
+        frame = inert.frame(_naive_times(self.audit()))
         if target.suffix.lower() == ".csv":
             _atomic_write(target, frame.to_csv(index=False).encode("utf-8"))
         elif target.suffix.lower() == ".xlsx":
-            sheets = {"Audit": frame, "Breaks": _naive_times(self.table()), "Aging": self.aging(),
-                      "Runs": _naive_times(self.runs())}
+            sheets = {"Audit": frame, "Breaks": inert.frame(_naive_times(self.table())),
+                      "Aging": inert.frame(self.aging()), "Runs": inert.frame(_naive_times(self.runs()))}
             buffer = io.BytesIO()
             with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
                 for name, sheet_frame in sheets.items():

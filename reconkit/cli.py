@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .errors import ReconkitError
+from .inert import shown
 
 __all__ = ["main"]
 
@@ -269,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except argparse.ArgumentTypeError as exc:
-        print(f"reconkit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"reconkit {args.command}: error: {shown(str(exc))}", file=sys.stderr)
     except (ReconkitError, OSError) as exc:
-        print(f"reconkit: {exc}", file=sys.stderr)
+        # A message may quote a file name or id read from outside: no raw control character reaches the terminal.
+        print(f"reconkit: {shown(str(exc))}", file=sys.stderr)
     return 2

@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from .inert import shown
+
 __all__ = ["add_breaks_parser", "run_breaks"]
 
 _LIST_COLUMNS = ["key", "status", "owner", "outcome", "amount_at_risk", "currency", "days_open", "open_bucket",
@@ -24,9 +26,12 @@ def _book(args: argparse.Namespace) -> Any:
 
 
 def _show_frame(frame: pd.DataFrame, empty: str) -> None:
+    """Print a frame; its text (keys, names, notes, file names come from outside) with control
+    characters shown as escapes, so none reaches the terminal raw."""
     if frame.empty:
         print(empty)
         return
+    frame = frame.astype(object).map(lambda v: shown(v) if isinstance(v, str) else v)
     with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200,
                            "display.max_colwidth", 60):
         print(frame.to_string(index=False))
@@ -64,30 +69,30 @@ def _list(book: Any, args: argparse.Namespace) -> None:
     if args.new:
         frame = frame[frame["new"]]
     columns = _LIST_COLUMNS + (["reason", "signed_off_by"] if args.all or args.status else [])
-    shown = frame[columns].astype(object)
-    _show_frame(shown.where(shown.notna(), "-"), "no breaks")
-    print(f"{len(frame)} break(s) · analyst {book.analyst}")
+    listed = frame[columns].astype(object)
+    _show_frame(listed.where(listed.notna(), "-"), "no breaks")
+    print(f"{len(frame)} break(s) · analyst {shown(book.analyst)}")
 
 
 def _show(book: Any, args: argparse.Namespace) -> None:
     state = book.get(args.key)
     for name, value in state.to_dict().items():
         if name != "notes":
-            print(f"{name:>14}: {'' if value is None else value}")
+            print(f"{name:>14}: {'' if value is None else shown(value)}")
     print("         notes:" + ("" if state.notes else " none"))
     for note in state.notes:
-        print(f"  {note.at}  {note.author}: {note.text}")
+        print(f"  {note.at}  {shown(note.author)}: {shown(note.text)}")
     print("        events:")
     for event in book.events(state.key):
         run = f" (run {event.run_id})" if event.run_id is not None else ""
-        print(f"  {event.seq:>5}  {event.at}  {event.actor:<10} {event.kind}{run}")
+        print(f"  {event.seq:>5}  {event.at}  {shown(event.actor):<10} {event.kind}{run}")
 
 
 def _changed(state: Any) -> None:
-    owner = f", owner {state.owner}" if state.owner else ""
-    reason = f", reason {state.reason}" if state.reason else ""
-    signed = f", signed off by {state.signed_off_by}" if state.signed_off_by else ""
-    print(f"{state.key}: {state.status}{owner}{reason}{signed} (version {state.version})")
+    owner = f", owner {shown(state.owner)}" if state.owner else ""
+    reason = f", reason {shown(state.reason)}" if state.reason else ""
+    signed = f", signed off by {shown(state.signed_off_by)}" if state.signed_off_by else ""
+    print(f"{shown(state.key)}: {state.status}{owner}{reason}{signed} (version {state.version})")
 
 
 def run_breaks(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import inert
 from .credit import credit_amount, parse_time
 from .errors import CreditShapeError, SettlementFormatError
 from .fetch import normalize_ids
@@ -328,8 +329,8 @@ def run_reconcile(args: argparse.Namespace) -> int:
     if len(failures):
         lines = failures[["source_file", "source_line"]].drop_duplicates()
         print(f"UNREADABLE: {len(lines)} settlement line(s) could not be read; first: "
-              f"{Path(lines['source_file'].iloc[0]).name} line {lines['source_line'].iloc[0]} — "
-              f"{failures['reason'].iloc[0]}", flush=True)
+              f"{inert.shown(Path(lines['source_file'].iloc[0]).name)} line {lines['source_line'].iloc[0]} — "
+              f"{inert.shown(failures['reason'].iloc[0])}", flush=True)
     environment, unfetched = None, 0
     if inputs.credit_ids is None:
         credits = load_credits(inputs.credits)
@@ -338,7 +339,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
         unfetched = len(failed)
         if unfetched:
             listed = inputs.output.with_name(f"{inputs.output.stem}_unfetched.csv")
-            failed.to_csv(listed, index=False)
+            inert.frame(failed).to_csv(listed, index=False)  # ids and server messages: no cell runs as a formula
             print(f"wrote {listed}")
             counted = (f"{len(failed)} of {len(failed) + len(credits)} credit id(s) could not be fetched "
                        f"(listed in {listed})")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import inert
 from .match import reconcile
 from .sandbox import Sandbox
 from .sandbox.scenario import populate
@@ -63,8 +64,9 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
     result.to_excel(out_dir / "breaks.xlsx")
     result.to_csv(out_dir / "breaks.csv")  # the one form every breaks.csv has
     result.plot().savefig(out_dir / "figures.png", dpi=100)
-    credits_frame.drop(columns=[c for c in credits_frame.columns if "." in c]).to_csv(out_dir / "credits.csv",
-                                                                                        index=False)
+    # The server's text (ids, statuses, currency) is written inert: no cell runs as a formula.
+    inert.frame(credits_frame.drop(columns=[c for c in credits_frame.columns if "." in c])).to_csv(
+        out_dir / "credits.csv", index=False)
     total = len(bundle.credits_truth) + len(bundle.settlement_truth)
     disagree = bundle.disagreements(result)
     extra = int(disagree["expected"].isna().sum())  # credits or rows of the result the truth does not hold

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from . import inert
 from .outcomes import AT_RISK, Outcome
 from .result import BREAK_COLUMNS, ReconResult, amount_text, minor_digits
 
@@ -114,6 +115,7 @@ def summary_text(result: ReconResult) -> str:
     for outcome, currency, is_break, credits, rows, breaks, risk in zip(
             *(c.to_pylist() for c in columns.values()), strict=True):
         mark = "*" if is_break else " "
+        outcome, currency = inert.shown(outcome), inert.shown(currency)  # a currency code is read from files
         lines.append(f"{mark}{outcome:<23}{currency:<9}{credits:>8}{rows:>7}{breaks:>8}{risk:>16}")
     lines.append("-" * len(header))
     lines.append(f"{result.credit_outcomes.num_rows} credits, {result.settlement_outcomes.num_rows} settlement rows, "
@@ -127,7 +129,9 @@ def frame_html(frame: pd.DataFrame, **options: Any) -> str:
     """A DataFrame as an HTML table with missing cells blank (nullable dtypes print ``<NA>``
     whatever ``na_rep`` says)."""
     options.setdefault("index", False)
-    return frame.astype(object).where(frame.notna(), "").to_html(escape=True, border=0, **options)
+    shown = frame.astype(object).where(frame.notna(), "").map(lambda v: inert.shown(v) if isinstance(v, str) else v)
+    shown.columns = [inert.shown(c) if isinstance(c, str) else c for c in shown.columns]
+    return shown.to_html(escape=True, border=0, **options)
 
 
 def _rows(columns: Mapping[str, Any], numbers: tuple[str, ...]) -> dict[str, Any]:
@@ -178,7 +182,7 @@ def summary_html(result: ReconResult) -> str:
     """The summary as an HTML table (a notebook shows a result with it)."""
     from jinja2 import Environment
 
-    template = Environment(autoescape=True).from_string(
+    template = Environment(autoescape=True, finalize=_visible).from_string(
         "<h4>Reconciliation: {{ breaks }} breaks</h4>"
         "<table><tr>{% for l in t.labels %}<th>{{ l }}</th>{% endfor %}</tr>"
         "{% for r in t.cells %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>")
@@ -187,11 +191,20 @@ def summary_html(result: ReconResult) -> str:
                                                               "amount_at_risk")))
 
 
+def _visible(value: Any) -> Any:
+    """Every value a template prints: control characters shown as escapes (a page shows an ESC as
+    nothing and a tab as a space), then HTML-escaped by the template's autoescape."""
+    from markupsafe import Markup
+
+    # A macro's output (a table the template built from escaped values) is Markup: left as it is.
+    return inert.shown(value) if isinstance(value, str) and not isinstance(value, Markup) else value
+
+
 def _template() -> Any:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     environment = Environment(loader=PackageLoader("reconkit", "templates"), autoescape=select_autoescape(["j2"]),
-                              trim_blocks=False)
+                              trim_blocks=False, finalize=_visible)
     return environment.get_template("report.html.j2")
 
 
@@ -236,9 +249,14 @@ def to_html(result: ReconResult, path: str | Path | None = None, *, figures: boo
 
 def to_csv(result: ReconResult, path: str | Path) -> Path:
     """The break table as CSV (snake_case header, ids and amounts as quoted text, ISO times and
-    dates, integer line numbers), written atomically."""
+    dates, integer line numbers), written atomically.
+
+    Text from outside data is inert (:func:`reconkit.inert.cell`): a cell that would start a
+    formula gets a single quote in front, control characters show as escapes. Amounts are
+    numbers the engine formatted and stay as they are (a negative amount is ``-12.50``)."""
     columns = _break_columns(result.break_table)
-    table = pa.table({name: pc.cast(columns[name], pa.string()) if name in _TEXT or name in _AMOUNTS
+    table = pa.table({name: inert.arrow(columns[name]) if name in _TEXT
+                      else pc.cast(columns[name], pa.string()) if name in _AMOUNTS
                       else columns[name] for name in BREAK_COLUMNS})
     buffer = io.BytesIO()
     pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=True, quoting_style="needed"))
@@ -334,11 +352,10 @@ def _letter(index: int) -> str:
     return letters
 
 
-_XML_INVALID = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x{FFFE}\x{FFFF}]"
-
-
 def _xml_text(values: pa.Array) -> pa.Array:
-    text = pc.replace_substring_regex(pc.cast(values, pa.string()), _XML_INVALID, "")
+    """Inert cell text (:func:`reconkit.inert.arrow`: no formula, control characters as escapes,
+    which also keeps the XML well-formed), XML-escaped."""
+    text = inert.arrow(values)
     for raw, escaped in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
         text = pc.replace_substring(text, raw, escaped)
     return text
@@ -429,8 +446,8 @@ def _summary_sheet(book: Any, styles: _Styles, result: ReconResult) -> None:
     risk = table.column("amount_at_risk_minor").to_pylist()
     unknown = table.column("unknown_at_risk").to_pylist()
     for row, record in enumerate(table.select(names[:-1]).to_pylist(), start=1):
-        sheet.write_string(row, 0, record["outcome"])
-        sheet.write_string(row, 1, _currency_shown(record["currency"]))
+        sheet.write_string(row, 0, inert.cell(record["outcome"]))
+        sheet.write_string(row, 1, inert.cell(_currency_shown(record["currency"])))
         sheet.write_boolean(row, 2, bool(record["break"]))
         for column, name in enumerate(("credits", "settlement_rows", "breaks"), start=3):
             sheet.write_number(row, column, record[name], styles.integer)
@@ -449,7 +466,7 @@ def _totals_sheet(book: Any, styles: _Styles, result: ReconResult, fx: Mapping[s
                          len(totals))
     converted = styles.money[2]
     for row, record in enumerate(totals.to_dict("records"), start=1):
-        sheet.write_string(row, 0, _currency_shown(record["currency"]))
+        sheet.write_string(row, 0, inert.cell(_currency_shown(record["currency"])))
         sheet.write_number(row, 1, int(record["breaks"]), styles.integer)
         amount = record["amount_at_risk"]
         if not pd.isna(amount):
@@ -471,7 +488,7 @@ def _parameters_sheet(book: Any, styles: _Styles, result: ReconResult) -> None:
     sheet = _start_sheet(book, styles, "Parameters", ["Parameter", "Value"], [22, 80], len(rows))
     for row, (label, value) in enumerate(rows, start=1):
         sheet.write_string(row, 0, label)
-        sheet.write_string(row, 1, str(value), styles.text)
+        sheet.write_string(row, 1, inert.cell(str(value)), styles.text)  # file names, the filter typed
 
 
 # --- figures ---------------------------------------------------------------------------------
