@@ -145,6 +145,7 @@ def _run_chain(chain: list[Block], folder: Path, env: dict[str, str]) -> subproc
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the chain through docs/spark.md starts a local Spark session
 @pytest.mark.parametrize("root", [name for name in chains() if name not in SERVED])
 def test_every_block_runs(root, workspace):
     _run_chain(chains()[root], workspace, _clean_env())
