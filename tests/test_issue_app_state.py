@@ -164,7 +164,7 @@ class IssueAppMachine(RuleBasedStateMachine):
 
     def _unknown_voids(self) -> set[str]:
         config = self.app.client.config
-        return {row["credit_id"] for row in self.app.client.ledger.unknown_voids(config.base_url, config.merchant_id)}
+        return {row["credit_id"] for row in self.app.client.ledger.unknown_voids(config.ledger_environment, config.merchant_id)}
 
     @rule()
     def time_passes(self):

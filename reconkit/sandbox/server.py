@@ -604,11 +604,18 @@ class Sandbox:
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
+    def identity(self) -> str:
+        """What the ledger keys this sandbox's credits by: its database (see
+        :attr:`SandboxState.instance <reconkit.sandbox.state.SandboxState>`), never its port, which
+        changes with every start."""
+        return f"sandbox:{self.state.instance}"
+
+    @property
     def config(self) -> Config:
-        """A ready :class:`reconkit.Config` for this sandbox."""
+        """A ready :class:`reconkit.Config` for this sandbox (its :attr:`identity` keys the ledger)."""
         return Config(merchant_id=self.credentials.merchant_id, key_id=self.credentials.key_id,
                       secret_key=self.credentials.secret_key, environment=self.url,
-                      portfolio_id=self.portfolio_id, label="SANDBOX")
+                      portfolio_id=self.portfolio_id, label="SANDBOX", identity=self.identity)
 
     def client(self, **kwargs: Any) -> Any:
         """A :class:`reconkit.Client` pointed at this sandbox (ledger in memory unless given; intents
