@@ -503,7 +503,7 @@ class Client:
         details = body["orderInformation"]["amountDetails"]
         ledger = self.ledger
         ledger.record_intent(reference_code=ref, transaction_id=txn, amount=details["totalAmount"],
-                             currency=details["currency"], environment=self.config.base_url,
+                             currency=details["currency"], environment=self.config.ledger_environment,
                              merchant_id=self.config.merchant_id, instrument=instrument_of(body), at=self.clock())
         try:
             status, parsed, response = self._post(_CREDITS, body, reference_code=ref, transaction_id=txn)
@@ -596,7 +596,7 @@ class Client:
             href = f"{_CREDITS}/{credit_id}/voids"
         href = same_origin_path(href, "void")
         self._guard("void_credit", href)
-        scope = {"environment": self.config.base_url, "merchant_id": self.config.merchant_id}
+        scope = {"environment": self.config.ledger_environment, "merchant_id": self.config.merchant_id}
         ledger = self.ledger
         reference_code = reference_code or f"void-{credit_id}"
         body = {"clientReferenceInformation": {"code": reference_code}}
@@ -671,7 +671,7 @@ class Client:
             row = ledger.credit(reference_code)
             rows = [row] if row is not None and row["outcome"] == _ledger.UNKNOWN else []
         else:
-            rows = ledger.unknown_outcomes(self.config.base_url, self.config.merchant_id)
+            rows = ledger.unknown_outcomes(self.config.ledger_environment, self.config.merchant_id)
         resolved = []
         for row in rows:
             reference = row["reference_code"]
@@ -697,7 +697,7 @@ class Client:
 
     def _resolve_unknown_voids(self, reference_code: str | None) -> list[Resolution]:
         ledger = self.ledger
-        scope = {"environment": self.config.base_url, "merchant_id": self.config.merchant_id}
+        scope = {"environment": self.config.ledger_environment, "merchant_id": self.config.merchant_id}
         resolved = []
         for row in ledger.unknown_voids(**scope):
             if reference_code is not None and row["reference_code"] != reference_code:

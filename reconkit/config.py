@@ -39,6 +39,7 @@ _ENV_VARS = {
 _SECRET_VARS = frozenset({_ENV_VARS["secret_key"]})
 _SDK_SECRET_KEYS = ("merchant_secretkey", "merchant_secret_key")
 _MERCHANT_ID = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
+_IDENTITY = re.compile(r"^[a-z][a-z0-9]*:[A-Za-z0-9._:-]{1,200}$")
 _PLAIN_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~\-/]*)?$")
 
 
@@ -93,6 +94,13 @@ class Config:
     auth_type : {"http_signature", "jwt"}
     portfolio_id : str, optional
         MetaKey portfolio: signs as the portfolio while transacting as ``merchant_id``.
+    label : str, optional
+        The name the apps show for the environment (the sandbox's ``"SANDBOX"``).
+    identity : str, optional
+        A stable name for the server behind a local ``environment`` URL whose port changes from
+        run to run (the embedded sandbox passes its database's), e.g. ``"sandbox:3f2a..."``. The
+        ledger keys credits, voids and the fetch cache by :attr:`ledger_environment`, so they
+        outlive the port. Not a URL, and never given for production.
     """
 
     merchant_id: str
@@ -102,15 +110,17 @@ class Config:
     auth_type: str = "http_signature"
     portfolio_id: str | None = None
     label: str | None = field(default=None, compare=False)
+    identity: str | None = None
 
     def __init__(self, merchant_id: str, key_id: str, secret_key: str | Secret, environment: str = "test",
                  auth_type: str = "http_signature", portfolio_id: str | None = None,
-                 label: str | None = None) -> None:
+                 label: str | None = None, identity: str | None = None) -> None:
         # The plain text must not outlive this line in a frame that can raise.
         object.__setattr__(self, "secret_key", Secret(secret_key))
         del secret_key
         for name, value in (("merchant_id", merchant_id), ("key_id", key_id), ("environment", environment),
-                            ("auth_type", auth_type), ("portfolio_id", portfolio_id), ("label", label)):
+                            ("auth_type", auth_type), ("portfolio_id", portfolio_id), ("label", label),
+                            ("identity", identity)):
             object.__setattr__(self, name, value)
         for name in ("merchant_id", "key_id", "environment", "auth_type"):
             value = getattr(self, name)
@@ -129,12 +139,26 @@ class Config:
         object.__setattr__(self, "environment", _canonical_environment(self.environment))
         if self.portfolio_id is not None and not str(self.portfolio_id).strip():
             object.__setattr__(self, "portfolio_id", None)
+        if self.identity is not None:
+            # A URL here could file one host's credits under another's key; production is keyed by its host.
+            if not isinstance(self.identity, str) or not _IDENTITY.match(self.identity):
+                raise ConfigError("identity", "must be a name like 'sandbox:<id>' (letters, digits and "
+                                  "':._-', not a URL)")
+            if self.is_production:
+                raise ConfigError("identity", "is for a local server; a production host is keyed by its URL")
 
     # --- derived -------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
         """The scheme, host and port requests go to."""
         return ENVIRONMENTS.get(self.environment, self.environment)
+
+    @property
+    def ledger_environment(self) -> str:
+        """The environment as the ledger keys credits, voids and the fetch cache: :attr:`identity`
+        when given (the embedded sandbox: its database, whatever its port), else :attr:`base_url`
+        (a CyberSource host, or a local URL as given)."""
+        return self.identity or self.base_url
 
     @property
     def host(self) -> str:

@@ -95,11 +95,12 @@ def fetch_credits(client: Client, ids: Iterable[Any], *, workers: int = 16, prog
     progress : bool
         A ``tqdm.auto`` bar (a widget in a notebook, text in a terminal).
     cache : bool
-        Keep every response in the ledger's SQLite file, under this client's environment (base
-        URL) and merchant id, and reuse what cannot have changed on the next call: a credit whose
-        status is final (:data:`reconkit.credit.FINAL_STATUSES`: declined, voided, ...) is not
-        fetched again; a ``PENDING`` or ``TRANSMITTED`` one always is, since it may have been
-        voided or settled since. Another environment's or merchant's entries are never served.
+        Keep every response in the ledger's SQLite file, under this client's environment
+        (:attr:`~reconkit.Config.ledger_environment`: the host, or the sandbox's database) and
+        merchant id, and reuse what cannot have changed on the next call: a credit whose status is
+        final (:data:`reconkit.credit.FINAL_STATUSES`: declined, voided, ...) is not fetched again;
+        a ``PENDING`` or ``TRANSMITTED`` one always is, since it may have been voided or settled
+        since. Another environment's or merchant's entries are never served.
     refresh : bool
         Refetch even what the cache holds.
     max_age : timedelta, optional
@@ -119,7 +120,7 @@ def fetch_credits(client: Client, ids: Iterable[Any], *, workers: int = 16, prog
             "message": f"{m!r} is not a credit id (1-26 digits); it was not sent", "attempts": 0}
         for m in malformed}
     ledger = client.ledger if cache else None
-    scope = {"environment": client.config.base_url, "merchant_id": client.config.merchant_id}
+    scope = {"environment": client.config.ledger_environment, "merchant_id": client.config.merchant_id}
     results: dict[str, Credit] = {}
     if ledger is not None and not refresh:
         cached = ledger.cache_get_many(valid, max_age=max_age, final_statuses=FINAL_STATUSES, **scope)

@@ -16,7 +16,7 @@ import socket
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -290,18 +290,68 @@ class Ledger:
                               "look it up before issuing it again", _now(), reference, INTENT))
         return stale
 
-    def credits(self) -> pd.DataFrame:
-        """Every credit this ledger saw issued, newest last, ids and amounts as text."""
+    def credits(self, *, environment: str | None = None, merchant_id: str | None = None) -> pd.DataFrame:
+        """Every credit this ledger saw issued (of one environment and merchant when given), newest
+        last, ids and amounts as text; a value not known (a status before the answer) is ``<NA>``.
+
+        Parameters
+        ----------
+        environment : str, optional
+            A :attr:`Config.ledger_environment <reconkit.Config.ledger_environment>`.
+        merchant_id : str, optional
+        """
         import pandas as pd
 
+        where, values = [], []
+        for column, value in (("environment", environment), ("merchant_id", merchant_id)):
+            if value is not None:
+                where.append(f"{column}=?")
+                values.append(value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
         with self._lock:
-            cursor = self._conn.execute("SELECT * FROM credits ORDER BY intent_at, rowid")
+            cursor = self._conn.execute(f"SELECT * FROM credits{clause} ORDER BY intent_at, rowid", values)
             columns = [c[0] for c in cursor.description]
             rows = cursor.fetchall()
         frame = pd.DataFrame(rows, columns=columns, dtype="string")
         for col in ("intent_at", "updated_at"):
             frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
         return frame
+
+    def adopt(self, environment: str, merchant_id: str, *, legacy: Callable[[str], bool],
+              holds: Callable[[str | None, str | None], bool]) -> int:
+        """File rows written under an older environment text of the same server under ``environment``.
+
+        Earlier versions keyed the embedded sandbox by its address, whose port changes with every
+        start; its credits and voids then vanished from every view. A credit row of
+        ``merchant_id`` moves when ``legacy(its environment)`` and ``holds(credit_id,
+        reference_code)`` (the server holds it: the proof that it is this server's); a void row
+        when ``holds(credit_id, None)``. The fetch cache is not moved: an address proves no
+        database, and an entry is better fetched again than served from another one.
+
+        Returns
+        -------
+        int
+            How many credit and void rows moved.
+        """
+        with self._lock:
+            credits = self._conn.execute(
+                "SELECT reference_code, credit_id, environment FROM credits WHERE merchant_id=? AND environment<>?",
+                (merchant_id, environment)).fetchall()
+            voids = self._conn.execute(
+                "SELECT credit_id, environment FROM voids WHERE merchant_id=? AND environment<>?",
+                (merchant_id, environment)).fetchall()
+        moved_credits = [(reference,) for reference, credit_id, env in credits
+                         if legacy(env) and holds(credit_id, reference)]
+        moved_voids = [(env, credit_id) for credit_id, env in voids if legacy(env) and holds(credit_id, None)]
+        if not moved_credits and not moved_voids:
+            return 0
+        with self._tx() as conn:
+            conn.executemany("UPDATE credits SET environment=? WHERE reference_code=?",
+                             [(environment, reference) for (reference,) in moved_credits])
+            # A newer row of the same credit under the new key wins; the old one stays where it was.
+            conn.executemany("UPDATE OR IGNORE voids SET environment=? WHERE environment=? AND merchant_id=?"
+                             " AND credit_id=?", [(environment, env, merchant_id, cid) for env, cid in moved_voids])
+        return len(moved_credits) + len(moved_voids)
 
     # --- voids ----------------------------------------------------------------------
     # One row per credit and scope: the last void sent for it and what came of it.
@@ -369,8 +419,9 @@ class Ledger:
             raise UnresolvedVoidError(credit_id, sent_at=row["sent_at"])
 
     # --- fetch cache -----------------------------------------------------------------
-    # Entries are scoped by environment (the base URL) and merchant: one ledger file may serve
-    # clients of several sandboxes, hosts and merchants, whose credit ids can coincide.
+    # Entries are scoped by environment (Config.ledger_environment: the host, or a sandbox's database,
+    # never a port) and merchant: one ledger file may serve clients of several sandboxes, hosts and
+    # merchants, whose credit ids can coincide.
     def cache_put(self, entries: Iterable[tuple[str, dict[str, Any], str, str | None]], *, environment: str,
                   merchant_id: str) -> None:
         """Store fetched responses ``(credit_id, raw, source, status)`` with the time fetched, in one transaction."""

@@ -8,11 +8,15 @@ import shutil
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .client import Client
 from .config import Config, read_dotenv
+from .ledger import Ledger
 
-__all__ = ["connect", "data_dir", "embedded_sandbox", "sandbox_for"]
+__all__ = ["adopt_port_keyed_rows", "connect", "data_dir", "embedded_sandbox", "sandbox_for"]
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 _lock = threading.Lock()
 _sandbox: Any = None
@@ -87,5 +91,39 @@ def connect(*, ledger: str | os.PathLike[str] | None = None, **client_options: A
         When credentials are configured but incomplete or malformed (the field is named).
     """
     ledger = ledger if ledger is not None else data_dir() / "reconkit.sqlite3"
-    config = Config.from_env(dotenv=_dotenv()) if _credentials_configured() else embedded_sandbox().config
-    return Client(config, ledger=str(ledger), **client_options)
+    if _credentials_configured():
+        return Client(Config.from_env(dotenv=_dotenv()), ledger=str(ledger), **client_options)
+    sandbox = embedded_sandbox()
+    client = Client(sandbox.config, ledger=str(ledger), **client_options)
+    adopt_port_keyed_rows(client.ledger, sandbox)
+    return client
+
+
+def _loopback_url(environment: str) -> bool:
+    """Whether an environment text is a local address with a port (how the sandbox was keyed)."""
+    try:
+        parts = urlsplit(environment)
+        return parts.scheme in ("http", "https") and parts.hostname in _LOOPBACK and parts.port is not None
+    except ValueError:
+        return False
+
+
+def adopt_port_keyed_rows(ledger: Ledger, sandbox: Any) -> int:
+    """File the ledger rows an earlier version keyed by one of ``sandbox``'s past addresses
+    (``http://127.0.0.1:<port>``) under its :attr:`~reconkit.sandbox.Sandbox.identity`, when the
+    sandbox's database holds their credit (by id, or by reference code when no id came back).
+
+    Rows of another sandbox (another database, in memory, or a ``reconkit sandbox`` server) stay
+    where they are; so does the fetch cache (see :meth:`Ledger.adopt`). Returns how many rows moved.
+    """
+    known: tuple[set[str], set[str]] | None = None
+
+    def holds(credit_id: str | None, reference_code: str | None) -> bool:
+        nonlocal known
+        if known is None:
+            rows = sandbox.credits()
+            known = {r["id"] for r in rows}, {r["reference_code"] for r in rows if r["reference_code"]}
+        ids, references = known
+        return credit_id in ids if credit_id else reference_code in references
+
+    return ledger.adopt(sandbox.identity, sandbox.credentials.merchant_id, legacy=_loopback_url, holds=holds)

@@ -57,11 +57,11 @@ def client(sandbox, tmp_path):
 
 def kill_on_the_wire(sandbox, script: str, done: Callable[[], bool], **env: str) -> None:
     """Run ``script`` in a child Python given the sandbox's credentials (``RK_MERCHANT``, ``RK_KEY``,
-    ``RK_SECRET``, ``RK_URL``) and ``env``, and kill it once ``done()`` says the sandbox carried out
+    ``RK_SECRET``, ``RK_URL``, ``RK_IDENTITY``) and ``env``, and kill it once ``done()`` says the sandbox carried out
     its POST (whose answer a ``lost`` fault holds back)."""
     creds = sandbox.credentials
     env = dict(os.environ, RK_MERCHANT=creds.merchant_id, RK_KEY=creds.key_id, RK_SECRET=creds.secret_key,
-               RK_URL=sandbox.url, **env)
+               RK_URL=sandbox.url, RK_IDENTITY=sandbox.identity, **env)
     child = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=Path(__file__).parents[1])
     try:
         for _ in range(1200):

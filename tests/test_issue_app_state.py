@@ -64,7 +64,8 @@ class IssueAppMachine(RuleBasedStateMachine):
             self.click_confirm()
 
     # --- the form ---------------------------------------------------------------------
-    @rule(amount=st.sampled_from(["10.00", "10", "7.5", "1e3", "2005.00", "3000.00", "0.01", "abc", "25"]))
+    @rule(amount=st.sampled_from(["10.00", "10", "7.5", "1e3", "2005.00", "3000.00", "0.01", "abc", "25",
+                                       "5040.00"]))
     def type_amount(self, amount):
         self.app.amount.value = amount
 
@@ -164,7 +165,7 @@ class IssueAppMachine(RuleBasedStateMachine):
 
     def _unknown_voids(self) -> set[str]:
         config = self.app.client.config
-        return {row["credit_id"] for row in self.app.client.ledger.unknown_voids(config.base_url, config.merchant_id)}
+        return {row["credit_id"] for row in self.app.client.ledger.unknown_voids(config.ledger_environment, config.merchant_id)}
 
     @rule()
     def time_passes(self):
@@ -216,6 +217,13 @@ class IssueAppMachine(RuleBasedStateMachine):
         assert {r["Credit id"] for r in rows if r["Status"] == VOID_UNKNOWN} == self._unknown_voids()
         if self._unknown_voids():
             assert self.app.lookup_button.layout.display == "flex"
+
+    @invariant()
+    def the_app_never_shows_a_python_error(self):
+        # 5040.00 leaves a credit without a status: its <NA> once raised in the ledger table.
+        assert "TypeError" not in self.app.error.value, self.app.error.value
+        unknown = (self.app.client.ledger.credits()["outcome"] == "unknown_outcome").sum()
+        assert (self.app.lookup_button.layout.display == "flex") >= bool(unknown)
 
     @invariant()
     def every_void_named_a_credit_the_ledger_holds(self):

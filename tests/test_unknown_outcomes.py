@@ -103,7 +103,8 @@ def test_an_intent_of_this_living_process_is_not_taken_for_abandoned(tmp_path):
 _CHILD = """
 import os
 from reconkit import Client, Config
-config = Config(os.environ["RK_MERCHANT"], os.environ["RK_KEY"], os.environ["RK_SECRET"], os.environ["RK_URL"])
+config = Config(os.environ["RK_MERCHANT"], os.environ["RK_KEY"], os.environ["RK_SECRET"], os.environ["RK_URL"],
+                identity=os.environ["RK_IDENTITY"])
 card = {"number": "4111111111111111", "expiration_month": "12", "expiration_year": "2031", "type": "001"}
 Client(config, ledger=os.environ["RK_LEDGER"], timeout=(5, 300)).create_credit("7.00", "USD", card=card,
                                                                                reference_code="killed-1")

@@ -59,7 +59,7 @@ def test_a_void_without_a_usable_answer_is_unknown_then_settled_by_the_credit_s_
     assert sandbox.count("POST", "void") == 1
     voided = _status(sandbox, credit.id) == "VOIDED"
     assert voided == PROCESSED[kind]  # both branches below are exercised across the kinds
-    row = client.ledger.void(credit.id, environment=client.config.base_url, merchant_id=client.config.merchant_id)
+    row = client.ledger.void(credit.id, environment=client.config.ledger_environment, merchant_id=client.config.merchant_id)
     assert (row["outcome"], row["reference_code"]) == ("unknown_outcome", f"void-{credit.id}")
 
     sandbox.faults = FaultPlan()
@@ -80,7 +80,7 @@ def test_a_void_without_a_usable_answer_is_unknown_then_settled_by_the_credit_s_
     assert client.resolve_unknown() == []  # settled for good
     if not voided:  # the void was not done: it may be sent again, and this time it is
         assert client.void_credit(credit.id).status == "VOIDED" and _status(sandbox, credit.id) == "VOIDED"
-        assert client.ledger.void(credit.id, environment=client.config.base_url,
+        assert client.ledger.void(credit.id, environment=client.config.ledger_environment,
                                   merchant_id=client.config.merchant_id)["outcome"] == "voided"
 
 
@@ -105,7 +105,7 @@ def test_cybersource_s_own_502_refusal_of_a_void_is_definite(client, sandbox):
     with pytest.raises(ServerError) as info:
         client.void_credit(credit.id)
     assert info.value.reason == "SYSTEM_ERROR" and not isinstance(info.value, AmbiguousOutcomeError)
-    scope = {"environment": client.config.base_url, "merchant_id": client.config.merchant_id}
+    scope = {"environment": client.config.ledger_environment, "merchant_id": client.config.merchant_id}
     assert client.ledger.void(credit.id, **scope)["outcome"] == "rejected" and client.resolve_unknown() == []
     sandbox.faults = FaultPlan()
     assert client.void_credit(credit.id).status == "VOIDED" and _status(sandbox, credit.id) == "VOIDED"
@@ -128,7 +128,8 @@ def test_resolving_one_reference_leaves_the_other_void_unknown(client, sandbox):
 _CHILD = """
 import os
 from reconkit import Client, Config
-config = Config(os.environ["RK_MERCHANT"], os.environ["RK_KEY"], os.environ["RK_SECRET"], os.environ["RK_URL"])
+config = Config(os.environ["RK_MERCHANT"], os.environ["RK_KEY"], os.environ["RK_SECRET"], os.environ["RK_URL"],
+                identity=os.environ["RK_IDENTITY"])
 Client(config, ledger=os.environ["RK_LEDGER"], timeout=(5, 300)).void_credit(os.environ["RK_CREDIT"])
 """
 
@@ -137,7 +138,7 @@ def test_a_void_whose_process_was_killed_on_the_wire_is_unknown_on_the_next_star
     ledger_path = tmp_path / "ledger.sqlite3"
     with sandbox.client(ledger=str(ledger_path)) as client:
         credit = client.create_credit("9.00", "USD", card=CARD, reference_code="void-killed")
-        scope = {"environment": client.config.base_url, "merchant_id": client.config.merchant_id}
+        scope = {"environment": client.config.ledger_environment, "merchant_id": client.config.merchant_id}
     sandbox.faults = FaultPlan(rates={"void": {"lost": 1.0}}, hang_seconds=300)
     # the void is carried out, its answer never comes
     kill_on_the_wire(sandbox, _CHILD, lambda: _status(sandbox, credit.id) == "VOIDED", RK_LEDGER=str(ledger_path),
@@ -162,7 +163,7 @@ def test_a_void_that_could_not_connect_was_not_sent_and_may_be_sent_again(sandbo
     creds = sandbox.credentials
     config = Config(creds.merchant_id, creds.key_id, creds.secret_key, f"http://127.0.0.1:{port}")
     with Client(config, ledger=str(tmp_path / "ledger.sqlite3")) as client:
-        scope = {"environment": client.config.base_url, "merchant_id": client.config.merchant_id}
+        scope = {"environment": client.config.ledger_environment, "merchant_id": client.config.merchant_id}
         for _ in range(2):  # the second is tried too: not refused as an unresolved void
             with pytest.raises(NetworkError):
                 client.void_credit("1" * 22)
@@ -184,5 +185,5 @@ def test_a_void_of_a_credit_that_cannot_be_read_back_does_not_hold_up_the_other_
     sandbox.advance(client.tss_delay)
     [first] = client.resolve_unknown()
     assert (first.credit_id, first.outcome) == (nobody, "not_voided")
-    scope = {"environment": client.config.base_url, "merchant_id": client.config.merchant_id}
+    scope = {"environment": client.config.ledger_environment, "merchant_id": client.config.merchant_id}
     assert "not found" in client.ledger.void(nobody, **scope)["error"] and client.resolve_unknown() == []

@@ -52,20 +52,30 @@ class Answer:
 
 
 def _problem(now: datetime, status: int, reason: str, message: str, *fields: str) -> Answer:
-    # The Reporting API's documented 400 shape (submitTimeUtc, reason, message, details[field, reason]);
-    # its 404 body is undocumented, so the sandbox uses the same shape for it.
+    # CyberSource's documented 400 shape (submitTimeUtc, status INVALID_REQUEST, reason, message,
+    # details[field, reason]); the 404 body is undocumented, so the sandbox uses the same fields for it.
     body: dict[str, Any] = {"submitTimeUtc": now.strftime(_STAMP), "reason": reason, "message": message}
+    if status == 400:
+        body = {"submitTimeUtc": body["submitTimeUtc"], "status": "INVALID_REQUEST", "reason": reason,
+                "message": message}
     if fields:
         body["details"] = [{"field": name, "reason": "INVALID_DATA" if status == 400 else reason} for name in fields]
     return Answer(status, body)
 
 
+_INVALID = "Declined - One or more fields in the request contains invalid data"
+
+
 def _instant(text: str) -> datetime:
-    """An ISO 8601 instant with a zone (``Z`` or an offset); a naive time is refused."""
+    """An ISO 8601 instant with a zone (``Z`` or an offset); a naive time, or one whose UTC time
+    is not a date (``0001-01-01T00:00:00+01:00``), is refused with ``ValueError``."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError("no time zone")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
 
 
 @dataclass(frozen=True)
@@ -170,15 +180,17 @@ class ReportingDesk:
         bad = [f for f, ok in (("reportName", bool(name)), ("reportDate", _is_date(when))) if not ok]
         mime = next((m for m in _FORMATS if m in accept), None)
         if bad:
-            return _problem(now, 400, "INVALID_DATA", "Declined - One or more fields in the request contains "
-                                                      "invalid data", *bad)
+            return _problem(now, 400, "INVALID_DATA", _INVALID, *bad)
         if mime is None:
             return _problem(now, 400, "INVALID_DATA", "Accept must be text/csv or application/xml", "Accept")
         report_date = date.fromisoformat(when)
-        window = self._reports[name].window(report_date) if name in self._reports else None
+        try:  # the day before the date and the time after its end must be dates too
+            window = self._reports[name].window(report_date) if name in self._reports else None
+            status = self.status(window) if window is not None else ""
+        except OverflowError:
+            return _problem(now, 400, "INVALID_DATA", f"{_INVALID}: reportDate {when} is out of range", "reportDate")
         if window is None:
             return _problem(now, 404, "NOT_FOUND", f"No report named {name} for report date {when}")
-        status = self.status(window)
         if status != "COMPLETED":
             message = "No data for the report date" if status == "NO_DATA" else "The report is not available yet"
             return _problem(now, 404, "NOT_FOUND", message)
@@ -187,12 +199,22 @@ class ReportingDesk:
     def reports(self, query: dict[str, list[str]]) -> Answer:
         """``GET /reporting/v3/reports``: the instances whose time frame lies in ``[startTime, endTime)``."""
         now = self.state.now()
+        start, end, bad = _window(query)
+        if bad:
+            return _problem(now, 400, "INVALID_DATA", f"{_INVALID}: startTime and endTime must be ISO 8601 "
+                            "instants with a zone, endTime after startTime", *bad)
+        assert start is not None and end is not None
         try:
-            start, end = _instant(query["startTime"][0]), _instant(query["endTime"][0])
-        except (KeyError, ValueError):
-            return _problem(now, 400, "INVALID_DATA", "startTime and endTime must be ISO 8601 instants",
-                            "startTime", "endTime")
-        name = query.get("reportName", [None])[0]
+            results = self._instances(start, end, query.get("reportName", [None])[0])
+        except OverflowError:  # a day or its end past 9999-12-31
+            return _problem(now, 400, "INVALID_DATA", f"{_INVALID}: startTime and endTime must lie within the "
+                            "years 1 to 9999 with a day to spare", "startTime", "endTime")
+        if not results:
+            return _problem(now, 404, "NOT_FOUND", "No reports found for the given time range")
+        return Answer(200, {"reportSearchResults": results})
+
+    def _instances(self, start: datetime, end: datetime, name: str | None) -> list[dict[str, Any]]:
+        """The report instances whose time frame lies in ``[start, end)``."""
         results = []
         for report in self._reports.values():
             if name not in (None, report.name):
@@ -215,9 +237,7 @@ class ReportingDesk:
                     "reportId": f"{report.name}-{last + timedelta(days=1):%Y%m%d}",
                     "organizationId": self.state.merchant_id,
                     "subscriptionType": "PREDEFINED" if report.first is None else "CUSTOM"})
-        if not results:
-            return _problem(now, 404, "NOT_FOUND", "No reports found for the given time range")
-        return Answer(200, {"reportSearchResults": results})
+        return results
 
     def _batch_time(self, credit: dict[str, Any]) -> datetime:
         """When the credit's batch closed: the first cut-off after its batch date began."""
@@ -228,18 +248,13 @@ class ReportingDesk:
     def purchase_refund_details(self, query: dict[str, list[str]]) -> Answer:
         """``GET /reporting/v3/purchase-refund-details`` (JSON only)."""
         now = self.state.now()
-        try:
-            start, end = _instant(query["startTime"][0]), _instant(query["endTime"][0])
-            bad_window = end <= start
-        except (KeyError, ValueError):
-            bad_window = True
+        start, end, bad = _window(query)
         offset, limit = _integer(query, "offset", 0), _integer(query, "limit", _MAX_LIMIT)
-        bad = [f for f, ok in (("startTime", not bad_window), ("offset", offset is not None and offset >= 0),
-                               ("limit", limit is not None and 1 <= limit <= _MAX_LIMIT)) if not ok]
+        bad += [f for f, ok in (("offset", offset is not None and offset >= 0),
+                                ("limit", limit is not None and 1 <= limit <= _MAX_LIMIT)) if not ok]
         if bad:
-            return _problem(now, 400, "INVALID_DATA", "Declined - One or more fields in the request contains "
-                                                      "invalid data", *bad)
-        assert offset is not None and limit is not None
+            return _problem(now, 400, "INVALID_DATA", _INVALID, *bad)
+        assert start is not None and end is not None and offset is not None and limit is not None
         view = query.get("viewBy", ["requestDate"])[0]
         if view not in ("requestDate", "submissionDate"):
             return _problem(now, 400, "INVALID_DATA", "viewBy must be requestDate or submissionDate", "viewBy")
@@ -272,6 +287,21 @@ class ReportingDesk:
                             "feeAndFundingDetails": [], "others": [], "settlementStatuses": statuses})
 
 
+def _window(query: dict[str, list[str]]) -> tuple[datetime | None, datetime | None, list[str]]:
+    """``startTime`` and ``endTime`` of a query, and the names of those missing, malformed, out of
+    range, or (``endTime``) not after the start."""
+    moments: dict[str, datetime] = {}
+    bad = []
+    for name in ("startTime", "endTime"):
+        try:
+            moments[name] = _instant(query[name][0])
+        except (KeyError, ValueError):
+            bad.append(name)
+    if not bad and moments["endTime"] <= moments["startTime"]:
+        bad.append("endTime")
+    return moments.get("startTime"), moments.get("endTime"), bad
+
+
 def _is_date(text: str) -> bool:
     try:
         date.fromisoformat(text)
@@ -280,8 +310,12 @@ def _is_date(text: str) -> bool:
     return len(text) == 10
 
 
+_MAX_DIGITS = 18
+"""The most digits an integer parameter may have (a 64-bit value; Python's int() refuses 4300)."""
+
+
 def _integer(query: dict[str, list[str]], name: str, default: int) -> int | None:
     if name not in query:
         return default
     text = query[name][0]
-    return int(text) if text.isascii() and text.isdigit() else None
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS else None

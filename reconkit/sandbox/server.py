@@ -54,6 +54,8 @@ _JWT_LEEWAY = 60
 """Clock skew tolerated around ``iat`` and ``exp``, seconds."""
 _JWT_MAX_LIFETIME = 3600
 """A token living longer than this is refused: its ``jti`` would have to be remembered that long."""
+_MAX_SEARCH_TERMS = 20
+"""The most ``AND``-joined terms a search query may have (the sandbox's limit; SQLite's is ~1000)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,31 @@ def _error_body(status: int, reason: str, message: str, moment: datetime) -> dic
                                                                                   "message": message}}
     return {"submitTimeUtc": when, "status": "SERVER_ERROR" if status >= 500 else "INVALID_REQUEST",
             "reason": reason, "message": message}
+
+
+def _not_utf8(value: Any) -> str | None:
+    """The dotted path of the first text in a parsed JSON body that UTF-8 cannot encode (JSON's
+    ``"\\ud800"`` escape makes a lone surrogate), or None."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in items:
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and not _encodable(key):
+                return path or "body"
+            if isinstance(child, str) and not _encodable(child):
+                return where
+            stack.append((where, child))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _b64url_decode(part: str) -> bytes:
@@ -315,6 +342,18 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def parse_request(self) -> bool:
+        # An HTTP/0.9 request line ("GET /") has no headers to wait for: http.server would read
+        # headers that never come and hold the connection. Refuse it before reading any.
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if len(words) == 2:
+            self.command, self.path = words
+            self.request_version, self.close_connection = "HTTP/0.9", True
+            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "HTTP/0.9 is not supported; send HTTP/1.1")
+            return False
+        return super().parse_request()
+
     def handle_expect_100(self) -> bool:
         # Invite only a body the sandbox will read; otherwise the final answer comes instead of 100.
         declared = (self.headers.get("Content-Length") or "").strip()
@@ -348,7 +387,10 @@ class _Handler(BaseHTTPRequestHandler):
         length, refusal = self._content_length(method)
         if refusal:
             return self._refuse(*refusal, unread=True)
-        path = urlsplit(self.path).path
+        try:
+            path = urlsplit(self.path).path
+        except ValueError:  # e.g. "http://[" : not a request target
+            return self._refuse(400, "INVALID_REQUEST", "The request target is not a URL path", unread=bool(length))
         endpoint, match = None, None
         for route_method, pattern, name in _ROUTES:
             found = pattern.match(path)
@@ -421,10 +463,17 @@ class _Handler(BaseHTTPRequestHandler):
         if body:
             try:
                 parsed = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise RejectedError(400, {"status": "INVALID_REQUEST", "reason": "INVALID_DATA",
-                                      "message": "The request body is not valid JSON",
-                                      "details": [{"field": "body", "reason": "INVALID_DATA"}]}) from None
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, a 4300-digit number, nested too deep
+                raise RejectedError(400, {"submitTimeUtc": state.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                          "status": "INVALID_REQUEST", "reason": "INVALID_DATA",
+                                          "message": "The request body is not valid JSON",
+                                          "details": [{"field": "body", "reason": "INVALID_DATA"}]}) from None
+            bad_text = _not_utf8(parsed)
+            if bad_text is not None:
+                raise RejectedError(400, {"submitTimeUtc": state.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                          "status": "INVALID_REQUEST", "reason": "INVALID_DATA",
+                                          "message": f"{bad_text} is not Unicode text (a lone surrogate)",
+                                          "details": [{"field": bad_text, "reason": "INVALID_DATA"}]})
             if not isinstance(parsed, dict):
                 raise RejectedError(400, {"status": "INVALID_REQUEST", "reason": "INVALID_DATA",
                                       "message": "The request body must be a JSON object",
@@ -459,7 +508,8 @@ class _Handler(BaseHTTPRequestHandler):
                                                                         "system. Retry later."}]}
             return 200, details
         query, limit = parsed.get("query", ""), parsed.get("limit", 20)
-        bad = [name for name, ok in (("query", isinstance(query, str)),
+        terms = query.count(" AND ") + 1 if isinstance(query, str) else 0
+        bad = [name for name, ok in (("query", isinstance(query, str) and terms <= _MAX_SEARCH_TERMS),
                                      ("limit", type(limit) is int and 1 <= limit <= 2500)) if not ok]
         if bad:
             raise RejectedError(400, {"submitTimeUtc": state.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -604,11 +654,18 @@ class Sandbox:
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
+    def identity(self) -> str:
+        """What the ledger keys this sandbox's credits by: its database (see
+        :attr:`SandboxState.instance <reconkit.sandbox.state.SandboxState>`), never its port, which
+        changes with every start."""
+        return f"sandbox:{self.state.instance}"
+
+    @property
     def config(self) -> Config:
-        """A ready :class:`reconkit.Config` for this sandbox."""
+        """A ready :class:`reconkit.Config` for this sandbox (its :attr:`identity` keys the ledger)."""
         return Config(merchant_id=self.credentials.merchant_id, key_id=self.credentials.key_id,
                       secret_key=self.credentials.secret_key, environment=self.url,
-                      portfolio_id=self.portfolio_id, label="SANDBOX")
+                      portfolio_id=self.portfolio_id, label="SANDBOX", identity=self.identity)
 
     def client(self, **kwargs: Any) -> Any:
         """A :class:`reconkit.Client` pointed at this sandbox (ledger in memory unless given; intents

@@ -6,10 +6,12 @@ Everything here is deterministic from the seed and the order of requests.
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import string
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -109,6 +111,12 @@ class SandboxState:
     id_salt : str
         Mixed into the id generator: processes sharing one database file pass different salts
         so that they never mint the same id (deterministic runs leave it empty).
+
+    Attributes
+    ----------
+    instance : str
+        This database's id (hex): stable across restarts of the same file, new for a copy or a
+        database in memory. Clients key their ledger rows by it rather than by the port.
     """
 
     def __init__(self, db: str = ":memory:", *, seed: int = 0, start: datetime | None = None,
@@ -133,6 +141,32 @@ class SandboxState:
             self._save_clock(base, ticking)
         self._clock = _Clock(base, ticking, _time.monotonic())
         self._random = random.Random(f"{seed}:{self._count()}" + (f":{id_salt}" if id_salt else ""))
+        self.instance = self._instance(db)
+
+    def _instance(self, db: str) -> str:
+        """A random id of this database, kept in it: the same file after a restart keeps it; a copy
+        of a file that still exists elsewhere (a fresh copy of the sample) gets its own; a database
+        in memory has a new one each time."""
+        if db == ":memory:" or db.startswith("file::memory:"):
+            return uuid.uuid4().hex
+        here = os.path.realpath(db)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                stored = dict(self._conn.execute(
+                    "SELECT key, value FROM meta WHERE key IN ('instance', 'instance_path')").fetchall())
+                instance, path = stored.get("instance"), stored.get("instance_path")
+                copied = path is not None and path != here and os.path.exists(path)
+                if instance is None or copied:
+                    instance = uuid.uuid4().hex
+                if (instance, here) != (stored.get("instance"), path):  # new, copied or moved
+                    self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('instance', ?)", (instance,))
+                    self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('instance_path', ?)", (here,))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        return instance
 
     # --- clock -----------------------------------------------------------------------
     def _save_clock(self, base: datetime, ticking: bool) -> None:

@@ -79,9 +79,27 @@ def _sniff_delimiter(line: str) -> str:
     return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
+FIELD_LIMIT = csv.field_size_limit()
+"""The longest field a record may hold (the csv module's limit, 128 KiB): a longer one is a failure on
+its record in both paths (most often an unbalanced double quote that swallowed the lines after it)."""
+
+
 def _split(line: str, delimiter: str) -> list[str]:
+    """One line's cells; a line holding a field beyond :data:`FIELD_LIMIT` is cut at the delimiters
+    (its record is reported as a failure; the cells only name its ids)."""
     # A stray carriage return inside one line would make the csv module refuse the line.
-    return next(csv.reader([line.replace("\r", " ")], delimiter=delimiter), [])
+    try:
+        return next(csv.reader([line.replace("\r", " ")], delimiter=delimiter), [])
+    except csv.Error:
+        return [cell.strip('"') for cell in line.split(delimiter)]
+
+
+def _unreadable(exc: csv.Error) -> str:
+    """A failure reason for a record the csv module refused, in words rather than its own."""
+    if "field larger than field limit" in str(exc):
+        return (f"a field is longer than {FIELD_LIMIT} characters, the most a settlement field may hold "
+                "(an unbalanced double quote, or not a settlement file?)")
+    return f"unreadable record: {exc}"
 
 
 def _info_line(cells: list[str]) -> str | None:
@@ -321,6 +339,9 @@ def _fast(data: Bytes, offset: int, headers: list[str], delimiter: str, header_i
         final = bytes(data[data.rfind(b"\n", offset, end) + 1:end])
         if b'"' in final and not _closed([final.decode("utf-8", "replace")], delimiter):
             return None  # the file ends inside a quoted field: the careful path reports that record
+    # A field the csv module would refuse is a failure there: the careful path reports it the same way.
+    if any(pc.max(pc.binary_length(column)).as_py() > FIELD_LIMIT for column in table.columns):
+        return None
     # A record of blank cells is no record; its first cell is blank, so only then look closer.
     first = table.column(0)
     if pc.min(pc.binary_length(first)).as_py() == 0 or may_hold(first, b" \t"):
@@ -364,7 +385,7 @@ def _careful(text: str, headers: list[str], delimiter: str, body_start: int) -> 
             except StopIteration:
                 break
             except csv.Error as exc:
-                bad.append(_Bad(first + 1, physical[first][:200], f"unreadable record: {exc}",
+                bad.append(_Bad(first + 1, physical[first][:200], _unreadable(exc),
                                 _split(physical[first], delimiter)[:-1]))
                 start = first + 1
                 break

@@ -477,7 +477,7 @@ class InvestigateApp(App):
     def on_ids_from_ledger(self, _button: Any = None) -> None:
         """Fill the ids box with every credit the ledger holds for this environment."""
         frame = self.client.ledger.credits()
-        frame = frame[(frame["environment"] == self.client.config.base_url) & frame["credit_id"].notna()]
+        frame = frame[(frame["environment"] == self.client.config.ledger_environment) & frame["credit_id"].notna()]
         self.ids.value = "\n".join(frame["credit_id"].tolist())
 
     @guarded

@@ -53,6 +53,11 @@ _LEDGER_COLUMNS = {"intent_at": "Sent (UTC)", "credit_id": "Credit id", "amount"
 _WIDE = w.Layout(width="auto")
 VOID_UNKNOWN = "void outcome unknown"
 """The status shown for a credit whose void was sent without a usable answer, until it is looked up."""
+OUTCOME_UNKNOWN = "Outcome unknown"
+"""The status shown for a credit sent without a usable answer (or by a process that died), until it is looked up."""
+_NO_STATUS = {_ledger.INTENT: "sending", _ledger.REJECTED: "rejected", _ledger.NOT_SENT: "not sent",
+              _ledger.NOT_CREATED: "not created"}
+"""What the Status column says for outcomes that leave no credit status."""
 _LOOKUP_NOTES = {
     ("credit", _ledger.CREATED): "it was created",
     ("credit", _ledger.DECLINED): "it was created, declined",
@@ -62,6 +67,16 @@ _LOOKUP_NOTES = {
     ("void", _ledger.NOT_VOIDED): "void of credit {id} not done: it is still {status}",
     ("void", _ledger.UNKNOWN): "void of credit {id} still unknown: it reads {status}; look again in a few minutes",
 }
+
+
+def shown_status(status: str | None, outcome: str, void_unknown: bool = False) -> str:
+    """The Status column of a ledger row: the credit's status, unless its outcome or its void is
+    unknown (then that, so that nobody takes it for settled either way) or no status came back."""
+    if void_unknown:
+        return VOID_UNKNOWN
+    if outcome == _ledger.UNKNOWN:
+        return OUTCOME_UNKNOWN
+    return status or _NO_STATUS.get(outcome, outcome)
 
 
 def _reference() -> str:
@@ -403,24 +418,28 @@ class IssueCreditApp(App):
 
     # --- the ledger table and per-credit actions ---------------------------------------
     def refresh_issued(self) -> None:
-        """Reload the table of issued credits from the ledger (survives kernel restarts); a credit
-        whose void has an unknown outcome shows that instead of its last known status."""
-        frame = self.client.ledger.credits()
+        """Reload the table of issued credits from the ledger (survives kernel restarts, keyed by
+        the environment's stable identity, not the sandbox's port); a credit whose outcome or void
+        is unknown shows that instead of a status, with "Look it up"."""
         config = self.client.config
-        if len(frame):
-            frame = frame[(frame["environment"] == config.base_url) & (frame["merchant_id"] == config.merchant_id)]
-        unknown_voids = self.client.ledger.unknown_voids(config.base_url, config.merchant_id)
+        scope = {"environment": config.ledger_environment, "merchant_id": config.merchant_id}
+        # The ledger frame holds <NA> where nothing is known yet, whose truth value raises: work on
+        # plain objects with None there, so that every test of a value below is a plain one.
+        frame = self.client.ledger.credits(**scope).astype(object)
+        frame = frame.where(frame.notna(), None)
+        unknown_voids = self.client.ledger.unknown_voids(**scope)
         void_unknown = {row["credit_id"] for row in unknown_voids}
         shown = frame.sort_values("intent_at", ascending=False).head(50).copy()
-        shown.loc[shown["credit_id"].isin(void_unknown), "status"] = VOID_UNKNOWN
+        shown["status"] = [shown_status(status, outcome, credit_id in void_unknown)
+                           for status, outcome, credit_id in zip(shown["status"], shown["outcome"],
+                                                                 shown["credit_id"], strict=True)]
         table = shown[list(_LEDGER_COLUMNS)].rename(columns=_LEDGER_COLUMNS)
         self.issued.value = table_html(table) if len(shown) else "<i>none yet</i>"
-        unknown = (int((frame["outcome"] == _ledger.UNKNOWN).sum()) if len(frame) else 0) + len(unknown_voids)
+        unknown = int((frame["outcome"] == _ledger.UNKNOWN).sum()) + len(unknown_voids)
         self.lookup_button.layout.display = "flex" if unknown else "none"
         self.lookup_button.description = f"Look it up ({unknown} unknown)" if unknown > 1 else "Look it up"
-        rows = shown[shown["credit_id"].notna()]
-        options = [(f"{row.credit_id} · {row.amount} {row.currency} · {row.status or row.outcome}", row.credit_id)
-                   for row in rows.itertuples()]
+        options = [(f"{row.credit_id} · {row.amount} {row.currency} · {row.status}", row.credit_id)
+                   for row in shown.itertuples() if row.credit_id is not None]
         self.credit_picker.options = options
         ids = [value for _label, value in options]
         if self.last_credit is not None and self.last_credit.id in ids:
@@ -446,9 +465,9 @@ class IssueCreditApp(App):
         if self._refuse_production() or not self.credit_picker.value:
             return
         config = self.client.config
-        self.client.ledger.refuse_unresolved_void(self.credit_picker.value, environment=config.base_url,
-                                                  merchant_id=config.merchant_id)
-        frame = self.client.ledger.credits()
+        scope = {"environment": config.ledger_environment, "merchant_id": config.merchant_id}
+        self.client.ledger.refuse_unresolved_void(self.credit_picker.value, **scope)
+        frame = self.client.ledger.credits(**scope)
         row = frame[frame["credit_id"] == self.credit_picker.value]
         if row.empty:
             return
@@ -617,7 +636,8 @@ class IssueCreditApp(App):
             entry = self.client.ledger.credit(shown["reference"]) or {}
             rows.append({"Line": shown["line"], "Credit id": entry.get("credit_id") or "",
                          "Amount": entry.get("amount", ""), "Currency": entry.get("currency", ""),
-                         "Status": entry.get("status") or "", "Outcome": entry.get("outcome", ""),
+                         "Status": shown_status(entry.get("status"), entry["outcome"]) if entry else "",
+                         "Outcome": entry.get("outcome", ""),
                          "This run": shown["note"], "Reference": shown["reference"]})
         self.batch_result.value = table_html(pd.DataFrame(rows))
 
