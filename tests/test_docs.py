@@ -165,7 +165,7 @@ def test_the_sandbox_commands_run_as_docs_sandbox_md_says(workspace):
     """Start `reconkit sandbox` as written (on a free port), set the variables it prints, run the
     configuration block against it, then write its settlement with the command as written."""
     page = (ROOT / "docs" / "sandbox.md").read_text(encoding="utf-8")
-    serve = shell_command(page, ".venv/bin/reconkit sandbox --fault") + ["--port", "0"]
+    serve = [*shell_command(page, ".venv/bin/reconkit sandbox --fault"), "--port", "0"]
     env = _clean_env()
     server = subprocess.Popen(serve, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
