@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from .fetch import FetchResult
     from .ledger import Ledger
 
-__all__ = ["Client", "Resolution", "instrument_of", "same_origin_path"]
+__all__ = ["Client", "Resolution", "instrument_of", "own_link", "same_origin_path"]
 
 log = logging.getLogger("reconkit")
 
@@ -83,6 +83,9 @@ def _not_sent(exc: requests.RequestException) -> bool:
 
 
 _CREDITS = "/pts/v2/credits"
+_SELF_LINKS = (f"{_CREDITS}/{{id}}", "/tss/v2/transactions/{id}")
+"""What a credit's self link may be: the credit itself, or its Transaction Details."""
+_VOID_LINKS = (f"{_CREDITS}/{{id}}/voids",)
 _PLAIN_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")
 """What an amount typed as text may look like: Decimal also reads 1e3, 1_000, +5 and other digits."""
 _LINK = re.compile(r"/(?:pts|tss)(?:/[A-Za-z0-9_-]+)+")
@@ -104,6 +107,39 @@ def same_origin_path(href: object, name: str) -> str:
         raise CreditShapeError(f"the {name} link {href!r} is not a path on this host (/pts/... or /tss/...); "
                                "it was not followed and nothing was sent")
     return href
+
+
+def own_link(href: object, name: str, credit_id: object, allowed: Iterable[str]) -> str:
+    """``href`` when it is a path on this host naming the credit it came with, and nothing else.
+
+    A response's link is followed only to act on the credit asked about: a void link of credit A
+    that names ``/pts/v2/credits/B/voids`` would void B while the ledger says A was voided.
+
+    Parameters
+    ----------
+    href : object
+        The link from the response.
+    name : str
+        Which link (``"self"``, ``"void"``), for the message.
+    credit_id : object
+        The id of the credit the link came with.
+    allowed : iterable of str
+        Templates with ``{id}``: the paths the link may be.
+
+    Raises
+    ------
+    CreditShapeError
+        Naming the link and the credit; nothing is sent.
+    """
+    path = same_origin_path(href, name)
+    text = str(credit_id).strip() if credit_id is not None else ""
+    if not re.fullmatch(r"[0-9]{1,26}", text):
+        raise CreditShapeError(f"the credit's id {credit_id!r} is not a credit id (1-26 digits), so its {name} link "
+                               f"{path!r} was not followed and nothing was sent")
+    if path not in {template.format(id=text) for template in allowed}:
+        raise CreditShapeError(f"the {name} link {path!r} of credit {text} names another resource than that "
+                               "credit; it was not followed and nothing was sent")
+    return path
 
 
 def _credit_id(value: object) -> str:
@@ -510,21 +546,26 @@ class Client:
         NotFoundError
             Neither the self link nor Transaction Details knows the id (yet: TSS lags creation).
         CreditShapeError
-            The credit's self link is not a path on this host (nothing is sent).
+            The credit's self link is not a path on this host naming that credit (nothing is sent),
+            or the answer is another credit than the one asked for.
         """
         if isinstance(credit_or_id, Credit):
-            credit_id, href = credit_or_id.id, credit_or_id.self_href
+            href = own_link(credit_or_id.self_href, "self", credit_or_id.id, _SELF_LINKS)
+            credit_id = str(credit_or_id.id).strip()
         else:
             credit_id = _credit_id(credit_or_id)
             href = f"{_CREDITS}/{credit_id}"
-        href = same_origin_path(href, "self")
-        tss = same_origin_path(f"/tss/v2/transactions/{credit_id}", "Transaction Details")
+        tss = own_link(f"/tss/v2/transactions/{credit_id}", "Transaction Details", credit_id, _SELF_LINKS)
         try:
             body, response = self._get(href)
             source = "self_link"
         except NotFoundError:
             body, response = self._get(tss)
             source = "tss"
+        answered = body.get("id")
+        if answered is not None and str(answered).strip() != credit_id:
+            raise CreditShapeError(f"GET {href if source == 'self_link' else tss} answered with credit {answered!r} "
+                                   f"when credit {credit_id} was asked for; it was not taken for it")
         return Credit(body, source=source, http_status=response.status_code,
                       correlation_id=response.headers.get("v-c-correlation-id"))
 
@@ -546,7 +587,7 @@ class Client:
         UnresolvedVoidError
             An earlier void of this credit still has an unknown outcome (nothing is sent).
         CreditShapeError
-            The credit's void link is not a path on this host (nothing is sent).
+            The credit's void link is not a path on this host naming that credit (nothing is sent).
         ProductionGuardError
             Production without ``allow_production=True``.
         """
@@ -556,7 +597,8 @@ class Client:
         else:
             credit_id = _credit_id(credit_or_id)
             href = f"{_CREDITS}/{credit_id}/voids"
-        href = same_origin_path(href, "void")
+        href = own_link(href, "void", credit_id, _VOID_LINKS)
+        credit_id = str(credit_id).strip()
         self._guard("void_credit", href)
         scope = {"environment": self.config.base_url, "merchant_id": self.config.merchant_id}
         ledger = self.ledger

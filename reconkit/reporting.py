@@ -228,6 +228,9 @@ def download_report(client: Client, name: str, report_date: date | str, format: 
     try:
         _, data = _fetch(client, f"/reporting/v3/report-downloads?{query}", accept, whole)
     except NetworkError as failed:
+        if isinstance(failed.__cause__, requests.exceptions.ChunkedEncodingError):
+            raise IncompleteReportError(what, "its body ended before its Content-Length or chunked framing said, "
+                                              f"on each of {failed.attempts} attempts") from None
         raise NetworkError(f"{what}: {failed}", attempts=failed.attempts) from None
     except NotFoundError as missing:
         status = _report_status(client, name, day)

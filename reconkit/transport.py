@@ -176,11 +176,14 @@ def read(client: Client, method: str, path: str, *, data: bytes | None = None,
         attempt += 1
         wait: float | None = None
         error: ReconkitError
+        cause: BaseException | None = None
         try:
             response = client.session.request(method, url, data=data, headers=dict(headers or {}),
                                                timeout=client.timeout, allow_redirects=False)
         except requests.RequestException as exc:
             error = NetworkError(f"{method} {where} failed: {_failure(exc)}", attempts=attempt)
+            # Kept as the cause: a caller tells a body cut short (ChunkedEncodingError) from no answer.
+            cause = exc
         else:
             status = response.status_code
             location = redirect_location(response)
@@ -211,12 +214,12 @@ def read(client: Client, method: str, path: str, *, data: bytes | None = None,
             policy = policy.increment(method, url)
         except MaxRetryError:
             error.attempts = attempt  # type: ignore[attr-defined]
-            raise error from None
+            raise error from cause
         if wait is None:
             wait = client.backoff(attempt)
         if time.monotonic() + wait > deadline:
             error.attempts = attempt  # type: ignore[attr-defined]
-            raise error
+            raise error from cause
         time.sleep(wait)
 
 
