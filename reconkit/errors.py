@@ -214,9 +214,11 @@ class IncompleteReportError(ReconkitError):
     ----------
     report : str
         Which report: its name and date, or the purchase-and-refund window.
+    problem : str
+        What is wrong with it, in words.
     """
 
-    def __init__(self, report: str, problem: str) -> None:
+    def __init__(self, report: str, problem: str = "it did not arrive whole") -> None:
         self.report = report
         self.problem = problem
         super().__init__(f"{report} is incomplete: {problem}; nothing was returned or saved as complete.")
