@@ -11,6 +11,12 @@ Each saves exactly the bytes CyberSource sent under ``data_dir`` and returns
 ``source_line`` point into a file the analyst can open. A report that cannot be downloaded raises
 :class:`~reconkit.ReportNotReadyError` or :class:`~reconkit.NoReportDataError` (both :class:`~reconkit.NotFoundError`)
 saying which, from the report's status in ``GET /reporting/v3/reports``.
+
+Complete or an error: a download is kept only once its framing (``Content-Length`` or chunked
+transfer) proves it whole and it is well-formed XML or CSV ending on a whole record; a page walk
+only once every page was read, none repeated, and the offsets advanced. Otherwise
+:class:`~reconkit.IncompleteReportError` names the report and nothing is saved. Every request is a
+read through :func:`reconkit.transport.read` (retried, never redirected).
 """
 
 from __future__ import annotations
