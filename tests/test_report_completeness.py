@@ -14,6 +14,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reconkit import IncompleteReportError, NetworkError, read_settlement
 
@@ -286,3 +288,26 @@ def test_a_server_that_cannot_be_reached_is_a_network_error_naming_the_report(tm
     with client_for(url, tmp_path, max_retries=0) as client, pytest.raises(NetworkError) as info:
         client.download_report(REPORT, "2026-11-03", data_dir=tmp_path / "reports")
     assert f"report '{REPORT}' for report date 2026-11-03" in str(info.value)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cap=st.integers(1, TOTAL + 5), limit=st.integers(1, 2000), total=st.integers(1, TOTAL),
+       page_results=st.sampled_from(["count", "text", "missing"]))
+def test_any_cap_and_limit_read_each_entry_once(tmp_path_factory, cap, limit, total, page_results):
+    """Whatever the server's cap and the limit asked, each entry is read once, in order, and the
+    walk asks exactly one page past the last entry."""
+    ids = IDS[:total]
+
+    def respond(method, path, headers, body):
+        offset, asked = _asked(path)
+        page = ids[offset:offset + min(asked, cap)]
+        document = {"offset": offset, "limit": asked, **_entries(page)}
+        if page_results != "missing":
+            document["pageResults"] = len(page) if page_results == "count" else str(len(page))
+        return _json(document)
+
+    folder = tmp_path_factory.mktemp("prd")
+    with HostileServer(respond) as hostile, client_for(hostile.url, folder) as client:
+        frame = client.purchase_refund_details(*WINDOW, data_dir=folder / "reports", limit=limit)
+        assert hostile.count("GET") == math.ceil(total / min(cap, limit)) + 1
+    assert list(frame["request_id"]) == ids

@@ -15,6 +15,8 @@ from email.utils import format_datetime
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 
 import reconkit.client
 from reconkit import (
@@ -300,6 +302,12 @@ def _http_date(moment: datetime) -> str:
 ])
 def test_retry_after_is_read_or_left_to_the_backoff(header, expected):
     assert retry_after_seconds(header) == expected
+
+
+@given(st.text())
+def test_no_retry_after_header_escapes_the_loop(value):
+    wait = retry_after_seconds(value)
+    assert wait is None or (wait >= 0 and wait == wait and wait != float("inf"))
 
 
 def test_retry_after_as_a_future_http_date():
