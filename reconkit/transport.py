@@ -37,7 +37,8 @@ from .hosts import same_origin_url
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["RETRY_STATUSES", "Backoff", "NoRedirectSession", "read", "redirect_location", "retry_after_seconds"]
+__all__ = ["RETRY_STATUSES", "Backoff", "NoRedirectSession", "json_object", "read", "redirect_location",
+           "retry_after_seconds"]
 
 log = logging.getLogger("reconkit")
 
