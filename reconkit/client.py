@@ -1,22 +1,22 @@
 """``Client``: issue, read back and void CyberSource standalone credits.
 
-One pooled ``requests.Session``; every body is serialized once and the same bytes are signed
-and sent. Reads (GETs and the reference search) retry on 429/502/503/504 and transport errors
-with bounded exponential backoff and jitter; a credit POST is never resent, and a 5xx that is not
-CyberSource's own definite refusal leaves its outcome unknown until :meth:`Client.resolve_unknown`
-settles it. Links from responses are followed only as paths on the configured host, and money
-moves on a production host only with ``allow_production=True``.
+One pooled session that follows no redirect (:class:`reconkit.transport.NoRedirectSession`);
+every body is serialized once and the same bytes are signed and sent. Reads (GETs and the
+reference search) go through :func:`reconkit.transport.read`, retried on 429/502/503/504 and
+transport errors with bounded exponential backoff and jitter; a credit POST is never resent, and
+a 3xx, or a 5xx that is not CyberSource's own definite refusal, leaves its outcome unknown until
+:meth:`Client.resolve_unknown` settles it. A link from a response is followed only when it is a
+path on the configured host naming the credit asked about, and money moves on a production host
+only with ``allow_production=True``.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import random
 import re
 import threading
-import time
+import time  # noqa: F401  -- reads sleep with time.sleep (in .transport); callers patch it here
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,7 +35,6 @@ from .credit import Credit, Void, dig
 from .errors import (
     AmbiguousOutcomeError,
     AmbiguousVoidError,
-    ApiError,
     CreditShapeError,
     DeclinedError,
     InvalidRequestError,
@@ -44,8 +43,9 @@ from .errors import (
     ProductionGuardError,
     error_for_status,
 )
-from .hosts import production_host
+from .hosts import production_host, same_origin_url
 from .money import CURRENCIES, format_amount, parse_amount
+from .transport import Backoff, NoRedirectSession, json_object, read, redirect_location
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -53,26 +53,13 @@ if TYPE_CHECKING:
     from .fetch import FetchResult
     from .ledger import Ledger
 
-__all__ = ["Client", "Resolution", "instrument_of", "same_origin_path"]
+__all__ = ["Client", "Resolution", "instrument_of", "own_link", "same_origin_path"]
 
 log = logging.getLogger("reconkit")
 
-_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _USER_AGENT = "reconkit/0.1 (+python-requests)"
 _CARD_TYPES = {"visa": "001", "mastercard": "002", "amex": "003", "discover": "004", "diners": "005",
                "jcb": "007", "maestro": "042", "cup": "062"}
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
-            return None
-        return max(0.0, (parsed - datetime.now(UTC)).total_seconds())
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,6 +83,9 @@ def _not_sent(exc: requests.RequestException) -> bool:
 
 
 _CREDITS = "/pts/v2/credits"
+_SELF_LINKS = (f"{_CREDITS}/{{id}}", "/tss/v2/transactions/{id}")
+"""What a credit's self link may be: the credit itself, or its Transaction Details."""
+_VOID_LINKS = (f"{_CREDITS}/{{id}}/voids",)
 _PLAIN_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")
 """What an amount typed as text may look like: Decimal also reads 1e3, 1_000, +5 and other digits."""
 _LINK = re.compile(r"/(?:pts|tss)(?:/[A-Za-z0-9_-]+)+")
@@ -117,6 +107,39 @@ def same_origin_path(href: object, name: str) -> str:
         raise CreditShapeError(f"the {name} link {href!r} is not a path on this host (/pts/... or /tss/...); "
                                "it was not followed and nothing was sent")
     return href
+
+
+def own_link(href: object, name: str, credit_id: object, allowed: Iterable[str]) -> str:
+    """``href`` when it is a path on this host naming the credit it came with, and nothing else.
+
+    A response's link is followed only to act on the credit asked about: a void link of credit A
+    that names ``/pts/v2/credits/B/voids`` would void B while the ledger says A was voided.
+
+    Parameters
+    ----------
+    href : object
+        The link from the response.
+    name : str
+        Which link (``"self"``, ``"void"``), for the message.
+    credit_id : object
+        The id of the credit the link came with.
+    allowed : iterable of str
+        Templates with ``{id}``: the paths the link may be.
+
+    Raises
+    ------
+    CreditShapeError
+        Naming the link and the credit; nothing is sent.
+    """
+    path = same_origin_path(href, name)
+    text = str(credit_id).strip() if credit_id is not None else ""
+    if not re.fullmatch(r"[0-9]{1,26}", text):
+        raise CreditShapeError(f"the credit's id {credit_id!r} is not a credit id (1-26 digits), so its {name} link "
+                               f"{path!r} was not followed and nothing was sent")
+    if path not in {template.format(id=text) for template in allowed}:
+        raise CreditShapeError(f"the {name} link {path!r} of credit {text} names another resource than that "
+                               "credit; it was not followed and nothing was sent")
+    return path
 
 
 def _credit_id(value: object) -> str:
@@ -222,14 +245,13 @@ class Client:
         self.timeout = timeout
         self.max_retries = max_retries
         self.retry_deadline = retry_deadline
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self._random = random.Random(seed)
-        self._random_lock = threading.Lock()
+        self.backoff = Backoff(backoff_base, backoff_cap, seed)
+        """How long a read waits before its next attempt (full jitter); :func:`reconkit.transport.read` calls it."""
         self._ledger_arg = ledger
         self._ledger: Ledger | None = None
         self._ledger_lock = threading.Lock()
-        self.session = requests.Session()
+        # Follows no redirect, whatever a call asks; every call says allow_redirects=False too.
+        self.session: requests.Session = NoRedirectSession()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -264,8 +286,19 @@ class Client:
             return self._ledger
 
     # --- transport ---------------------------------------------------------------------
+    @property
+    def backoff_base(self) -> float:
+        """The first retry's longest wait in seconds (doubling each retry up to :attr:`backoff_cap`)."""
+        return self.backoff.base
+
+    @property
+    def backoff_cap(self) -> float:
+        """The longest wait between two attempts of a read, in seconds."""
+        return self.backoff.cap
+
     def _url(self, path: str) -> str:
-        return self.config.base_url + path
+        """The URL of ``path`` on this client's host; refused (nothing sent) if it would reach another."""
+        return same_origin_url(self.config.base_url, path)
 
     def _encode(self, body: Mapping[str, Any] | None) -> bytes | None:
         if body is None:
@@ -278,69 +311,26 @@ class Client:
         except ValueError:
             return None
 
-    def _raise_for(self, method: str, path: str, response: requests.Response, body: Any) -> None:
-        raise error_for_status(
-            response.status_code, body if body is not None else response.text[:500],
-            correlation_id=response.headers.get("v-c-correlation-id"), method=method, path=path,
-            retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
-        )
-
-    def _backoff(self, attempt: int) -> float:
-        with self._random_lock:
-            return self._random.uniform(0, min(self.backoff_cap, self.backoff_base * (2 ** attempt)))
-
     def _get(self, path: str) -> tuple[dict[str, Any], requests.Response]:
         """GET with bounded retries; returns the parsed JSON body and the response."""
         return self._read("GET", path)
 
     def _read(self, method: str, path: str, body: Mapping[str, Any] | None = None
               ) -> tuple[dict[str, Any], requests.Response]:
-        """A read (a GET, or a search POST that creates nothing) with bounded retries on 429/502/503/504
-        and transport errors; returns the parsed JSON body and the response."""
-        data = self._encode(body)
-        deadline = time.monotonic() + self.retry_deadline
-        attempt = 0
-        while True:
-            attempt += 1
-            wait: float | None = None
-            try:
-                response = self.session.request(method, self._url(path), data=data, timeout=self.timeout)
-                parsed = self._parse(response)
-                log.debug("%s %s -> %s (attempt %d)", method, path, response.status_code, attempt)
-                ok = 200 <= response.status_code < 300
-                if ok and isinstance(parsed, dict):
-                    return parsed, response
-                if response.status_code in _RETRY_STATUSES or ok:
-                    error: Exception = error_for_status(
-                        response.status_code if not ok else 502,
-                        parsed if parsed is not None else {"reason": "BAD_RESPONSE",
-                                                           "message": "the response body was not JSON"},
-                        correlation_id=response.headers.get("v-c-correlation-id"), method=method, path=path,
-                        retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
-                    )
-                    wait = getattr(error, "retry_after", None)
-                else:
-                    try:
-                        self._raise_for(method, path, response, parsed)
-                    except ApiError as exc:
-                        exc.attempts = attempt  # type: ignore[attr-defined]
-                        raise
-            except requests.RequestException as exc:
-                log.debug("%s %s -> %s (attempt %d)", method, path, type(exc).__name__, attempt)
-                error = NetworkError(f"{method} {path} failed: {type(exc).__name__}", attempts=attempt)
-            if wait is None:
-                wait = self._backoff(attempt)
-            if attempt > self.max_retries or time.monotonic() + wait > deadline:
-                error.attempts = attempt  # type: ignore[attr-defined]
-                raise error
-            time.sleep(wait)
+        """A read (a GET, or a search POST that creates nothing) through :func:`reconkit.transport.read`;
+        a 2xx whose body is not a JSON object is retried like a 502. Returns the parsed body and the
+        response."""
+        response, parsed = read(self, method, path, data=self._encode(body), check=json_object(method, path))
+        assert parsed is not None
+        return parsed, response
 
     def _post(self, path: str, body: Mapping[str, Any], *, reference_code: str | None,
               transaction_id: str | None) -> tuple[int, Any, requests.Response]:
         """POST exactly once. Raises AmbiguousOutcomeError when it may have been processed."""
         data = self._encode(body)
+        url = self._url(path)
         try:
-            response = self.session.post(self._url(path), data=data, timeout=self.timeout)
+            response = self.session.post(url, data=data, timeout=self.timeout, allow_redirects=False)
         except requests.RequestException as exc:
             log.info("POST %s -> %s", path, type(exc).__name__)
             if _not_sent(exc):
@@ -349,8 +339,16 @@ class Client:
             raise AmbiguousOutcomeError(
                 f"POST {path} got no answer ({type(exc).__name__}).", reference_code=reference_code,
                 transaction_id=transaction_id, path=path) from None
-        parsed = self._parse(response)
         log.info("POST %s -> %s", path, response.status_code)
+        location = redirect_location(response)
+        if location is not None:
+            # The POST arrived and was answered; what came of it is not known, and the redirect is
+            # not followed (it would re-send the signed body, or turn it into a GET, elsewhere).
+            target = f"to {location!r}" if location else "without a Location"
+            raise AmbiguousOutcomeError(
+                f"POST {path} answered HTTP {response.status_code} redirecting {target}, which was not followed.",
+                reference_code=reference_code, transaction_id=transaction_id, path=path)
+        parsed = self._parse(response)
         if 200 <= response.status_code < 300 and not isinstance(parsed, dict):
             raise AmbiguousOutcomeError(
                 f"POST {path} answered HTTP {response.status_code} with an unreadable body.",
@@ -548,21 +546,26 @@ class Client:
         NotFoundError
             Neither the self link nor Transaction Details knows the id (yet: TSS lags creation).
         CreditShapeError
-            The credit's self link is not a path on this host (nothing is sent).
+            The credit's self link is not a path on this host naming that credit (nothing is sent),
+            or the answer is another credit than the one asked for.
         """
         if isinstance(credit_or_id, Credit):
-            credit_id, href = credit_or_id.id, credit_or_id.self_href
+            href = own_link(credit_or_id.self_href, "self", credit_or_id.id, _SELF_LINKS)
+            credit_id = str(credit_or_id.id).strip()
         else:
             credit_id = _credit_id(credit_or_id)
             href = f"{_CREDITS}/{credit_id}"
-        href = same_origin_path(href, "self")
-        tss = same_origin_path(f"/tss/v2/transactions/{credit_id}", "Transaction Details")
+        tss = own_link(f"/tss/v2/transactions/{credit_id}", "Transaction Details", credit_id, _SELF_LINKS)
         try:
             body, response = self._get(href)
             source = "self_link"
         except NotFoundError:
             body, response = self._get(tss)
             source = "tss"
+        answered = body.get("id")
+        if answered is not None and str(answered).strip() != credit_id:
+            raise CreditShapeError(f"GET {href if source == 'self_link' else tss} answered with credit {answered!r} "
+                                   f"when credit {credit_id} was asked for; it was not taken for it")
         return Credit(body, source=source, http_status=response.status_code,
                       correlation_id=response.headers.get("v-c-correlation-id"))
 
@@ -584,7 +587,7 @@ class Client:
         UnresolvedVoidError
             An earlier void of this credit still has an unknown outcome (nothing is sent).
         CreditShapeError
-            The credit's void link is not a path on this host (nothing is sent).
+            The credit's void link is not a path on this host naming that credit (nothing is sent).
         ProductionGuardError
             Production without ``allow_production=True``.
         """
@@ -594,7 +597,8 @@ class Client:
         else:
             credit_id = _credit_id(credit_or_id)
             href = f"{_CREDITS}/{credit_id}/voids"
-        href = same_origin_path(href, "void")
+        href = own_link(href, "void", credit_id, _VOID_LINKS)
+        credit_id = str(credit_id).strip()
         self._guard("void_credit", href)
         scope = {"environment": self.config.ledger_environment, "merchant_id": self.config.merchant_id}
         ledger = self.ledger

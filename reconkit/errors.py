@@ -10,6 +10,7 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
     ├── UnresolvedVoidError         a credit's earlier void is still unknown: look it up first
     ├── DuplicateReferenceError     a reference code already names an earlier credit in the ledger
     ├── NetworkError                the server could not be reached or kept failing (GETs only)
+    ├── IncompleteReportError       a downloaded or paged report did not arrive whole
     ├── SettlementFormatError       a settlement file cannot be read (file, line, column, failures)
     ├── CreditShapeError            a JSON document given as a credit is not one (also a ValueError)
     ├── ReconciliationError         the engine's own invariants failed (rows in != rows out)
@@ -21,6 +22,7 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
         ├── NotFoundError           404 (and 405 for an unsupported self link)
         │   ├── ReportNotReadyError a Reporting API report exists but is not generated yet
         │   └── NoReportDataError   CyberSource has nothing for that report date or window
+        ├── RedirectError           3xx to a read: never followed, nothing more sent
         ├── RateLimitError          429
         ├── ServerError             5xx
         └── DeclinedError           201 with ``status: DECLINED`` and ``errorInformation``
@@ -48,6 +50,7 @@ __all__ = [
     "CreditShapeError",
     "DeclinedError",
     "DuplicateReferenceError",
+    "IncompleteReportError",
     "InvalidRequestError",
     "NetworkError",
     "NoReportDataError",
@@ -56,6 +59,7 @@ __all__ = [
     "RateLimitError",
     "ReconciliationError",
     "ReconkitError",
+    "RedirectError",
     "ReportNotReadyError",
     "ServerError",
     "SettlementFormatError",
@@ -197,6 +201,27 @@ class NetworkError(ReconkitError):
     def __init__(self, message: str, *, attempts: int = 1) -> None:
         self.attempts = attempts
         super().__init__(message)
+
+
+class IncompleteReportError(ReconkitError):
+    """A report from the Reporting API did not arrive whole: a body shorter or longer than its
+    ``Content-Length``, a body with no framing to check it by, XML that is not well-formed, CSV
+    that ends mid-record, pages that repeat or do not advance, or more pages than the budget.
+
+    Nothing of it is returned, and nothing is saved as if it were complete.
+
+    Attributes
+    ----------
+    report : str
+        Which report: its name and date, or the purchase-and-refund window.
+    problem : str
+        What is wrong with it, in words.
+    """
+
+    def __init__(self, report: str, problem: str = "it did not arrive whole") -> None:
+        self.report = report
+        self.problem = problem
+        super().__init__(f"{report} is incomplete: {problem}; nothing was returned or saved as complete.")
 
 
 class SettlementFormatError(ReconkitError):
@@ -351,6 +376,22 @@ class ReportNotReadyError(NotFoundError):
 
 class NoReportDataError(NotFoundError):
     """CyberSource has nothing for that report date or time window."""
+
+
+class RedirectError(ApiError):
+    """A 3xx answer to a read. reconkit follows no redirect: nothing more was sent.
+
+    Attributes
+    ----------
+    location : str
+        The ``Location`` the server named (empty when it named none).
+    """
+
+    def __init__(self, http_status: int, location: str, **kw: Any) -> None:
+        self.location = location
+        target = f"to {location!r}" if location else "without a Location"
+        super().__init__(http_status, {"reason": "REDIRECT", "message": (
+            f"the server redirected {target}; reconkit follows no redirect, so nothing more was sent")}, **kw)
 
 
 class RateLimitError(ApiError):

@@ -20,7 +20,8 @@ import idna
 import requests
 from urllib3.util import parse_url
 
-__all__ = ["PRODUCTION_DOMAIN", "TEST_HOSTS", "is_production_host", "production_host", "request_host"]
+__all__ = ["PRODUCTION_DOMAIN", "TEST_HOSTS", "is_production_host", "origin", "production_host", "request_host",
+           "same_origin_url"]
 
 PRODUCTION_DOMAIN = "cybersource.com"
 TEST_HOSTS = frozenset({"apitest.cybersource.com"})
@@ -83,3 +84,41 @@ def production_host(url: str) -> str | None:
         if is_production_host(host):
             return host
     return None
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` that ``requests`` connects to for ``url``, or None when it would
+    refuse the URL (the port is the scheme's default when none is given)."""
+    prepared = requests.PreparedRequest()
+    try:
+        prepared.prepare_url(url, None)
+        parts = parse_url(prepared.url)
+    except (requests.RequestException, ValueError):
+        return None
+    scheme = (parts.scheme or "").lower()
+    if not parts.host or scheme not in _DEFAULT_PORTS:
+        return None
+    return scheme, _normalize(parts.host), parts.port or _DEFAULT_PORTS[scheme]
+
+
+def same_origin_url(base_url: str, path: str) -> str:
+    """``base_url + path``, once the URL the HTTP stack prepares from it is proved to reach the
+    base URL's scheme, host and port.
+
+    Raises
+    ------
+    CreditShapeError
+        Naming the path and where it would have gone; nothing is sent.
+    """
+    from .errors import CreditShapeError
+
+    url = base_url + path
+    there, here = origin(url), origin(base_url)
+    if there is None or there != here:
+        where = f"{there[0]}://{there[1]}:{there[2]}" if there else "nowhere requests would send it"
+        raise CreditShapeError(f"the path {path!r} would reach {where}, not {base_url}; it was not followed and "
+                               "nothing was sent")
+    return url

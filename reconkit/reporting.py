@@ -11,23 +11,35 @@ Each saves exactly the bytes CyberSource sent under ``data_dir`` and returns
 ``source_line`` point into a file the analyst can open. A report that cannot be downloaded raises
 :class:`~reconkit.ReportNotReadyError` or :class:`~reconkit.NoReportDataError` (both :class:`~reconkit.NotFoundError`)
 saying which, from the report's status in ``GET /reporting/v3/reports``.
+
+Complete or an error: a download is kept only once its framing (``Content-Length`` or chunked
+transfer) proves it whole and it is well-formed XML or CSV ending on a whole record; a page walk
+only once every page was read, none repeated, and the offsets advanced. Otherwise
+:class:`~reconkit.IncompleteReportError` names the report and nothing is saved. Every request is a
+read through :func:`reconkit.transport.read` (retried, never redirected).
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import json
 import os
+import re
 import tempfile
-import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
+from xml.parsers import expat
 
 import requests
 
-from .client import _RETRY_STATUSES, _retry_after_seconds
-from .errors import NetworkError, NoReportDataError, NotFoundError, ReconkitError, ReportNotReadyError, error_for_status
+from .errors import IncompleteReportError, NetworkError, NoReportDataError, NotFoundError, ReportNotReadyError
 from .settlement import read_settlement
+from .transport import json_object, read
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,9 +80,26 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_REPORT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_DEFAULT_MAX_PAGES = 5000
+"""The most pages one pull walks (10 million rows at the largest page size)."""
+
+
+def _report_name(name: object) -> str:
+    """``name`` when it can only name a file inside ``data_dir`` (it is part of the saved file's name)."""
+    if not isinstance(name, str) or not _REPORT_NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f"report name {name!r} may hold only letters, digits, '_', '.' and '-' (and be neither "
+                         "'.' nor '..'): it names the file the report is saved as; nothing was sent")
+    return name
+
+
 def _save(folder: Path, files: dict[str, bytes]) -> list[Path]:
     """Write every file or none: each goes to a temporary name first, then replaces its target."""
     folder.mkdir(parents=True, exist_ok=True)
+    home = folder.resolve()
+    for name in files:  # the names are checked where they are made; this proves it
+        if (home / name).resolve().parent != home:
+            raise ValueError(f"{name!r} would be saved outside {folder}; nothing was written")
     staged: list[tuple[str, Path]] = []
     try:
         for name, data in files.items():
@@ -90,46 +119,69 @@ def _save(folder: Path, files: dict[str, bytes]) -> list[Path]:
     return targets
 
 
-def _fetch(client: Client, path: str, accept: str) -> requests.Response:
-    """GET with an ``Accept`` header, retried like the client's other GETs (429/502/503/504 and
-    transport errors, bounded backoff, re-signed each time); another error status raises at once."""
-    deadline = time.monotonic() + client.retry_deadline
-    attempt = 0
-    while True:
-        attempt += 1
-        error: ReconkitError
-        try:
-            response = client.session.get(client.config.base_url + path, headers={"Accept": accept},
-                                          timeout=client.timeout)
-        except requests.RequestException as exc:
-            error = NetworkError(f"GET {path} failed: {type(exc).__name__}", attempts=attempt)
-        else:
-            if response.status_code == 200:
-                return response
-            try:
-                body: Any = response.json()
-            except ValueError:
-                body = response.text[:500]
-            error = error_for_status(response.status_code, body, method="GET", path=path.split("?")[0],
-                                     correlation_id=response.headers.get("v-c-correlation-id"),
-                                     retry_after=_retry_after_seconds(response.headers.get("Retry-After")))
-            if response.status_code not in _RETRY_STATUSES:
-                raise error
-        wait = getattr(error, "retry_after", None) or client._backoff(attempt)
-        if attempt > client.max_retries or time.monotonic() + wait > deadline:
-            raise error
-        time.sleep(wait)
+def _framed(response: requests.Response, what: str) -> bytes:
+    """The body, once its framing proves it whole: a ``Content-Length`` it matches, or chunked
+    transfer (whose last chunk urllib3 insists on). A body that simply ends where the connection
+    closed cannot be told from one cut short, so it is refused."""
+    data = response.content
+    length = response.headers.get("Content-Length")
+    chunked = "chunked" in response.headers.get("Transfer-Encoding", "").lower()
+    if length is None:
+        if not chunked:
+            raise IncompleteReportError(what, "the server sent it without a Content-Length or chunked framing, so "
+                                              "whether it arrived whole cannot be checked")
+        return data
+    if not length.strip().isdigit():
+        raise IncompleteReportError(what, f"its Content-Length {length!r} is not a byte count")
+    if not response.headers.get("Content-Encoding") and len(data) != int(length):
+        raise IncompleteReportError(what, f"{len(data)} bytes arrived where Content-Length said {int(length)}")
+    return data
+
+
+def _well_formed_xml(data: bytes, what: str) -> None:
+    parser = expat.ParserCreate()
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError as exc:
+        raise IncompleteReportError(what, f"it is not well-formed XML ({expat.ErrorString(exc.code)} at line "
+                                          f"{exc.lineno}, character {exc.offset + 1})") from None
+
+
+def _whole_csv(data: bytes, what: str) -> None:
+    """A CSV report ends with a complete record: a line break after its last field, no quote left
+    open, and as many fields in its last record as in its header (the second line: the first is
+    the report's title)."""
+    if not data.strip():
+        raise IncompleteReportError(what, "the CSV is empty")
+    if not data.endswith(b"\n"):
+        raise IncompleteReportError(what, "the CSV ends mid-record (no line break after its last field)")
+    text = data.decode("utf-8-sig", errors="replace")
+    try:
+        records = [row for row in csv.reader(io.StringIO(text, newline=""), strict=True) if row]
+    except csv.Error as exc:
+        raise IncompleteReportError(what, f"the CSV ends mid-record ({exc})") from None
+    if len(records) > 2 and len(records[-1]) != len(records[1]):
+        raise IncompleteReportError(what, f"the CSV's last record has {len(records[-1])} fields where its header "
+                                          f"has {len(records[1])}: it ends mid-record")
+
+
+def _fetch(client: Client, path: str, accept: str,
+           check: Callable[[requests.Response], Any] | None = None) -> tuple[requests.Response, Any]:
+    """A read through :func:`reconkit.transport.read` with an ``Accept`` header."""
+    return read(client, "GET", path, headers={"Accept": accept}, check=check)
 
 
 def _report_status(client: Client, name: str, day: date) -> str | None:
     """The status of the daily report that ends at ``day``'s start, from ``GET /reporting/v3/reports``."""
     query = urlencode({"startTime": f"{day - timedelta(days=1)}T00:00:00Z", "endTime": f"{day}T00:00:00Z",
                        "timeQueryType": "reportTimeFrame", "reportName": name})
+    path = f"/reporting/v3/reports?{query}"
     try:
-        listing = _fetch(client, f"/reporting/v3/reports?{query}", "application/hal+json").json()
+        _, listing = _fetch(client, path, "application/hal+json", json_object("GET", path))
     except NotFoundError:
         return None
-    statuses = [r.get("status") for r in listing.get("reportSearchResults") or [] if r.get("reportName") == name]
+    results = listing.get("reportSearchResults") or []
+    statuses = [r.get("status") for r in results if isinstance(r, dict) and r.get("reportName") == name]
     return str(statuses[-1]) if statuses else None
 
 
@@ -159,19 +211,36 @@ def download_report(client: Client, name: str, report_date: date | str, format: 
     ------
     ReportNotReadyError, NoReportDataError
         CyberSource answered 404; the report's status tells which.
+    IncompleteReportError
+        The body did not arrive whole (its ``Content-Length`` or framing, XML that is not
+        well-formed, CSV that ends mid-record), after the retries; nothing is saved.
+    ValueError
+        A report name that is not only ``[A-Za-z0-9_.-]`` (it names the saved file); nothing is sent.
     ApiError, NetworkError
     """
+    name = _report_name(name)
     if format not in _MIME:
         raise ValueError(f"format must be 'csv' or 'xml', not {format!r}")
     day = _iso_date(report_date, "report_date")
     accept, reader_format = _MIME[format]
+    what = f"report {name!r} for report date {day}"
     query = urlencode({"reportDate": day.isoformat(), "reportName": name})
+
+    def whole(response: requests.Response) -> bytes:
+        data = _framed(response, what)
+        (_well_formed_xml if format == "xml" else _whole_csv)(data, what)
+        return data
+
     try:
-        response = _fetch(client, f"/reporting/v3/report-downloads?{query}", accept)
+        _, data = _fetch(client, f"/reporting/v3/report-downloads?{query}", accept, whole)
+    except NetworkError as failed:
+        if isinstance(failed.__cause__, requests.exceptions.ChunkedEncodingError):
+            raise IncompleteReportError(what, "its body ended before its Content-Length or chunked framing said, "
+                                              f"on each of {failed.attempts} attempts") from None
+        raise NetworkError(f"{what}: {failed}", attempts=failed.attempts) from None
     except NotFoundError as missing:
         status = _report_status(client, name, day)
         kind = NoReportDataError if status in (None, "NO_DATA") else ReportNotReadyError
-        what = f"report {name!r} for report date {day}"
         reason = "has no data" if status == "NO_DATA" else ("was not found" if status is None
                                                              else f"is not ready yet (status {status})")
         error = kind(missing.http_status, {"reason": missing.reason, "message": f"The {what} {reason}"},
@@ -179,13 +248,13 @@ def download_report(client: Client, name: str, report_date: date | str, format: 
         error.report_status = status  # type: ignore[attr-defined]
         raise error from None
     folder = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
-    [path] = _save(folder, {f"{name}_{day}.{format}": response.content})
+    [path] = _save(folder, {f"{name}_{day}.{format}": data})
     return read_settlement(path, reader_format)
 
 
 def purchase_refund_details(client: Client, start: datetime | str, end: datetime | str, *,
                             data_dir: str | os.PathLike[str] | None = None, view_by: str = "requestDate",
-                            limit: int = _PAGE_LIMIT) -> pd.DataFrame:
+                            limit: int = _PAGE_LIMIT, max_pages: int = _DEFAULT_MAX_PAGES) -> pd.DataFrame:
     """Pull the purchase-and-refund details of ``[start, end)``, every page, and read them as settlement.
 
     Parameters
@@ -197,8 +266,11 @@ def purchase_refund_details(client: Client, start: datetime | str, end: datetime
         pages of an earlier pull of the same window are replaced.
     view_by : {"requestDate", "submissionDate"}
     limit : int
-        Page size, 1 to 2000. Pages are requested until one comes back shorter than ``limit``
-        (the response carries no total).
+        Page size asked for, 1 to 2000. The server may answer fewer per page (it caps them):
+        pages are requested, each at the offset after the entries received so far, until one
+        comes back empty (the response carries no total), or a 404 follows a short page.
+    max_pages : int
+        The most pages walked before the pull is refused as runaway.
 
     Returns
     -------
@@ -210,6 +282,11 @@ def purchase_refund_details(client: Client, start: datetime | str, end: datetime
     ------
     NoReportDataError
         CyberSource has no purchases or refunds in the window (404).
+    IncompleteReportError
+        The pages do not add up: a page repeats an earlier one or its requests, answers another
+        offset than asked, says ``pageResults`` other than the entries it carries, holds more
+        than ``limit``, a 404 follows a full page, or the pages pass ``max_pages``. Nothing is
+        returned or saved.
     ApiError, NetworkError
     """
     begin, finish = _instant(start, "start"), _instant(end, "end")
@@ -217,29 +294,83 @@ def purchase_refund_details(client: Client, start: datetime | str, end: datetime
         raise ValueError(f"end ({finish.isoformat()}) must be after start ({begin.isoformat()})")
     if not 1 <= limit <= _PAGE_LIMIT:
         raise ValueError(f"limit must be between 1 and {_PAGE_LIMIT}, not {limit}")
+    if max_pages < 1:
+        raise ValueError(f"max_pages must be at least 1, not {max_pages}")
+    what = f"the purchase-and-refund details of {_stamp(begin)} to {_stamp(finish)}"
     stem = f"purchase_refund_details_{_stamp(begin).replace(':', '')}_{_stamp(finish).replace(':', '')}"
-    pages: dict[str, bytes] = {}
-    offset = 0
-    while True:
-        query = urlencode({"startTime": _stamp(begin), "endTime": _stamp(finish), "viewBy": view_by,
-                           "offset": offset, "limit": limit})
-        try:
-            body, response = client._get(f"/reporting/v3/purchase-refund-details?{query}")
-        except NotFoundError as missing:
-            if pages:  # a later page vanishing is not "no data": the pull is incomplete
-                raise
-            raise NoReportDataError(missing.http_status, missing.body, correlation_id=missing.correlation_id,
-                                    method="GET", path="/reporting/v3/purchase-refund-details") from None
-        count = int(body.get("pageResults") or 0)
-        if count == 0 and pages:
-            break
-        pages[f"{stem}_p{len(pages) + 1:03d}.json"] = response.content
-        if count < limit:
-            break
-        offset += limit
+    pages = _walk(client, begin, finish, view_by=view_by, limit=limit, max_pages=max_pages, stem=stem, what=what)
     folder = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
     paths = _save(folder, pages)
     for stale in folder.glob(f"{stem}_p*.json"):  # pages of an earlier, longer pull of the same window
         if stale.name not in pages:
             stale.unlink()
     return read_settlement(paths, "purchase_refund_json")
+
+
+def _count(value: object) -> int | None:
+    """A non-negative count from JSON (an int, or digits as text), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _walk(client: Client, begin: datetime, finish: datetime, *, view_by: str, limit: int, max_pages: int,
+          stem: str, what: str) -> dict[str, bytes]:
+    """Every page of the window, by file name, proved to add up (see :func:`purchase_refund_details`)."""
+    path = "/reporting/v3/purchase-refund-details"
+    pages: dict[str, bytes] = {}
+    seen_pages: set[str] = set()
+    seen_requests: set[str] = set()
+    offset, last = 0, 0
+    while True:
+        if len(pages) >= max_pages:
+            raise IncompleteReportError(what, f"it has more than {max_pages} pages of up to {limit} entries (the "
+                                              "page budget); ask for a larger limit or max_pages, or a shorter window")
+        query = urlencode({"startTime": _stamp(begin), "endTime": _stamp(finish), "viewBy": view_by,
+                           "offset": offset, "limit": limit})
+        try:
+            response, body = _fetch(client, f"{path}?{query}", "application/hal+json",
+                                    json_object("GET", path))
+        except NotFoundError as missing:
+            if not pages:
+                raise NoReportDataError(missing.http_status, missing.body, correlation_id=missing.correlation_id,
+                                        method="GET", path=path) from None
+            if last < limit:  # a short page, then nothing: the end as CyberSource says it
+                break
+            raise IncompleteReportError(what, f"the page at offset {offset} answered 404 after a full page, so "
+                                              "the pages may not all have been read") from missing
+        entries = body.get("settlements", [])
+        if not isinstance(entries, list):
+            raise IncompleteReportError(what, f"the page at offset {offset} has no list of settlements")
+        count = len(entries)
+        if "offset" in body and _count(body["offset"]) != offset:
+            raise IncompleteReportError(what, f"the page asked for at offset {offset} says it is at offset "
+                                              f"{body['offset']!r}: the walk would not advance")
+        if "pageResults" in body and _count(body["pageResults"]) != count:
+            raise IncompleteReportError(what, f"the page at offset {offset} says pageResults {body['pageResults']!r} "
+                                              f"but carries {count} settlements")
+        if count > limit:
+            raise IncompleteReportError(what, f"the page at offset {offset} carries {count} settlements, more than "
+                                              f"the {limit} asked for")
+        if count == 0:
+            if not pages:  # nothing at all: kept, so the frame says so from a file
+                pages[f"{stem}_p001.json"] = response.content
+            break
+        digest = hashlib.sha256(json.dumps({k: v for k, v in body.items() if k not in ("offset", "limit")},
+                                           sort_keys=True, default=str).encode()).hexdigest()
+        requests_here = {str(e["requestId"]) for e in entries if isinstance(e, dict) and e.get("requestId")}
+        again = sorted(requests_here & seen_requests)
+        if digest in seen_pages or again:
+            shown = ", ".join(again[:3]) + (" ..." if len(again) > 3 else "")
+            raise IncompleteReportError(what, f"the page at offset {offset} repeats an earlier page"
+                                              f"{f' (requests {shown})' if again else ''}: the walk would not "
+                                              "advance through the window")
+        seen_pages.add(digest)
+        seen_requests |= requests_here
+        pages[f"{stem}_p{len(pages) + 1:03d}.json"] = response.content
+        offset, last = offset + count, count
+    return pages
