@@ -117,7 +117,7 @@ def test_no_request_follows_a_redirect(operation, status, where, trap, tmp_path)
             message = str(info.value)
             assert f"HTTP {status}" in message and location in message
             assert hostile.count() == seen and hostile.count(method, redirected) == 1  # one, never resent
-            scope = {"environment": client.config.base_url, "merchant_id": client.config.merchant_id}
+            scope = {"environment": client.config.ledger_environment, "merchant_id": client.config.merchant_id}
             if operation == "create":
                 row = client.ledger.credit("redirected-1")
                 assert (row["outcome"], row["credit_id"]) == ("unknown_outcome", None)
@@ -187,7 +187,7 @@ def test_a_redirected_post_that_was_carried_out_is_resolved_by_lookup(action, st
     with ForwardingProxy(sandbox.url, intercept) as proxy:
         config = replace(sandbox.config, environment=proxy.url)
         with Client(config, ledger=str(tmp_path / "l.sqlite3"), clock=sandbox.now, backoff_base=0.01) as client:
-            scope = {"environment": client.config.base_url, "merchant_id": client.config.merchant_id}
+            scope = {"environment": client.config.ledger_environment, "merchant_id": client.config.merchant_id}
             if action == "create":
                 with pytest.raises(AmbiguousOutcomeError):
                     client.create_credit("4.50", "EUR", card=CARD, reference_code="r-3xx", transaction_id="t-3xx")
@@ -239,7 +239,7 @@ def test_a_link_naming_another_credit_is_not_followed(link, href, client, sandbo
         else:
             client.get_credit(Credit(raw))
     assert len(sandbox.requests) == before
-    scope = {"environment": client.config.base_url, "merchant_id": client.config.merchant_id}
+    scope = {"environment": client.config.ledger_environment, "merchant_id": client.config.merchant_id}
     assert client.ledger.void(credit.id, **scope) is None and client.ledger.void(other.id, **scope) is None
     assert {c["id"]: c["status"] for c in sandbox.credits()} == {credit.id: "PENDING", other.id: "PENDING"}
     assert trap.connections == []
