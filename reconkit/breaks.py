@@ -195,7 +195,10 @@ class Break:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (notes as dicts)."""
-        return dataclasses.asdict(self)
+        # Field by field: dataclasses.asdict deep-copies every value, the larger part of recording a run.
+        values = {name: getattr(self, name) for name in _BREAK_FIELDS}
+        values["notes"] = tuple({"at": n.at, "author": n.author, "text": n.text} for n in self.notes)
+        return values
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Break:
@@ -204,6 +207,8 @@ class Break:
         values["notes"] = tuple(Note(**n) for n in values.get("notes", ()))
         return cls(**values)
 
+
+_BREAK_FIELDS = tuple(f.name for f in dataclasses.fields(Break))
 
 _OBSERVED = ("outcome", "amount_at_risk", "currency", "detail")
 
@@ -602,7 +607,7 @@ def _plan(seen: pd.DataFrame, current: Mapping[str, Break]) -> tuple[list[dict[s
     reappearances and changes of the breaks it sees, then the clearing of open breaks it now
     sees as no break."""
     breaks = seen[seen["is_break"]].to_dict("records")
-    others = seen[~seen["is_break"]].drop_duplicates("key").set_index("key")
+    others = seen[~seen["is_break"]].drop_duplicates("key").set_index("key").to_dict("index")
     steps = []
     for row in breaks:
         before = current.get(row["key"])
@@ -614,9 +619,9 @@ def _plan(seen: pd.DataFrame, current: Mapping[str, Break]) -> tuple[list[dict[s
             steps.append(_Step("changed", row["key"], row, before))
     break_keys = {row["key"] for row in breaks}
     for key, before in current.items():
-        if before.closed or key in break_keys or key not in others.index:
+        if before.closed or key in break_keys or key not in others:
             continue
-        row = others.loc[key]
+        row = others[key]
         steps.append(_Step("cleared", key, {"outcome": str(row["outcome"]), "side": row["side"],
                                             "credit_id": _text(row["credit_id"]),
                                             **{k: _text(row[k]) for k in _OBSERVED}}, before))
