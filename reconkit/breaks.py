@@ -15,6 +15,23 @@ Statuses::
 A later run that matches a break closes it by itself (actor ``reconkit``): a
 ``MISSING_PENDING`` credit that settled becomes a ``timing_difference`` with reason
 ``SETTLED``.
+
+The book is a control:
+
+- **Checked intake.** :meth:`BreakBook.preview` says what a run would do (breaks opened and
+  cleared, with their amounts at risk per currency) and checks the settlement's merchant ids,
+  its batch dates and what the run changes; :meth:`BreakBook.record` refuses a run that fails a
+  check (:class:`~reconkit.errors.IntakeError`) unless ``override="why"`` is given, which is
+  kept with the run and in the audit.
+- **Withdrawable runs.** :meth:`BreakBook.withdraw` appends events that put every break the
+  run touched back as it was before the run; the latest standing run only.
+- **Tamper evidence.** Every event is chained to the one before by SHA-256
+  (:mod:`reconkit.breakbook_store`); :meth:`BreakBook.verify` recomputes the chain and the
+  derived state and checks the log's guard triggers. Recording, every action and withdrawing
+  refuse to act on a book that fails it (:class:`~reconkit.errors.BookIntegrityError`);
+  reading and :meth:`BreakBook.export_audit` still work, so what is there can be exported.
+- **Identities.** Names are compared as :mod:`reconkit.identity` says (NFKC, case fold, no
+  invisible characters or accents, one script), and the OS login is kept beside each action.
 """
 
 from __future__ import annotations
@@ -886,7 +903,7 @@ class BreakBook:
             run_parameters = {**result.parameters, **(parameters or {}), "intake": intake}
             run_id = store.add_run(self.analyst, as_of, run_parameters, run_inputs)
             if failed:
-                store.append(f"run:{run_id}", "intake_overridden", display_name(self.analyst, what="analyst"),
+                store.append(f"run:{run_id}", "intake_overridden", self._actor(None),
                              {"note": str(override).strip(), "login": os_login(),
                               "failed": "; ".join(f"{c.name}: {c.message}" for c in failed)}, run_id)
             cleared = []
