@@ -888,7 +888,7 @@ class BreakBook:
         as_of = pd.Timestamp(result.parameters["as_of"]).isoformat()
         files = _file_inputs(inputs)
         run_inputs = {"files": files, "credits": int((seen["side"] == "credit").sum()),
-                      "settlement_rows": len(result.settlement)}
+                      "settlement_rows": len(result.settlement), "login": os_login()}
         store = self._store
         with store.transaction():
             self._guard()
