@@ -1383,15 +1383,17 @@ class BreakBook:
 
     # --- comparing and aging -----------------------------------------------------------
     def diff(self, run_a: int | None = None, run_b: int | None = None) -> BreakDiff:
-        """What changed between two runs (default: the last two)."""
+        """What changed between two runs (default: the last two not withdrawn; what a withdrawn
+        run between them cleared does not count)."""
         b = self._run(run_b)
         a = self._run(run_a, offset=-2) if run_a is not None or run_b is None else self._previous(b)
         if a.run_id >= b.run_id:
             raise BreakBookError(f"run {a.run_id} is not before run {b.run_id}")
         obs_a = {o[0]: o for o in self._store.observations(a.run_id) if o[1]}
         obs_b = {o[0]: o for o in self._store.observations(b.run_id)}
-        cleared_between = {e.key: e for e in self._store.events() if e.kind == "cleared"
-                           and e.run_id is not None and a.run_id < e.run_id <= b.run_id}
+        withdrawn = self._withdrawn()
+        cleared_between = {e.key: e for e in self._store.events() if e.kind == "cleared" and e.run_id is not None
+                           and a.run_id < e.run_id <= b.run_id and e.run_id not in withdrawn}
         states = self.stored_states()
         rows = []
         for key in sorted(set(obs_a) | {k for k, o in obs_b.items() if o[1]}):
@@ -1417,7 +1419,7 @@ class BreakBook:
         return BreakDiff(a.run_id, b.run_id, frame)
 
     def _previous(self, run: RunRow) -> RunRow:
-        earlier = [r for r in self._store.runs() if r.run_id < run.run_id]
+        earlier = [r for r in self._standing_runs() if r.run_id < run.run_id]
         if not earlier:
             raise BreakBookError(f"run {run.run_id} is the first run; nothing to compare it with")
         return earlier[-1]

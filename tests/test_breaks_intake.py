@@ -221,6 +221,8 @@ def test_only_the_latest_standing_run_can_be_withdrawn(tmp_path):
         with pytest.raises(BreakBookError, match="no run 9"):
             book.withdraw(9, "no such run")
         book.withdraw(two, "as_of was wrong")
+        with pytest.raises(BreakBookError, match="only 1 run"):
+            book.diff()  # the withdrawn run is not one of "the last two"
         with pytest.raises(BreakBookError, match="withdrawn already"):
             book.withdraw(two, "again")
         assert book.get("c1").outcome == "MISSING_PENDING"
