@@ -234,42 +234,41 @@ def _apply(state: Break | None, event: Event) -> Break | None:
     """One event's effect on a break's state (the only place state changes); None when the
     event withdraws the run that opened the break (the break is then not in the book)."""
     data = event.data
+    # Every event stamps its sequence number and time; one replace per event (it is the cost of a replay).
+    stamp = {"version": event.seq, "updated_at": event.at}
     if event.kind == "withdrawn":
         # A withdrawn run's break goes back to what it was before that run, carried whole in the event.
         if data.get("state") is None:
             return None
-        state = Break.from_dict(data["state"])
-    elif event.kind == "opened":
-        state = Break(key=event.key, side=data["side"], credit_id=data.get("credit_id"), outcome=data["outcome"],
-                      amount_at_risk=data.get("amount_at_risk"), currency=data.get("currency"),
-                      detail=data.get("detail"), submitted_at=data.get("submitted_at"),
-                      batch_date=data.get("batch_date"), first_seen=data["as_of"], first_run=event.run_id)
-    elif state is None:
+        return Break.from_dict({**data["state"], **stamp})
+    if event.kind == "opened":
+        return Break(key=event.key, side=data["side"], credit_id=data.get("credit_id"), outcome=data["outcome"],
+                     amount_at_risk=data.get("amount_at_risk"), currency=data.get("currency"),
+                     detail=data.get("detail"), submitted_at=data.get("submitted_at"),
+                     batch_date=data.get("batch_date"), first_seen=data["as_of"], first_run=event.run_id, **stamp)
+    if state is None:
         raise BreakBookError(f"event {event.seq} ({event.kind}) names break {event.key!r}, which was never opened")
-    else:
-        # Any event but opening may carry a note; notes only ever grow.
-        notes = (*state.notes, Note(event.at, event.actor, data["note"])) if data.get("note") else state.notes
-        observed = {k: data.get(k) for k in _OBSERVED}
-        if event.kind == "changed":
-            state = dataclasses.replace(state, **observed)
-        elif event.kind in ("cleared", "resolved"):
-            state = dataclasses.replace(state, status=data["status"], reason=data["reason"], resolved_by=event.actor,
-                                        resolved_at=event.at, signed_off_by=None, signed_off_at=None, notes=notes,
-                                        **(observed if event.kind == "cleared" else {}))
-        elif event.kind in ("reopened", "reappeared"):
-            state = dataclasses.replace(
-                state, status=Status.INVESTIGATING.value if state.owner else Status.OPEN.value, reason=None,
-                resolved_by=None, resolved_at=None, signed_off_by=None, signed_off_at=None, notes=notes,
-                **(observed if event.kind == "reappeared" else {}))
-        elif event.kind == "assigned":
-            status = Status.INVESTIGATING.value if state.status == Status.OPEN.value else state.status
-            state = dataclasses.replace(state, owner=data["owner"], status=status)
-        elif event.kind in ("noted", "signed_off"):
-            signed = {"signed_off_by": event.actor, "signed_off_at": event.at} if event.kind == "signed_off" else {}
-            state = dataclasses.replace(state, notes=notes, **signed)
-        else:
-            raise BreakBookError(f"event {event.seq} has unknown kind {event.kind!r}")
-    return dataclasses.replace(state, version=event.seq, updated_at=event.at)
+    # Any event but opening may carry a note; notes only ever grow (but for a withdrawal).
+    notes = (*state.notes, Note(event.at, event.actor, data["note"])) if data.get("note") else state.notes
+    observed = {k: data.get(k) for k in _OBSERVED}
+    if event.kind == "changed":
+        return dataclasses.replace(state, **observed, **stamp)
+    if event.kind in ("cleared", "resolved"):
+        return dataclasses.replace(state, status=data["status"], reason=data["reason"], resolved_by=event.actor,
+                                   resolved_at=event.at, signed_off_by=None, signed_off_at=None, notes=notes,
+                                   **(observed if event.kind == "cleared" else {}), **stamp)
+    if event.kind in ("reopened", "reappeared"):
+        return dataclasses.replace(
+            state, status=Status.INVESTIGATING.value if state.owner else Status.OPEN.value, reason=None,
+            resolved_by=None, resolved_at=None, signed_off_by=None, signed_off_at=None, notes=notes,
+            **(observed if event.kind == "reappeared" else {}), **stamp)
+    if event.kind == "assigned":
+        status = Status.INVESTIGATING.value if state.status == Status.OPEN.value else state.status
+        return dataclasses.replace(state, owner=data["owner"], status=status, **stamp)
+    if event.kind in ("noted", "signed_off"):
+        signed = {"signed_off_by": event.actor, "signed_off_at": event.at} if event.kind == "signed_off" else {}
+        return dataclasses.replace(state, notes=notes, **signed, **stamp)
+    raise BreakBookError(f"event {event.seq} has unknown kind {event.kind!r}")
 
 
 _ACTIONS = frozenset({"assigned", "noted", "resolved", "signed_off", "reopened"})
