@@ -15,7 +15,10 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
     ├── CreditShapeError            a JSON document given as a credit is not one (also a ValueError)
     ├── ReconciliationError         the engine's own invariants failed (rows in != rows out)
     ├── BreakBookError              a break-workflow step is not allowed (also a ValueError)
-    │   └── BreakConflictError      the break changed since the caller last read it
+    │   ├── BreakConflictError      the break changed since the caller last read it
+    │   ├── IntakeError             a run failed an intake check and no override was given
+    │   ├── BookIntegrityError      the book's hash chain or derived state disagrees with its log
+    │   └── IdentityError           a name is empty or mixes scripts once normalised
     └── ApiError                    CyberSource answered with an error
         ├── InvalidRequestError     400
         ├── AuthenticationError     401
@@ -39,18 +42,23 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .breaks import IntakeCheck
+
 __all__ = [
     "AmbiguousOutcomeError",
     "AmbiguousVoidError",
     "ApiError",
     "AuthenticationError",
+    "BookIntegrityError",
     "BreakBookError",
     "BreakConflictError",
     "ConfigError",
     "CreditShapeError",
     "DeclinedError",
     "DuplicateReferenceError",
+    "IdentityError",
     "IncompleteReportError",
+    "IntakeError",
     "InvalidRequestError",
     "NetworkError",
     "NoReportDataError",
@@ -272,6 +280,50 @@ class BreakBookError(ReconkitError, ValueError):
 
 class BreakConflictError(BreakBookError):
     """The break changed (someone else wrote to it) since the version the caller acted on."""
+
+
+class IntakeError(BreakBookError):
+    """A run was not recorded: it failed one or more intake checks
+    (:meth:`reconkit.breaks.BreakBook.preview`) and no ``override`` reason was given.
+
+    Attributes
+    ----------
+    checks : tuple of IntakeCheck
+        The failed checks, each with its ``name`` and ``message``.
+    """
+
+    def __init__(self, checks: tuple[IntakeCheck, ...]) -> None:
+        self.checks = tuple(checks)
+        named = "; ".join(f"{c.name}: {c.message}" for c in self.checks)
+        super().__init__(f"the run was not recorded because it fails {len(self.checks)} intake check(s) "
+                         f"({named}); check the inputs, or record it with override=\"<why>\" to keep it anyway")
+
+
+class BookIntegrityError(BreakBookError):
+    """The break book fails :meth:`reconkit.breaks.BreakBook.verify`: an event does not chain
+    to the one before it, a stored state is not the replay of the log, or a guard trigger is
+    missing or altered. The book refuses to act until it is repaired; ``export_audit`` still
+    works so what is there can be exported.
+
+    Attributes
+    ----------
+    event_id : int or None
+        The sequence number of the first event that disagrees.
+    key : str or None
+        The first break whose stored state disagrees with its events.
+    """
+
+    def __init__(self, problem: str, *, event_id: int | None = None, key: str | None = None) -> None:
+        self.event_id = event_id
+        self.key = key
+        super().__init__(f"the break book fails verification: {problem}; it will not act until this is looked "
+                         "into: export what is there with BreakBook.export_audit(path) and tell whoever keeps "
+                         "the ledger")
+
+
+class IdentityError(BreakBookError):
+    """A name given as who acts (``by=``) or as an owner is empty once normalised (only
+    invisible characters) or mixes scripts (a Cyrillic ``а`` among Latin letters)."""
 
 
 @dataclass(frozen=True)
