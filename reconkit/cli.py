@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .errors import ReconkitError
+from .investigation import FieldError, NotReadError
 
 __all__ = ["main"]
 
@@ -270,6 +271,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except argparse.ArgumentTypeError as exc:
         print(f"reconkit {args.command}: error: {exc}", file=sys.stderr)
-    except (ReconkitError, OSError) as exc:
+    except (ReconkitError, FieldError, NotReadError, OSError) as exc:
         print(f"reconkit: {exc}", file=sys.stderr)
     return 2
