@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -420,3 +421,56 @@ def test_the_view_filters_searches_sorts_and_pages_and_a_new_result_starts_it_af
     model.set_view(search=str(target["credit_id"]))
     model.reconcile()  # a new result is seen whole: no search kept from the earlier one
     assert model.view.search == () and len(model.positions()) == len(breaks)
+
+
+# --- what a missing credit's age says: the sentence and the histogram ------------------------------
+
+def _reconciled_at(as_of: datetime) -> Investigation:
+    w = world()
+    for name, data in w.original.items():
+        (w.folder / "data" / name).write_bytes(data)
+    model = Investigation(w.client)
+    model.fetch(w.ids, progress=False)
+    model.load([w.folder / "data" / "b.csv"])  # three credits settled: the others are missing
+    model.set_parameters(as_of=as_of, grace_days=3)
+    model.reconcile()
+    return model
+
+
+def test_a_credit_submitted_after_the_as_of_is_said_to_be_so():
+    credits = _reconciled_at(world().as_of).credits
+    submitted = sorted(credits["submit_time_utc"])
+    as_of = submitted[len(submitted) // 2].to_pydatetime() - timedelta(hours=2)  # about half are submitted after it
+    result = _reconciled_at(as_of).result
+    missing = result.credits[result.credits["outcome"] == "MISSING_PENDING"]
+    later = missing[missing["submit_time_utc"] > as_of]
+    assert len(later) >= 2
+    pattern = re.compile(r"not in settlement, submitted (\d+\.\d) days after the as-of, so not yet due")
+    for _, row in later.iterrows():
+        days = (row["submit_time_utc"].to_pydatetime() - as_of).total_seconds() / 86400
+        said = pattern.fullmatch(row["detail"])
+        assert said and abs(float(said.group(1)) - days) <= 0.051, row["detail"]
+    pattern = re.compile(r"not in settlement, (\d+\.\d) days after submission: within the 3-day grace period")
+    for _, row in missing[missing["submit_time_utc"] <= as_of].iterrows():
+        days = (as_of - row["submit_time_utc"].to_pydatetime()).total_seconds() / 86400
+        said = pattern.fullmatch(row["detail"])
+        assert said and abs(float(said.group(1)) - days) <= 0.051, row["detail"]
+
+
+def test_the_age_histogram_has_one_bar_per_day():
+    import math
+
+    result = _reconciled_at(world().as_of + timedelta(days=2, hours=5)).result
+    missing = result.credits[result.credits["outcome"].isin(["MISSING_PENDING", "MISSING_OVERDUE"])]
+    ages = [(result_as_of - t.to_pydatetime()).total_seconds() / 86400
+            for result_as_of in [datetime.fromisoformat(result.parameters["as_of"])]
+            for t in missing["submit_time_utc"]]
+    per_day: dict[int, int] = {}
+    for age in ages:
+        per_day[math.floor(age)] = per_day.get(math.floor(age), 0) + 1
+    figure = result.plot()
+    axis = next(a for a in figure.axes if a.get_title() == "Age of missing credits")
+    bars = [p for p in axis.patches if p.get_height() > 0]
+    assert all(p.get_width() == 1 and float(p.get_x()).is_integer() for p in axis.patches)
+    assert {int(p.get_x()): int(p.get_height()) for p in bars} == per_day
+    assert sum(per_day.values()) == len(missing) > 3
