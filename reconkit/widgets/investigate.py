@@ -12,6 +12,7 @@ file names; a filtered export's every sheet holds only the breaks its filter sel
 
 from __future__ import annotations
 
+import functools
 import html
 import io
 import re
@@ -317,7 +318,7 @@ class InvestigateApp(App):
             last = parse_date(self.pull_to.value or self.pull_from.value, "pull_to", "“to”")
             pulled = self.model.pull(first, last, self.data / "reports", source=self.pull_source.value)
         finally:
-            self.data_files.options = settlement_choices(self.data)
+            self.data_files.options = self._data_files()
             self._show_result()
         self._show_settlement("Pulled from CyberSource")
         # The chooser shows what is loaded: the files pulled (an earlier choice no longer applies).
@@ -329,26 +330,16 @@ class InvestigateApp(App):
                                        f"{html.escape(_days(pulled.waiting))}</b> (pull again later).</div>")
 
     # --- 3 · parameters and reconcile -------------------------------------------------------
-    def _on_parameter(self, field: str, value: Any) -> None:
-        errors = {"tolerance": self.tolerance_error, "grace_days": None, "as_of": self.as_of_error}
-        if errors[field] is not None:
+    @guarded
+    def _on_parameter(self, field: str, change: dict[str, Any]) -> None:
+        """A parameter typed: the model parses it (a refusal shows beside its field) and says if stale."""
+        errors = {"tolerance": self.tolerance_error, "as_of": self.as_of_error}
+        if field in errors:
             errors[field].value = ""
         try:
-            self.model.set_parameters(**{field: value})
+            self.model.set_parameters(**{field: change["new"]})
         finally:
             self._show_stale()
-
-    @guarded
-    def _on_tolerance(self, change: dict[str, Any]) -> None:
-        self._on_parameter("tolerance", change["new"])
-
-    @guarded
-    def _on_grace(self, change: dict[str, Any]) -> None:
-        self._on_parameter("grace_days", change["new"])
-
-    @guarded
-    def _on_as_of(self, change: dict[str, Any]) -> None:
-        self._on_parameter("as_of", change["new"])
 
     @guarded
     def on_reconcile(self, _button: Any = None) -> None:
@@ -482,7 +473,7 @@ class InvestigateApp(App):
         # 2 · settlement
         self.files_upload = w.FileUpload(accept=",".join(_SETTLEMENT_SUFFIXES), multiple=True,
                                          description="Upload settlement files", layout=_WIDE)
-        self.data_files = w.SelectMultiple(options=settlement_choices(self.data), description="or files in data/",
+        self.data_files = w.SelectMultiple(options=self._data_files(), description="or files in data/",
                                            layout=w.Layout(width="600px", height="110px"), style=_STYLE)
         self.chosen, self.files_error = w.HTML(), w.HTML()
         self.load_button = w.Button(description="Load settlement", icon="file", layout=_WIDE)
@@ -518,9 +509,10 @@ class InvestigateApp(App):
                                (self.export_all_button, self.on_export)):
             button.on_click(action)
         for widget, observer in ((self.files_upload, self._on_upload), (self.data_files, self._on_data_files),
-                                 (self.tolerance, self._on_tolerance), (self.as_of, self._on_as_of),
-                                 (self.grace, self._on_grace), (self.ids, self._on_ids),
-                                 (self.ids_upload, self._on_ids)):
+                                 (self.tolerance, functools.partial(self._on_parameter, "tolerance")),
+                                 (self.as_of, functools.partial(self._on_parameter, "as_of")),
+                                 (self.grace, functools.partial(self._on_parameter, "grace_days")),
+                                 (self.ids, self._on_ids), (self.ids_upload, self._on_ids)):
             widget.observe(observer, names="value")
 
     def _layout(self) -> list[w.Widget]:
@@ -545,6 +537,9 @@ class InvestigateApp(App):
         sandbox = sandbox_for(self.client.config)
         return sandbox.now().isoformat() if sandbox is not None else ""
 
+    def _data_files(self) -> list[str]:
+        return settlement_choices(self.data)
+
     def load_sample(self, fmt: str = "pbdr_csv", *, progress: bool = True) -> ReconResult | None:
         """Run the whole investigation on the shipped sample: its credit ids, one settlement file
         (``fmt``), at the sample's as-of time. Returns the result (also shown in the app)."""
@@ -554,7 +549,7 @@ class InvestigateApp(App):
         manifest = read_manifest(folder)
         entry = next(f for f in manifest["files"] if f["format"] == fmt)
         self.ids.value = "\n".join(pd.read_csv(folder / "credit_ids.csv", dtype=str)["credit_id"])
-        self.data_files.options = settlement_choices(self.data)
+        self.data_files.options = self._data_files()
         self.data_files.value = (str(Path("sample") / entry["file"]),)
         self.as_of.value = manifest["as_of"]
         self.grace.value = manifest["grace_days"]
