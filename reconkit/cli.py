@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from .errors import ReconkitError
 from .inert import shown
+from .investigation import FieldError, NotReadError
 
 __all__ = ["main"]
 
@@ -271,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except argparse.ArgumentTypeError as exc:
         print(f"reconkit {args.command}: error: {shown(str(exc))}", file=sys.stderr)
-    except (ReconkitError, OSError) as exc:
+    except (ReconkitError, FieldError, NotReadError, OSError) as exc:
         # A message may quote a file name or id read from outside: no raw control character reaches the terminal.
         print(f"reconkit: {shown(str(exc))}", file=sys.stderr)
     return 2

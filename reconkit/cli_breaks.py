@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -38,18 +39,14 @@ def _show_frame(frame: pd.DataFrame, empty: str) -> None:
 
 
 def _record(book: Any, args: argparse.Namespace) -> None:
-    from .cli_reconcile import load_credits
-    from .match import reconcile
-    from .settlement import read_settlement
+    """Reconcile as ``reconkit reconcile`` does (the same checks, the ids fetched, the settlement
+    bytes digested) and record the run with the digests of the bytes read."""
+    from .cli_reconcile import check_inputs, investigate
 
-    credits = load_credits(args.credits)
-    settlement = read_settlement(args.settlement, format=args.format)
-    result = reconcile(credits, settlement, amount_tolerance=args.tolerance, grace_days=args.grace_days,
-                       as_of=args.as_of)
-    files = sorted({str(f) for f in settlement["source_file"].dropna().unique()}) if "source_file" in settlement \
-        else []
-    run_id = book.record(result, inputs=files)
-    print(result.summary_text())
+    model = investigate(check_inputs(args))
+    assert model.result is not None
+    run_id = model.record(book)
+    print(model.result.summary_text())
     print(f"recorded run {run_id} ({len(book.open())} open breaks)")
     if len(book.runs()) > 1:
         print(book.diff().summary_text())
@@ -133,6 +130,8 @@ def run_breaks(args: argparse.Namespace) -> int:
 def add_breaks_parser(commands: Any) -> None:
     """Register ``reconkit breaks`` on the ``reconkit`` command's subparsers."""
     from .breaks import CLOSED, Reason, Status
+    from .cli_reconcile import parse_as_of, parse_grace_days, parse_tolerance
+    from .settlement import FORMATS as SETTLEMENT_FORMATS
 
     breaks = commands.add_parser("breaks", help="the break book: breaks carried from run to run",
                                  description="Breaks carried from run to run, with status, owner, notes and sign-off. "
@@ -141,13 +140,22 @@ def add_breaks_parser(commands: Any) -> None:
     breaks.add_argument("--as", dest="analyst", help="act as this analyst")
     actions = breaks.add_subparsers(dest="action", required=True)
 
-    record = actions.add_parser("record", help="reconcile and carry the breaks into the book")
-    record.add_argument("credits", help="a CSV of credit ids or a saved credits frame (as for reconcile)")
+    record = actions.add_parser("record", help="reconcile (as reconcile does) and carry the breaks into the book",
+                                description="Every argument and file is checked as by reconkit reconcile; credit "
+                                            "ids are fetched; the run records the SHA-256 of the bytes read.")
+    record.add_argument("credits", help="a CSV of credit ids (fetched) or a saved credits frame (as for reconcile)")
     record.add_argument("settlement", nargs="+", help="settlement files or globs")
-    record.add_argument("--tolerance", default="0.00", help="largest difference still MATCHED (major units)")
-    record.add_argument("--grace-days", type=int, default=3, help="a missing credit is pending this long")
-    record.add_argument("--as-of", help="ISO time the ages are measured at (default: now)")
-    record.add_argument("--format", default="auto", help="settlement format (default: detected)")
+    record.add_argument("--tolerance", type=parse_tolerance, default=Decimal("0.00"),
+                        help="largest difference still MATCHED, e.g. 0.01 (default 0.00)")
+    record.add_argument("--grace-days", type=parse_grace_days, default=None,
+                        help="days a missing credit is pending (default: the samples' manifest, else 3)")
+    record.add_argument("--as-of", type=parse_as_of,
+                        help="ISO date or time the ages are measured at (default: the samples' as-of for the "
+                             "shipped samples, else now; printed either way)")
+    record.add_argument("--format", default="auto", choices=SETTLEMENT_FORMATS, metavar="FORMAT",
+                        help="settlement format, one of " + ", ".join(SETTLEMENT_FORMATS) + " (default auto)")
+    record.add_argument("--allow-unfetched", action="store_true",
+                        help="record even when some credit ids could not be fetched (default: stop)")
 
     listing = actions.add_parser("list", help="open breaks, largest amount at risk first")
     listing.add_argument("--all", action="store_true", help="closed ones too")

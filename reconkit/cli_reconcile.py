@@ -18,13 +18,14 @@ from typing import Any
 
 import pandas as pd
 
-from . import inert
+from . import inert, investigation
 from .credit import credit_amount, parse_time
 from .errors import CreditShapeError, SettlementFormatError
 from .fetch import normalize_ids
+from .investigation import FieldError, Investigation
 
-__all__ = ["Inputs", "check_inputs", "fetch_listed", "load_credits", "parse_as_of", "parse_grace_days",
-           "parse_tolerance", "run_reconcile"]
+__all__ = ["Inputs", "check_inputs", "investigate", "load_credits", "parse_as_of",
+           "parse_grace_days", "parse_tolerance", "run_reconcile"]
 
 SAVED_FRAME_COLUMNS = frozenset({"credit_id", "reconciliation_id", "status", "amount", "currency",
                                  "submit_time_utc"})
@@ -34,39 +35,25 @@ ID_COLUMNS = ("credit_id", "id", "request_id")
 """The column a CSV of credit ids is read from (else its first column)."""
 _SWAPPED = "the credits come first: reconkit reconcile CREDITS SETTLEMENT..."
 
-# --- argument types (argparse reports their errors as "argument --x: ...") -----------------------
+# --- argument types (argparse reports their errors as "argument --x: ..."); the rules are the
+# investigation's own (reconkit.investigation), the same the app applies to its fields.
 
 
-def parse_tolerance(text: str) -> Decimal:
-    """``--tolerance``: a non-negative decimal amount such as ``0.01``."""
-    from .money import parse_amount
+def _argument(parse: Any) -> Any:
+    def parse_argument(text: str) -> Any:
+        try:
+            return parse(text)
+        except FieldError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-    try:
-        return parse_amount(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an amount such as 0.01 (a dot for decimals, "
-                                         "not negative)") from None
-
-
-def parse_as_of(text: str) -> datetime:
-    """``--as-of``: an ISO date or time; a time without offset is UTC."""
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or time such as 2026-11-04 or "
-                                         "2026-11-04T18:00:00Z") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    parse_argument.__name__ = parse.__name__  # argparse names the type in "invalid <name> value"
+    parse_argument.__doc__ = parse.__doc__
+    return parse_argument
 
 
-def parse_grace_days(text: str) -> float:
-    """``--grace-days``: days (a number, 0 or more) before a missing credit is overdue."""
-    try:
-        days = float(text)
-    except ValueError:
-        days = -1.0
-    if not 0 <= days < 3650:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days such as 3")
-    return int(days) if days.is_integer() else days
+parse_tolerance = _argument(investigation.parse_tolerance)
+parse_as_of = _argument(investigation.parse_as_of)
+parse_grace_days = _argument(investigation.parse_grace_days)
 
 
 # --- the checked inputs -----------------------------------------------------------------------------
@@ -92,7 +79,7 @@ class Inputs:
     credits: Path
     credit_ids: list[str] | None
     settlement: list[Path]
-    output: Path
+    output: Path | None
     excel: Path | None
     tolerance: Decimal
     grace_days: float
@@ -202,8 +189,8 @@ def _manifest_for(paths: list[Path]) -> tuple[Path, dict[str, Any]] | None:
     try:
         content = json.loads(manifest.read_text(encoding="utf-8"))
         described = {entry["file"] for entry in content["files"]}
-        content["as_of"] = parse_as_of(content["as_of"])
-    except (OSError, ValueError, KeyError, TypeError, argparse.ArgumentTypeError):
+        content["as_of"] = investigation.parse_as_of(content["as_of"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     return (manifest, content) if {p.name for p in paths} <= described else None
 
@@ -241,14 +228,13 @@ def check_inputs(args: argparse.Namespace, *, now: datetime | None = None) -> In
         if unreadable is not None:
             raise _refuse(f"credits file {credits} is a settlement file and settlement file {unreadable} is not "
                           f"({_SWAPPED})")
-    output = _output(args.output, (".html", ".htm"), "-o/--output", [credits, *settlement])
-    excel = _output(args.excel, (".xlsx",), "--excel", [credits, *settlement])
-    assert output is not None
+    output = _output(getattr(args, "output", None), (".html", ".htm"), "-o/--output", [credits, *settlement])
+    excel = _output(getattr(args, "excel", None), (".xlsx",), "--excel", [credits, *settlement])
     manifest = _manifest_for(settlement)
     grace_days = args.grace_days
     if args.as_of is not None:
         as_of, origin = args.as_of, "given by --as-of"
-    elif manifest is not None:
+    elif manifest is not None and manifest[1]["as_of"] is not None:
         as_of, origin = manifest[1]["as_of"], f"the samples' as-of, from {manifest[0]}"
         if grace_days is None and isinstance(manifest[1].get("grace_days"), int | float):
             grace_days = manifest[1]["grace_days"]
@@ -263,34 +249,13 @@ def check_inputs(args: argparse.Namespace, *, now: datetime | None = None) -> In
 # --- running -------------------------------------------------------------------------------------
 
 
-def fetch_listed(credit_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """``credit_ids`` fetched through :func:`reconkit.session.connect` (the configured credentials,
-    or the embedded sandbox when there are none).
-
-    Returns
-    -------
-    (credits, failed, environment)
-        The credits frame, :attr:`FetchResult.failed` (one row per id not fetched) and the
-        environment they came from (``SANDBOX``, ``TEST`` or ``PRODUCTION``).
-    """
-    from .session import connect
-
-    with connect() as client:
-        environment = client.config.environment_name
-        print(f"fetching {len(credit_ids)} credit(s) from {environment} ({client.config.base_url})")
-        result = client.fetch_credits(credit_ids)
-    return result.to_frame(), result.failed, environment
-
-
-def load_credits(path: str | Path, credit_ids: list[str] | None = None) -> pd.DataFrame:
-    """A saved credits frame (.parquet, or .csv with the curated columns), or ``credit_ids`` fetched
-    (see :func:`fetch_listed`; ids that could not be fetched are left out).
+def load_credits(path: str | Path) -> pd.DataFrame:
+    """A saved credits frame (.parquet, or .csv with the curated columns); a CSV of ids is fetched by
+    :func:`investigate` instead.
 
     A saved frame has :data:`SAVED_FRAME_COLUMNS` (:func:`check_inputs` refuses one without).
     """
     path = Path(path)
-    if credit_ids is not None:
-        return fetch_listed(credit_ids)[0]
     if path.suffix.lower() == ".parquet":
         frame = pd.read_parquet(path)
         frame["amount"] = frame["amount"].map(lambda v: None if v is None or pd.isna(v) else Decimal(str(v)))
@@ -316,47 +281,77 @@ def load_credits(path: str | Path, credit_ids: list[str] | None = None) -> pd.Da
     return frame
 
 
-def run_reconcile(args: argparse.Namespace) -> int:
-    """Run the ``reconcile`` command: check, read, fetch, reconcile, print the summary, write the reports."""
-    from .match import reconcile
-    from .settlement import read_settlement
+def investigate(inputs: Inputs) -> Investigation:
+    """Run the investigation of ``inputs`` through :class:`reconkit.investigation.Investigation`, as
+    the app does: settlement read (bytes digested, unreadable rows collected) before any fetch,
+    the credit ids fetched through :func:`reconkit.session.connect` (or the saved frame used),
+    then reconciled. Says on stdout what it read and fetched.
 
-    inputs = check_inputs(args)
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        Some ids could not be fetched and ``inputs.allow_unfetched`` is false.
+    """
+    from .session import connect
+
+    model = Investigation()
+    model.set_parameters(tolerance=inputs.tolerance, grace_days=inputs.grace_days, as_of=inputs.as_of)
     # Local, so before any fetch. Unreadable records are not fatal: they reach the engine, which gives a
     # credit whose only settlement row failed to read UNREADABLE_SETTLEMENT naming file and line.
-    settlement, failures = read_settlement(inputs.settlement, format=inputs.format, errors="collect")
+    model.load(inputs.settlement, format=inputs.format)
     print(f"AS OF {inputs.as_of.isoformat()} — {inputs.as_of_origin}", flush=True)
-    if len(failures):
+    failures = model.read_failures
+    if failures is not None and len(failures):
         lines = failures[["source_file", "source_line"]].drop_duplicates()
         print(f"UNREADABLE: {len(lines)} settlement line(s) could not be read; first: "
               f"{inert.shown(Path(lines['source_file'].iloc[0]).name)} line {lines['source_line'].iloc[0]} — "
               f"{inert.shown(failures['reason'].iloc[0])}", flush=True)
-    environment, unfetched = None, 0
     if inputs.credit_ids is None:
-        credits = load_credits(inputs.credits)
+        model.use_credits(load_credits(inputs.credits))
+        model.reconcile()
+        return model
+    with connect() as client:
+        model.client = client
+        print(f"fetching {len(inputs.credit_ids)} credit(s) from {client.config.environment_name} "
+              f"({client.config.base_url})")
+        fetched = model.fetch(inputs.credit_ids)
+        if len(fetched.failed):
+            _unfetched(fetched.failed, len(fetched.credits), inputs)
+        model.reconcile()
+        model.client = None  # closed with the connection; the model keeps what it read
+    return model
+
+
+def _unfetched(failed: pd.DataFrame, fetched: int, inputs: Inputs) -> None:
+    """Say which ids could not be fetched (listed in a CSV beside the report, else on stdout) and
+    stop unless ``--allow-unfetched``: a report would call those credits absent from settlement."""
+    if inputs.output is not None:
+        listed = inputs.output.with_name(f"{inputs.output.stem}_unfetched.csv")
+        inert.frame(failed).to_csv(listed, index=False)  # ids and server messages: no cell runs as a formula
+        print(f"wrote {listed}")
+        where = f"listed in {listed}"
     else:
-        credits, failed, environment = fetch_listed(inputs.credit_ids)
-        unfetched = len(failed)
-        if unfetched:
-            listed = inputs.output.with_name(f"{inputs.output.stem}_unfetched.csv")
-            inert.frame(failed).to_csv(listed, index=False)  # ids and server messages: no cell runs as a formula
-            print(f"wrote {listed}")
-            counted = (f"{len(failed)} of {len(failed) + len(credits)} credit id(s) could not be fetched "
-                       f"(listed in {listed})")
-            if not inputs.allow_unfetched:
-                # A report would call those credits absent from settlement, or their rows unexpected.
-                raise _refuse(f"{counted}; no report written: fix the ids or the connection, or pass "
-                              "--allow-unfetched to reconcile without them")
-            print(f"UNFETCHED: {counted}; the report leaves them out (--allow-unfetched)", flush=True)
-    result = reconcile(credits, settlement, amount_tolerance=inputs.tolerance, grace_days=inputs.grace_days,
-                       as_of=inputs.as_of, failures=failures, environment=environment)
-    result.parameters["unfetched_ids"] = unfetched  # the reports' Parameters say it when not 0
+        first = zip(failed["id"].head(3), failed["message"].head(3), strict=True)
+        where = "first: " + inert.shown(", ".join(f"{i} ({m})" for i, m in first))
+    counted = f"{len(failed)} of {len(failed) + fetched} credit id(s) could not be fetched ({where})"
+    if not inputs.allow_unfetched:
+        raise _refuse(f"{counted}; nothing done: fix the ids or the connection, or pass --allow-unfetched to "
+                      "reconcile without them")
+    print(f"UNFETCHED: {counted}; the result leaves them out (--allow-unfetched)", flush=True)
+
+
+def run_reconcile(args: argparse.Namespace) -> int:
+    """Run the ``reconcile`` command: check, read, fetch, reconcile, print the summary, write the reports."""
+    inputs = check_inputs(args)
+    result = investigate(inputs).result
+    assert result is not None
     print(result.summary_text())
     _write_reports(result, inputs)
     return 0
 
 
 def _write_reports(result: Any, inputs: Inputs) -> None:
+    assert inputs.output is not None
     result.to_html(inputs.output)
     print(f"wrote {inputs.output}")
     if inputs.excel:

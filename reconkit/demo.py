@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import inert
-from .match import reconcile
+from .investigation import Investigation
 from .sandbox import Sandbox
 from .sandbox.scenario import populate
 
@@ -52,11 +52,16 @@ def run_demo(out_dir: Path = Path("out"), *, credits: int = 300, seed: int = 42,
         bundle.write_truth(out_dir / "truth" / "ground_truth.csv")
         _say(f"settlement pulled from the Reporting API into {settlement['source_file'].iloc[0]}; injected: "
              + ", ".join(f"{k} {v}" for k, v in bundle.injected.items() if v))
-        fetched = client.fetch_credits(scenario.credit_ids, progress=sys.stderr.isatty())
+        # The investigation the app and the CLI run: the report's bytes read and digested, the credits
+        # fetched back, reconciled at the generator's as-of.
+        model = Investigation(client)
+        model.load(sorted({str(f) for f in settlement["source_file"].dropna().unique()}))
+        fetched = model.fetch(scenario.credit_ids, progress=sys.stderr.isatty())
         _say(f"fetched {len(fetched.credits)} credits back ({len(fetched.failed)} failed)")
-        credits_frame = fetched.to_frame()
-        result = reconcile(credits_frame, settlement, as_of=bundle.as_of, grace_days=bundle.grace_days,
-                           environment=client.config.environment_name)
+        model.set_parameters(as_of=bundle.as_of, grace_days=bundle.grace_days)
+        result = model.reconcile()
+        credits_frame = model.credits
+        assert credits_frame is not None
     _say("")
     _say(result.summary_text())
     _say("")

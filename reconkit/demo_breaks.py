@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from .breaks import BreakBook, BreakDiff
-from .match import reconcile
+from .investigation import Investigation
 from .sandbox import Sandbox
 from .sandbox.scenario import populate
 from .sandbox.settlement import SettlementBundle
-from .settlement import read_settlement
 
 __all__ = ["DAY1_DISCREPANCIES", "DAY2_DISCREPANCIES", "TwoDays", "run_two_days"]
 
@@ -62,8 +61,9 @@ def run_two_days(out_dir: Path, *, credits: int = 120, seed: int = 42,
         # Day 1: the last day's credits are not batched yet, so they are missing within the grace period.
         day1 = sandbox.settlement(format="pbdr_csv", discrepancies=DAY1_DISCREPANCIES, seed=seed,
                                   out_dir=out_dir / "settlement", filename="day1_PaymentBatchDetailReport.csv")
-        result1 = _reconcile(client, scenario.credit_ids, day1.files, day1)
-        run1 = book.record(result1, inputs=day1.files)
+        model = Investigation(client)  # the investigation the app and the CLI run, day after day
+        result1 = _reconcile(model, scenario.credit_ids, day1.files, day1)
+        run1 = model.record(book)
         say(f"day 1 ({day1.as_of:%Y-%m-%d %H:%M} UTC): run {run1}, {len(book.open())} open breaks")
 
         # Day 2: a day later the cut-off has batched them; the new batch date's file arrives.
@@ -73,8 +73,8 @@ def run_two_days(out_dir: Path, *, credits: int = 120, seed: int = 42,
         day2 = sandbox.settlement((new_dates[0], new_dates[-1]), format="pbdr_csv",
                                   discrepancies=DAY2_DISCREPANCIES, seed=seed + 1, out_dir=out_dir / "settlement",
                                   filename="day2_PaymentBatchDetailReport.csv", captures=0)
-        result2 = _reconcile(client, scenario.credit_ids, [*day1.files, *day2.files], day2)
-        run2 = book.record(result2, inputs=[*day1.files, *day2.files])
+        result2 = _reconcile(model, scenario.credit_ids, [*day1.files, *day2.files], day2)
+        run2 = model.record(book)
         diff = book.diff(run1, run2)
         say(f"day 2 ({day2.as_of:%Y-%m-%d %H:%M} UTC): run {run2} · {diff.summary_text()}")
         cleared = diff.cleared
@@ -99,9 +99,12 @@ def run_two_days(out_dir: Path, *, credits: int = 120, seed: int = 42,
     return TwoDays(day1, day2, (result1, result2), sandbox_credits, ledger, (run1, run2), diff, signed)
 
 
-def _reconcile(client: Any, ids: list[str], files: list[Path], bundle: SettlementBundle) -> Any:
-    fetched = client.fetch_credits(ids, refresh=True, progress=sys.stderr.isatty())
-    return reconcile(fetched.to_frame(), read_settlement(files), as_of=bundle.as_of, grace_days=bundle.grace_days)
+def _reconcile(model: Investigation, ids: list[str], files: list[Path], bundle: SettlementBundle) -> Any:
+    """The day's files read (digested), the credits fetched afresh, reconciled at the day's as-of."""
+    model.load(files)
+    model.fetch(ids, refresh=True, progress=sys.stderr.isatty())
+    model.set_parameters(as_of=bundle.as_of, grace_days=bundle.grace_days)
+    return model.reconcile()
 
 
 def _resolve_one(book: BreakBook, say: Callable[[str], None]) -> str:

@@ -538,11 +538,17 @@ def plot(result: ReconResult) -> Figure:
     ages = ages[~np.isnan(ages.astype(float))] if len(ages) else ages
     grace = float(result.parameters["grace_days"])
     if len(ages):
-        ages_axis.hist(ages.astype(float), bins=20, color="#2980b9", label="missing credits")
+        # One bar per whole day of age (0–1, 1–2, ...): automatic bins cut days in halves and read as
+        # far fewer credits per day than there are.
+        days = ages.astype(float)
+        edges = np.arange(np.floor(min(days.min(), 0.0)), np.floor(days.max()) + 2)
+        ages_axis.hist(days, bins=edges, color="#2980b9", edgecolor="white", label="missing credits")
+        if len(edges) <= 16:  # a tick at every day edge while they stay legible
+            ages_axis.set_xticks(edges)
     ages_axis.axvline(grace, color="#c0392b", linestyle="--", label=f"grace period ({grace:g} days)")
     ages_axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     ages_axis.set_title("Age of missing credits")
-    ages_axis.set_xlabel("days since submission")
+    ages_axis.set_xlabel("days since submission (one bar per day)")
     ages_axis.set_ylabel("credits")
     # Below the axes, so the legend never sits on the bars.
     ages_axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncols=2, frameon=False)

@@ -792,9 +792,16 @@ def _credit_details(credit_table: pa.Table, out: pa.Table, status: pa.Array, unr
     def missing(side: str) -> Any:
         def build(rows_: pa.Array) -> pa.Array:
             ages = pc.take(age, rows_).to_numpy(zero_copy_only=False)
-            when = np.where(np.isnan(ages), "unknown age",
-                            np.char.add(np.char.mod("%.1f", np.nan_to_num(ages)), " days after submission"))
-            return _join("not in settlement, ", pa.array(when), f": {side} the {grace:g}-day grace period")
+            known = np.nan_to_num(ages)
+            grace_words = f": {side} the {grace:g}-day grace period"
+            # A credit submitted after the as-of has no age yet: it is not yet due, whatever the grace
+            # (signbit: an age rounded to -0.0 is still after the as-of).
+            when = np.where(np.isnan(ages), "unknown age" + grace_words,
+                            np.where(np.signbit(known),
+                                     np.char.add(np.char.add("submitted ", np.char.mod("%.1f", -known)),
+                                                 " days after the as-of, so not yet due"),
+                                     np.char.add(np.char.mod("%.1f", known), " days after submission" + grace_words)))
+            return _join("not in settlement, ", pa.array(when))
         return build
 
     record = _plain(out.column("unreadable_record"))

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -107,3 +113,80 @@ def test_the_book_says_what_is_missing(files, capsys):
     assert "no break 'nope' in the book" in capsys.readouterr().err
     assert _breaks(ledger, "aging") == 0
     assert capsys.readouterr().out.strip() == "no open breaks"
+
+
+# --- `breaks record` runs the investigation `reconcile` runs (and the app) ------------------------
+
+SAMPLE = Path(__file__).parents[1] / "data" / "sample"
+
+
+@pytest.fixture
+def embedded(tmp_path, monkeypatch):
+    """A copy of the shipped ``data/sample``, no credentials, the working directory beside it: the
+    command and the app reach the embedded sandbox over loopback HTTP."""
+    import reconkit.session as session
+
+    shutil.copytree(SAMPLE, tmp_path / "data" / "sample")
+    for name in [n for n in os.environ if n.startswith("CYBERSOURCE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("RECONKIT_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(session, "_sandbox", None)
+    try:
+        yield tmp_path
+    finally:
+        if session._sandbox is not None:
+            session._sandbox.stop()
+        monkeypatch.setattr(session, "_sandbox", None)
+
+
+def _sha12(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def test_record_fetches_a_csv_of_ids_as_reconcile_does(embedded, capsys):
+    # It used to read the ids file as a saved credits frame: KeyError: 'amount'.
+    manifest = json.loads((SAMPLE / "manifest.json").read_text())
+    ledger = str(embedded / "book.sqlite3")
+    assert _breaks(ledger, "record", "data/sample/credit_ids.csv", "data/sample/pbdr_csv.csv") == 0
+    out = capsys.readouterr().out
+    ids = pd.read_csv(SAMPLE / "credit_ids.csv", dtype=str)["credit_id"]
+    assert f"fetching {len(ids)} credit(s) from SANDBOX" in out
+    assert out.startswith(f"AS OF {manifest['as_of']}")  # the samples' as-of, as reconcile takes it
+    from reconkit.breaks import BreakBook
+
+    truth = pd.read_csv(SAMPLE / "pbdr_csv_truth.csv", dtype=str)
+    with BreakBook(ledger) as book:
+        run = book.runs().iloc[-1]
+        assert (run["files"], run["sha256"]) == ("pbdr_csv.csv", _sha12(SAMPLE / "pbdr_csv.csv"))
+        open_breaks = book.open()
+    credit_breaks = open_breaks.dropna(subset=["credit_id"])
+    credit_truth = truth[(truth["side"] == "credit") & ~truth["outcome"].isin(["MATCHED", "NO_SETTLEMENT_EXPECTED"])]
+    assert sorted(zip(credit_breaks["credit_id"], credit_breaks["outcome"], strict=True)) == sorted(
+        zip(credit_truth["credit_id"], credit_truth["outcome"], strict=True))
+    assert f"recorded run 1 ({len(open_breaks)} open breaks)" in out
+
+
+def test_the_command_and_the_app_give_the_same_result_and_record_the_same_digests(embedded, capsys):
+    from reconkit.breaks import BreakBook
+    from reconkit.widgets import InvestigateApp
+
+    ledger = str(embedded / "book.sqlite3")
+    assert _breaks(ledger, "record", "data/sample/credit_ids.csv", "data/sample/pbdr_csv.csv") == 0
+    capsys.readouterr()
+    app = InvestigateApp(out_dir=embedded / "out")
+    app.load_sample("pbdr_csv", progress=False)
+    assert app.error.value == "" and app.result is not None and not app.model.stale
+    with BreakBook(ledger) as book:
+        by_command, command_run = book.table(), book.runs().iloc[-1]
+    by_app, app_run = app.breaks_panel.book.table(), app.breaks_panel.book.runs().iloc[-1]
+    columns = ["key", "outcome", "amount_at_risk", "currency", "status"]
+    assert by_command[columns].sort_values("key").reset_index(drop=True).equals(
+        by_app[columns].sort_values("key").reset_index(drop=True))
+    assert len(by_app) > 0
+    for name in ("files", "sha256", "credits", "settlement_rows", "breaks"):
+        assert command_run[name] == app_run[name], name
+    assert app_run["sha256"] == _sha12(SAMPLE / "pbdr_csv.csv")
+    assert app.model.record_inputs() == [{"file": str(embedded / "data" / "sample" / "pbdr_csv.csv"),
+                                          "bytes": (SAMPLE / "pbdr_csv.csv").stat().st_size,
+                                          "sha256": hashlib.sha256((SAMPLE / "pbdr_csv.csv").read_bytes()).hexdigest()}]

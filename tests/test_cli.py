@@ -47,13 +47,13 @@ BAD = {
     "credits file a folder": (["folder", S + "pbdr_csv.csv"], "folder: is a directory"),
     "credits file holds no ids": (["words.csv", S + "pbdr_csv.csv"], "column 'name' holds no credit ids"),
     "as-of yesterday": ([S + "credit_ids.csv", S + "pbdr_csv.csv", "--as-of", "yesterday"],
-                        "argument --as-of: 'yesterday' is not an ISO date"),
+                        "argument --as-of: “yesterday” is not a date"),
     "tolerance 0.1.2": ([S + "credit_ids.csv", S + "pbdr_csv.csv", "--tolerance", "0.1.2"],
-                        "argument --tolerance: '0.1.2' is not an amount"),
+                        "argument --tolerance: “0.1.2” is not an amount"),
     "tolerance with a comma": ([S + "credit_ids.csv", S + "pbdr_csv.csv", "--tolerance", "0,05"],
-                               "argument --tolerance: '0,05'"),
+                               "argument --tolerance: “0,05” is not an amount: write the tolerance with a dot"),
     "negative grace days": ([S + "credit_ids.csv", S + "pbdr_csv.csv", "--grace-days", "-1"],
-                            "argument --grace-days: '-1'"),
+                            "argument --grace-days: “-1” is not a number of days"),
     "unknown format": ([S + "credit_ids.csv", S + "pbdr_csv.csv", "--format", "pdf"], "argument --format"),
     "swapped (a CSV report)": ([S + "pbdr_csv.csv", S + "credit_ids.csv"], "is a settlement file and settlement file"),
     "swapped (a processor file)": ([S + "processor_csv.csv", S + "credit_ids.csv"], "credits come first"),
@@ -164,7 +164,7 @@ def test_a_saved_frame_with_a_bad_amount_names_file_line_and_column(workspace, c
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
-    (["sandbox", "--start", "yesterday"], "argument --start: 'yesterday' is not an ISO date"),
+    (["sandbox", "--start", "yesterday"], "argument --start: “yesterday” is not a date"),
     (["sandbox", "--fault", "get:teapot=0.1"], "--fault:"),
     (["sandbox", "--tls-cert", "nowhere.pem"], "--tls-cert nowhere.pem: no such file"),
     (["sandbox", "--tls-key", "words.csv"], "--tls-key needs --tls-cert"),

@@ -852,3 +852,43 @@ def test_a_file_uploaded_twice_under_two_names_is_refused_naming_both(world, tmp
     app.load_button.click()
     assert "pbdr (1).csv is a byte-identical copy of pbdr.csv" in app.error.value
     assert not app.loaded_files and "Loaded" not in app.load_status.value
+
+
+# --- no message outlives the action it answered -------------------------------------------------
+
+def test_later_actions_clear_the_book_conflict_and_the_missing_step_messages(world, tmp_path):
+    from reconkit.breaks import BreakBook
+
+    _sb, client, _scenario, _bundle = world
+    app = _app(world, tmp_path)
+    app.reconcile_button.click()
+    assert "fetch the credits first" in app.ids_error.value
+    app.ledger_button.click()  # the ids are there now: the old advice goes
+    assert app.ids.value and app.ids_error.value == "" and app.error.value == ""
+
+    app = _reconciled(world, tmp_path)
+    panel = app.breaks_panel
+    other = BreakBook(client.ledger, analyst="bob")
+    for button in (app.reconcile_button, app.pull_button, app.load_button, app.fetch_button):
+        key = panel.pick.value
+        other.note(key, "bob was here")  # the break changes behind the panel's back
+        panel.note_text.value = "mine"
+        panel.on_note()
+        assert "changed since version" in panel.error.value
+        button.click()
+        assert panel.error.value == "", button.description
+
+
+def test_after_a_new_reconcile_the_cards_and_the_table_count_the_same_breaks(world, tmp_path):
+    app = _reconciled(world, tmp_path, page_size=500)
+    target = app.result.breaks.dropna(subset=["credit_id"]).iloc[0]
+    app.search.value = str(target["credit_id"])
+    app.sort_by.value = "currency"
+    assert "of 1 · 1 break(s)" in app.page_label.value
+    app.tolerance.value = "1000"  # the next day's run, as it were
+    app.reconcile_button.click()
+    breaks = app.result.break_table.num_rows
+    assert breaks > 1 and f"<div style='color:#666'>Breaks</div><div style='font-size:22px'>{breaks:,}</div>" \
+        in app.cards.value
+    assert f"{breaks:,} break(s)" in app.page_label.value and app.table.value.count("<tr>") == breaks
+    assert app.search.value == "" and app.sort_by.value == "" and app.model.view.search == ()

@@ -56,6 +56,7 @@ def test_notebook_runs_against_the_embedded_sandbox(workspace, name):
     assert "SANDBOX" in text  # the banner (or the client's repr) says where the money goes
     if name == "02_investigate_refund_discrepancies":
         assert "MATCHED" in text and "AMOUNT_MISMATCH" in text
+        assert "no, the result is current" in text and "'sha256':" in text  # what the model read, digested
 
 
 def test_no_output_holds_the_configured_secret(tmp_path):

@@ -7,7 +7,12 @@ sheet and says what was left out.
 from __future__ import annotations
 
 import dataclasses
+import html
+import os
 from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +21,7 @@ import pyarrow.compute as pc
 from ..outcomes import BREAK_ON_CREDIT, Outcome
 from ..result import ReconResult
 
-__all__ = ["FilteredView"]
+__all__ = ["FilteredView", "served_href", "write_exports"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,3 +69,45 @@ class FilteredView(ReconResult):
         rank = {o.value: i for i, o in enumerate(Outcome)}
         order = sorted(range(summary.num_rows), key=lambda i: (rank.get(outcomes[i], len(rank)), currencies[i] or ""))
         return summary.take(pa.array(order, pa.int64()))
+
+
+def served_href(path: Path) -> str:
+    """The URL the Jupyter server running this kernel serves ``path`` at: ``<base_url>files/<path
+    under its root>``. A link relative to the page would resolve under ``/lab/tree/``, which
+    opens JupyterLab instead of the file. Outside Jupyter, the path relative to the working
+    directory."""
+    target = path.resolve()
+    try:
+        from jupyter_server.serverapp import list_running_servers
+
+        servers = [s for s in list_running_servers() if target.is_relative_to(Path(s["root_dir"]).resolve())]
+    except (ImportError, OSError, KeyError, ValueError):
+        servers = []
+    if not servers:
+        return Path(os.path.relpath(target, Path.cwd())).as_posix()
+    # The server that started this kernel is its parent process; else the one rooted nearest the file.
+    server = max(servers, key=lambda s: (s.get("pid") == os.getppid(), len(Path(s["root_dir"]).resolve().parts)))
+    under = target.relative_to(Path(server["root_dir"]).resolve()).as_posix()
+    return f"{server.get('base_url', '/').rstrip('/')}/files/{quote(under)}"
+
+
+def write_exports(result: ReconResult, run: str, suffix: str, out_dir: Path, links: Any) -> list[Path]:
+    """Write ``result``'s files named with ``run`` under ``out_dir`` (``report_<run>.html`` for a
+    whole run, ``breaks_<run><suffix>.csv`` and ``.xlsx``) and link them in the HTML widget
+    ``links``, saying how far it got while writing. Jupyter serves the files: nothing is pushed
+    into the page. Returns the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = [(out_dir / f"breaks_{run}{suffix}.csv", result.to_csv),
+               (out_dir / f"breaks_{run}{suffix}.xlsx", result.to_excel)]
+    if not suffix:
+        targets.insert(0, (out_dir / f"report_{run}.html", result.to_html))
+    for step, (path, write) in enumerate(targets, start=1):
+        links.value = f"Writing {html.escape(path.name)} ({step} of {len(targets)}) …"
+        write(path)
+    anchors = [f"<a href='{html.escape(served_href(path))}' download='{html.escape(path.name)}' target='_blank' "
+               f"data-run='{html.escape(run)}'>{html.escape(path.name)}</a>" for path, _ in targets]
+    what = (f"the filtered view ({result.break_table.num_rows:,} break(s))" if suffix
+            else f"all {result.break_table.num_rows:,} break(s)")
+    links.value = (f"<div class='reconkit-exports'>Run {html.escape(run)}, {what}: " + " · ".join(anchors)
+                   + f"<br>in <code>{html.escape(str(out_dir.resolve()))}</code></div>")
+    return [path for path, _ in targets]
