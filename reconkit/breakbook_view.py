@@ -37,7 +37,7 @@ from typing import Any
 import pandas as pd
 from traitlets import Bool, HasTraits, Instance, Int, Unicode, observe, validate
 
-from .breaks import CLOSED, Break, BreakBook, Status
+from .breaks import CLOSED, Break, BreakBook, Reason, Status
 from .errors import BreakBookError, BreakConflictError, ConfigError
 
 __all__ = ["ALL", "ANYONE", "BULK_KINDS", "KINDS", "MINE", "SORTS", "UNASSIGNED", "VIEWS", "Action",
@@ -251,6 +251,7 @@ class BreakBookView(HasTraits):
         self._book_frame = pd.DataFrame()
         self._frame = pd.DataFrame()
         self._settling = False
+        self._recorded = 0
         self.reload()
 
     # --- validation ----------------------------------------------------------------------
@@ -311,6 +312,14 @@ class BreakBookView(HasTraits):
 
     def _read_selected(self) -> None:
         self.shown = None if self.selected is None else self.book.get(self.selected)
+
+    @property
+    def stamp(self) -> tuple[int, int, int]:
+        """Changes whenever the book read last differs from the one read before (breaks, their
+        latest event, runs recorded here): a view redraws what it derives from the whole book
+        (runs, aging) only then."""
+        frame = self._book_frame
+        return len(frame), int(frame["version"].max()) if len(frame) else 0, self._recorded
 
     def reload(self) -> None:
         """Re-read the book (another notebook may have changed it); the selection stays."""
@@ -499,6 +508,9 @@ class BreakBookView(HasTraits):
     def prepare(self, kind: str, **params: Any) -> Action:
         """Make ``kind`` over every break the filters select the pending confirmation (its
         parameters frozen now) and return it; nothing is written until :meth:`confirm`."""
+        # A new request replaces the confirmation and message shown, even when refused below.
+        self.pending, self.last, self.message = None, None, ""
+        self.revision += 1
         if kind not in BULK_KINDS:
             raise BreakBookError(f"{kind!r} is not done in bulk; one of {', '.join(BULK_KINDS)} is")
         frame = self._frame
@@ -509,7 +521,6 @@ class BreakBookView(HasTraits):
                                None if r["amount_at_risk"] is None or pd.isna(r["amount_at_risk"])
                                else r["amount_at_risk"], None if pd.isna(r["currency"]) else r["currency"])
                         for r in frame.to_dict("records"))
-        self.last, self.message = None, ""
         self.pending = Action(kind, targets, tuple(sorted((k, v) for k, v in frozen.items() if v is not None)),
                               bulk=True)
         self.revision += 1
@@ -554,6 +565,7 @@ class BreakBookView(HasTraits):
         """Record a reconciliation run (``options`` go to :meth:`BreakBook.record`) and say what
         changed since the last one; a pending confirmation is cancelled."""
         run_id = self.book.record(result, inputs=inputs, **options)
+        self._recorded += 1
         text = f"recorded run {run_id}"
         if len(self.book.runs()) > 1:
             text += " · " + self.book.diff().summary_text()
@@ -576,6 +588,8 @@ class BreakBookView(HasTraits):
         if kind == "resolve":
             if not text("reason"):
                 raise BreakBookError("choose a reason code first: a break is closed with a reason")
+            if text("reason").upper() == Reason.OTHER and not text("note"):
+                raise BreakBookError("reason OTHER needs a note saying what was found: type it first")
             return {"reason": text("reason"), "status": text("status") or Status.RESOLVED.value,
                     "note": text("note") or None}
         if kind == "reopen":

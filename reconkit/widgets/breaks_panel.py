@@ -79,6 +79,7 @@ class BreaksPanel(App):
         self._rendering = False
         self._bound: dict[str, Action | None] = {}
         self._confirming: Action | None = None
+        self._drawn_stamp: tuple[int, int, int] | None = None
         self.who = w.HTML(f"<b>analyst:</b> {html.escape(book.analyst)}")
         # which breaks, in which order, which page
         self.view = w.Dropdown(description="show", style=_STYLE)
@@ -219,10 +220,12 @@ class BreaksPanel(App):
             self._render_actions()
             self.message.value = self._message_html(model.last) if model.last is not None else \
                 html.escape(model.message)
-            runs = model.book.runs()
-            self.runs.value = table_html(runs.tail(5)) if len(runs) else "<p>No run recorded yet.</p>"
-            aging = model.book.aging()
-            self.aging.value = table_html(aging[aging["breaks"] > 0]) if (aging["breaks"] > 0).any() else ""
+            if model.stamp != self._drawn_stamp:  # the runs and the aging read the whole book
+                self._drawn_stamp = model.stamp
+                runs = model.book.runs()
+                self.runs.value = table_html(runs.tail(5)) if len(runs) else "<p>No run recorded yet.</p>"
+                aging = model.book.aging()
+                self.aging.value = table_html(aging[aging["breaks"] > 0]) if (aging["breaks"] > 0).any() else ""
         finally:
             self._rendering = False
 
