@@ -212,9 +212,14 @@ class BreaksPanel(App):
             for widget, name in ((self.view, "status"), (self.owner_filter, "owner"),
                                  (self.outcome_filter, "outcome"), (self.currency_filter, "currency"),
                                  (self.sort_by, "sort")):
-                widget.options = choices[name]
-                widget.value = getattr(model, name)
-            self.search.value, self.new_only.value = model.text, model.new_only
+                # Options sent again reset the browser's choice: send them only when they change.
+                if tuple(widget.options) != tuple(choices[name]):
+                    widget.options = choices[name]
+                if widget.value != getattr(model, name):
+                    widget.value = getattr(model, name)
+            if self.search.value != model.text:
+                self.search.value = model.text
+            self.new_only.value = model.new_only
             self._render_table()
             self._render_pick()
             self._render_actions()
@@ -273,8 +278,10 @@ class BreaksPanel(App):
             amount = None if shown.amount_at_risk is None else Decimal(shown.amount_at_risk)
             options.append((f"{shown.key} · {money(amount, shown.currency)} · {shown.status} (not in this view)",
                             shown.key))
-        self.pick.options = options
-        self.pick.value = model.selected
+        if tuple(self.pick.options) != tuple(options):
+            self.pick.options = options
+        if self.pick.value != model.selected:
+            self.pick.value = model.selected
         self.details.value = _details(shown) if shown is not None else ""
 
     def _render_actions(self) -> None:
