@@ -541,6 +541,10 @@ class Investigation:
                            grace_days=self.parameters.grace_days, as_of=self.parameters.as_of,
                            failures=self.read_failures, environment=self.environment)
         result.parameters["unfetched_ids"] = self.unfetched  # the reports' Parameters say it when not 0
+        if self.client is not None and "merchant_id" not in self.credits:
+            # Fetched credits do not carry their merchant; the break book's intake checks the
+            # settlement's merchant ids against the one they were fetched for.
+            result.parameters["merchant_id"] = self.client.config.merchant_id
         if self.client is not None:  # the ledger keeps every run's parameters and counts
             self.client.ledger.record_run(result.parameters, result.counts())
         self._runs += 1
@@ -553,27 +557,44 @@ class Investigation:
         """The settlement inputs of :attr:`result` as the break book keeps them (name, bytes, SHA-256)."""
         return [f.as_input() for f in self.result_files]
 
-    def record(self, book: Any, *, override: str | None = None) -> int:
-        """Record :attr:`result` in ``book`` with the digests of the bytes it was computed from.
+    def preview(self, book: Any) -> Any:
+        """What recording :attr:`result` in ``book`` would do, and the intake checks it passes or
+        fails (:meth:`reconkit.BreakBook.preview`); nothing is written.
 
         Raises
         ------
         ValueError
             There is no current result.
         """
+        return book.preview(self._current_or_refuse(), inputs=self.record_inputs())
+
+    def record(self, book: Any, *, override: str | None = None) -> int:
+        """Record :attr:`result` in ``book`` with the digests of the bytes it was computed from.
+
+        Parameters
+        ----------
+        book : BreakBook
+        override : str, optional
+            Why a run that fails an intake check is recorded anyway (kept with the run and in the
+            audit); without it such a run is refused.
+
+        Raises
+        ------
+        ValueError
+            There is no current result.
+        reconkit.IntakeError
+            The run fails an intake check and no ``override`` was given; nothing is recorded.
+        """
+        run = book.record(self._current_or_refuse(), inputs=self.record_inputs(), override=override)
+        self.recorded_run = run
+        return run
+
+    def _current_or_refuse(self) -> ReconResult:
         result = self.current
         if result is None:
             raise ValueError("reconcile first" if self.result is None else
                              f"the result is stale ({', '.join(self.stale_reasons)} changed): reconcile again")
-        # INTAKE: the single place BreakBook's checked intake plugs in. Once BreakBook.record accepts
-        # ``override`` (and refuses a failing intake with IntakeError), pass it here:
-        #     run = book.record(result, inputs=self.record_inputs(), override=override)
-        # A caller shows book.preview(result, inputs=self.record_inputs()) before asking.
-        if override is not None:
-            raise TypeError("this break book has no checked intake to override")
-        run = book.record(result, inputs=self.record_inputs())
-        self.recorded_run = run
-        return run
+        return result
 
     # --- 5 · the break table: filter, search, sort, page --------------------------------------
     def set_view(self, **changes: Any) -> BreakView:

@@ -140,6 +140,7 @@ def test_the_investigation_app_carries_its_breaks_from_run_to_run(tmp_path):
         app.on_load()
         app.as_of.value = day1.as_of.isoformat()
         app.on_reconcile()
+        app.recorder.on_record()
         assert app.error.value == "" and app.breaks_panel.error.value == ""
         truth1 = day1.credits_truth.set_index("credit_id")["outcome"]
         expected = {f"credit:{c}" for c, o in truth1.items() if o not in ("MATCHED", "NO_SETTLEMENT_EXPECTED")}
@@ -165,7 +166,8 @@ def test_the_investigation_app_carries_its_breaks_from_run_to_run(tmp_path):
         app.on_load()
         app.as_of.value = day2.as_of.isoformat()
         app.on_reconcile()
-        message = app.breaks_panel.message.value
+        app.recorder.on_record()
+        message = app.recorder.message.value
         assert message.startswith("recorded run 2 · run 1 -&gt; run 2: 0 new, ")
         assert f"{len(pending)} cleared" in message
         book = app.breaks_panel.book

@@ -42,6 +42,7 @@ from .break_table import SHOWN_COLUMNS, BreakTable
 from .breaks_panel import BreaksPanel
 from .common import App, ConnectionBanner, cards_html, describe_error, format_amount, guarded, table_html
 from .filtered import FilteredView, write_exports
+from .record_run import RunRecorder
 
 __all__ = ["InvestigateApp", "LoadedFile", "analyst_words", "format_amount", "parse_as_of", "parse_date",
            "parse_ids", "parse_tolerance"]
@@ -180,6 +181,7 @@ class InvestigateApp(App):
         self.breaks_panel = BreaksPanel(BreakBook(self.client.ledger))  # carries breaks from run to run
         self.breaks = BreakTable(self.model, self.breaks_panel.book.workflow, self.error)
         self.breaks_panel.on_change = lambda: self.breaks.render() if self.result is not None else None
+        self.recorder = RunRecorder(self.model, self.breaks_panel.book, on_change=self._on_recorded)
         # The break table's controls, by the names the app has always given them.
         (self.outcome_filter, self.currency_filter, self.search, self.sort_by, self.descending, self.prev_button,
          self.next_button, self.page_box, self.pick) = self.breaks.controls
@@ -343,8 +345,9 @@ class InvestigateApp(App):
 
     @guarded
     def on_reconcile(self, _button: Any = None) -> None:
-        """Reconcile, record the run in the break book, then show the cards, the figures and the first
-        page of breaks, all under a new run id; every view of the previous run is cleared first."""
+        """Reconcile, then show the cards, the figures and the first page of breaks, all under a new
+        run id, and what recording the run in the break book would do; every view of the previous run
+        is cleared first."""
         self._clear_messages()
         try:
             self.model.reconcile()
@@ -364,11 +367,13 @@ class InvestigateApp(App):
             raise
         finally:
             self._show_result()
-        book = self.breaks_panel.book
-        run = self.model.record(book)
-        self.breaks_panel.message.value = html.escape(
-            f"recorded run {run}" + (" · " + book.diff().summary_text() if len(book.runs()) > 1 else ""))
+        self.recorder.prepare()  # the run is recorded when the analyst confirms its preview
+
+    def _on_recorded(self) -> None:
+        """A run was recorded or withdrawn: the book and the table's work status are read again."""
         self.breaks_panel.refresh()
+        if self.result is not None:
+            self.breaks.render()
 
     # --- showing the model's state ------------------------------------------------------
     def _show_result(self) -> None:
@@ -388,6 +393,9 @@ class InvestigateApp(App):
 
     def _show_stale(self) -> None:
         reasons = self.model.stale_reasons
+        if reasons or self.model.result is None:
+            self.recorder.invalidate(f"{', '.join(reasons)} changed since the reconciliation" if reasons
+                                     else "the result was cleared")
         for widget in (self.run_label, self.cards, self.figures, self.table, self.drill):
             (widget.add_class if reasons else widget.remove_class)("reconkit-stale-view")
         if reasons:
@@ -452,7 +460,7 @@ class InvestigateApp(App):
 
     def _clear_messages(self) -> None:
         """Every action starts clean: no message of an earlier action (the app's or the book's) stays."""
-        self.error.value = self.breaks_panel.error.value = ""
+        self.error.value = self.breaks_panel.error.value = self.recorder.error.value = ""
         for widget in self._field_errors().values():
             widget.value = ""
         for error in self.model.parameter_errors.values():  # a value still refused stays marked
@@ -529,7 +537,7 @@ class InvestigateApp(App):
             self.run_label, self.stale, self.cards, self.figures,
             w.HTML("<h3>Breaks</h3>"), self.breaks,
             w.HBox([self.export_filtered_button, self.export_all_button]), self.export_links,
-            w.HTML("<h3>4 · Break book</h3>"), self.breaks_panel,
+            w.HTML("<h3>4 · Break book</h3>"), self.recorder, self.breaks_panel,
         ]
 
     def _default_as_of(self) -> str:
@@ -556,4 +564,6 @@ class InvestigateApp(App):
         self.on_fetch(progress=progress)
         self.on_load()
         self.on_reconcile()
+        if self.recorder.preview is not None and self.recorder.preview.ok:  # the sample is the book's example
+            self.recorder.on_record()
         return self.result
