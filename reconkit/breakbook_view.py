@@ -39,6 +39,7 @@ from traitlets import Bool, HasTraits, Instance, Int, Unicode, observe, validate
 
 from .breaks import CLOSED, Break, BreakBook, Reason, Status
 from .errors import BreakBookError, BreakConflictError, ConfigError
+from .identity import identity_key
 
 __all__ = ["ALL", "ANYONE", "BULK_KINDS", "KINDS", "MINE", "SORTS", "UNASSIGNED", "VIEWS", "Action",
            "BreakBookView", "Done", "Target", "format_totals", "money"]
@@ -395,8 +396,9 @@ class BreakBookView(HasTraits):
             keep &= frame["status"].isin(_OPEN)
         elif self.status != "all":
             keep &= frame["status"] == self.status
-        if self.owner == MINE:
-            keep &= frame["owner"] == self.book.analyst
+        if self.owner == MINE:  # "mine" as identities compare: "Ann" owns what "ann" was assigned
+            me = identity_key(self.book.analyst)
+            keep &= frame["owner"].map(lambda owner: isinstance(owner, str) and identity_key(owner) == me).astype(bool)
         elif self.owner == UNASSIGNED:
             keep &= frame["owner"].isna()
         elif self.owner != ANYONE:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -40,16 +41,40 @@ def _show_frame(frame: pd.DataFrame, empty: str) -> None:
 
 def _record(book: Any, args: argparse.Namespace) -> None:
     """Reconcile as ``reconkit reconcile`` does (the same checks, the ids fetched, the settlement
-    bytes digested) and record the run with the digests of the bytes read."""
+    bytes digested), show what recording the run would do and its intake checks, ask when a person
+    is at the terminal, and record the run with the digests of the bytes read."""
     from .cli_reconcile import check_inputs, investigate
 
     model = investigate(check_inputs(args))
     assert model.result is not None
-    run_id = model.record(book)
     print(model.result.summary_text())
-    print(f"recorded run {run_id} ({len(book.open())} open breaks)")
+    preview = model.preview(book)
+    print(f"recording this run would: {shown(preview.text.split('; fails')[0])}")
+    for check in preview.failed:
+        print(f"INTAKE CHECK FAILED ({check.name}): {shown(check.message)}")
+    if args.dry_run:
+        print("not recorded (--dry-run)")
+        return
+    if not preview.ok and args.override is None:
+        failed = "; ".join(f"{c.name}: {c.message}" for c in preview.failed)
+        raise argparse.ArgumentTypeError(f"not recorded: the run fails {len(preview.failed)} intake check(s) "
+                                         f"({failed}); check the files, or pass --override REASON to record it "
+                                         "anyway")
+    if sys.stdin.isatty() and not args.yes and input("Record this run? [y/N] ").strip().lower() not in ("y", "yes"):
+        print("not recorded")
+        return
+    run_id = model.record(book, override=args.override if not preview.ok else None)
+    print(f"recorded run {run_id} ({len(book.open())} open breaks)"
+          + (f", recorded anyway because: {shown(args.override)}" if not preview.ok else ""))
     if len(book.runs()) > 1:
         print(book.diff().summary_text())
+
+
+def _owned_by(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The rows whose owner is ``name`` as identities compare (case, width, invisible characters)."""
+    from .identity import same_person
+
+    return frame[frame["owner"].map(lambda owner: isinstance(owner, str) and same_person(owner, name))]
 
 
 def _list(book: Any, args: argparse.Namespace) -> None:
@@ -60,9 +85,9 @@ def _list(book: Any, args: argparse.Namespace) -> None:
     else:
         frame = book.open()
     if args.mine:
-        frame = frame[frame["owner"] == book.analyst]
+        frame = _owned_by(frame, book.analyst)
     if args.owner:
-        frame = frame[frame["owner"] == args.owner]
+        frame = _owned_by(frame, args.owner)
     if args.new:
         frame = frame[frame["new"]]
     columns = _LIST_COLUMNS + (["reason", "signed_off_by"] if args.all or args.status else [])
@@ -122,6 +147,13 @@ def run_breaks(args: argparse.Namespace) -> int:
             _show_frame(frame[frame["breaks"] > 0], "no open breaks")
         elif action == "runs":
             _show_frame(book.runs(), "no runs recorded")
+        elif action == "withdraw":
+            keys = book.withdraw(args.run, args.reason)
+            print(f"withdrew run {args.run}: {len(keys)} break(s) put back as they were before it")
+        elif action == "verify":
+            proved = book.verify()
+            print(f"the book verifies: {proved.events} events chained, {proved.breaks} breaks as their log "
+                  f"says; head {proved.head}")
         elif action == "audit":
             print(f"wrote {book.export_audit(args.out)} ({len(book.events())} changes)")
     return 0
@@ -156,6 +188,11 @@ def add_breaks_parser(commands: Any) -> None:
                         help="settlement format, one of " + ", ".join(SETTLEMENT_FORMATS) + " (default auto)")
     record.add_argument("--allow-unfetched", action="store_true",
                         help="record even when some credit ids could not be fetched (default: stop)")
+    record.add_argument("--override", metavar="REASON",
+                        help="record a run that fails an intake check (another merchant, dates outside the "
+                             "credits' window, ...) anyway, for this reason (kept in the audit)")
+    record.add_argument("--dry-run", action="store_true", help="show what the run would do; record nothing")
+    record.add_argument("--yes", action="store_true", help="do not ask before recording (asked only at a terminal)")
 
     listing = actions.add_parser("list", help="open breaks, largest amount at risk first")
     listing.add_argument("--all", action="store_true", help="closed ones too")
@@ -189,6 +226,10 @@ def add_breaks_parser(commands: Any) -> None:
     diff.add_argument("run_b", type=int, nargs="?", help="the later run (default: the latest)")
     actions.add_parser("aging", help="open breaks by age bucket")
     actions.add_parser("runs", help="the runs recorded")
+    withdraw = actions.add_parser("withdraw", help="withdraw the last run recorded, putting its breaks back")
+    withdraw.add_argument("run", type=int, help="the run's id (see runs)")
+    withdraw.add_argument("--reason", required=True, help="why the run was wrong (kept in the audit)")
+    actions.add_parser("verify", help="prove the book's log: its hash chain, guards and derived state")
     audit = actions.add_parser("audit", help="export every change with who and when")
     audit.add_argument("out", help="a .csv or .xlsx file")
     breaks.set_defaults(func=run_breaks)

@@ -190,3 +190,33 @@ def test_the_command_and_the_app_give_the_same_result_and_record_the_same_digest
     assert app.model.record_inputs() == [{"file": str(embedded / "data" / "sample" / "pbdr_csv.csv"),
                                           "bytes": (SAMPLE / "pbdr_csv.csv").stat().st_size,
                                           "sha256": hashlib.sha256((SAMPLE / "pbdr_csv.csv").read_bytes()).hexdigest()}]
+
+
+def test_a_run_failing_intake_is_refused_then_recorded_with_override_and_withdrawn(files, capsys, tmp_path):
+    """Another merchant's file a month later: the preview names the failed checks, nothing is recorded
+    without --override, the run recorded with one is withdrawn, and the book verifies throughout."""
+    credits, day1, _day2, ledger = files
+    frame = pd.read_csv(credits, dtype=str).assign(merchant_id="m1")
+    frame.to_csv(credits, index=False)
+    assert _breaks(ledger, "record", credits, day1, "--as-of", "2026-11-03T18:00:00Z") == 0
+    capsys.readouterr()
+    wrong = tmp_path / "other.csv"
+    wrong.write_text(Path(day1).read_text().replace(",m1,", ",m9,").replace("2026-11-03,c", "2026-12-09,x"))
+    assert _breaks(ledger, "record", credits, str(wrong), "--as-of", "2026-11-03T18:00:00Z", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "INTAKE CHECK FAILED (merchant)" in out and "m9" in out and "not recorded (--dry-run)" in out
+    assert _breaks(ledger, "record", credits, str(wrong), "--as-of", "2026-11-03T18:00:00Z") == 2
+    err = capsys.readouterr().err
+    assert "not recorded" in err and "merchant" in err and "--override" in err
+    assert _breaks(ledger, "runs") == 0
+    assert capsys.readouterr().out.count("\n") == 2  # the header and run 1
+    assert _breaks(ledger, "record", credits, str(wrong), "--as-of", "2026-11-03T18:00:00Z",
+                   "--override", "the processor's test file") == 0
+    assert "recorded anyway because: the processor's test file" in capsys.readouterr().out
+    assert _breaks(ledger, "withdraw", "2", "--reason", "wrong merchant") == 0
+    assert "withdrew run 2" in capsys.readouterr().out
+    assert _breaks(ledger, "verify") == 0
+    assert "the book verifies" in capsys.readouterr().out
+    assert _breaks(ledger, "list") == 0
+    listing = capsys.readouterr().out
+    assert "credit:c2" in listing and "credit:c3" in listing and listing.strip().endswith("2 break(s) · analyst ann")

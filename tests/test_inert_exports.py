@@ -445,3 +445,18 @@ def test_the_vectorised_rule_is_the_cell_rule(values):
 
     assert inert.arrow(pa.array(values, pa.string())).to_pylist() == [None if v is None else inert.cell(v)
                                                                      for v in values]
+
+
+def test_the_apps_show_control_characters_escaped(planted):
+    """The break-book panel draws the planted keys, names and notes with no raw control character."""
+    from reconkit.widgets.breaks_panel import BreaksPanel
+
+    _result, book, _files, _folder, _ledger = planted
+    panel = BreaksPanel(book)
+    panel.model.status = "all"
+    seen = []
+    for key in book.table()["key"]:
+        panel.pick.value = key
+        seen += [panel.table.value, panel.details.value, panel.message.value, panel.summary.value]
+    assert seen and not any(RAW_CONTROL.search(text) for text in seen)
+    assert any("\\x1b" in text for text in seen)  # shown, as its escape

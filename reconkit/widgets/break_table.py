@@ -5,7 +5,6 @@ drawn from the model (only the page shown becomes a pandas frame)."""
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from ..investigation import ALL, Investigation
 from ..outcomes import BREAKS
 from ..report import LABELS
 from ..result import ReconResult
-from .common import App, format_amount, guarded, json_html, table_html
+from .common import App, escape, format_amount, guarded, json_html, table_html
 
 __all__ = ["CREDIT_LABELS", "SHOWN_COLUMNS", "SOURCE_WORDS", "WORK_LABELS", "BreakTable", "drill_html",
            "duplicate_lines", "pick_label", "shown_breaks"]
@@ -96,7 +95,7 @@ def drill_html(result: ReconResult, row: int, credits_by_id: dict[str, Credit]) 
     """A break (``row``: its position in the break table) with its credit (curated fields and raw
     JSON) beside its settlement row(s), each row numbered with its file and line."""
     item = result.breaks_frame(result.break_table.slice(row, 1)).iloc[0]
-    parts = [f"<h4>{html.escape(str(item['outcome']))}</h4><p>{html.escape(str(item['detail']))}</p>"]
+    parts = [f"<h4>{escape(str(item['outcome']))}</h4><p>{escape(str(item['detail']))}</p>"]
     credit_id = item["credit_id"]
     settlement = result.settlement
     if pd.notna(credit_id):
@@ -128,7 +127,7 @@ def drill_html(result: ReconResult, row: int, credits_by_id: dict[str, Credit]) 
                                       "batch_date": "Batch date"})
         parts.append("<b>Settlement row(s)</b>" + table_html(shown))
     elif item["outcome"] == "UNREADABLE_SETTLEMENT":
-        parts.append(f"<b>Settlement row</b>: could not be read, {html.escape(_file_name(item['source_file']))} "
+        parts.append(f"<b>Settlement row</b>: could not be read, {escape(_file_name(item['source_file']))} "
                      f"line {int(item['source_line'])}")
     else:
         parts.append("<b>Settlement row(s)</b>: none")

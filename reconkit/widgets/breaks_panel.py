@@ -14,7 +14,6 @@ wrap and a single column, so nothing needs a horizontal scroll at 1280 px. A hos
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from os import PathLike
@@ -25,7 +24,7 @@ import pandas as pd
 
 from ..breakbook_view import KINDS, Action, BreakBookView, Done, format_totals, money
 from ..breaks import AUTOMATIC_REASONS, CLOSED, Break, BreakBook, Reason, Status
-from .common import App, format_amount, guarded, table_html
+from .common import App, escape, format_amount, guarded, table_html
 
 __all__ = ["BreaksPanel"]
 
@@ -80,7 +79,7 @@ class BreaksPanel(App):
         self._bound: dict[str, Action | None] = {}
         self._confirming: Action | None = None
         self._drawn_stamp: tuple[int, int, int] | None = None
-        self.who = w.HTML(f"<b>analyst:</b> {html.escape(book.analyst)}")
+        self.who = w.HTML(f"<b>analyst:</b> {escape(book.analyst)}")
         # which breaks, in which order, which page
         self.view = w.Dropdown(description="show", style=_STYLE)
         self.owner_filter = w.Dropdown(description="owner", style=_STYLE)
@@ -224,7 +223,7 @@ class BreaksPanel(App):
             self._render_pick()
             self._render_actions()
             self.message.value = self._message_html(model.last) if model.last is not None else \
-                html.escape(model.message)
+                escape(model.message)
             if model.stamp != self._drawn_stamp:  # the runs and the aging read the whole book
                 self._drawn_stamp = model.stamp
                 runs = model.book.runs()
@@ -242,10 +241,10 @@ class BreaksPanel(App):
         self.page_label.value = f"of {model.pages} · {len(frame):,} break(s)"
         self.prev_button.disabled = model.page == 0
         self.next_button.disabled = model.page >= model.pages - 1
-        total = f"{len(frame):,} break(s) in this view, at risk {html.escape(format_totals(model.totals()))}"
-        order = f"order: {html.escape(model.sort_words())}"
+        total = f"{len(frame):,} break(s) in this view, at risk {escape(format_totals(model.totals()))}"
+        order = f"order: {escape(model.sort_words())}"
         if model.unconverted():
-            order += (f"; no rate for {html.escape(', '.join(model.unconverted()))}: listed after the converted "
+            order += (f"; no rate for {escape(', '.join(model.unconverted()))}: listed after the converted "
                       "breaks, each currency together")
         self.summary.value = f"<div class='reconkit-book-summary'>{total} · {order}</div>"
         if not len(page):
@@ -261,7 +260,7 @@ class BreaksPanel(App):
             if end == len(page) or currencies[end] != currencies[start]:
                 currency = currencies[start]
                 same = frame[frame["currency"] == currency] if currency is not None else frame[frame["currency"].isna()]
-                parts.append(f"<div class='reconkit-book-group'><b>{html.escape(str(currency or 'no currency'))}"
+                parts.append(f"<div class='reconkit-book-group'><b>{escape(str(currency or 'no currency'))}"
                              f"</b>: {len(same):,} break(s) in this view</div>"
                              + table_html(_shown(page.iloc[start:end])))
                 start = end
@@ -303,18 +302,18 @@ class BreaksPanel(App):
             self.confirm_text.value = ""
             self.confirm_button.description = "Confirm"
             return
-        self.confirm_text.value = f"<div class='reconkit-confirm'>{html.escape(pending.describe())}</div>"
+        self.confirm_text.value = f"<div class='reconkit-confirm'>{escape(pending.describe())}</div>"
         self.confirm_button.description = pending.label
         self.confirm_box.layout.display = "flex"
 
     @staticmethod
     def _message_html(done: Done) -> str:
-        text = html.escape(done.summary())
+        text = escape(done.summary())
         problems = [*((k, "changed since", m) for k, m in done.conflicts),
                     *((k, "refused", m) for k, m in done.refused)]
         if not problems:
             return text
-        items = "".join(f"<li><code>{html.escape(k)}</code> {what}: {html.escape(m)}</li>" for k, what, m in problems)
+        items = "".join(f"<li><code>{escape(k)}</code> {what}: {escape(m)}</li>" for k, what, m in problems)
         return f"{text}<ul class='reconkit-not-done'>{items}</ul>"
 
     # --- widget events into the model ---------------------------------------------------------
@@ -437,12 +436,12 @@ class BreaksPanel(App):
 
 
 def _details(state: Break) -> str:
-    notes = "".join(f"<li>{html.escape(n.at[:19])} <b>{html.escape(n.author)}</b>: {html.escape(n.text)}</li>"
+    notes = "".join(f"<li>{escape(n.at[:19])} <b>{escape(n.author)}</b>: {escape(n.text)}</li>"
                     for n in state.notes)
     facts = [("status", state.status), ("owner", state.owner), ("outcome", state.outcome),
              ("amount at risk", f"{state.amount_at_risk} {state.currency}"), ("first seen", state.first_seen),
              ("reason", state.reason), ("resolved by", state.resolved_by),
              ("signed off by", state.signed_off_by), ("detail", state.detail)]
-    rows = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts if v)
-    return (f"<h4 style='overflow-wrap:anywhere'>{html.escape(state.key)} <small>(version {state.version})</small>"
+    rows = "".join(f"<tr><th>{k}</th><td>{escape(str(v))}</td></tr>" for k, v in facts if v)
+    return (f"<h4 style='overflow-wrap:anywhere'>{escape(state.key)} <small>(version {state.version})</small>"
             f"</h4><table>{rows}</table><ul>{notes}</ul>")

@@ -16,11 +16,18 @@ import pandas as pd
 
 from ..config import Config
 from ..errors import ApiError, ReconkitError, SettlementFormatError
+from ..inert import escape_controls
 from ..report import frame_html
 
-__all__ = ["App", "ConnectionBanner", "describe_error", "guarded", "json_html", "status_badge", "table_html"]
+__all__ = ["App", "ConnectionBanner", "describe_error", "escape", "guarded", "json_html", "status_badge", "table_html"]
 
 log = logging.getLogger("reconkit.widgets")
+
+
+def escape(value: Any, quote: bool = True) -> str:
+    """Text shown in an app's page: HTML-escaped, and each control character (ESC, BEL, ...) shown as
+    its escape, since text from files, servers and people may carry them."""
+    return html.escape(escape_controls(str(value)), quote=quote)
 
 _COLOURS = {"SANDBOX": ("#1e7e34", "local sandbox, simulated money"),
             "TEST": ("#b8860b", "CyberSource test environment (apitest), no real money"),
@@ -38,9 +45,9 @@ class ConnectionBanner(w.HTML):
         colour, what = _COLOURS.get(name, _COLOURS["CUSTOM"])
         super().__init__(
             f'<div class="reconkit-banner" style="background:{colour};color:white;padding:6px 10px;'
-            f'border-radius:4px;font-weight:600">{html.escape(name)} · merchant '
-            f'{html.escape(config.merchant_id)} · {html.escape(what)} · '
-            f'{html.escape(config.base_url)}</div>')
+            f'border-radius:4px;font-weight:600">{escape(name)} · merchant '
+            f'{escape(config.merchant_id)} · {escape(what)} · '
+            f'{escape(config.base_url)}</div>')
         self.environment = name
 
 
@@ -62,34 +69,34 @@ def status_badge(status: str | None) -> str:
     """A coloured status word."""
     text = status or "UNKNOWN"
     colour = _STATUS.get(text.upper(), "#b8860b")
-    return f'<b style="color:{colour}">{html.escape(text)}</b>'
+    return f'<b style="color:{colour}">{escape(text)}</b>'
 
 
 def json_html(raw: Any) -> str:
     """Pretty JSON in a <pre>."""
-    return f"<pre style='font-size:12px'>{html.escape(json.dumps(raw, indent=2, sort_keys=True))}</pre>"
+    return f"<pre style='font-size:12px'>{escape(json.dumps(raw, indent=2, sort_keys=True))}</pre>"
 
 
 def describe_error(exc: BaseException) -> str:
     """One readable HTML block for an error: CyberSource's reason and message, not a traceback."""
     if isinstance(exc, ApiError):
-        lines = [f"<b>{html.escape(type(exc).__name__)}</b> (HTTP {exc.http_status})"]
+        lines = [f"<b>{escape(type(exc).__name__)}</b> (HTTP {exc.http_status})"]
         if exc.reason:
-            lines.append(f"reason: <code>{html.escape(exc.reason)}</code>")
+            lines.append(f"reason: <code>{escape(exc.reason)}</code>")
         if exc.message:
-            lines.append(f"message: {html.escape(exc.message)}")
+            lines.append(f"message: {escape(exc.message)}")
         for detail in exc.details:
-            lines.append(f"field <code>{html.escape(str(detail.get('field')))}</code>: "
-                         f"{html.escape(str(detail.get('reason')))}")
+            lines.append(f"field <code>{escape(str(detail.get('field')))}</code>: "
+                         f"{escape(str(detail.get('reason')))}")
         if exc.correlation_id:
-            lines.append(f"correlation id (for CyberSource support): <code>{html.escape(exc.correlation_id)}</code>")
+            lines.append(f"correlation id (for CyberSource support): <code>{escape(exc.correlation_id)}</code>")
         body = "<br>".join(lines)
     elif isinstance(exc, SettlementFormatError) and exc.failure_cases is not None:
-        body = html.escape(str(exc)) + table_html(exc.failure_cases.head(50))
+        body = escape(str(exc)) + table_html(exc.failure_cases.head(50))
     elif isinstance(exc, ReconkitError | ValueError):
-        body = html.escape(str(exc))
+        body = escape(str(exc))
     else:
-        body = f"<b>{html.escape(type(exc).__name__)}</b>: {html.escape(str(exc))}"
+        body = f"<b>{escape(type(exc).__name__)}</b>: {escape(str(exc))}"
     return f'<div class="reconkit-error" style="border-left:4px solid #b00020;padding:4px 8px">{body}</div>'
 
 
@@ -134,4 +141,4 @@ def cards_html(cards: list[tuple[str, Any]]) -> str:
             "margin:4px;min-width:120px'><div style='color:#666'>{}</div><div style='font-size:22px'>{}</div>"
             "</div>")
     return ("<div class='reconkit-cards'>"
-            + "".join(card.format(html.escape(label), html.escape(str(value))) for label, value in cards) + "</div>")
+            + "".join(card.format(escape(label), escape(str(value))) for label, value in cards) + "</div>")

@@ -7,7 +7,6 @@ sheet and says what was left out.
 from __future__ import annotations
 
 import dataclasses
-import html
 import os
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +19,7 @@ import pyarrow.compute as pc
 
 from ..outcomes import BREAK_ON_CREDIT, Outcome
 from ..result import ReconResult
+from .common import escape
 
 __all__ = ["FilteredView", "served_href", "write_exports"]
 
@@ -102,12 +102,12 @@ def write_exports(result: ReconResult, run: str, suffix: str, out_dir: Path, lin
     if not suffix:
         targets.insert(0, (out_dir / f"report_{run}.html", result.to_html))
     for step, (path, write) in enumerate(targets, start=1):
-        links.value = f"Writing {html.escape(path.name)} ({step} of {len(targets)}) …"
+        links.value = f"Writing {escape(path.name)} ({step} of {len(targets)}) …"
         write(path)
-    anchors = [f"<a href='{html.escape(served_href(path))}' download='{html.escape(path.name)}' target='_blank' "
-               f"data-run='{html.escape(run)}'>{html.escape(path.name)}</a>" for path, _ in targets]
+    anchors = [f"<a href='{escape(served_href(path))}' download='{escape(path.name)}' target='_blank' "
+               f"data-run='{escape(run)}'>{escape(path.name)}</a>" for path, _ in targets]
     what = (f"the filtered view ({result.break_table.num_rows:,} break(s))" if suffix
             else f"all {result.break_table.num_rows:,} break(s)")
-    links.value = (f"<div class='reconkit-exports'>Run {html.escape(run)}, {what}: " + " · ".join(anchors)
-                   + f"<br>in <code>{html.escape(str(out_dir.resolve()))}</code></div>")
+    links.value = (f"<div class='reconkit-exports'>Run {escape(run)}, {what}: " + " · ".join(anchors)
+                   + f"<br>in <code>{escape(str(out_dir.resolve()))}</code></div>")
     return [path for path, _ in targets]

@@ -13,7 +13,6 @@ file names; a filtered export's every sheet holds only the breaks its filter sel
 from __future__ import annotations
 
 import functools
-import html
 import io
 import re
 from datetime import date
@@ -40,7 +39,7 @@ from ..result import ReconResult
 from ..session import connect, data_dir, sandbox_for
 from .break_table import SHOWN_COLUMNS, BreakTable
 from .breaks_panel import BreaksPanel
-from .common import App, ConnectionBanner, cards_html, describe_error, format_amount, guarded, table_html
+from .common import App, ConnectionBanner, cards_html, describe_error, escape, format_amount, guarded, table_html
 from .filtered import FilteredView, write_exports
 from .record_run import RunRecorder
 
@@ -92,7 +91,7 @@ def loaded_html(files: list[LoadedFile], rows: int, verb: str) -> str:
     counts = pd.DataFrame({"File": [Path(f.file).name for f in files], "Format": [f.format for f in files],
                            "Rows read": [f.rows for f in files], "Rows unreadable": [f.unreadable for f in files],
                            "SHA-256": [f.sha256[:12] for f in files]})
-    return (f"<div class='reconkit-loaded'>{verb} <b>{html.escape(', '.join(Path(f.file).name for f in files))}</b>, "
+    return (f"<div class='reconkit-loaded'>{verb} <b>{escape(', '.join(Path(f.file).name for f in files))}</b>, "
             f"{rows:,} row(s)" + (f", {unread:,} unreadable" if unread else "") + "</div>" + table_html(counts))
 
 
@@ -113,8 +112,8 @@ def stale_html(run_id: str, reasons: list[str]) -> str:
     """The banner over a result its inputs no longer match, naming what changed."""
     return ("<style>.reconkit-stale-view{opacity:.45}</style>"
             "<div class='reconkit-stale' style='background:#fff3cd;border-left:4px solid #b8860b;padding:4px 8px'>"
-            f"<b>Stale:</b> these results are from run {html.escape(run_id)}; since then "
-            f"{html.escape(', '.join(reasons))} changed. Reconcile again to see current results.</div>")
+            f"<b>Stale:</b> these results are from run {escape(run_id)}; since then "
+            f"{escape(', '.join(reasons))} changed. Reconcile again to see current results.</div>")
 
 
 def run_html(result: ReconResult, run_id: str, files: list[LoadedFile]) -> tuple[str, str]:
@@ -124,9 +123,9 @@ def run_html(result: ReconResult, run_id: str, files: list[LoadedFile]) -> tuple
     matched = int(summary.loc[summary["outcome"] == "MATCHED", "credits"].sum())
     totals = result.totals()
     read = ", ".join(f"{Path(f.file).name} (SHA-256 {f.sha256[:12]})" for f in files)
-    label = (f"<div class='reconkit-run'>Run <b>{html.escape(run_id)}</b>: {result.credit_outcomes.num_rows:,} "
-             f"credit(s) fetched, settlement {html.escape(read)}, as of "
-             f"{html.escape(str(result.parameters.get('as_of')))}</div>")
+    label = (f"<div class='reconkit-run'>Run <b>{escape(run_id)}</b>: {result.credit_outcomes.num_rows:,} "
+             f"credit(s) fetched, settlement {escape(read)}, as of "
+             f"{escape(str(result.parameters.get('as_of')))}</div>")
     cards = cards_html([("Credits", f"{result.credit_outcomes.num_rows:,}"), ("Matched", f"{matched:,}"),
                         ("Breaks", f"{result.break_table.num_rows:,}")]
                        + [(f"At risk ({c})", format_amount(v))
@@ -268,7 +267,7 @@ class InvestigateApp(App):
     def _show_choice(self) -> None:
         names = [u["name"] for u in self.files_upload.value] or list(self.data_files.value)
         where = "uploaded" if self.files_upload.value else "from data/"
-        self.chosen.value = (f"Will load ({where}): <b>{html.escape(', '.join(names))}</b>" if names
+        self.chosen.value = (f"Will load ({where}): <b>{escape(', '.join(names))}</b>" if names
                              else "<i>No settlement file chosen: upload files or choose them in data/.</i>")
 
     @guarded
@@ -326,10 +325,10 @@ class InvestigateApp(App):
         # The chooser shows what is loaded: the files pulled (an earlier choice no longer applies).
         self.data_files.value = tuple(p.resolve().relative_to(self.data.resolve()).as_posix() for p in pulled.files)
         if pulled.empty:
-            self.load_status.value += f"<div>No settlement on {html.escape(_days(pulled.empty))}.</div>"
+            self.load_status.value += f"<div>No settlement on {escape(_days(pulled.empty))}.</div>"
         if pulled.waiting:
             self.load_status.value += (f"<div style='color:#b8860b'><b>CyberSource's report is not ready yet: "
-                                       f"{html.escape(_days(pulled.waiting))}</b> (pull again later).</div>")
+                                       f"{escape(_days(pulled.waiting))}</b> (pull again later).</div>")
 
     # --- 3 · parameters and reconcile -------------------------------------------------------
     @guarded
@@ -402,7 +401,7 @@ class InvestigateApp(App):
             self.stale.value = stale_html(self.run_id or "", reasons)
             self._drop_exports()
         elif self.result is None and self.model.cleared:
-            self.stale.value = f"<i>{html.escape(self.model.cleared)}: reconcile to see results.</i>"
+            self.stale.value = f"<i>{escape(self.model.cleared)}: reconcile to see results.</i>"
         else:
             self.stale.value = ""
 
@@ -445,12 +444,12 @@ class InvestigateApp(App):
         """Show an error in words: beside its field when it names one, else above the app."""
         fields = self._field_errors()
         if isinstance(exc, FieldError) and exc.field in fields:
-            fields[exc.field].value = _problem(html.escape(str(exc)))
+            fields[exc.field].value = _problem(escape(str(exc)))
             self.error.value = ""
         elif isinstance(exc, ApiError):
             words = f"CyberSource answered “{analyst_words(type(exc).__name__)}” (HTTP {exc.http_status})"
             self.error.value = describe_error(exc).replace(
-                f"<b>{html.escape(type(exc).__name__)}</b> (HTTP {exc.http_status})", html.escape(words))
+                f"<b>{escape(type(exc).__name__)}</b> (HTTP {exc.http_status})", escape(words))
         else:
             self.error.value = describe_error(exc)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import html
 import io
 import uuid
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from ..errors import (
 )
 from ..money import CURRENCIES, format_amount, parse_amount
 from ..session import connect
-from .common import App, ConnectionBanner, guarded, json_html, status_badge, table_html
+from .common import App, ConnectionBanner, escape, guarded, json_html, status_badge, table_html
 
 __all__ = ["IssueCreditApp"]
 
@@ -226,7 +225,7 @@ class IssueCreditApp(App):
             widget.disabled = True
         self.error.value = ("<div class='reconkit-error' style='color:#b00020'><b>Refused:</b> this notebook "
                             "issues test credits only, and the configured environment is PRODUCTION "
-                            f"({html.escape(self.client.config.base_url)}).</div>")
+                            f"({escape(self.client.config.base_url)}).</div>")
         return True
 
     def _begin(self, *views: w.HTML) -> None:
@@ -270,7 +269,7 @@ class IssueCreditApp(App):
             problems["reference"] = (f"already used for credit {earlier['credit_id'] or '(no id yet)'}; "
                                      "a reference code names one credit")
         for name, text in problems.items():
-            self.messages[name].value = f"<span style='color:#b00020'>{html.escape(text)}</span>"
+            self.messages[name].value = f"<span style='color:#b00020'>{escape(text)}</span>"
         valid = not problems
         self.issue_button.disabled = not valid or self.client.config.is_production or self._state == "sending"
         return valid
@@ -309,20 +308,20 @@ class IssueCreditApp(App):
         pending = self._pending
         assert pending is not None
         config = self.client.config
-        what = f"<b>{pending.amount} {pending.currency}</b> to {html.escape(pending.payee)}"
-        where = f"on <b>{config.environment_name}</b> ({html.escape(config.base_url)})"
+        what = f"<b>{pending.amount} {pending.currency}</b> to {escape(pending.payee)}"
+        where = f"on <b>{config.environment_name}</b> ({escape(config.base_url)})"
         earlier = pending.repeat_of
         if earlier is None:
             self.confirm_text.value = f"Issue a credit of {what} {where}?"
             self.confirm_button.description = f"Issue {pending.amount} {pending.currency}"
             return
-        named = (f"credit <code>{html.escape(earlier['credit_id'] or '(no id yet)')}</code> (reference "
-                 f"<code>{html.escape(earlier['reference_code'])}</code>, {html.escape(earlier['outcome'])}, sent "
-                 f"{html.escape(str(earlier['intent_at'])[:19])} UTC)")
+        named = (f"credit <code>{escape(earlier['credit_id'] or '(no id yet)')}</code> (reference "
+                 f"<code>{escape(earlier['reference_code'])}</code>, {escape(earlier['outcome'])}, sent "
+                 f"{escape(str(earlier['intent_at'])[:19])} UTC)")
         if not self._repeat_acknowledged:
             self.confirm_text.value = (
                 f"<div style='border-left:4px solid #b8860b;padding:4px 8px'><b>Possible repeat.</b> "
-                f"{earlier['amount']} {earlier['currency']} went to this {html.escape(pending.payee)} less than "
+                f"{earlier['amount']} {earlier['currency']} went to this {escape(pending.payee)} less than "
                 f"{int(REPEAT_WINDOW.total_seconds() // 60)} minutes ago: {named}.</div>"
                 f"Issue another credit of {what} {where}?")
             self.confirm_button.description = "Continue: it is not a repeat"
@@ -373,8 +372,8 @@ class IssueCreditApp(App):
             self.result.value = (
                 "<div class='reconkit-error' style='border-left:4px solid #b8860b;padding:4px 8px'><b>Outcome "
                 f"unknown.</b> The request was sent but no usable answer came back, so it was <b>not</b> resent. "
-                f"Reference <code>{html.escape(str(exc.reference_code))}</code>, transaction id "
-                f"<code>{html.escape(str(exc.transaction_id))}</code>. Look it up before issuing again.</div>")
+                f"Reference <code>{escape(str(exc.reference_code))}</code>, transaction id "
+                f"<code>{escape(str(exc.transaction_id))}</code>. Look it up before issuing again.</div>")
         except (ApiError, ReconkitError) as exc:
             self.show_error(exc)
         else:
@@ -383,11 +382,11 @@ class IssueCreditApp(App):
     def show_credit(self, credit: Credit, *, note: str = "") -> None:
         """Show one credit: status in colour, ids, raw JSON (replacing the previous one)."""
         self.last_credit = credit
-        extra = f"<br>{html.escape(note)}" if note else ""
+        extra = f"<br>{escape(note)}" if note else ""
         self.result.value = (
             f"<div class='reconkit-result'>Status {status_badge(credit.status)} · credit id "
-            f"<code>{html.escape(credit.id)}</code> · reconciliation id "
-            f"<code>{html.escape(credit.reconciliation_id or '—')}</code> · {credit.amount} {credit.currency} "
+            f"<code>{escape(credit.id)}</code> · reconciliation id "
+            f"<code>{escape(credit.reconciliation_id or '—')}</code> · {credit.amount} {credit.currency} "
             f"· read from {'the credit response' if credit.source == 'create' else credit.source}{extra}</div>")
         self.raw.value = json_html(credit.raw)
 
@@ -489,13 +488,13 @@ class IssueCreditApp(App):
         except AmbiguousVoidError:
             self.result.value = (
                 "<div class='reconkit-error' style='border-left:4px solid #b8860b;padding:4px 8px'><b>Void outcome "
-                f"unknown</b> for credit <code>{html.escape(target.credit_id)}</code> ({target.amount} "
+                f"unknown</b> for credit <code>{escape(target.credit_id)}</code> ({target.amount} "
                 f"{target.currency}). The void was sent but no usable answer came back, so it was <b>not</b> "
                 "resent and the credit may or may not be voided. Look it up: the credit is read back.</div>")
             return
         finally:
             self.refresh_issued()
-        self.result.value = (f"<div>Void of credit <code>{html.escape(target.credit_id)}</code> ({target.amount} "
+        self.result.value = (f"<div>Void of credit <code>{escape(target.credit_id)}</code> ({target.amount} "
                              f"{target.currency}): {status_badge(void.status)}</div>")
         self.raw.value = json_html(void.raw)
 
@@ -573,7 +572,7 @@ class IssueCreditApp(App):
         self._batch = batch
         self.batch_confirm_text.value = warning + (
             f"Issue <b>{len(batch.rows)}</b> credit(s) totalling <b>{total}</b> from "
-            f"<code>{html.escape(batch.name)}</code> on <b>{self.client.config.environment_name}</b>?{skipped}")
+            f"<code>{escape(batch.name)}</code> on <b>{self.client.config.environment_name}</b>?{skipped}")
         self.batch_confirm.description = f"Issue {len(batch.rows)} credit(s)"
         self.batch_confirm_box.layout.display = "flex"
         self._batch_state = "confirming"

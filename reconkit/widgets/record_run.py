@@ -8,7 +8,6 @@ result it was computed for, so a result replaced since cannot be recorded under 
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import ipywidgets as w
@@ -16,7 +15,7 @@ import ipywidgets as w
 from ..breaks import BreakBook, IntakePreview
 from ..inert import shown
 from ..investigation import Investigation
-from .common import App, guarded
+from .common import App, escape, guarded
 
 __all__ = ["RunRecorder"]
 
@@ -74,7 +73,7 @@ class RunRecorder(App):
         if self._prepared_for is not None:
             self._prepared_for, self.preview = None, None
             self._show_preview()
-            self.message.value = f"<i>Not recorded: {html.escape(why)}.</i>"
+            self.message.value = f"<i>Not recorded: {escape(why)}.</i>"
 
     @guarded
     def on_record(self, _button: Any = None) -> int:
@@ -90,7 +89,7 @@ class RunRecorder(App):
         self._prepared_for, self.preview = None, None
         self._show_preview()
         changed = self.book.diff().summary_text() if len(self.book.runs()) > 1 else "the book's first run"
-        self.message.value = html.escape(shown(f"recorded run {run} · {changed}"))
+        self.message.value = escape(shown(f"recorded run {run} · {changed}"))
         self._show_withdraw()
         if self.on_change is not None:
             self.on_change()
@@ -106,7 +105,7 @@ class RunRecorder(App):
             raise ValueError("say why the run is withdrawn" if run is not None else "no run to withdraw")
         keys = self.book.withdraw(run, reason)
         self.withdraw_reason.value = ""
-        self.message.value = html.escape(f"withdrew run {run}: {len(keys)} break(s) put back as they were")
+        self.message.value = escape(f"withdrew run {run}: {len(keys)} break(s) put back as they were")
         self._show_withdraw()
         if self.on_change is not None:
             self.on_change()
@@ -125,10 +124,10 @@ class RunRecorder(App):
             self.preview_html.value = ""
             self.override.layout.display = "none"
         else:
-            failed = "".join(f"<li>{html.escape(shown(check.message))}</li>" for check in preview.failed)
+            failed = "".join(f"<li>{escape(shown(check.message))}</li>" for check in preview.failed)
             self.preview_html.value = (
                 f"<b>Recording this run {'would' if preview.ok else 'would still'}:</b> "
-                f"{html.escape(shown(preview.text.split('; fails')[0]))}"
+                f"{escape(shown(preview.text.split('; fails')[0]))}"
                 + (f"<div style='color:#b00020'><b>It fails {len(preview.failed)} intake check(s):</b>"
                    f"<ul>{failed}</ul>Check that the settlement file is the right merchant's and week's. "
                    "To record it anyway, say why.</div>" if failed else ""))
