@@ -56,6 +56,7 @@ class RunRecorder(App):
         super().__init__([self.preview_html, self.override, self.record_button, self.error, self.message,
                           w.HBox([self.withdraw_reason, self.withdraw_button],
                                  layout=w.Layout(flex_flow="row wrap"))])
+        self.add_class("reconkit-record-run")
         self._show_withdraw()
 
     def prepare(self) -> IntakePreview | None:
