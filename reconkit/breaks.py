@@ -63,9 +63,9 @@ from .outcomes import BREAKS
 if TYPE_CHECKING:
     from .ledger import Ledger
 
-__all__ = ["AGE_BUCKETS", "AUTOMATIC_REASONS", "RUN_KINDS", "SEVERAL_DAYS", "SEVERAL_ROWS", "SYSTEM", "Break",
-           "BreakBook", "BreakDiff", "IntakeCheck", "IntakePreview", "Note", "Reason", "Status", "Verification",
-           "age_bucket", "current_analyst", "replay", "settlement_key", "settlement_keys"]
+__all__ = ["AGE_BUCKETS", "AUTOMATIC_REASONS", "RUN_KINDS", "SEVERAL_DAYS", "SEVERAL_ROWS", "SYSTEM", "WORK_COLUMNS",
+           "Break", "BreakBook", "BreakDiff", "IntakeCheck", "IntakePreview", "Note", "Reason", "Status",
+           "Verification", "age_bucket", "current_analyst", "replay", "settlement_key", "settlement_keys"]
 
 SYSTEM = "reconkit"
 """The actor of changes a run makes by itself (opening, changing and clearing breaks)."""
@@ -78,6 +78,10 @@ id, amount and currency the book holds from several batch dates in different sta
 SEVERAL_ROWS = "several identical rows: see the break book"
 """The status shown for an unexpected row of which the book holds identical copies (same ids,
 amount, currency and batch date) in different states (see :meth:`BreakBook.workflow`)."""
+
+WORK_COLUMNS = ("work_status", "owner", "notes")
+"""What the book says of a break beside the engine's columns: its status in the book (open,
+investigating, resolved, ...; not the credit's status), its owner and its notes."""
 
 
 class Status(StrEnum):
@@ -1226,7 +1230,8 @@ class BreakBook:
         return frame[frame["new"]].reset_index(drop=True) if new else frame
 
     def workflow(self, breaks: pd.DataFrame) -> pd.DataFrame:
-        """Status and owner in the book of each row of a result's break frame (``credit_id``,
+        """Status, owner and notes (``author: text``, oldest first, ``" | "`` between) in the book
+        of each row of a result's break frame (``credit_id``,
         ``request_id``, ``reconciliation_id``, ``amount_at_risk``, ``currency``), index kept;
         blank for breaks the book has not recorded.
 
@@ -1240,28 +1245,30 @@ class BreakBook:
         Either way a status is never shown for another break.
         """
         dated = "batch_date" in breaks.columns
-        by_credit: dict[str, tuple[str, str | None]] = {}
-        by_row: dict[str, tuple[str, str | None]] = {}
+        by_credit: dict[str, tuple[str, str | None, str | None]] = {}
+        by_row: dict[str, tuple[str, str | None, str | None]] = {}
         for state in self._store.states():
+            notes = " | ".join(f"{n['author']}: {n['text']}" for n in state.get("notes") or ()) or None
             if state["side"] == "credit":
-                by_credit[state["credit_id"]] = (state["status"], state["owner"])
+                by_credit[state["credit_id"]] = (state["status"], state["owner"], notes)
                 continue
             head, _, day = state["key"].rpartition("|")
             # The key's last part is the batch date, then "#n" on the n-th identical copy.
-            found_by, facts = f"{head}|{day.split('#')[0]}" if dated else head, (state["status"], state["owner"])
+            found_by = f"{head}|{day.split('#')[0]}" if dated else head
+            facts = (state["status"], state["owner"], notes)
             if by_row.setdefault(found_by, facts) != facts:
-                by_row[found_by] = (SEVERAL_ROWS if dated else SEVERAL_DAYS, None)
+                by_row[found_by] = (SEVERAL_ROWS if dated else SEVERAL_DAYS, None, None)
         days = breaks["batch_date"] if dated else [None] * len(breaks)
         found = []
         for credit, request, recon, amount, currency, day in zip(
                 breaks["credit_id"], breaks["request_id"], breaks["reconciliation_id"], breaks["amount_at_risk"],
                 breaks["currency"], days, strict=True):
             if _text(credit) is not None:
-                found.append(by_credit.get(str(credit).strip(), (None, None)))
+                found.append(by_credit.get(str(credit).strip(), (None, None, None)))
             else:
                 key = settlement_key(request, recon, amount, currency, day)
-                found.append(by_row.get(key if dated else key.rpartition("|")[0], (None, None)))
-        return pd.DataFrame(found, columns=["work_status", "owner"], index=breaks.index, dtype=object)
+                found.append(by_row.get(key if dated else key.rpartition("|")[0], (None, None, None)))
+        return pd.DataFrame(found, columns=list(WORK_COLUMNS), index=breaks.index, dtype=object)
 
     def mine(self) -> pd.DataFrame:
         """The open breaks owned by this book's analyst."""

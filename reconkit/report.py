@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from . import inert
+from .breaks import WORK_COLUMNS
 from .outcomes import AT_RISK, Outcome
 from .result import BREAK_COLUMNS, ReconResult, amount_text, minor_digits
 
@@ -37,6 +38,7 @@ LABELS = {
     "source_line": "Line", "batch_date": "Batch date", "detail": "Why", "status": "Credit status",
     "submit_time_utc": "Submitted (UTC)", "age_days": "Age (days)", "break_on": "Break on", "break": "Break",
     "credits": "Credits", "breaks": "Breaks", "rate": "Rate", "converted": "Converted",
+    "work_status": "Break status", "owner": "Owner", "notes": "Notes",
 }
 """Column names as analysts read them (HTML and Excel); the CSV keeps the snake_case names."""
 
@@ -51,6 +53,10 @@ _FORMATS = {0: "#,##0", 1: "#,##0.0", 2: "#,##0.00", 3: "#,##0.000", 4: "#,##0.0
 
 def _digits(table: pa.Table, currency: str) -> np.ndarray:
     return np.asarray(minor_digits(table.column(currency)), dtype=np.int64)
+
+
+_CSV_NAMES = {"status": "credit_status"}
+"""CSV headers that differ from the break table's names: the credit's status is not the break's."""
 
 
 def _break_columns(table: pa.Table) -> dict[str, pa.Array]:
@@ -247,17 +253,31 @@ def to_html(result: ReconResult, path: str | Path | None = None, *, figures: boo
 
 # --- CSV -------------------------------------------------------------------------------------
 
-def to_csv(result: ReconResult, path: str | Path) -> Path:
+def _work_columns(result: ReconResult, work: pd.DataFrame | None) -> dict[str, pa.Array]:
+    """The book's columns (:data:`reconkit.breaks.WORK_COLUMNS`) of ``work``, one row per break in
+    the break table's order, as Arrow text; none without ``work``."""
+    if work is None:
+        return {}
+    if len(work) != result.break_table.num_rows:
+        raise ValueError(f"the break book's columns have {len(work)} rows for {result.break_table.num_rows} breaks")
+    return {name: pa.array(work[name].astype(object).where(work[name].notna(), None).tolist(), pa.string())
+            for name in WORK_COLUMNS}
+
+
+def to_csv(result: ReconResult, path: str | Path, *, work: pd.DataFrame | None = None) -> Path:
     """The break table as CSV (snake_case header, ids and amounts as quoted text, ISO times and
     dates, integer line numbers), written atomically.
 
+    The credit's status is ``credit_status``; ``work`` (:meth:`reconkit.BreakBook.workflow` of
+    ``result.breaks``) adds the break's ``work_status``, ``owner`` and ``notes`` in the book.
     Text from outside data is inert (:func:`reconkit.inert.cell`): a cell that would start a
     formula gets a single quote in front, control characters show as escapes. Amounts are
     numbers the engine formatted and stay as they are (a negative amount is ``-12.50``)."""
     columns = _break_columns(result.break_table)
-    table = pa.table({name: inert.arrow(columns[name]) if name in _TEXT
+    table = pa.table({_CSV_NAMES.get(name, name): inert.arrow(columns[name]) if name in _TEXT
                       else pc.cast(columns[name], pa.string()) if name in _AMOUNTS
-                      else columns[name] for name in BREAK_COLUMNS})
+                      else columns[name] for name in BREAK_COLUMNS}
+                     | {name: inert.arrow(values) for name, values in _work_columns(result, work).items()})
     buffer = io.BytesIO()
     pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=True, quoting_style="needed"))
     target = Path(path)
@@ -268,13 +288,15 @@ def to_csv(result: ReconResult, path: str | Path) -> Path:
 # --- Excel -----------------------------------------------------------------------------------
 
 def to_excel(result: ReconResult, path: str | Path, *, fx: Mapping[str, Any] | None = None,
-             base: str | None = None) -> Path:
+             base: str | None = None, work: pd.DataFrame | None = None) -> Path:
     """An Excel workbook: Breaks, Summary, Totals and Parameters sheets (atomically).
 
     Amounts are numbers formatted with their currency's decimals (JPY ``#,##0``, USD
     ``#,##0.00``, KWD ``#,##0.000``); ids are text; times and batch dates are Excel dates; every sheet has a
-    frozen header row and an autofilter.
+    frozen header row and an autofilter. ``work`` (:meth:`reconkit.BreakBook.workflow` of
+    ``result.breaks``) adds the break's status, owner and notes in the book to the Breaks sheet.
     """
+    extra = _work_columns(result, work)
     import xlsxwriter
 
     breaks = result.break_table
@@ -286,9 +308,10 @@ def to_excel(result: ReconResult, path: str | Path, *, fx: Mapping[str, Any] | N
                                         "strings_to_formulas": False, "strings_to_urls": False})
     try:
         styles = _Styles(book)
-        names = list(BREAK_COLUMNS)
-        sheet = _start_sheet(book, styles, "Breaks", [LABELS[n] for n in names], _BREAK_WIDTHS, breaks.num_rows)
-        for column, (_, style) in enumerate(_break_cell_kinds(styles).values()):
+        names = [*BREAK_COLUMNS, *extra]
+        sheet = _start_sheet(book, styles, "Breaks", [LABELS[n] for n in names],
+                             _BREAK_WIDTHS + [_WORK_WIDTHS[n] for n in extra], breaks.num_rows)
+        for column, (_, style) in enumerate(_break_cell_kinds(styles, extra).values()):
             # A styled blank per format gives each its index in styles.xml; the rows replace it.
             sheet.write_blank(1, column, None, style if not isinstance(style, dict) else style[2])
         for style in styles.money.values():
@@ -298,7 +321,7 @@ def to_excel(result: ReconResult, path: str | Path, *, fx: Mapping[str, Any] | N
         _parameters_sheet(book, styles, result)
     finally:
         book.close()
-    rows = _breaks_rows_xml(breaks, styles)
+    rows = _breaks_rows_xml(breaks, styles, extra)
     data = _replace_sheet_rows(buffer.getvalue(), "xl/worksheets/sheet1.xml", rows,
                                f"A1:{_letter(len(names) - 1)}{breaks.num_rows + 1}")
     target = Path(path)
@@ -307,6 +330,7 @@ def to_excel(result: ReconResult, path: str | Path, *, fx: Mapping[str, Any] | N
 
 
 _BREAK_WIDTHS = [22, 9, 15, 24, 20, 24, 15, 15, 10, 24, 7, 11, 70, 12, 20, 10, 14]
+_WORK_WIDTHS = {"work_status": 16, "owner": 14, "notes": 60}
 
 
 class _Styles:
@@ -321,11 +345,11 @@ class _Styles:
         self.money = {digits: book.add_format({"num_format": pattern}) for digits, pattern in _FORMATS.items()}
 
 
-def _break_cell_kinds(styles: _Styles) -> dict[str, tuple[str, Any]]:
-    """Per shown column: how its cells are written (text, number, date) and their style
-    (a dict by minor-unit digits for amounts)."""
+def _break_cell_kinds(styles: _Styles, extra: Mapping[str, Any] = {}) -> dict[str, tuple[str, Any]]:
+    """Per shown column (``extra``: the book's, after the engine's): how its cells are written
+    (text, number, date) and their style (a dict by minor-unit digits for amounts)."""
     kinds: dict[str, tuple[str, Any]] = {}
-    for name in BREAK_COLUMNS:
+    for name in [*BREAK_COLUMNS, *extra]:
         if name in _AMOUNTS:
             kinds[name] = ("number", styles.money)
         elif name in ("settlement_rows", "source_line"):
@@ -361,7 +385,7 @@ def _xml_text(values: pa.Array) -> pa.Array:
     return text
 
 
-def _breaks_rows_xml(table: pa.Table, styles: _Styles) -> bytes:
+def _breaks_rows_xml(table: pa.Table, styles: _Styles, extra: Mapping[str, pa.Array] = {}) -> bytes:
     """The Breaks sheet's data rows as SpreadsheetML, built column by column with Arrow kernels:
     one string operation per column instead of one writer call per cell (100k breaks × 16
     columns would be 1.6M calls)."""
@@ -370,7 +394,7 @@ def _breaks_rows_xml(table: pa.Table, styles: _Styles) -> bytes:
         return b""
     join = pc.binary_join_element_wise
     numbers = pa.array(np.arange(2, size + 2).astype(str))
-    shown = _break_columns(table)
+    shown = _break_columns(table) | dict(extra)
     digits = np.asarray(table.column("minor_units").to_numpy(zero_copy_only=False), dtype=np.int64)
     settled_currency = table.column("settled_currency")
     settled_digits = np.where(pc.is_null(settled_currency).to_numpy(zero_copy_only=False), digits,
@@ -379,7 +403,7 @@ def _breaks_rows_xml(table: pa.Table, styles: _Styles) -> bytes:
     amount_style = pa.array(np.vectorize(index_of.get)(digits).astype(str)) if size else pa.array([], pa.string())
     settled_style = pa.array(np.vectorize(index_of.get)(settled_digits).astype(str))
     cells = []
-    for column, (name, (kind, style)) in enumerate(_break_cell_kinds(styles).items()):
+    for column, (name, (kind, style)) in enumerate(_break_cell_kinds(styles, extra).items()):
         reference = join(_letter(column), numbers, "")
         if name == "settled_amount":
             style_text: Any = settled_style

@@ -442,11 +442,11 @@ class ReconResult:
 
         return to_excel(self, path, **options)
 
-    def to_csv(self, path: str | Path) -> Path:
+    def to_csv(self, path: str | Path, **options: Any) -> Path:
         """The break table as CSV (see :func:`reconkit.report.to_csv`)."""
         from .report import to_csv
 
-        return to_csv(self, path)
+        return to_csv(self, path, **options)
 
 
 def _strings(array: pa.Array | pa.ChunkedArray) -> pd.Series:

@@ -97,7 +97,7 @@ def test_csv_keeps_ids_as_text_iso_times_and_integer_lines(result, tmp_path):
     rows = list(csv.DictReader(text.splitlines()))
     assert list(rows[0]) == ["outcome", "currency", "amount_at_risk", "credit_id", "reconciliation_id", "request_id",
                              "credit_amount", "settled_amount", "settlement_rows", "source_file", "source_line",
-                             "batch_date", "detail", "status", "submit_time_utc", "age_days", "break_on"]
+                             "batch_date", "detail", "credit_status", "submit_time_utc", "age_days", "break_on"]
     assert '"0001234567890123456789"' in text and '"00042"' in text  # quoted: text
     by_id = {r["credit_id"]: r for r in rows}
     assert by_id["0001234567890123456789"]["submit_time_utc"] == "2026-11-01T08:30:00Z"

@@ -7,6 +7,7 @@ sheet and says what was left out.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from functools import cached_property
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -91,14 +93,15 @@ def served_href(path: Path) -> str:
     return f"{server.get('base_url', '/').rstrip('/')}/files/{quote(under)}"
 
 
-def write_exports(result: ReconResult, run: str, suffix: str, out_dir: Path, links: Any) -> list[Path]:
+def write_exports(result: ReconResult, run: str, suffix: str, out_dir: Path, links: Any,
+                  work: pd.DataFrame | None = None) -> list[Path]:
     """Write ``result``'s files named with ``run`` under ``out_dir`` (``report_<run>.html`` for a
-    whole run, ``breaks_<run><suffix>.csv`` and ``.xlsx``) and link them in the HTML widget
-    ``links``, saying how far it got while writing. Jupyter serves the files: nothing is pushed
-    into the page. Returns the files written."""
+    whole run, ``breaks_<run><suffix>.csv`` and ``.xlsx``, with the book's ``work`` columns when
+    given) and link them in the HTML widget ``links``, saying how far it got while writing. Jupyter
+    serves the files: nothing is pushed into the page. Returns the files written."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    targets = [(out_dir / f"breaks_{run}{suffix}.csv", result.to_csv),
-               (out_dir / f"breaks_{run}{suffix}.xlsx", result.to_excel)]
+    targets = [(out_dir / f"breaks_{run}{suffix}.csv", functools.partial(result.to_csv, work=work)),
+               (out_dir / f"breaks_{run}{suffix}.xlsx", functools.partial(result.to_excel, work=work))]
     if not suffix:
         targets.insert(0, (out_dir / f"report_{run}.html", result.to_html))
     for step, (path, write) in enumerate(targets, start=1):

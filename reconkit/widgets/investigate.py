@@ -433,7 +433,8 @@ class InvestigateApp(App):
         if self.model.stale:
             raise ValueError("the results are stale: reconcile again before exporting")
         self.error.value = ""
-        self.export_paths = write_exports(result, self.run_id, suffix, self.out_dir, self.export_links)
+        work = self.breaks_panel.book.workflow(result.breaks)  # each break's status, owner and notes in the book
+        self.export_paths = write_exports(result, self.run_id, suffix, self.out_dir, self.export_links, work)
 
     def _drop_exports(self) -> None:
         self.export_links.value = ""
