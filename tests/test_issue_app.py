@@ -123,6 +123,15 @@ def test_a_new_error_clears_the_previous_credit(app, sandbox):
     assert app.last_credit is None
 
 
+def test_the_next_confirmation_does_not_stand_over_the_previous_credit(app, sandbox):
+    issue(app, "25.00")
+    assert "PENDING" in app.result.value and "25.00" in app.result.value
+    app.amount.value = "30.00"
+    app.issue_button.click()  # the confirmation of the next credit
+    assert "30.00" in app.confirm_text.value
+    assert app.result.value == "" and app.raw.value == ""  # not "PENDING 25.00 USD" under it
+
+
 def test_a_void_error_is_cleared_by_the_next_success(app, sandbox):
     issue(app, "10.00")
     old = sandbox.credits()[0]["id"]

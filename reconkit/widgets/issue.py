@@ -291,7 +291,7 @@ class IssueCreditApp(App):
         warning naming an earlier credit of the same amount to the same instrument."""
         if self._refuse_production() or not self.validate() or self._state != "editing":
             return
-        self._begin()
+        self._begin(self.result, self.raw)  # the last credit's answer is not this confirmation's
         kwargs = self.request_kwargs()
         amount = format_amount(parse_amount(kwargs["amount"], kwargs["currency"]), kwargs["currency"])
         kwargs["amount"] = amount
