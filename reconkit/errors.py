@@ -14,6 +14,8 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
     ├── SettlementFormatError       a settlement file cannot be read (file, line, column, failures)
     ├── CreditShapeError            a JSON document given as a credit is not one (also a ValueError)
     ├── ReconciliationError         the engine's own invariants failed (rows in != rows out)
+    ├── FieldError                  an input or parameter cannot be used (names the field; a ValueError)
+    │   └── NotReadError            reconcile was asked for inputs chosen but never fetched or loaded
     ├── BreakBookError              a break-workflow step is not allowed (also a ValueError)
     │   ├── BreakConflictError      the break changed since the caller last read it
     │   ├── IntakeError             a run failed an intake check and no override was given
@@ -36,6 +38,7 @@ survives ``pickle`` (multiprocessing, joblib, caches) with its attributes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +59,7 @@ __all__ = [
     "CreditShapeError",
     "DeclinedError",
     "DuplicateReferenceError",
+    "FieldError",
     "IdentityError",
     "IncompleteReportError",
     "IntakeError",
@@ -63,6 +67,7 @@ __all__ = [
     "NetworkError",
     "NoReportDataError",
     "NotFoundError",
+    "NotReadError",
     "ProductionGuardError",
     "RateLimitError",
     "ReconciliationError",
@@ -481,3 +486,30 @@ def error_for_status(http_status: int, body: Any, **kw: Any) -> ApiError:
     else:
         cls = ApiError
     return cls(http_status, body, **kw)
+
+
+class FieldError(ReconkitError, ValueError):
+    """A value cannot be used: ``field`` names it (``ids``, ``files``, ``tolerance``, ``as_of``,
+    ``grace_days``, ...), the message says why in words."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotReadError(FieldError):
+    """Reconcile was asked for inputs chosen since the last fetch or load, which were never read.
+
+    ``fields`` holds one :class:`FieldError` per input at fault (``ids``, ``files``); ``steps``
+    names the clicks that read them ("Fetch and Load settlement")."""
+
+    def __init__(self, fields: Sequence[FieldError]) -> None:
+        what = " and ".join("fetch the credit ids" if f.field == "ids" else "load the settlement files"
+                            for f in fields)
+        super().__init__(fields[0].field if fields else "inputs",
+                         f"not reconciled: the inputs chosen were not read yet ({what} first)")
+        self.fields = list(fields)
+
+    @property
+    def steps(self) -> str:
+        return " and ".join("Fetch" if f.field == "ids" else "Load settlement" for f in self.fields)

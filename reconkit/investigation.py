@@ -23,7 +23,7 @@ import dataclasses
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .credit import Credit
+from .errors import FieldError, NotReadError
 from .fetch import FetchResult
 from .result import ReconResult
 
@@ -53,30 +54,6 @@ _SEARCHED = ("credit_id", "reconciliation_id", "request_id")
 
 
 # --- parameters: parsed in one place, with one rule set, each error naming its field ----------
-
-class FieldError(ValueError):
-    """A value cannot be used; ``field`` names it (``ids``, ``files``, ``tolerance``, ``as_of``,
-    ``grace_days``, ...), the message says why in words."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.field, str(self))
-
-
-class NotReadError(ValueError):
-    """Reconcile was asked for inputs chosen since the last fetch or load, which were never read.
-
-    ``fields`` holds one :class:`FieldError` per input at fault (``ids``, ``files``)."""
-
-    def __init__(self, fields: Sequence[FieldError]) -> None:
-        what = " and ".join("fetch the credit ids" if f.field == "ids" else "load the settlement files"
-                            for f in fields)
-        super().__init__(f"not reconciled: the inputs chosen were not read yet ({what} first)")
-        self.fields = list(fields)
-
 
 def parse_ids(text: str) -> list[str]:
     """Ids pasted one per line or separated by commas, semicolons or spaces."""
@@ -354,6 +331,13 @@ class Investigation:
         self.credits = result.to_frame() if result.credits else None
         self.environment = self.client.config.environment_name
         return result
+
+    def submission_days(self) -> tuple[date, date] | None:
+        """The first and last day (UTC) the fetched credits were submitted on, if any."""
+        if self.credits is None:
+            return None
+        submitted = pd.to_datetime(self.credits["submit_time_utc"], utc=True).dropna()
+        return (submitted.min().date(), submitted.max().date()) if len(submitted) else None
 
     def use_credits(self, frame: pd.DataFrame, *, environment: str | None = None) -> None:
         """Reconcile a saved credits frame instead of fetching (clears the result)."""

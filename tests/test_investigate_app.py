@@ -331,7 +331,7 @@ def test_an_upload_replaces_the_sample_choice_and_says_what_was_loaded(world, tm
     assert "pbdr_csv.csv" not in app.chosen.value
     app.load_button.click()
     assert "Loaded <b>my_settlement.csv</b>, 3 row(s)" in app.load_status.value
-    assert len(app.settlement) == 3 and set(app.settlement["source_file"].astype(str)) == {"my_settlement.csv"}
+    assert len(app.model.settlement) == 3 and set(app.model.settlement["source_file"].astype(str)) == {"my_settlement.csv"}
     app.data_files.value = ("sample/pbdr_csv.csv",)  # and the other way round
     assert app.files_upload.value == () and "my_settlement.csv" not in app.chosen.value
 
@@ -377,7 +377,7 @@ def test_search_ignores_case_and_takes_a_pasted_list(world, tmp_path):
     targets = with_letters["reconciliation_id"].head(3).tolist()
     assert len(targets) == 3
     app.search.value = "\n".join(t.lower() for t in targets[:2]) + ", " + targets[2].lower()
-    got = app.filtered_breaks()
+    got = app.model.filtered_breaks()
     assert sorted(got["reconciliation_id"]) == sorted(targets)
     assert f"{len(targets)} break(s)" in app.page_label.value
 
@@ -406,7 +406,7 @@ def test_every_column_sorts(world, tmp_path, column, descending):
     breaks = app.result.breaks.reset_index(drop=True)
     app.sort_by.value = column
     app.descending.value = descending
-    got = app.filtered_breaks()
+    got = app.model.filtered_breaks()
     want = breaks.iloc[_expected_order(breaks, column, descending)]
     assert got["credit_id"].fillna("").tolist() == want["credit_id"].fillna("").tolist()
     assert got["outcome"].tolist() == want["outcome"].tolist()
@@ -414,11 +414,11 @@ def test_every_column_sorts(world, tmp_path, column, descending):
 
 def test_a_page_can_be_jumped_to(world, tmp_path):
     app = _reconciled(world, tmp_path, page_size=3)
-    everything = app.filtered_breaks()
+    everything = app.model.filtered_breaks()
     pages = -(-len(everything) // 3)
     assert pages >= 3 and f"of {pages}" in app.page_label.value
     app.page_box.value = 3
-    assert app.page == 2 and not app.prev_button.disabled
+    assert app.model.view.page == 2 and not app.prev_button.disabled
     shown = [app.result.breaks_frame(app.result.break_table.slice(p, 1)).iloc[0]["credit_id"]
              for _, p in app.pick.options]
     assert [str(c) for c in shown] == [str(c) for c in everything["credit_id"].iloc[6:9]]
@@ -642,7 +642,7 @@ def test_pull_settlement_from_cybersource_for_the_credits_dates(world, tmp_path,
     if source == "report":
         assert sb.count("GET", "report_download") - before == days
         assert f"not ready yet: {app.pull_to.value}" in app.load_status.value
-    files = {Path(str(f)).parent for f in app.settlement["source_file"]}
+    files = {Path(str(f)).parent for f in app.model.settlement["source_file"]}
     assert files == {tmp_path / "data" / "reports"}
     app.as_of.value = sb.now().isoformat()
     app.reconcile_button.click()
@@ -703,7 +703,7 @@ def test_pull_works_offline_against_the_embedded_sandbox(embedded, tmp_path):
     app.pull_button.click()
     assert app.error.value == "" and app.pull_error.value == ""
     assert "Pulled from CyberSource" in app.load_status.value and app.result is None
-    assert {Path(str(f)).parent for f in app.settlement["source_file"]} == {embedded / "reports"}
+    assert {Path(str(f)).parent for f in app.model.settlement["source_file"]} == {embedded / "reports"}
     app.reconcile_button.click()
     app.recorder.record_button.click()  # the analyst confirms the preview
     outcomes = app.result.credits.set_index("credit_id")["outcome"].astype(str)
@@ -866,7 +866,7 @@ def test_a_file_uploaded_twice_under_two_names_is_refused_naming_both(world, tmp
     app.files_upload.value = _upload("pbdr.csv", data) + _upload("pbdr (1).csv", data)
     app.load_button.click()
     assert "pbdr (1).csv is a byte-identical copy of pbdr.csv" in app.error.value
-    assert not app.loaded_files and "Loaded" not in app.load_status.value
+    assert not app.model.files and "Loaded" not in app.load_status.value
 
 
 # --- no message outlives the action it answered -------------------------------------------------

@@ -195,18 +195,6 @@ class InvestigateApp(App):
     # --- the model's state, as earlier versions of the app named it ---------------------------
     result = property(lambda self: self.model.result, doc="The result shown (stale or current).")
     run_id = property(lambda self: self.model.run_id, doc="The shown result's name; exports carry it.")
-    settlement = property(lambda self: self.model.settlement, doc="The settlement rows loaded.")
-    loaded_files = property(lambda self: self.model.files, doc="The settlement files loaded, as read.")
-    result_files = property(lambda self: self.model.result_files, doc="The files the result was computed from.")
-    page = property(lambda self: self.model.view.page, doc="The break table's page (0-based).")
-
-    def render_table(self) -> None:
-        """Redraw the break table's page from the model."""
-        self.breaks.render()
-
-    def filtered_breaks(self) -> pd.DataFrame:
-        """The break table under the current filters, in the chosen order."""
-        return self.model.filtered_breaks()
 
     # --- 1 · credits ------------------------------------------------------------------
     def _ids(self) -> list[str]:
@@ -228,9 +216,9 @@ class InvestigateApp(App):
     def on_ids_from_ledger(self, _button: Any = None) -> None:
         """Fill the ids box with every credit the ledger holds for this environment."""
         self._clear_messages()
-        frame = self.client.ledger.credits()
-        frame = frame[(frame["environment"] == self.client.config.ledger_environment) & frame["credit_id"].notna()]
-        self.ids.value = "\n".join(frame["credit_id"].tolist())
+        config = self.client.config  # this sandbox or host, and this merchant: never another's credits
+        frame = self.client.ledger.credits(environment=config.ledger_environment, merchant_id=config.merchant_id)
+        self.ids.value = "\n".join(frame["credit_id"].dropna().tolist())
 
     @guarded
     def on_fetch(self, _button: Any = None, *, progress: bool = True) -> None:
@@ -249,13 +237,9 @@ class InvestigateApp(App):
         self.fetch_status.value = (f"Fetched <b>{len(result.credits)}</b> credit(s) ({result.from_cache} from the "
                                    f"cache), <b>{len(result.failed)}</b> failed.")
         self.failures.value = failures_html(result.failed)
-        credits = self.model.credits
-        if credits is not None and not (self.pull_from.value or self.pull_to.value):
-            # Offer the fetched credits' submission days as the dates to pull settlement for.
-            submitted = pd.to_datetime(credits["submit_time_utc"], utc=True).dropna()
-            if len(submitted):
-                self.pull_from.value = submitted.min().date().isoformat()
-                self.pull_to.value = submitted.max().date().isoformat()
+        days = self.model.submission_days()
+        if days is not None and not (self.pull_from.value or self.pull_to.value):  # the days to pull settlement for
+            self.pull_from.value, self.pull_to.value = (day.isoformat() for day in days)
 
     # --- 2 · settlement ---------------------------------------------------------------
     def _sources(self) -> list[Any]:
@@ -354,9 +338,8 @@ class InvestigateApp(App):
             for error in refused.fields:
                 step = "Fetch" if error.field == "ids" else "Load settlement"
                 self.show_error(FieldError(error.field, f"{error}: click {step} first"))
-            steps = " and ".join("Fetch" if e.field == "ids" else "Load settlement" for e in refused.fields)
             earlier = " The results shown are still those of the earlier run." if self.result else ""
-            raise ValueError(f"Not reconciled: the inputs chosen were not read yet. Click {steps}, then "
+            raise ValueError(f"Not reconciled: the inputs chosen were not read yet. Click {refused.steps}, then "
                              f"Reconcile.{earlier}") from None
         except FieldError:
             for error in self.model.parameter_errors.values():
@@ -406,7 +389,7 @@ class InvestigateApp(App):
             self.stale.value = ""
 
     def _draw_result(self, result: ReconResult) -> None:
-        self.run_label.value, self.cards.value = run_html(result, self.run_id or "", self.result_files)
+        self.run_label.value, self.cards.value = run_html(result, self.run_id or "", self.model.result_files)
         with self.figures:
             from IPython.display import Image, display
 
