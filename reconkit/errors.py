@@ -496,6 +496,12 @@ class FieldError(ReconkitError, ValueError):
         super().__init__(message)
         self.field = field
 
+    def __eq__(self, other: object) -> bool:  # the same refusal of the same field (a copy from a pickle too)
+        return type(other) is type(self) and (self.field, str(self)) == (other.field, str(other))
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.field, str(self)))
+
 
 class NotReadError(FieldError):
     """Reconcile was asked for inputs chosen since the last fetch or load, which were never read.

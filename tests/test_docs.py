@@ -121,7 +121,12 @@ def workspace(tmp_path_factory):
                            "--no-notebook"], cwd=folder, env=env | {"RECONKIT_DATA": str(folder / "data")},
                           capture_output=True, text=True, timeout=600)
     assert demo.returncode == 0, demo.stdout + demo.stderr
+    DEMO_OUTPUTS.update(_digests(folder / "out"))
     return folder
+
+
+DEMO_OUTPUTS: dict[str, str] = {}
+"""What `make demo` wrote into the workspace's out/, by path, with its SHA-256."""
 
 
 def _clean_env() -> dict[str, str]:
@@ -129,7 +134,6 @@ def _clean_env() -> dict[str, str]:
 
 
 def _run_chain(chain: list[Block], folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    demo_outputs = _digests(folder / "out")
     script = folder / "blocks.json"
     script.write_text(json.dumps([(block.where, block.code) for block in chain]))
     try:
@@ -139,7 +143,8 @@ def _run_chain(chain: list[Block], folder: Path, env: dict[str, str]) -> subproc
         script.unlink()
     assert run.returncode == 0, run.stdout + run.stderr
     after = _digests(folder / "out")
-    assert {k: after.get(k) for k in demo_outputs} == demo_outputs, "a block wrote over make demo's outputs"
+    assert DEMO_OUTPUTS and {k: after.get(k) for k in DEMO_OUTPUTS} == DEMO_OUTPUTS, \
+        "a block wrote over make demo's outputs"
     assert {p.name for p in folder.iterdir()} <= {"data", "out"}, "a block left a file in the working directory"
     return run
 

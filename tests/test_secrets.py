@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import reconkit
+from reconkit.breaks import IntakeCheck
 from reconkit import Client, Config, errors
 from reconkit.auth import CyberSourceAuth
 from reconkit.sandbox import FaultPlan
@@ -41,6 +42,9 @@ def _one_of_each() -> dict[str, errors.ReconkitError]:
         "SettlementFormatError": errors.SettlementFormatError(
             "bad amount", file="f.csv", line=3, column="amount", expected="a decimal",
             failure_cases=pd.DataFrame({"source_line": [3], "value": ["x"]})),
+        "IntakeError": errors.IntakeError((IntakeCheck("merchant", False, "the settlement is merchant m9's"),)),
+        "FieldError": errors.FieldError("tolerance", "“x” is not an amount"),
+        "NotReadError": errors.NotReadError([errors.FieldError("ids", "the ids typed were not fetched")]),
         "DeclinedError": errors.DeclinedError(201, {"status": "DECLINED", "errorInformation": {"reason": "R"}},
                                               credit=reconkit.Credit({"id": "1" * 22, "status": "DECLINED"}),
                                               correlation_id="c"),
