@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 import reconkit
-from reconkit.breaks import IntakeCheck
 from reconkit import Client, Config, errors
 from reconkit.auth import CyberSourceAuth
+from reconkit.breaks import IntakeCheck
 from reconkit.sandbox import FaultPlan
 from reconkit.secret import Secret
 
