@@ -410,14 +410,15 @@ def test_a_results_break_rows_find_their_status_and_owner(book):
                            ("r-x", "7000000000000000000001", "5.25", "2026-11-03")], T0 + days(1))
     book.record(result)
     book.assign("c4", "ann")
+    book.note("c4", "asked the processor", by="ann")
     book.resolve("settlement:7000000000000000000001", "FALSE_BREAK")
     frame = result.breaks
     work = book.workflow(frame)
     by_id = dict(zip(frame["credit_id"].fillna(frame["request_id"]), work.itertuples(index=False), strict=True))
-    assert tuple(by_id["c4"]) == ("investigating", "ann")
-    assert tuple(by_id["7000000000000000000001"]) == ("resolved", None)
+    assert tuple(by_id["c4"]) == ("investigating", "ann", "ann: asked the processor")
+    assert tuple(by_id["7000000000000000000001"]) == ("resolved", None, None)
     other = run(credits_frame({"c9": "1.00"}), [], T0)
-    assert book.workflow(other.breaks).values.tolist() == [[None, None]]
+    assert book.workflow(other.breaks).values.tolist() == [[None, None, None]]
 
 
 def test_an_unexpected_row_seen_on_two_days_in_different_states_shows_its_own_status(book):
@@ -432,9 +433,9 @@ def test_an_unexpected_row_seen_on_two_days_in_different_states_shows_its_own_st
     work = book.workflow(frame)
     by_day = {day.date().isoformat(): tuple(w) for day, w in zip(frame["batch_date"], work.itertuples(index=False),
                                                                  strict=True)}
-    assert by_day == {"2026-11-03": ("resolved", None), "2026-11-04": ("investigating", "bob")}
+    assert by_day == {"2026-11-03": ("resolved", None, None), "2026-11-04": ("investigating", "bob", None)}
     # A frame built before the break table carried the batch date cannot tell the days apart.
-    assert book.workflow(frame.drop(columns="batch_date")).values.tolist() == [[SEVERAL_DAYS, None]] * 2
+    assert book.workflow(frame.drop(columns="batch_date")).values.tolist() == [[SEVERAL_DAYS, None, None]] * 2
 
 
 def test_identical_unexpected_rows_in_different_states_show_no_ones_status(book):
@@ -443,6 +444,6 @@ def test_identical_unexpected_rows_in_different_states_show_no_ones_status(book)
     result = run(credits_frame({}), [row, row], T0 + days(3))
     book.record(result)
     book.resolve("settlement:7000000000000000000001|5.25|USD|2026-11-03#2", "FALSE_BREAK")
-    assert book.workflow(result.breaks).values.tolist() == [[SEVERAL_ROWS, None]] * 2
+    assert book.workflow(result.breaks).values.tolist() == [[SEVERAL_ROWS, None, None]] * 2
     book.resolve("settlement:7000000000000000000001|5.25|USD|2026-11-03", "FALSE_BREAK")
-    assert book.workflow(result.breaks).values.tolist() == [["resolved", None]] * 2
+    assert book.workflow(result.breaks).values.tolist() == [["resolved", None, None]] * 2
