@@ -14,9 +14,7 @@ import csv
 import html
 import json
 import re
-import threading
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,8 @@ from hypothesis import strategies as st
 
 from reconkit import BreakBook, inert, read_settlement, reconcile
 from reconkit.cli import main
+
+from .hostile import HostileServer
 
 # --- the expectation, derived here (not from reconkit.inert) ----------------------------------
 
@@ -309,39 +309,16 @@ def test_breaks_list_and_show_print_no_raw_control_character(planted, capsys):
         assert err.strip() and not RAW_CONTROL.search(err.replace("\n", "")), err
 
 
-class _HostileServer(BaseHTTPRequestHandler):
-    """Answers every request 400 with a reason and a message built to run in a spreadsheet."""
-
-    REASON = "=cmd|' -C calc'!A0"
-    MESSAGE = "@SUM(1+1)\x1b[2J\x07"
-
-    def _answer(self) -> None:
-        body = json.dumps({"status": "INVALID_REQUEST", "reason": self.REASON, "message": self.MESSAGE}).encode()
-        self.send_response(400)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        self._answer()
-
-    def do_POST(self) -> None:
-        self._answer()
-
-    def log_message(self, *args: object) -> None:
-        pass
+SERVER_REASON = "=cmd|' -C calc'!A0"
+SERVER_MESSAGE = "@SUM(1+1)\x1b[2J\x07"
+"""What the hostile server answers every request with: a 400 built to run in a spreadsheet."""
 
 
 @pytest.fixture
 def hostile_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _HostileServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    body = json.dumps({"status": "INVALID_REQUEST", "reason": SERVER_REASON, "message": SERVER_MESSAGE}).encode()
+    with HostileServer(lambda *_request: (400, {"Content-Type": "application/json"}, body)) as server:
+        yield server.url
 
 
 def test_the_unfetched_ids_csv_is_inert(hostile_server, tmp_path, monkeypatch, capsys):
@@ -361,9 +338,9 @@ def test_the_unfetched_ids_csv_is_inert(hostile_server, tmp_path, monkeypatch, c
     assert "2 of 2 credit id(s) could not be fetched" in captured.err
     rows = _csv_rows(tmp_path / "r_unfetched.csv")
     assert sorted(r["id"] for r in rows) == ids
-    assert {r["reason"] for r in rows} == {expected_cell(_HostileServer.REASON)}
-    assert {r["message"] for r in rows} == {expected_cell(_HostileServer.MESSAGE)}
-    assert {recovered(r["message"]) for r in rows} == {_HostileServer.MESSAGE}
+    assert {r["reason"] for r in rows} == {expected_cell(SERVER_REASON)}
+    assert {r["message"] for r in rows} == {expected_cell(SERVER_MESSAGE)}
+    assert {recovered(r["message"]) for r in rows} == {SERVER_MESSAGE}
 
 
 # --- the rule itself ------------------------------------------------------------------------------
