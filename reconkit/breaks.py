@@ -583,10 +583,15 @@ class IntakePreview:
         return not self.failed
 
     @property
-    def text(self) -> str:
-        """One line: ``opens N breaks worth …, clears M breaks worth …`` and what failed."""
-        line = (f"opens {self.opens} {_plural(self.opens)} worth {_worth(self.opens_at_risk)}, clears {self.clears} "
+    def effect(self) -> str:
+        """What recording the run would do: ``opens N breaks worth …, clears M breaks worth …``."""
+        return (f"opens {self.opens} {_plural(self.opens)} worth {_worth(self.opens_at_risk)}, clears {self.clears} "
                 f"{_plural(self.clears)} worth {_worth(self.clears_at_risk)}, changes {self.changes}")
+
+    @property
+    def text(self) -> str:
+        """One line: :attr:`effect` and what failed."""
+        line = self.effect
         failed = self.failed
         if failed:
             line += f"; fails {len(failed)} intake check(s): {', '.join(c.name for c in failed)}"

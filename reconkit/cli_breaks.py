@@ -49,7 +49,7 @@ def _record(book: Any, args: argparse.Namespace) -> None:
     assert model.result is not None
     print(model.result.summary_text())
     preview = model.preview(book)
-    print(f"recording this run would: {shown(preview.text.split('; fails')[0])}")
+    print(f"recording this run would: {shown(preview.effect)}")
     for check in preview.failed:
         print(f"INTAKE CHECK FAILED ({check.name}): {shown(check.message)}")
     if args.dry_run:

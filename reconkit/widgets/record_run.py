@@ -115,9 +115,8 @@ class RunRecorder(App):
     # --- drawing ---------------------------------------------------------------------------------
     def _last_run(self) -> int | None:
         runs = self.book.runs()
-        if "withdrawn" in runs:
-            runs = runs[~runs["withdrawn"].fillna(False).astype(bool)]
-        return None if runs.empty else int(runs["run_id"].iloc[-1])
+        standing = runs[~runs["withdrawn"].astype(bool)]
+        return None if standing.empty else int(standing["run_id"].iloc[-1])
 
     def _show_preview(self) -> None:
         preview = self.preview
@@ -128,7 +127,7 @@ class RunRecorder(App):
             failed = "".join(f"<li>{escape(shown(check.message))}</li>" for check in preview.failed)
             self.preview_html.value = (
                 f"<b>Recording this run {'would' if preview.ok else 'would still'}:</b> "
-                f"{escape(shown(preview.text.split('; fails')[0]))}"
+                f"{escape(shown(preview.effect))}"
                 + (f"<div style='color:#b00020'><b>It fails {len(preview.failed)} intake check(s):</b>"
                    f"<ul>{failed}</ul>Check that the settlement file is the right merchant's and week's. "
                    "To record it anyway, say why.</div>" if failed else ""))
