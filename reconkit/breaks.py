@@ -1506,12 +1506,12 @@ class BreakBook:
         names that would start a formula get a single quote in front, control characters show as
         escapes; numbers, amounts and times stay numbers and times."""
         from . import inert
-        from .report import _atomic_write
+        from .files import write_atomically
 
         target = Path(path)
         frame = inert.frame(_naive_times(self.audit()))
         if target.suffix.lower() == ".csv":
-            _atomic_write(target, frame.to_csv(index=False).encode("utf-8"))
+            write_atomically(target, frame.to_csv(index=False).encode("utf-8"))
         elif target.suffix.lower() == ".xlsx":
             sheets = {"Audit": frame, "Breaks": inert.frame(_naive_times(self.table())),
                       "Aging": inert.frame(self.aging()), "Runs": inert.frame(_naive_times(self.runs()))}
@@ -1529,7 +1529,7 @@ class BreakBook:
                 audit = writer.sheets["Audit"]
                 for letter, width in zip("ABCDEFGHIJKL", (6, 24, 12, 40, 12, 7, 18, 12, 22, 22, 40, 60), strict=True):
                     audit.column_dimensions[letter].width = width
-            _atomic_write(target, buffer.getvalue())
+            write_atomically(target, buffer.getvalue())
         else:
             raise BreakBookError(f"{target}: the audit is exported as .csv or .xlsx")
         return target

@@ -252,9 +252,9 @@ class Client:
         self._ledger_lock = threading.Lock()
         # Follows no redirect, whatever a call asks; every call says allow_redirects=False too.
         self.session: requests.Session = NoRedirectSession()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.pool_size = 0
+        """Connections kept per host (:meth:`widen_pool` raises it for a fetch with more workers)."""
+        self.widen_pool(max(pool_size, 1))
         self.session.auth = CyberSourceAuth(self.config)
         self.session.headers.update({
             "User-Agent": _USER_AGENT,
@@ -271,6 +271,14 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def widen_pool(self, size: int) -> None:
+        """Keep at least ``size`` connections per host, so that ``size`` threads never wait for one."""
+        if size > self.pool_size:
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
+            self.pool_size = size
 
     def close(self) -> None:
         """Close the pooled connections."""

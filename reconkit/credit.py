@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["AMOUNT_PATHS", "CURRENCY_PATHS", "FIELD_PATHS", "FINAL_STATUSES", "TIME_PATHS", "Credit", "Void",
-           "credit_amount", "credit_application", "dig", "field_value", "json_text", "leaf_text", "parse_time",
+           "credit_amount", "dig", "field_value", "json_text", "leaf_text", "parse_time",
            "read_field"]
 
 
@@ -160,12 +160,6 @@ def credit_amount(text: str | None) -> Decimal | None:
         return parse_amount(text, allow_negative=True)
     except ValueError as exc:
         raise CreditShapeError(str(exc)) from None
-
-
-def credit_application(raw: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The ``ics_credit`` entry of a Transaction Details response, if any."""
-    app = dig(raw, "applicationInformation", "applications[ics_credit]")
-    return app if isinstance(app, Mapping) else None
 
 
 @dataclass(frozen=True)

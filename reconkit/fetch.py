@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from requests.adapters import HTTPAdapter
 
 from .credit import FINAL_STATUSES, Credit
 from .errors import ApiError, ReconkitError
@@ -128,7 +127,7 @@ def fetch_credits(client: Client, ids: Iterable[Any], *, workers: int = 16, prog
             results[credit_id] = Credit(raw, source=source, http_status=200)
     from_cache = len(results)
     todo = [i for i in valid if i not in results]
-    _ensure_pool(client, workers)
+    client.widen_pool(workers)
     bar = _progress(len(valid) + len(malformed), from_cache + len(malformed), progress)
 
     unsaved: list[Credit] = []
@@ -188,14 +187,6 @@ def fetch_credits(client: Client, ids: Iterable[Any], *, workers: int = 16, prog
     failed = failed.astype({"id": "string", "error": "string", "reason": "string", "message": "string",
                             "http_status": "Int64", "attempts": "Int64"})
     return FetchResult(credits, failed, from_cache, len(valid) + len(malformed))
-
-
-def _ensure_pool(client: Client, workers: int) -> None:
-    adapter = client.session.get_adapter(client.config.base_url)
-    if isinstance(adapter, HTTPAdapter) and adapter._pool_maxsize < workers:
-        bigger = HTTPAdapter(pool_connections=4, pool_maxsize=workers, max_retries=0)
-        client.session.mount("http://", bigger)
-        client.session.mount("https://", bigger)
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:

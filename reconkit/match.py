@@ -29,7 +29,8 @@ from .money import CURRENCIES
 from .outcomes import BREAK_ON_CREDIT, BREAK_ON_ROW, BREAKS, Outcome, at_risk
 from .result import ReconResult, build_result, decoded, minor_digits, trimmed_text
 
-__all__ = ["BREAKS", "DEAD_STATUSES", "Outcome", "break_table", "classify", "reconcile", "unreadable_records"]
+__all__ = ["BREAKS", "DEAD_STATUSES", "Outcome", "as_of_moment", "break_table", "classify", "reconcile",
+           "tolerance_minor", "unreadable_records"]
 
 DEAD_STATUSES = frozenset({"DECLINED", "VOIDED", "FAILED", "CANCELLED", "REJECTED", "INVALID_REQUEST"})
 """Credit statuses that move no money: their absence from settlement is expected."""
@@ -371,7 +372,9 @@ def _exact_amounts(values: pd.Series, side: str) -> pa.Array:
                                                    default=0)))
 
 
-def _tolerance(tolerance: str | Decimal | Mapping[str, str | Decimal], currency: str | None) -> int:
+def tolerance_minor(tolerance: str | Decimal | Mapping[str, str | Decimal], currency: str | None) -> int:
+    """``reconcile``'s ``amount_tolerance`` for one currency in its minor units (a mapping falls back
+    on its ``"*"`` entry, then 0); both engines read the parameter through this one definition."""
     value = tolerance.get(currency or "", tolerance.get("*", "0")) if isinstance(tolerance, Mapping) else tolerance
     amount = Decimal(str(value))
     if amount < 0:
@@ -428,7 +431,7 @@ def _prepare_credits(credits: pd.DataFrame, tolerance: Any) -> pa.Table:
     submit = pd.to_datetime(credits["submit_time_utc"], utc=True)
     epoch = ((submit - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).where(submit.notna())
     status = pc.utf8_upper(trimmed_text(credits["status"]))
-    tolerances = {c: _tolerance(tolerance, c) for c in pc.unique(currency).to_pylist()}
+    tolerances = {c: tolerance_minor(tolerance, c) for c in pc.unique(currency).to_pylist()}
     encoded = pc.dictionary_encode(currency)
     tolerance_of = pa.array([tolerances[c] for c in encoded.dictionary.to_pylist()], pa.int64())
     return pa.table({
@@ -543,7 +546,7 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
         If the engine would lose or duplicate a row (it checks rows in = rows out per side).
     """
     col = nw.col
-    moment = _as_of(as_of)
+    moment = as_of_moment(as_of)
     credit_table = _prepare_credits(credits, amount_tolerance)
     row_table = _prepare_settlement(settlement)
     records = unreadable_records(failures)
@@ -593,7 +596,8 @@ def reconcile(credits: pd.DataFrame, settlement: pd.DataFrame, *, amount_toleran
                         parameters)
 
 
-def _as_of(as_of: datetime | str | None) -> datetime:
+def as_of_moment(as_of: datetime | str | None) -> datetime:
+    """``reconcile``'s ``as_of`` as an aware time: now when None, UTC when it names no zone."""
     if as_of is None:
         return datetime.now(UTC)
     moment = datetime.fromisoformat(as_of.replace("Z", "+00:00")) if isinstance(as_of, str) else as_of

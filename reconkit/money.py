@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-__all__ = ["CURRENCIES", "format_amount", "minor_units", "parse_amount", "to_minor"]
+__all__ = ["CURRENCIES", "format_amount", "minor_units", "parse_amount"]
 
 # ISO 4217 active codes with their minor units (exponent); 2 is the default.
 _EXPONENT_OVERRIDES = {
@@ -85,15 +85,6 @@ def parse_amount(value: object, currency: str | None = None, *, allow_negative: 
                 f"amount {value!r} has more than {digits} decimal places, the minor units of {currency.upper()}"
             )
     return amount
-
-
-def to_minor(amount: Decimal, currency: str) -> int:
-    """Convert an exact amount to integer minor units of ``currency`` (refuses to round)."""
-    digits = minor_units(currency)
-    scaled = amount.scaleb(digits)
-    if scaled != scaled.to_integral_value():
-        raise ValueError(f"amount {amount} has more decimal places than {currency} allows ({digits})")
-    return int(scaled)
 
 
 def format_amount(amount: Decimal | int, currency: str, *, minor: bool = False) -> str:

@@ -33,7 +33,7 @@ __all__ = ["AT_RISK", "BREAKS", "BREAK_ON_CREDIT", "BREAK_ON_ROW", "Outcome", "a
 
 
 class Outcome(StrEnum):
-    """Reason codes (see DESIGN.md); every credit and settlement row gets exactly one."""
+    """Reason codes (the table in docs/reconciling.md); every credit and settlement row gets exactly one."""
 
     MATCHED = "MATCHED"
     AMOUNT_MISMATCH = "AMOUNT_MISMATCH"

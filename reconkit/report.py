@@ -22,6 +22,7 @@ import pyarrow.csv as pacsv
 
 from . import inert
 from .breaks import WORK_COLUMNS
+from .files import write_atomically
 from .outcomes import AT_RISK, Outcome
 from .result import BREAK_COLUMNS, ReconResult, amount_text, minor_digits
 
@@ -247,7 +248,7 @@ def to_html(result: ReconResult, path: str | Path | None = None, *, figures: boo
         figure=base64.b64encode(figure_png(result)).decode("ascii") if figures else "",
         break_rows=_rows(_break_columns(shown), (*_AMOUNTS, "settlement_rows", "source_line", "age_days")))
     if path is not None:
-        _atomic_write(Path(path), document.encode("utf-8"))
+        write_atomically(Path(path), document.encode("utf-8"))
     return document
 
 
@@ -281,7 +282,7 @@ def to_csv(result: ReconResult, path: str | Path, *, work: pd.DataFrame | None =
     buffer = io.BytesIO()
     pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=True, quoting_style="needed"))
     target = Path(path)
-    _atomic_write(target, buffer.getvalue())
+    write_atomically(target, buffer.getvalue())
     return target
 
 
@@ -325,7 +326,7 @@ def to_excel(result: ReconResult, path: str | Path, *, fx: Mapping[str, Any] | N
     data = _replace_sheet_rows(buffer.getvalue(), "xl/worksheets/sheet1.xml", rows,
                                f"A1:{_letter(len(names) - 1)}{breaks.num_rows + 1}")
     target = Path(path)
-    _atomic_write(target, data)
+    write_atomically(target, data)
     return target
 
 
@@ -609,12 +610,3 @@ def _show_figures_as_png() -> None:
         return buffer.getvalue()
 
     shell.display_formatter.formatters["image/png"].for_type(Figure, png)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename: a failed export never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
-

@@ -1,6 +1,6 @@
 """Settlement from CyberSource's Reporting API: download, keep the file, read it like an upload.
 
-Two sources (reference: settlement-formats.md §6.1 and §6.2):
+Two sources (docs/reporting-api.md says how each behaves):
 
 - :func:`download_report` — a subscribed report by name and ``reportDate``, e.g. the daily
   Payment Batch Detail report as CSV or XML.
@@ -27,7 +27,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -38,6 +37,7 @@ from xml.parsers import expat
 import requests
 
 from .errors import IncompleteReportError, NetworkError, NoReportDataError, NotFoundError, ReportNotReadyError
+from .files import write_all_or_none
 from .settlement import read_settlement
 from .transport import json_object, read
 
@@ -91,32 +91,6 @@ def _report_name(name: object) -> str:
         raise ValueError(f"report name {name!r} may hold only letters, digits, '_', '.' and '-' (and be neither "
                          "'.' nor '..'): it names the file the report is saved as; nothing was sent")
     return name
-
-
-def _save(folder: Path, files: dict[str, bytes]) -> list[Path]:
-    """Write every file or none: each goes to a temporary name first, then replaces its target."""
-    folder.mkdir(parents=True, exist_ok=True)
-    home = folder.resolve()
-    for name in files:  # the names are checked where they are made; this proves it
-        if (home / name).resolve().parent != home:
-            raise ValueError(f"{name!r} would be saved outside {folder}; nothing was written")
-    staged: list[tuple[str, Path]] = []
-    try:
-        for name, data in files.items():
-            handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-            staged.append((name, Path(temp)))
-    except BaseException:
-        for _, temp in staged:
-            temp.unlink(missing_ok=True)
-        raise
-    targets = []
-    for name, temp in staged:
-        target = folder / name
-        os.replace(temp, target)
-        targets.append(target)
-    return targets
 
 
 def _framed(response: requests.Response, what: str) -> bytes:
@@ -248,7 +222,7 @@ def download_report(client: Client, name: str, report_date: date | str, format: 
         error.report_status = status  # type: ignore[attr-defined]
         raise error from None
     folder = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
-    [path] = _save(folder, {f"{name}_{day}.{format}": data})
+    [path] = write_all_or_none(folder, {f"{name}_{day}.{format}": data})
     return read_settlement(path, reader_format)
 
 
@@ -300,7 +274,7 @@ def purchase_refund_details(client: Client, start: datetime | str, end: datetime
     stem = f"purchase_refund_details_{_stamp(begin).replace(':', '')}_{_stamp(finish).replace(':', '')}"
     pages = _walk(client, begin, finish, view_by=view_by, limit=limit, max_pages=max_pages, stem=stem, what=what)
     folder = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
-    paths = _save(folder, pages)
+    paths = write_all_or_none(folder, pages)
     for stale in folder.glob(f"{stem}_p*.json"):  # pages of an earlier, longer pull of the same window
         if stale.name not in pages:
             stale.unlink()

@@ -280,8 +280,12 @@ def test_the_analyst_comes_from_the_environment(monkeypatch, tmp_path):
         book.record(run(credits_frame({"c1": "1.00"}), [], T0))
         assert book.analyst == "dana"
         assert book.note("c1", "hello").notes[-1].author == "dana"
+    # Blank or unset, the operating-system user (getpass reads $LOGNAME first).
+    monkeypatch.setenv("LOGNAME", "erin")
+    monkeypatch.setenv("RECONKIT_ANALYST", "  ")
+    assert current_analyst() == "erin"
     monkeypatch.delenv("RECONKIT_ANALYST")
-    assert current_analyst()  # the OS user
+    assert current_analyst() == "erin"
 
 
 def test_the_event_log_refuses_updates_and_deletes(one_break, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from reconkit.demo_breaks import CHECKER, MAKER, run_two_days
 from reconkit.sandbox.settlement import SettlementBundle, missing_outcome
 
-NOT_BREAKS = {"MATCHED", "NO_SETTLEMENT_EXPECTED", "OUT_OF_SCOPE"}  # DESIGN.md: every other outcome is a break
+NOT_BREAKS = {"MATCHED", "NO_SETTLEMENT_EXPECTED", "OUT_OF_SCOPE"}  # every other outcome is a break (reconkit.outcomes.BREAKS)
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,7 @@ class BreakWorkflow(RuleBasedStateMachine):
             elif how == "short":
                 rows.append((f"r-{credit}", credit, "1.00", "2026-11-03"))
                 outcomes[credit] = "AMOUNT_MISMATCH"
-            else:  # the rule of DESIGN.md: pending while no older than the grace period
+            else:  # the rule in docs/reconciling.md: pending while no older than the grace period
                 outcomes[credit] = "MISSING_PENDING" if self.day <= GRACE else "MISSING_OVERDUE"
         self.book.record(_result(tuple(rows), self.day))
         for credit, outcome in outcomes.items():

@@ -2,7 +2,7 @@
 
 The generated property tests find a broken rule only when a random example lands on it, and then
 spend minutes shrinking; these examples fail in a second. The expected figures are worked out
-by hand from the outcome table of DESIGN (amount at risk defined once, in ``outcomes.py``).
+by hand from the outcome table in docs/reconciling.md (amount at risk defined once, in ``outcomes.py``).
 """
 
 from __future__ import annotations

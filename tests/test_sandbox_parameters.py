@@ -1,5 +1,5 @@
 """Every parameter the sandbox parses, given a value it cannot use, is a 400 in CyberSource's
-documented shape naming the field (reference: cybersource-api.md §4.6), never a 500; and a request
+documented error shape (status, reason, details naming the field), never a 500; and a request
 the protocol cannot carry is answered at once. One table row per parse point."""
 
 from __future__ import annotations

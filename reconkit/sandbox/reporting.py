@@ -1,6 +1,6 @@
 """The sandbox's Reporting API: settlement data as CyberSource serves it, built from the sandbox's own batches.
 
-Three read-only endpoints (reference: settlement-formats.md §6.1, §6.2):
+Three read-only endpoints (docs/reporting-api.md and docs/sandbox.md say where they follow CyberSource):
 
 - ``GET /reporting/v3/report-downloads?reportDate=&reportName=`` — a daily Payment Batch Detail
   report, ``text/csv`` (the classic v1.0 CSV) or ``application/xml``. ``reportDate`` is the

@@ -23,7 +23,7 @@ from ..errors import SettlementFormatError
 from .footer import Footer, find_footer
 from .schema import ALIASES, Canonical, canonicalize, failure_table, header_key, map_headers, may_hold
 
-__all__ = ["Bytes", "Header", "find_header", "read_delimited", "to_utf8"]
+__all__ = ["Bytes", "Header", "find_header", "read_delimited", "split_cells", "to_utf8"]
 
 Bytes = bytes | mmap.mmap
 """File contents: bytes, or a read-only map of a file on disk (not copied into memory)."""
@@ -84,7 +84,7 @@ FIELD_LIMIT = csv.field_size_limit()
 its record in both paths (most often an unbalanced double quote that swallowed the lines after it)."""
 
 
-def _split(line: str, delimiter: str) -> list[str]:
+def split_cells(line: str, delimiter: str) -> list[str]:
     """One line's cells; a line holding a field beyond :data:`FIELD_LIMIT` is cut at the delimiters
     (its record is reported as a failure; the cells only name its ids)."""
     # A stray carriage return inside one line would make the csv module refuse the line.
@@ -205,7 +205,7 @@ def find_header(lines: Sequence[str], name: str, *, mapping: Mapping[str, str] |
     start = next((i for i, line in enumerate(lines) if line.strip()), None)
     if start is None:
         raise SettlementFormatError("the file is empty", file=name, line=1, expected="a header line")
-    report = _info_line(_split(lines[start], delimiter or _sniff_delimiter(lines[start])))
+    report = _info_line(split_cells(lines[start], delimiter or _sniff_delimiter(lines[start])))
     index: int | None = start
     if report is not None:
         index = next((i for i in range(start + 1, len(lines)) if lines[i].strip()), None)
@@ -216,7 +216,7 @@ def find_header(lines: Sequence[str], name: str, *, mapping: Mapping[str, str] |
     if lines[index].count('"') % 2:
         raise SettlementFormatError("the header line has an unbalanced double quote", file=name, line=index + 1,
                                     expected="column names, quoted in pairs if at all")
-    names = [h.strip() for h in _split(lines[index], delimiter)]
+    names = [h.strip() for h in split_cells(lines[index], delimiter)]
     if {n.lower() for n in names} >= _TRUTH_COLUMNS:  # beside the samples, a glob or a chooser finds it
         raise SettlementFormatError("this is a reconciliation's ground truth (the sandbox's generator writes it), "
                                     "not a settlement file", file=name, line=index + 1,
@@ -386,7 +386,7 @@ def _careful(text: str, headers: list[str], delimiter: str, body_start: int) -> 
                 break
             except csv.Error as exc:
                 bad.append(_Bad(first + 1, physical[first][:200], _unreadable(exc),
-                                _split(physical[first], delimiter)[:-1]))
+                                split_cells(physical[first], delimiter)[:-1]))
                 start = first + 1
                 break
             last = first_line + reader.line_num - 1
@@ -404,7 +404,7 @@ def _careful(text: str, headers: list[str], delimiter: str, body_start: int) -> 
                 bad.append(_Bad(first + 1, physical[first][:200],
                                 f"an unbalanced double quote: a quoted field opened on this line runs to line "
                                 f"{last + 1} {ends}; the lines after this one are read on their own",
-                                _split(physical[first], delimiter)[:-1]))
+                                split_cells(physical[first], delimiter)[:-1]))
                 start = first + 1
                 break
             else:

@@ -18,7 +18,7 @@ import narwhals as nw
 import pandas as pd
 
 from ..errors import ReconciliationError
-from ..match import DEAD_STATUSES, _as_of, _tolerance, break_table, classify
+from ..match import DEAD_STATUSES, as_of_moment, break_table, classify, tolerance_minor
 from ..money import CURRENCIES
 from ..outcomes import BREAKS, Outcome
 
@@ -107,7 +107,7 @@ def _prepare_credits(credits: DataFrame, tolerance: Any) -> tuple[DataFrame, Col
     currency = F.upper(_text(col("currency")))
     digits = F.coalesce(_map({c: d for c, d in CURRENCIES.items()}, "int")[currency], F.lit(_DEFAULT_DIGITS))
     minor, ok = _minor(col("amount"), digits)
-    tolerances = _map({c: _tolerance(tolerance, c) for c in CURRENCIES}, "bigint")
+    tolerances = _map({c: tolerance_minor(tolerance, c) for c in CURRENCIES}, "bigint")
     problem = (F.when(currency.isNull(), F.lit("no currency"))
                .when(_text(col("amount")).isNull(), F.lit("no amount"))
                .when(~ok, F.concat(F.lit("amount "), col("amount").cast("string"),
@@ -121,7 +121,7 @@ def _prepare_credits(credits: DataFrame, tolerance: Any) -> tuple[DataFrame, Col
         F.unix_timestamp(submit).alias("submit_epoch"),
         currency.alias("credit_currency"),
         minor.alias("credit_amount_minor"),
-        F.coalesce(tolerances[currency], F.lit(_tolerance(tolerance, None))).alias("tolerance_minor"),
+        F.coalesce(tolerances[currency], F.lit(tolerance_minor(tolerance, None))).alias("tolerance_minor"),
         problem.alias("problem"),
         F.struct(*[col(f"`{name}`") for name in credits.columns]).alias("input"),
     )
@@ -299,7 +299,7 @@ def reconcile(credits: DataFrame, settlement: DataFrame, *, amount_tolerance: An
     """
     F = _functions()  # noqa: N806
     persist = _persister(materialize, table_prefix)
-    moment = _as_of(as_of)
+    moment = as_of_moment(as_of)
     credit_base, _ = _prepare_credits(credits, amount_tolerance)
     credit_base = persist(credit_base)
     row_base = persist(_prepare_settlement(settlement))

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SettlementFormatError
 from ..money import CURRENCIES
-from ..settlement.delimited import Header, _split, find_header
+from ..settlement.delimited import Header, find_header, split_cells
 from ..settlement.footer import Footer, find_footer, footer_mismatch
 from ..settlement.schema import (
     _AMOUNT,
@@ -251,7 +251,7 @@ def _footers(lines: DataFrame, layouts: Mapping[Header, list[str]]) -> dict[str,
     for row in last:
         layout = layout_of[row["source_file"]]
         line, value = row["last"]["source_line"], row["last"]["value"]
-        footer = find_footer(_split(value, layout.delimiter), layout.names, dict(layout.chosen).get("amount"),
+        footer = find_footer(split_cells(value, layout.delimiter), layout.names, dict(layout.chosen).get("amount"),
                              line, layout.delimiter) if line > layout.line else None
         if footer is not None:
             found[row["source_file"]] = footer
@@ -431,7 +431,7 @@ def _unbalanced_failure(spark: SparkSession, record: Any, layout: Header) -> tup
     if record["open_at_end"] and _ends_with_break(spark, record["source_file"]):
         last += 1
     ends = "and never closes" if record["fields"] == width else f"leaving {record['fields']} fields instead of {width}"
-    cells = _split(first_line, layout.delimiter)[:-1]
+    cells = split_cells(first_line, layout.delimiter)[:-1]
 
     def cell(field: str) -> str | None:
         header = dict(layout.chosen).get(field)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ..markup import cards_html, format_amount
 from ..money import CURRENCIES
-from ..widgets.common import cards_html, format_amount
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

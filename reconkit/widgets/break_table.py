@@ -17,10 +17,11 @@ import pyarrow.compute as pc
 from ..credit import Credit
 from ..frames import CURATED_COLUMNS
 from ..investigation import ALL, Investigation
+from ..markup import format_amount
 from ..outcomes import BREAKS
 from ..report import LABELS
 from ..result import ReconResult
-from .common import App, escape, format_amount, guarded, json_html, table_html
+from .common import App, escape, guarded, json_html, table_html
 
 __all__ = ["CREDIT_LABELS", "SHOWN_COLUMNS", "SOURCE_WORDS", "WORK_LABELS", "BreakTable", "drill_html",
            "duplicate_lines", "pick_label", "shown_breaks"]

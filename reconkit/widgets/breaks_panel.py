@@ -24,7 +24,8 @@ import pandas as pd
 
 from ..breakbook_view import KINDS, Action, BreakBookView, Done, format_totals, money
 from ..breaks import AUTOMATIC_REASONS, CLOSED, Break, BreakBook, Reason, Status
-from .common import App, escape, format_amount, guarded, table_html
+from ..markup import format_amount
+from .common import App, escape, guarded, table_html
 
 __all__ = ["BreaksPanel"]
 

@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import functools
-import html
 import json
 import logging
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import ipywidgets as w
-import numpy as np
-import pandas as pd
 
 from ..config import Config
 from ..errors import ApiError, ReconkitError, SettlementFormatError
-from ..inert import escape_controls
+from ..markup import escape
 from ..report import frame_html
 
 __all__ = ["App", "ConnectionBanner", "describe_error", "escape", "guarded", "json_html", "status_badge", "table_html"]
 
 log = logging.getLogger("reconkit.widgets")
 
-
-def escape(value: Any, quote: bool = True) -> str:
-    """Text shown in an app's page: HTML-escaped, and each control character (ESC, BEL, ...) shown as
-    its escape, since text from files, servers and people may carry them."""
-    return html.escape(escape_controls(str(value)), quote=quote)
 
 _COLOURS = {"SANDBOX": ("#1e7e34", "local sandbox, simulated money"),
             "TEST": ("#b8860b", "CyberSource test environment (apitest), no real money"),
@@ -124,21 +115,3 @@ def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
             return None
 
     return wrapper
-
-
-def format_amount(value: Any) -> str:
-    """An amount with thousands separators and the digits it carries (its currency's decimals)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-        return ""
-    if isinstance(value, Decimal) and not value.is_finite():
-        return str(value)
-    return f"{value:,}"
-
-
-def cards_html(cards: list[tuple[str, Any]]) -> str:
-    """Summary cards (a label over a figure each) as one HTML block; labels and figures are escaped."""
-    card = ("<div style='display:inline-block;border:1px solid #ccc;border-radius:6px;padding:8px 14px;"
-            "margin:4px;min-width:120px'><div style='color:#666'>{}</div><div style='font-size:22px'>{}</div>"
-            "</div>")
-    return ("<div class='reconkit-cards'>"
-            + "".join(card.format(escape(label), escape(str(value))) for label, value in cards) + "</div>")

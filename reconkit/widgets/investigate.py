@@ -34,12 +34,13 @@ from ..investigation import (
     parse_ids,
     parse_tolerance,
 )
+from ..markup import cards_html, format_amount
 from ..report import LABELS
 from ..result import ReconResult
 from ..session import connect, data_dir, sandbox_for
 from .break_table import SHOWN_COLUMNS, BreakTable
 from .breaks_panel import BreaksPanel
-from .common import App, ConnectionBanner, cards_html, describe_error, escape, format_amount, guarded, table_html
+from .common import App, ConnectionBanner, describe_error, escape, guarded, table_html
 from .filtered import FilteredView, write_exports
 from .record_run import RunRecorder
 
