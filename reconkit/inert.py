@@ -17,6 +17,10 @@ servers and people. Two things in them act when shown:
   tab and line feed stay where the format carries them (CSV and workbook cells), and are
   escaped too on one-line displays. A backslash is left as it is, so text that already reads
   ``\\x1b`` looks like an escaped ESC; doubling every backslash would mangle Windows paths.
+* a bidirectional control (U+202A–U+202E, U+2066–U+2069, the marks U+200E, U+200F, U+061C)
+  reorders what is shown after it, so an id or a file name can be made to look like another
+  ("Trojan Source", CVE-2021-42574). Each is shown as its escape, ``\\u202e``, as a control
+  character is.
 
 Every writer calls one of :func:`cell` (a cell value), :func:`frame` (a DataFrame before
 ``to_csv``/``to_excel``), :func:`arrow` (an Arrow string column) or :func:`shown` (terminal and
@@ -33,21 +37,27 @@ if TYPE_CHECKING:  # imported where used: the command line imports this module t
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["FORMULA_TRIGGERS", "arrow", "cell", "escape_controls", "frame", "shown"]
+__all__ = ["BIDI_CONTROLS", "FORMULA_TRIGGERS", "arrow", "cell", "escape_controls", "frame", "shown"]
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 """First characters that make a spreadsheet read a cell as a formula (OWASP), with the
 full-width twins."""
 
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+"""The characters that reorder displayed text (Unicode's bidirectional formatting characters)."""
+
+
 def _pattern(keep: str) -> re.Pattern[str]:
-    """The control characters to escape (C0, DEL, C1, and the two non-characters XML 1.0
-    refuses), less those in ``keep``."""
+    """The control characters to escape (C0, DEL, C1, the bidirectional controls and the two
+    non-characters XML 1.0 refuses), less those in ``keep``."""
     c0 = "".join(chr(c) for c in range(0x20) if chr(c) not in keep)
-    return re.compile("[" + re.escape(c0) + "\x7f-\x9f\ufffe\uffff]")
+    return re.compile("[" + re.escape(c0) + "\x7f-\x9f" + BIDI_CONTROLS + "\ufffe\uffff]")
 
 
 _CONTROLS = {"": _pattern(""), "\t\n": _pattern("\t\n")}
-_RE2_CONTROLS = r"[\x00-\x08\x0B-\x1F\x7F-\x9F\x{FFFE}\x{FFFF}]"  # the same set, tab and LF kept, for Arrow
+# The same set, tab and LF kept, for Arrow's RE2.
+_RE2_CONTROLS = (r"[\x00-\x08\x0B-\x1F\x7F-\x9F\x{061C}\x{200E}\x{200F}\x{202A}-\x{202E}\x{2066}-\x{2069}"
+                 r"\x{FFFE}\x{FFFF}]")
 _RE2_TRIGGER = "^['=+\\-@\t\r\n\uff1d\uff0b\uff0d\uff20]"
 
 
@@ -57,7 +67,7 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def escape_controls(text: str, keep: str = "\t\n") -> str:
-    """``text`` with each control character (C0, DEL, C1, U+FFFE/U+FFFF) shown as its escape
+    """``text`` with each control character (C0, DEL, C1, bidirectional, U+FFFE/U+FFFF) shown as its escape
     (``\\x1b``, ``\\ufffe``), except those in ``keep`` (``""`` or ``"\\t\\n"``)."""
     return _CONTROLS[keep].sub(_escape, text)
 

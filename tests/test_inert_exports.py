@@ -35,9 +35,13 @@ TRIGGERS = set("=+-@\t\r\n") | {"\uff1d", "\uff0b", "\uff0d", "\uff20"}
 """OWASP's first characters (= + - @ tab CR, LF in one revision) and the full-width twins."""
 
 
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+"""Unicode's bidirectional formatting characters (UAX #9): ALM, LRM, RLM, LRE-RLO, LRI-PDI."""
+
+
 def _is_control(ch: str) -> bool:
     code = ord(ch)
-    return code < 0x20 or 0x7F <= code <= 0x9F or ch in "\ufffe\uffff"
+    return code < 0x20 or 0x7F <= code <= 0x9F or ch in "\ufffe\uffff" or ch in BIDI
 
 
 def _escaped(text: str, keep: str) -> str:
@@ -64,7 +68,7 @@ def recovered(cell: str) -> str:
     return re.sub(r"\\x([0-9a-f]{2})|\\u([0-9a-f]{4})", lambda m: chr(int(m.group(1) or m.group(2), 16)), cell)
 
 
-RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
+RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff" + BIDI + "]")
 """What no file cell may hold (tab and line feed are legal inside a quoted CSV field or a cell)."""
 
 
@@ -88,6 +92,8 @@ IDS = {
     "escape first": "\x1b]0;pwned\x07",
     "full-width equals": "\uff1d1+2",
     "C1 control": "nel\x85x",
+    "right-to-left override": "rec-\u202e987\u202c-1",
+    "isolate": "rec-\u2067abc\u2069",
 }
 """Ids planted in the credits and in a settlement file (readers strip leading and trailing
 whitespace from ids, so the tab- and CR-led cases ride on file names, names and notes instead)."""
