@@ -290,3 +290,25 @@ def test_any_quoting_reads_as_the_pandas_reader_reads_it(spark, files):
             read = len(rows[rows["source_file"] == path.name])
             failed = failures[failures["source_file"] == path.name]["source_line"].nunique()
             assert read + failed == len(frame) + want["source_line"].nunique()
+
+
+@pytest.mark.parametrize("big", ["unquoted", "quoted", "after a blank line", "the last record, quoted"])
+def test_a_field_beyond_the_csv_limit_is_a_failure_at_its_line_like_the_pandas_reader(spark, tmp_path, big):
+    from reconkit.settlement.delimited import FIELD_LIMIT
+
+    header = "request_id,merchant_ref_number,amount,currency,transaction_type\n"
+    good = "1234567890123456789012,R1,10.00,USD,ics_credit\n"
+    long = "x" * (FIELD_LIMIT + 1)
+    body = {"unquoted": f"1234567890123456789013,{long},10.00,USD,ics_credit\n" + good,
+            "quoted": f'1234567890123456789013,"{long}",10.00,USD,ics_credit\n' + good,
+            "after a blank line": f"\n1234567890123456789013,{long},10.00,USD,ics_credit\n" + good,
+            "the last record, quoted": f'1234567890123456789013,R2,10.00,USD,"{long}"\n'}[big]
+    path = tmp_path / "long.csv"
+    path.write_text(header + good + body)
+    read = spark_read(spark, str(path))
+    frame, failures = read_settlement(path, errors="collect")
+    got = sorted((r["source_line"], r["column"], r["reason"], r["request_id"]) for r in read.failures.collect())
+    assert got == sorted(zip(failures["source_line"].astype(int), failures["column"], failures["reason"],
+                             failures["request_id"], strict=True))
+    assert len(got) == 1 and f"longer than {FIELD_LIMIT} characters" in got[0][2]
+    assert _comparable(read.rows.toPandas()) == _comparable(frame)

@@ -23,7 +23,7 @@ from ..errors import SettlementFormatError
 from .footer import Footer, find_footer
 from .schema import ALIASES, Canonical, canonicalize, failure_table, header_key, map_headers, may_hold
 
-__all__ = ["Bytes", "Header", "find_header", "read_delimited", "split_cells", "to_utf8"]
+__all__ = ["FIELD_LIMIT", "TOO_LONG", "Bytes", "Header", "find_header", "read_delimited", "split_cells", "to_utf8"]
 
 Bytes = bytes | mmap.mmap
 """File contents: bytes, or a read-only map of a file on disk (not copied into memory)."""
@@ -94,11 +94,15 @@ def split_cells(line: str, delimiter: str) -> list[str]:
         return [cell.strip('"') for cell in line.split(delimiter)]
 
 
+TOO_LONG = (f"a field is longer than {FIELD_LIMIT} characters, the most a settlement field may hold "
+            "(an unbalanced double quote, or not a settlement file?)")
+"""The failure reason of a record holding a field beyond :data:`FIELD_LIMIT`, in both readers."""
+
+
 def _unreadable(exc: csv.Error) -> str:
     """A failure reason for a record the csv module refused, in words rather than its own."""
     if "field larger than field limit" in str(exc):
-        return (f"a field is longer than {FIELD_LIMIT} characters, the most a settlement field may hold "
-                "(an unbalanced double quote, or not a settlement file?)")
+        return TOO_LONG
     return f"unreadable record: {exc}"
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SettlementFormatError
 from ..money import CURRENCIES
-from ..settlement.delimited import Header, find_header, split_cells
+from ..settlement.delimited import FIELD_LIMIT, TOO_LONG, Header, find_header, split_cells
 from ..settlement.footer import Footer, find_footer, footer_mismatch
 from ..settlement.schema import (
     _AMOUNT,
@@ -485,13 +485,17 @@ def _read_layout(lines: DataFrame, files: list[str], layout: Header, footers: Ma
             unbalanced.append(_unbalanced_failure(lines.sparkSession, record, layout))
             restarts.setdefault(record["source_file"], []).append(record["source_line"])
     unbalanced_failures = _failure_frame(lines.sparkSession, unbalanced) if unbalanced else None
+    # A field the csv module would refuse is a failure on its record, as in the pandas reader.
+    too_long = F.exists("cells", lambda cell: F.length(cell) > FIELD_LIMIT)
+    oversized = _record_failures(records.where(too_long), layout, F.lit(TOO_LONG))
+    records = records.where(~too_long)
     ragged = _record_failures(records.where(col("fields") != width), layout,
                               F.concat(F.lit(f"expected {width} fields, found "), col("fields").cast("string")))
     fields = records.where(col("fields") == width).select(
         "source_file", "source_line",
         *(F.get("cells", layout.names.index(header)).alias(field) for field, header in layout.chosen))
     rows, failures = _canonicalize(fields, layout.report_format)
-    failures = failures.unionByName(ragged).unionByName(undecodable)
+    failures = failures.unionByName(ragged).unionByName(undecodable).unionByName(oversized)
     if unbalanced_failures is not None:
         failures = failures.select(*FAILURE_COLUMNS).unionByName(unbalanced_failures)
     return rows, failures
