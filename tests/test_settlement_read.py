@@ -66,6 +66,37 @@ def test_classic_payment_submission_detail_quoted_and_applications():
     assert frame["batch_date"].iloc[0] == pd.Timestamp("2019-01-01")
 
 
+def test_documented_payment_submission_detail_the_pbdr_columns_and_the_processor_every_value_quoted():
+    # The Reporting guide's layout: the PBDR v1.0 columns (a credit negative, its request id with
+    # leading zeros, as in the guide's sample row) and a trailing payment_processor.
+    text = ('Payment Submission Detail Report,1.0,2003-05-01 to 2003-05-01,,,,,,,,\r\n'
+            '"batch_id","merchant_id","batch_date","request_id","merchant_ref_number","trans_ref_no",'
+            '"payment_method","currency","amount","transaction_type","payment_processor"\r\n'
+            '"123456","CyberSource","2003-05-01","0004173790000167905139","5DADC3D2F4B7118","5629152830","Visa",'
+            '"USD","-100.00","ics_credit","smartfdc"\r\n')
+    frame = read(text)
+    row = frame.iloc[0]
+    assert row["report_format"] == "psd_csv" and len(frame) == 1
+    assert (row["request_id"], row["reconciliation_id"]) == ("0004173790000167905139", "5629152830")
+    assert (row["direction"], row["amount"], row["currency"]) == ("credit", Decimal("100.00"), "USD")
+    assert row["payment_processor"] == "smartfdc" and row["batch_date"] == pd.Timestamp("2003-05-01")
+
+
+@pytest.mark.parametrize(("info", "named"), [
+    ("Transaction Request Report,1.0,2022-09-29 to 2022-09-30,,,,,,,\r\n", "Transaction Request Report"),
+    ("Batch Files Detail Report,1,2022-09-29 to 2022-09-30,,,,,,,\r\n", "Batch Files Detail Report"),
+    ("", "Transaction Request Report")])
+def test_a_batch_upload_results_report_is_refused_by_name_pointing_to_the_batch_detail_report(info, named):
+    # The Batch Submission guide's layout: what a batch upload's requests did, not what settled.
+    text = (info + "merchant_id,txn_batch_id,payment_processor,request_id,trans_ref_no,merchant_ref_number,ics_rflag,"
+            "amount,currency,action\r\n"
+            "m1,99,smartfdc,0004173790000167905139,5629152830,ref1,SOK,100.00,USD,BATCHED\r\n")
+    with pytest.raises(SettlementFormatError) as raised:
+        read(text, name="trr.csv")
+    assert (raised.value.file, raised.value.line) == ("trr.csv", 2 if info else 1)
+    assert named in str(raised.value) and "Payment Batch Detail Report" in str(raised.value)
+
+
 def test_quoted_newlines_and_blank_lines_keep_exact_line_numbers():
     text = ("trans_ref_no,amount,currency,transaction_type,merchant_ref_number\n"
             'A,1.00,USD,ics_credit,"two\nlines"\n\nB,2.00,USD,ics_credit,x\n')

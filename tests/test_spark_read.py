@@ -36,7 +36,7 @@ def _comparable(frame: pd.DataFrame) -> list[tuple]:
     return rows
 
 
-@pytest.mark.parametrize("fmt", ["pbdr_csv", "psd_classic_csv", "pbdr_new_csv", "processor_csv"])
+@pytest.mark.parametrize("fmt", ["pbdr_csv", "psd_csv", "psd_classic_csv", "pbdr_new_csv", "processor_csv"])
 def test_generated_reports_read_as_the_pandas_reader_reads_them(spark, world, tmp_path, fmt):
     sb, _, _ = world
     bundle = sb.settlement(format=fmt, discrepancies=ALL_KINDS, out_dir=tmp_path, seed=4)

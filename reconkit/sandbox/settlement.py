@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DISCREPANCY_KINDS", "FORMATS", "SettlementBundle", "generate_settlement", "missing_outcome"]
 
-FORMATS = ("pbdr_csv", "pbdr_xml", "psd_classic_csv", "pbdr_new_csv", "processor_csv")
+FORMATS = ("pbdr_csv", "pbdr_xml", "psd_csv", "psd_classic_csv", "pbdr_new_csv", "processor_csv")
 DISCREPANCY_KINDS = ("missing", "amount", "currency", "duplicate", "unexpected", "voided_settled", "next_day",
                      "debit_shared_id", "whitespace", "recon_id_missing")
 _EXTENSIONS = {"pbdr_xml": "xml"}
@@ -285,7 +285,8 @@ def generate_settlement(state: SandboxState, date_range: tuple[date, date] | Non
     name = filename or f"{format}_{first:%Y%m%d}_{last:%Y%m%d}.{_EXTENSIONS.get(format, 'csv')}"
     path = directory / name
     whitespace = {c_id for c_id, k in plan.items() if k == "whitespace"}
-    writer = {"pbdr_csv": _write_pbdr_csv, "pbdr_xml": _write_pbdr_xml, "psd_classic_csv": _write_psd_classic,
+    writer = {"pbdr_csv": _write_pbdr_csv, "pbdr_xml": _write_pbdr_xml, "psd_csv": _write_psd,
+              "psd_classic_csv": _write_psd_classic,
               "pbdr_new_csv": _write_pbdr_new, "processor_csv": _write_processor}[format]
     path.write_bytes(writer(rows, first, last, state.merchant_id, whitespace, rng))
     credit_truth = pd.DataFrame(
@@ -326,11 +327,10 @@ def _csv_bytes(lines: list[list[str]], *, quote_all: bool = False, delimiter: st
     return buffer.getvalue().encode("utf-8"), (2 if info is not None else 1)
 
 
-def _write_pbdr_csv(rows: list[_Row], first: date, last: date, merchant: str, ws: set[str],
-                    rng: random.Random) -> bytes:
-    header = ["batch_id", "merchant_id", "batch_date", "request_id", "merchant_ref_number", "trans_ref_no",
-              "payment_method", "currency", "amount", "transaction_type"]
-    lines = [header]
+def _pbdr_lines(rows: list[_Row], merchant: str, ws: set[str], rng: random.Random) -> list[list[str]]:
+    """The classic PBDR's header and one line per row (credits negative, as in the documented sample)."""
+    lines = [["batch_id", "merchant_id", "batch_date", "request_id", "merchant_ref_number", "trans_ref_no",
+              "payment_method", "currency", "amount", "transaction_type"]]
     for number, row in enumerate(rows, start=3):
         row.line = number
         request_id, recon = _ids(row, ws, rng)
@@ -338,8 +338,23 @@ def _write_pbdr_csv(rows: list[_Row], first: date, last: date, merchant: str, ws
         lines.append([row.batch_id, merchant, row.batch_date.isoformat(), request_id, row.merchant_ref, recon,
                       row.payment_method, row.currency, f"-{amount}" if row.transaction_type == "ics_credit"
                       else amount, row.transaction_type])
-    info = "Payment Batch Detail Report,1.0," + f"{first} to {last}" + "," * (len(header) - 3)
+    return lines
+
+
+def _write_pbdr_csv(rows: list[_Row], first: date, last: date, merchant: str, ws: set[str],
+                    rng: random.Random) -> bytes:
+    lines = _pbdr_lines(rows, merchant, ws, rng)
+    info = "Payment Batch Detail Report,1.0," + f"{first} to {last}" + "," * (len(lines[0]) - 3)
     return _csv_bytes(lines, info=info)[0]
+
+
+def _write_psd(rows: list[_Row], first: date, last: date, merchant: str, ws: set[str], rng: random.Random) -> bytes:
+    """The Payment Submission Detail Report as documented: the PBDR's columns and a trailing
+    ``payment_processor``, every value quoted."""
+    lines = _pbdr_lines(rows, merchant, ws, rng)
+    lines = [[*lines[0], "payment_processor"]] + [[*line, "smartfdc"] for line in lines[1:]]
+    info = "Payment Submission Detail Report,1.0," + f"{first} to {last}" + "," * (len(lines[0]) - 3)
+    return _csv_bytes(lines, quote_all=True, info=info)[0]
 
 
 def _write_psd_classic(rows: list[_Row], first: date, last: date, merchant: str, ws: set[str],

@@ -37,6 +37,12 @@ _REPORTS = {
     "payment events report": "payment_events_csv",
     "batch files detail report": "batch_files_csv",
 }
+_BATCH_UPLOAD_COLUMNS = frozenset({"txnbatchid", "icsrflag", "action"})
+"""Columns of the Transaction Request Report of CyberSource's Batch Submission guide (formerly the
+Batch Files Detail Report): a batch upload's results, not settlement. The Business Center's custom
+"Transaction Request" report class shares the name, not these columns."""
+
+
 def decode(data: bytes, name: str, encoding: str | None) -> str:
     """Bytes to text: UTF-8 (a BOM is dropped) unless told otherwise; a bad byte is located."""
     if data.startswith(b"\xef\xbb\xbf"):
@@ -225,6 +231,14 @@ def find_header(lines: Sequence[str], name: str, *, mapping: Mapping[str, str] |
         raise SettlementFormatError("this is a reconciliation's ground truth (the sandbox's generator writes it), "
                                     "not a settlement file", file=name, line=index + 1,
                                     expected="a settlement report's header")
+    if {header_key(n) for n in names} >= _BATCH_UPLOAD_COLUMNS:
+        what = {"batch files detail report": "a Batch Files Detail Report"}.get(report or "",
+                                                                              "a Transaction Request Report")
+        raise SettlementFormatError(
+            f"this is {what} (the results of a batch upload: each request's reply flag and batch status such as "
+            "BATCHED or FAILED, which say what was submitted, not what the processor settled)", file=name,
+            line=index + 1, expected="a Payment Batch Detail Report (or Payment Submission Detail, or a processor's "
+                                     "settlement file): what settled, by batch")
     chosen, extras = map_headers(names, mapping, file=name, line=index + 1)
     return Header(index + 1, delimiter, tuple(names), tuple(sorted(chosen.items())), tuple(extras),
                   report_format or _report_format(report, names))
