@@ -38,7 +38,7 @@ from typing import IO, Any, Literal, overload
 import pandas as pd
 import pyarrow as pa
 
-from .credit import FIELD_PATHS, credit_amount, leaf_text, parse_time, read_field
+from .credit import FIELD_PATHS, leaf_text, parse_time, read_field
 from .errors import CreditsFileError, CreditShapeError
 from .frames import CURATED_COLUMNS, credits_to_frame
 from .money import CURRENCIES, parse_amount
