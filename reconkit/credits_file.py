@@ -172,18 +172,23 @@ def detect_credits_format(data: bytes, name: str = "upload") -> str:
     if not rows:
         raise CreditsFileError("holds no rows", file=name)
     header = rows[0]
+    first_line = stripped.splitlines()[0] if stripped else ""
+    delimiter = max((",", ";", "\t", "|"), key=first_line.count)
+    if delimiter != ",":  # credits files are comma-separated; the header of anything else, by its own delimiter
+        header = next(csv.reader([first_line], delimiter=delimiter))
     keys = {_key(cell) for cell in header}
     first = header[0].strip().lower()
-    if {_key(c) for c in FRAME_COLUMNS} <= keys and not keys & {_key(c) for c in ("outcome", "kind", "side")}:
-        return "credits_frame"
-    if {_key(c) for c in SEARCH_COLUMNS} <= keys:
-        return "transaction_search_csv"
+    if {"outcome", "kind", "side"} <= keys:
+        raise CreditsFileError("is a sandbox ground-truth file, not credits", file=name, line=1)
     if first in _SETTLEMENT_REPORTS or first.endswith(" report") or keys & _SETTLEMENT_HEADERS:
         what = header[0].strip() if first.endswith("report") else "its header has settlement columns"
         raise CreditsFileError(f"is a settlement report ({what}), not credits: load it as settlement", file=name,
                                line=1)
-    if {"outcome", "kind", "side"} <= keys:
-        raise CreditsFileError("is a sandbox ground-truth file, not credits", file=name, line=1)
+    # Most of a format's columns: read as that format, which names any column missing.
+    if delimiter == "," and "creditid" in keys and len(keys & {_key(c) for c in FRAME_COLUMNS}) >= 4:
+        return "credits_frame"
+    if delimiter == "," and "requestid" in keys and len(keys & {_key(c) for c in SEARCH_COLUMNS}) >= 3:
+        return "transaction_search_csv"
     if len(header) == 1 and all(len(r) == 1 and _ID.match(r[0].strip()) for r in rows[1:] or rows):
         raise CreditsFileError("is a list of credit ids, not credits: paste the ids (or upload them as ids) and "
                                "fetch them", file=name, line=1)
@@ -370,7 +375,7 @@ def _by_column(header: list[str], rows: list[tuple[int, list[str]]], failures: _
     records = []
     for line, record in rows:
         if len(record) != len(header):
-            failures.add(line, None, f"{len(record)} cells",
+            failures.add(line, None, None,
                          f"the row has {len(record)} cells, the header {len(header)}")
             continue
         records.append((line, dict(zip(header, record, strict=True))))

@@ -295,7 +295,7 @@ class CreditsFileError(CreditShapeError):
         self.failure_cases = failure_cases
         where = ", ".join(part for part in (f"credits file {file}" if file else "",
                                             f"line {line}" if line is not None else "",
-                                            f"column {column!r}" if column else "") if part)
+                                            f"column {column}" if column else "") if part)
         super().__init__(f"{where}: {message}" if where else message)
 
 

@@ -162,12 +162,13 @@ def run_html(result: ReconResult, run_id: str, files: list[LoadedFile],
 
 
 def settlement_choices(data: Path) -> list[str]:
-    """The settlement files offered in ``data`` (relative paths), not the samples' ids, manifest
-    or ground truth."""
+    """The settlement files offered in ``data`` (relative paths), not the samples' ids, manifest,
+    ground truth or credits files (``credits_*``)."""
     if not data.is_dir():
         return []
     files = [p for p in sorted(data.rglob("*")) if p.suffix.lower() in _SETTLEMENT_SUFFIXES
-             and p.is_file() and "truth" not in p.name and p.name not in ("credit_ids.csv", "manifest.json")]
+             and p.is_file() and "truth" not in p.name and p.name not in ("credit_ids.csv", "manifest.json")
+             and not p.name.startswith("credits_")]
     return [str(p.relative_to(data)) for p in files]
 
 
