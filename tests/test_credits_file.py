@@ -380,3 +380,44 @@ def test_credits_file_read_digests_the_bytes(world):
     assert (read.size, read.sha256, read.format) == (len(data), hashlib.sha256(data).hexdigest(),
                                                      "transaction_search_csv")
     assert read.rows == len(world["records"]) == len(read.frame)
+
+
+# --- the app (notebook 02): a credits file beside the ids box -----------------------------------------
+
+def _upload(name: str, data: bytes) -> tuple[dict, ...]:
+    return ({"name": name, "type": "text/csv", "size": len(data), "content": memoryview(data),
+             "last_modified": START},)
+
+
+def test_the_app_reads_a_credits_file_and_invalidates_results_built_on_other_credits(world, tmp_path):
+    from reconkit.widgets import InvestigateApp
+
+    bundle = world["bundle"]
+    app = InvestigateApp(world["client"], data=tmp_path / "data", out_dir=tmp_path / "out")
+    data = json.dumps([c.raw for c in world["fetched"].credits]).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    app.credits_upload.value = _upload("my_credits.json", data)
+    assert f"Read <b>{len(world['records'])}</b> credit(s) from <b>my_credits.json</b>" in app.fetch_status.value
+    assert digest[:12] in app.fetch_status.value and app.error.value == ""
+    app.files_upload.value = _upload(bundle.files[0].name, bundle.files[0].read_bytes())
+    app.load_button.click()
+    app.as_of.value, app.grace.value = bundle.as_of.isoformat(), bundle.grace_days
+    app.reconcile_button.click()
+    assert app.error.value == "" and _outcomes(app.result) == _truth(world)
+    assert f"from my_credits.json (SHA-256 {digest[:12]})" in app.run_label.value
+    # Other credits: the result built on the JSON's credits is gone from the screen, and says why.
+    app.credits_upload.value = _upload("search.csv", world["export"].read_bytes())
+    assert app.result is None and app.run_label.value == "" and app.cards.value == ""
+    assert "other credits were given" in app.stale.value and "transaction-search export" in app.fetch_status.value
+    app.reconcile_button.click()
+    assert _outcomes(app.result) == _search_truth(world)
+    # A file refused: named with line and column beside the upload, and no credits left to reconcile.
+    app.credits_upload.value = _upload("bad.csv", (HEADER + _row() + _row("0000000000000000000002", amount="-x"))
+                                       .encode())
+    shown = app.credits_file_error.value
+    assert "credits file bad.csv, line 3, column Amount" in shown and "<td>Amount</td>" in shown
+    assert app.model.credits is None and app.result is None
+    # Fetching by id replaces a credits file: the upload is cleared, the model's file forgotten.
+    app.ids.value = "\n".join(world["records"])
+    app.fetch_button.click()
+    assert app.credits_upload.value == () and app.model.credits_file is None and app.model.credits is not None
