@@ -9,6 +9,7 @@ from .breaks import BreakBook
 from .client import Client
 from .config import Config
 from .credit import Credit, Void
+from .credits_file import read_credits
 from .errors import (
     AmbiguousOutcomeError,
     AmbiguousVoidError,
@@ -18,6 +19,7 @@ from .errors import (
     BreakBookError,
     BreakConflictError,
     ConfigError,
+    CreditsFileError,
     CreditShapeError,
     DeclinedError,
     DuplicateReferenceError,
@@ -61,6 +63,7 @@ __all__ = [
     "ConfigError",
     "Credit",
     "CreditShapeError",
+    "CreditsFileError",
     "DeclinedError",
     "DuplicateReferenceError",
     "FetchResult",
@@ -84,6 +87,7 @@ __all__ = [
     "UnresolvedVoidError",
     "Void",
     "credits_to_frame",
+    "read_credits",
     "read_settlement",
     "reconcile",
     "sign_request",

@@ -460,7 +460,8 @@ def _file_inputs(inputs: Iterable[str | os.PathLike[str] | Mapping[str, Any]]) -
     found = []
     for path in inputs:
         if isinstance(path, Mapping):  # digested by the caller from the very bytes it read
-            found.append({"file": str(path["file"]), "bytes": int(path["bytes"]), "sha256": str(path["sha256"])})
+            found.append({"file": str(path["file"]), "bytes": int(path["bytes"]), "sha256": str(path["sha256"]),
+                          **({"role": str(path["role"])} if path.get("role") else {})})  # e.g. the credits file
             continue
         target = Path(path)
         digest = hashlib.sha256()

@@ -1,4 +1,5 @@
-"""``reconkit reconcile``: credits (ids to fetch, or a saved credits frame) against settlement files.
+"""``reconkit reconcile``: credits (ids to fetch, or a credits file: credit JSON, a saved credits frame,
+a Business Center transaction-search export) against settlement files.
 
 Every argument and file is checked first (:func:`check_inputs`), before anything is read over the
 network: a mistake costs no request and ends in one line naming the argument or file at fault
@@ -19,8 +20,8 @@ from typing import Any
 import pandas as pd
 
 from . import inert, investigation
-from .credit import credit_amount, parse_time
-from .errors import CreditShapeError, SettlementFormatError
+from .credits_file import CreditsFile, detect_credits_format
+from .errors import CreditsFileError, SettlementFormatError
 from .fetch import normalize_ids
 from .investigation import FieldError, Investigation
 
@@ -120,7 +121,15 @@ def _looks_like_settlement(path: Path) -> bool:
 
 
 def _credit_ids(path: Path) -> list[str] | None:
-    """The ids of a credits CSV of ids, or None for a saved credits frame; refuses anything else."""
+    """The ids of a credits CSV of ids, or None for a credits file (:func:`reconkit.read_credits`'s
+    formats, read by :func:`load_credits`); refuses anything else."""
+    if path.is_file():
+        try:
+            detect_credits_format(path.read_bytes(), str(path))
+        except CreditsFileError:
+            pass  # not a credits file: a list of ids, or refused below in the command's words
+        else:
+            return None
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
@@ -221,6 +230,8 @@ def check_inputs(args: argparse.Namespace, *, now: datetime | None = None) -> In
     """
     credits = Path(args.credits)
     credit_ids = _credit_ids(credits)
+    if credit_ids is None:
+        load_credits(credits)  # every row checked now, before any settlement is read or id fetched
     settlement = _settlement_paths(list(args.settlement), credits)
     # A settlement report with a request-id column passes for a list of ids: was it meant the other way round?
     if credit_ids is not None and _looks_like_settlement(credits):
@@ -250,35 +261,18 @@ def check_inputs(args: argparse.Namespace, *, now: datetime | None = None) -> In
 
 
 def load_credits(path: str | Path) -> pd.DataFrame:
-    """A saved credits frame (.parquet, or .csv with the curated columns); a CSV of ids is fetched by
-    :func:`investigate` instead.
+    """A credits file (:func:`reconkit.read_credits`); a CSV of ids is fetched by :func:`investigate`
+    instead.
 
-    A saved frame has :data:`SAVED_FRAME_COLUMNS` (:func:`check_inputs` refuses one without).
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        Naming the file, line and column at fault.
     """
-    path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        frame = pd.read_parquet(path)
-        frame["amount"] = frame["amount"].map(lambda v: None if v is None or pd.isna(v) else Decimal(str(v)))
-        return frame
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False).replace({"": None})
-    amounts = []
-    for line, value in enumerate(frame["amount"].tolist(), start=2):
-        try:
-            amounts.append(credit_amount(value))
-        except CreditShapeError as exc:
-            raise _refuse(f"credits file {path}, line {line}, column amount: {exc}") from None
-    frame["amount"] = pd.Series(amounts, dtype=object)
-    times = frame["submit_time_utc"].map(lambda v: None if v is None else parse_time(v))
-    bad = frame["submit_time_utc"].notna() & times.isna()
-    if bad.any():
-        line = int(bad.to_numpy().argmax()) + 2
-        raise _refuse(f"credits file {path}, line {line}, column submit_time_utc: "
-                      f"{frame['submit_time_utc'].iat[line - 2]!r} is not an ISO time")
-    frame["submit_time_utc"] = pd.to_datetime(times, utc=True)
-    for column in frame.columns:
-        if column not in ("amount", "submit_time_utc"):
-            frame[column] = frame[column].astype("string")
-    return frame
+    try:
+        return CreditsFile.read(path).frame
+    except CreditsFileError as exc:
+        raise _refuse(str(exc)) from None
 
 
 def investigate(inputs: Inputs) -> Investigation:
@@ -307,7 +301,12 @@ def investigate(inputs: Inputs) -> Investigation:
               f"{inert.shown(Path(lines['source_file'].iloc[0]).name)} line {lines['source_line'].iloc[0]} — "
               f"{inert.shown(failures['reason'].iloc[0])}", flush=True)
     if inputs.credit_ids is None:
-        model.use_credits(load_credits(inputs.credits))
+        try:  # read through the model: the run records the credits file's digest
+            read = model.use_credits_file(inputs.credits)
+        except CreditsFileError as exc:
+            raise _refuse(str(exc)) from None
+        print(f"read {len(read.frame)} credit(s) from {inert.shown(str(inputs.credits))} ({read.format}, "
+              f"SHA-256 {read.sha256[:12]})", flush=True)
         model.reconcile()
         return model
     with connect() as client:

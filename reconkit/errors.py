@@ -13,6 +13,7 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
     ├── IncompleteReportError       a downloaded or paged report did not arrive whole
     ├── SettlementFormatError       a settlement file cannot be read (file, line, column, failures)
     ├── CreditShapeError            a JSON document given as a credit is not one (also a ValueError)
+    │   └── CreditsFileError        a credits file cannot be read (file, line, column, failures)
     ├── ReconciliationError         the engine's own invariants failed (rows in != rows out)
     ├── FieldError                  an input or parameter cannot be used (names the field; a ValueError)
     │   └── NotReadError            reconcile was asked for inputs chosen but never fetched or loaded
@@ -57,6 +58,7 @@ __all__ = [
     "BreakConflictError",
     "ConfigError",
     "CreditShapeError",
+    "CreditsFileError",
     "DeclinedError",
     "DuplicateReferenceError",
     "FieldError",
@@ -272,6 +274,29 @@ class SettlementFormatError(ReconkitError):
 
 class CreditShapeError(ReconkitError, ValueError):
     """A document handed over as a credit response is not one (an error body, a list, ...)."""
+
+
+class CreditsFileError(CreditShapeError):
+    """A credits file (saved credit JSON, a saved credits frame, a transaction-search export) could
+    not be read, or holds rows that are not credits.
+
+    Attributes
+    ----------
+    file, line, column : where the (first) problem is (line is 1-based; any may be None)
+    failure_cases : pandas.DataFrame or None
+        Every failing row: ``source_file``, ``source_line``, ``column``, ``value``, ``reason``.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 column: str | None = None, failure_cases: pd.DataFrame | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        self.failure_cases = failure_cases
+        where = ", ".join(part for part in (f"credits file {file}" if file else "",
+                                            f"line {line}" if line is not None else "",
+                                            f"column {column}" if column else "") if part)
+        super().__init__(f"{where}: {message}" if where else message)
 
 
 class ReconciliationError(ReconkitError):

@@ -4,7 +4,7 @@ result, whether the result is still current, the recorded run and the break tabl
 ``InvestigateApp`` (notebook 02), ``reconkit reconcile``, ``reconkit breaks record`` and the demo
 all run the same pipeline through :class:`Investigation`::
 
-    fetch (or use a saved credits frame) ─┐
+    fetch (or read a credits file) ───────┐
     load settlement bytes (digests, failures) ─┼─> reconcile ──> record in the break book
     parameters (tolerance, as-of, grace) ─────┘        │
                                                        └─> view: filter, search, sort, page
@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .credit import Credit
+from .credits_file import CreditsFile
 from .errors import FieldError, NotReadError
 from .fetch import FetchResult
 from .result import ReconResult
@@ -220,6 +221,9 @@ class Investigation:
         The last fetch, with its failures.
     credits : DataFrame or None
         The credits frame reconciled.
+    credits_file : CreditsFile or None
+        The credits file the credits were read from (:meth:`use_credits_file`), with the SHA-256 of
+        the bytes read; None for fetched credits.
     settlement, read_failures : DataFrame or None
         The settlement rows read and the rows that could not be read (file, line, column, reason).
     files : list of LoadedFile
@@ -244,6 +248,7 @@ class Investigation:
         self.fetch_result: FetchResult | None = None
         self.credits: pd.DataFrame | None = None
         self.credits_by_id: dict[str, Credit] = {}
+        self.credits_file: CreditsFile | None = None
         self.environment: str | None = None
         self.settlement: pd.DataFrame | None = None
         self.read_failures: pd.DataFrame | None = None
@@ -264,6 +269,7 @@ class Investigation:
         self._generation = {"credits": 0, "settlement": 0}
         self._result_inputs: dict[str, Any] | None = None
         self._positions: np.ndarray | None = None
+        self._result_credits_file: CreditsFile | None = None
 
     # --- what the result was computed from ------------------------------------------------
     def _inputs(self) -> dict[str, Any]:
@@ -272,6 +278,7 @@ class Investigation:
         for field, error in self.parameter_errors.items():  # a refused value differs from any valid one
             parameters[field] = ("refused", str(error))
         return {"credits fetched": self._generation["credits"], "settlement loaded": self._generation["settlement"],
+                "credits file": None if self.credits_file is None else self.credits_file.sha256,
                 "credit ids": self._chosen.get("ids", self._fetched_ids),
                 "settlement files": self._chosen.get("files", self._loaded),
                 "amount tolerance": parameters["tolerance"], "grace days": parameters["grace_days"],
@@ -300,6 +307,7 @@ class Investigation:
             self.cleared = why
         self.result, self._result_inputs, self.result_files = None, None, []
         self.run_id, self.recorded_run, self._positions = None, None, None
+        self._result_credits_file = None
 
     # --- 1 · credits ----------------------------------------------------------------------------
     def choose_ids(self, ids: Iterable[str]) -> None:
@@ -318,6 +326,7 @@ class Investigation:
         ids = tuple(self._chosen.get("ids", ()) if ids is None else ids)
         self._chosen["ids"] = ids
         self.fetch_result, self.credits, self.credits_by_id, self._fetched_ids = None, None, {}, None
+        self.credits_file = None
         self._generation["credits"] += 1
         self._clear_result("the credits were fetched again")
         if not ids:
@@ -339,14 +348,31 @@ class Investigation:
         submitted = pd.to_datetime(self.credits["submit_time_utc"], utc=True).dropna()
         return (submitted.min().date(), submitted.max().date()) if len(submitted) else None
 
-    def use_credits(self, frame: pd.DataFrame, *, environment: str | None = None) -> None:
-        """Reconcile a saved credits frame instead of fetching (clears the result)."""
-        self.fetch_result, self.credits_by_id = None, {}
+    def use_credits(self, frame: pd.DataFrame | None, *, environment: str | None = None) -> None:
+        """Reconcile a saved credits frame instead of fetching (clears the result; None: no credits)."""
+        self.fetch_result, self.credits_by_id, self.credits_file = None, {}, None
         self.credits, self.environment = frame, environment
         self._fetched_ids = None
         self._chosen.pop("ids", None)
         self._generation["credits"] += 1
         self._clear_result("other credits were given")
+
+    def use_credits_file(self, source: Any, *, name: str | None = None) -> CreditsFile:
+        """Read a credits file (credit JSON, a saved credits frame, or a Business Center
+        transaction-search export; see :func:`reconkit.read_credits`) in place of the credits
+        fetched or read before, and clear the result. The bytes' SHA-256 goes with every run
+        recorded from these credits.
+
+        Raises
+        ------
+        CreditsFileError
+            Naming the file, line and column at fault; the earlier credits are gone all the same
+            (a result never mixes them with a file that failed).
+        """
+        self.use_credits(None)  # the old credits go first, whatever the file holds
+        read = CreditsFile.read(source, name=name)
+        self.credits, self.credits_file = read.frame, read
+        return read
 
     @property
     def unfetched(self) -> int:
@@ -525,7 +551,9 @@ class Investigation:
                            grace_days=self.parameters.grace_days, as_of=self.parameters.as_of,
                            failures=self.read_failures, environment=self.environment)
         result.parameters["unfetched_ids"] = self.unfetched  # the reports' Parameters say it when not 0
-        if self.client is not None and "merchant_id" not in self.credits:
+        if self.credits_file is not None:  # the run names the credits' bytes, as it names the settlement's
+            result.parameters["credits_file"] = f"{self.credits_file.file} (SHA-256 {self.credits_file.sha256})"
+        elif self.client is not None and "merchant_id" not in self.credits:
             # Fetched credits do not carry their merchant; the break book's intake checks the
             # settlement's merchant ids against the one they were fetched for.
             result.parameters["merchant_id"] = self.client.config.merchant_id
@@ -533,13 +561,15 @@ class Investigation:
             self.client.ledger.record_run(result.parameters, result.counts())
         self._runs += 1
         self.result, self._result_inputs, self.result_files = result, inputs, list(self.files)
+        self._result_credits_file = self.credits_file
         self.run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{self._runs}"
         self.view = BreakView(page_size=self.view.page_size)  # a new result is seen whole, from page 1
         return result
 
     def record_inputs(self) -> list[dict[str, Any]]:
         """The settlement inputs of :attr:`result` as the break book keeps them (name, bytes, SHA-256)."""
-        return [f.as_input() for f in self.result_files]
+        credits = [self._result_credits_file.as_input()] if self._result_credits_file is not None else []
+        return [*credits, *(f.as_input() for f in self.result_files)]
 
     def preview(self, book: Any) -> Any:
         """What recording :attr:`result` in ``book`` would do, and the intake checks it passes or

@@ -157,7 +157,10 @@ def classify(credits: nw.LazyFrame, settlement: nw.LazyFrame, *, as_of_epoch: in
         ((col("settled_currency") != col("credit_currency")) | col("credit_currency").is_null(),
          lit(Outcome.CURRENCY_MISMATCH.value)),
         (difference.is_null() | (difference.abs() > col("tolerance_minor")), lit(Outcome.AMOUNT_MISMATCH.value)),
-        (col("any_by_reconciliation_id") == 0, lit(Outcome.MATCHED_BY_REQUEST_ID.value)),
+        # A credit with no reconciliation id (a transaction-search export has none) can only pair by
+        # its request id: that is its match, not a missing or different reconciliation id.
+        ((col("any_by_reconciliation_id") == 0) & ~col("credit_reconciliation_id").is_null(),
+         lit(Outcome.MATCHED_BY_REQUEST_ID.value)),
     ], lit(Outcome.MATCHED.value))
     credit_outcomes = once(joined.with_columns(outcome=credit_outcome).select(
         "credit_index", "outcome", col("credit_rows").cast(nw.Int64), col("debit_rows").cast(nw.Int64),

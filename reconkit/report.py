@@ -159,6 +159,8 @@ def _parameter_rows(result: ReconResult) -> list[tuple[str, str]]:
             ("Amount tolerance", str(tolerance)), ("Grace period (days)", f"{parameters['grace_days']:g}"),
             ("Matched on", ", then ".join(parameters["match_on"])),
             ("Input files", "; ".join(parameters.get("input_files") or []) or "none"),
+            # Credits read from a file rather than fetched: which bytes.
+            *([("Credits file", str(parameters["credits_file"]))] if parameters.get("credits_file") else []),
             # A filtered view's files hold only the breaks its filter selects: say which.
             *([("Filter", str(parameters["filter"]))] if parameters.get("filter") else []),
             # Credits that could not be fetched are missing from every figure: say how many.

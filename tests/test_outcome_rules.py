@@ -89,6 +89,12 @@ CREDIT_CASES = {
     "paired by request id beyond the tolerance": (credits(("1", "A", "10.00", "USD", "PENDING")),
                                                   rows(("Z", "1", "9.00", "USD", "credit")), "0.99",
                                                   THREE_DAYS_LATER, "AMOUNT_MISMATCH", "1.00"),
+    "no reconciliation id on the credit, paired by its request id": (
+        credits(("1", None, "10.00", "USD", "PENDING")), rows(("A", "1", "10.00", "USD", "credit")), "0.00",
+        THREE_DAYS_LATER, "MATCHED", None),
+    "no reconciliation id on the credit, paired by request id, amount differs": (
+        credits(("1", None, "10.00", "USD", "PENDING")), rows((None, "1", "9.00", "USD", "credit")), "0.00",
+        THREE_DAYS_LATER, "AMOUNT_MISMATCH", "1.00"),
     "two credits share an id": (credits(("1", "A", "10.00", "USD", "PENDING"), ("2", "A", "4.00", "USD", "PENDING")),
                                 rows(("A", None, "10.00", "USD", "credit")), "0.00", THREE_DAYS_LATER,
                                 "DUPLICATE_CREDIT", "10.00"),

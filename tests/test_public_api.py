@@ -2,10 +2,10 @@ import reconkit
 
 PUBLIC = {
     "AmbiguousOutcomeError", "AmbiguousVoidError", "ApiError", "AuthenticationError", "BookIntegrityError", "BreakBook", "BreakBookError", "BreakConflictError",
-    "Client", "Config", "ConfigError", "Credit", "CreditShapeError", "DeclinedError", "DuplicateReferenceError",
+    "Client", "Config", "ConfigError", "Credit", "CreditShapeError", "CreditsFileError", "DeclinedError", "DuplicateReferenceError",
     "FetchResult", "IdentityError", "IncompleteReportError", "IntakeError", "InvalidRequestError", "Ledger", "NetworkError", "NoReportDataError",
     "NotFoundError", "ProductionGuardError", "RateLimitError", "ReconResult", "ReconciliationError",
-    "ReconkitError", "RedirectError", "ReportNotReadyError", "ServerError", "SettlementFormatError", "UnresolvedVoidError", "Void", "credits_to_frame", "read_settlement",
+    "ReconkitError", "RedirectError", "ReportNotReadyError", "ServerError", "SettlementFormatError", "UnresolvedVoidError", "Void", "credits_to_frame", "read_credits", "read_settlement",
     "reconcile", "sign_request",
 }
 

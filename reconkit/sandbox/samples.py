@@ -14,11 +14,13 @@ from .scenario import populate
 from .server import Sandbox
 from .settlement import FORMATS
 
-__all__ = ["SAMPLE_DISCREPANCIES", "make_samples", "read_manifest"]
+__all__ = ["SAMPLE_DISCREPANCIES", "TRANSACTION_SEARCH", "make_samples", "read_manifest"]
 
 SAMPLE_DISCREPANCIES = {"missing": 3, "amount": 3, "currency": 2, "duplicate": 2, "unexpected": 3,
                         "voided_settled": 1, "next_day": 2, "debit_shared_id": 2, "whitespace": 3,
                         "recon_id_missing": 2}
+TRANSACTION_SEARCH = "credits_transaction_search.csv"
+"""The sample credits as a Business Center transaction-search export (a credits file, not settlement)."""
 _START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 
 
@@ -41,9 +43,11 @@ def make_samples(folder: str | Path, *, seed: int = 42, credits: int = 120) -> d
             files.append({"file": bundle.files[0].name, "format": fmt, "truth": f"{fmt}_truth.csv",
                           "outcomes": bundle.outcome_counts()})
         as_of = bundle.as_of
+        # The same credits as the analyst's own file would bring them: a Business Center search export.
+        sb.transaction_search_export(folder / TRANSACTION_SEARCH)
     pd.DataFrame({"credit_id": scenario.credit_ids}).to_csv(folder / "credit_ids.csv", index=False)
     manifest = {"seed": seed, "credits": credits, "as_of": as_of.isoformat(), "grace_days": 3,
-                "discrepancies": SAMPLE_DISCREPANCIES, "files": files,
+                "discrepancies": SAMPLE_DISCREPANCIES, "files": files, "credits_export": TRANSACTION_SEARCH,
                 "note": "Every settlement file describes the same credits in another format: load one at a time."}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

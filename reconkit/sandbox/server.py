@@ -694,6 +694,13 @@ class Sandbox:
 
         return generate_settlement(self.state, date_range, **kwargs)
 
+    def transaction_search_export(self, path: Any) -> Any:
+        """Write the credits held as a Business Center transaction-search export; see
+        :func:`reconkit.sandbox.exports.write_transaction_search`."""
+        from .exports import write_transaction_search
+
+        return write_transaction_search(self.state, path)
+
     def count(self, method: str, endpoint: str) -> int:
         """How many requests of ``method`` reached ``endpoint`` (``create``, ``get``, ``void``, ...)."""
         with self._log_lock:

@@ -1,4 +1,5 @@
-"""``InvestigateApp``: fetch credits, load settlement files, reconcile, and work through the breaks.
+"""``InvestigateApp``: fetch credits (or read a credits file), load settlement files, reconcile, and
+work through the breaks.
 
 The app is a view over :class:`reconkit.investigation.Investigation`, the model the command line
 and the demo run too: every widget tells the model what the analyst chose, every button calls one
@@ -24,7 +25,8 @@ import pandas as pd
 
 from ..breaks import BreakBook
 from ..client import Client
-from ..errors import ApiError
+from ..credits_file import CreditsFile
+from ..errors import ApiError, CreditsFileError
 from ..investigation import (
     FieldError,
     Investigation,
@@ -50,6 +52,7 @@ __all__ = ["InvestigateApp", "LoadedFile", "analyst_words", "format_amount", "pa
 _STYLE = {"description_width": "150px"}
 _WIDE = w.Layout(width="auto")
 _SETTLEMENT_SUFFIXES = (".csv", ".xml", ".json", ".xlsx", ".txt")
+_CREDITS_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 
 def parse_date(text: str, field: str, label: str) -> date:
     """A calendar date written as ``yyyy-mm-dd``."""
@@ -117,15 +120,40 @@ def stale_html(run_id: str, reasons: list[str]) -> str:
             f"{escape(', '.join(reasons))} changed. Reconcile again to see current results.</div>")
 
 
-def run_html(result: ReconResult, run_id: str, files: list[LoadedFile]) -> tuple[str, str]:
+def credits_file_html(read: CreditsFile) -> str:
+    """What reading a credits file gave: its format, credits and digest."""
+    words = {"credit_json": "credit JSON", "credits_frame": "a saved credits frame",
+             "transaction_search_csv": "a transaction-search export (paired by request id: it has no "
+                                       "reconciliation ids)"}
+    return (f"<div class='reconkit-credits-file'>Read <b>{len(read.frame):,}</b> credit(s) from "
+            f"<b>{escape(Path(read.file).name)}</b>, {escape(words.get(read.format, read.format))}, "
+            f"SHA-256 {escape(read.sha256[:12])}. These credits replace any fetched.</div>")
+
+
+def credits_file_error_html(error: CreditsFileError) -> str:
+    """A credits file refused: the sentence, and every failing cell by line and column."""
+    cases = error.failure_cases
+    table = ""
+    if cases is not None and len(cases):
+        shown = cases.head(50).rename(columns={"source_file": "File", "source_line": "Line", "column": "Column",
+                                               "value": "Value", "reason": "Problem"})
+        shown["File"] = shown["File"].map(_file_name)
+        table = table_html(shown) + (f"<i>… and {len(cases) - 50:,} more</i>" if len(cases) > 50 else "")
+    return _problem(escape(str(error))) + table
+
+
+def run_html(result: ReconResult, run_id: str, files: list[LoadedFile],
+             credits_file: CreditsFile | None = None) -> tuple[str, str]:
     """The run line (its id, credits, the settlement files with their digests, the as-of) and the
     summary cards of a result."""
     summary = result.summary
     matched = int(summary.loc[summary["outcome"] == "MATCHED", "credits"].sum())
     totals = result.totals()
     read = ", ".join(f"{Path(f.file).name} (SHA-256 {f.sha256[:12]})" for f in files)
+    origin = ("fetched" if credits_file is None else
+              f"from {escape(Path(credits_file.file).name)} (SHA-256 {escape(credits_file.sha256[:12])})")
     label = (f"<div class='reconkit-run'>Run <b>{escape(run_id)}</b>: {result.credit_outcomes.num_rows:,} "
-             f"credit(s) fetched, settlement {escape(read)}, as of "
+             f"credit(s) {origin}, settlement {escape(read)}, as of "
              f"{escape(str(result.parameters.get('as_of')))}</div>")
     cards = cards_html([("Credits", f"{result.credit_outcomes.num_rows:,}"), ("Matched", f"{matched:,}"),
                         ("Breaks", f"{result.break_table.num_rows:,}")]
@@ -135,12 +163,13 @@ def run_html(result: ReconResult, run_id: str, files: list[LoadedFile]) -> tuple
 
 
 def settlement_choices(data: Path) -> list[str]:
-    """The settlement files offered in ``data`` (relative paths), not the samples' ids, manifest
-    or ground truth."""
+    """The settlement files offered in ``data`` (relative paths), not the samples' ids, manifest,
+    ground truth or credits files (``credits_*``)."""
     if not data.is_dir():
         return []
     files = [p for p in sorted(data.rglob("*")) if p.suffix.lower() in _SETTLEMENT_SUFFIXES
-             and p.is_file() and "truth" not in p.name and p.name not in ("credit_ids.csv", "manifest.json")]
+             and p.is_file() and "truth" not in p.name and p.name not in ("credit_ids.csv", "manifest.json")
+             and not p.name.startswith("credits_")]
     return [str(p.relative_to(data)) for p in files]
 
 
@@ -214,6 +243,28 @@ class InvestigateApp(App):
         self._show_stale()
 
     @guarded
+    def on_credits_file(self, change: dict[str, Any] | None = None) -> None:
+        """Read the credits file uploaded (credit JSON, a saved credits frame, or a Business Center
+        transaction-search export) in place of any credits fetched; the result built on other
+        credits is cleared. A file refused is named with its line and column, and no credits stay."""
+        if not self.credits_upload.value:  # cleared (by a fetch): nothing to read
+            return
+        self._clear_messages()
+        self.fetch_status.value = self.failures.value = ""
+        upload = self.credits_upload.value[0]
+        try:
+            read = self.model.use_credits_file(bytes(upload["content"]), name=upload["name"])
+        except CreditsFileError as exc:
+            self.credits_file_error.value = credits_file_error_html(exc)
+            return
+        finally:
+            self._show_result()
+        self.fetch_status.value = credits_file_html(read)
+        days = self.model.submission_days()
+        if days is not None and not (self.pull_from.value or self.pull_to.value):
+            self.pull_from.value, self.pull_to.value = (day.isoformat() for day in days)
+
+    @guarded
     def on_ids_from_ledger(self, _button: Any = None) -> None:
         """Fill the ids box with every credit the ledger holds for this environment."""
         self._clear_messages()
@@ -229,6 +280,7 @@ class InvestigateApp(App):
         self.fetch_status.value = self.failures.value = ""
         self.fetch_progress.clear_output()
         self.fetch_button.disabled = True
+        self.credits_upload.value = ()  # fetched credits replace a credits file read before
         try:
             with self.fetch_progress:
                 result = self.model.fetch(self._ids(), progress=progress)
@@ -390,7 +442,8 @@ class InvestigateApp(App):
             self.stale.value = ""
 
     def _draw_result(self, result: ReconResult) -> None:
-        self.run_label.value, self.cards.value = run_html(result, self.run_id or "", self.model.result_files)
+        self.run_label.value, self.cards.value = run_html(result, self.run_id or "", self.model.result_files,
+                                                          self.model.credits_file)
         with self.figures:
             from IPython.display import Image, display
 
@@ -439,7 +492,8 @@ class InvestigateApp(App):
             self.error.value = describe_error(exc)
 
     def _field_errors(self) -> dict[str, w.HTML]:
-        return {"ids": self.ids_error, "files": self.files_error, "tolerance": self.tolerance_error,
+        return {"ids": self.ids_error, "credits_file": self.credits_file_error, "files": self.files_error,
+                "tolerance": self.tolerance_error,
                 "as_of": self.as_of_error, "pull_from": self.pull_error, "pull_to": self.pull_error}
 
     def _clear_messages(self) -> None:
@@ -459,6 +513,9 @@ class InvestigateApp(App):
                               layout=w.Layout(width="600px", height="90px"), style=_STYLE)
         self.ids_upload = w.FileUpload(accept=".csv,.txt", multiple=False, description="Ids CSV", layout=_WIDE)
         self.ledger_button = w.Button(description="Ids from ledger", icon="database", layout=_WIDE)
+        self.credits_upload = w.FileUpload(accept=",".join(_CREDITS_SUFFIXES), multiple=False,
+                                           description="or a credits file", layout=_WIDE)
+        self.credits_file_error = w.HTML()
         self.fetch_button = w.Button(description="Fetch", button_style="primary", icon="download")
         self.ids_error, self.fetch_status, self.failures = w.HTML(), w.HTML(), w.HTML()
         self.fetch_progress = w.Output()
@@ -504,14 +561,17 @@ class InvestigateApp(App):
                                  (self.tolerance, functools.partial(self._on_parameter, "tolerance")),
                                  (self.as_of, functools.partial(self._on_parameter, "as_of")),
                                  (self.grace, functools.partial(self._on_parameter, "grace_days")),
-                                 (self.ids, self._on_ids), (self.ids_upload, self._on_ids)):
+                                 (self.ids, self._on_ids), (self.ids_upload, self._on_ids),
+                                 (self.credits_upload, self.on_credits_file)):
             widget.observe(observer, names="value")
 
     def _layout(self) -> list[w.Widget]:
         return [
             self.banner, self.error,
             w.HTML("<h3>1 · Credits</h3>"), self.ids, w.HBox([self.ids_upload, self.ledger_button, self.fetch_button]),
-            self.ids_error, self.fetch_progress, self.fetch_status, self.failures,
+            self.ids_error, w.HBox([self.credits_upload, w.HTML(
+                "<i>credit JSON, a saved credits frame (CSV/Parquet) or a Business Center transaction-search "
+                "export</i>")]), self.credits_file_error, self.fetch_progress, self.fetch_status, self.failures,
             w.HTML("<h3>2 · Settlement</h3>"), w.HBox([self.files_upload]), self.data_files, self.chosen,
             w.HBox([self.load_button, self.files_error]),
             w.HBox([self.pull_from, self.pull_to, self.pull_source, self.pull_button]), self.pull_error,
