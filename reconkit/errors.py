@@ -27,7 +27,8 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
         ├── AuthenticationError     401
         ├── NotFoundError           404 (and 405 for an unsupported self link)
         │   ├── ReportNotReadyError a Reporting API report exists but is not generated yet
-        │   └── NoReportDataError   CyberSource has nothing for that report date or window
+        │   ├── NoReportDataError   CyberSource has nothing for that report date or window
+        │   └── ReportFailedError   CyberSource could not generate the report (status ERROR)
         ├── RedirectError           3xx to a read: never followed, nothing more sent
         ├── RateLimitError          429
         ├── ServerError             5xx
@@ -75,6 +76,7 @@ __all__ = [
     "ReconciliationError",
     "ReconkitError",
     "RedirectError",
+    "ReportFailedError",
     "ReportNotReadyError",
     "ServerError",
     "SettlementFormatError",
@@ -458,6 +460,11 @@ class ReportNotReadyError(NotFoundError):
 
 class NoReportDataError(NotFoundError):
     """CyberSource has nothing for that report date or time window."""
+
+
+class ReportFailedError(NotFoundError):
+    """CyberSource could not generate the report (status ``ERROR``): unlike a report that is not
+    ready yet, waiting will not bring it."""
 
 
 class RedirectError(ApiError):

@@ -5,7 +5,7 @@ PUBLIC = {
     "Client", "Config", "ConfigError", "Credit", "CreditShapeError", "CreditsFileError", "DeclinedError", "DuplicateReferenceError",
     "FetchResult", "IdentityError", "IncompleteReportError", "IntakeError", "InvalidRequestError", "Ledger", "NetworkError", "NoReportDataError",
     "NotFoundError", "ProductionGuardError", "RateLimitError", "ReconResult", "ReconciliationError",
-    "ReconkitError", "RedirectError", "ReportNotReadyError", "ServerError", "SettlementFormatError", "UnresolvedVoidError", "Void", "credits_to_frame", "read_credits", "read_settlement",
+    "ReconkitError", "RedirectError", "ReportFailedError", "ReportNotReadyError", "ServerError", "SettlementFormatError", "UnresolvedVoidError", "Void", "credits_to_frame", "read_credits", "read_settlement",
     "reconcile", "sign_request",
 }
 
@@ -46,3 +46,4 @@ def test_the_error_tree_drawn_in_the_errors_docstring_is_the_real_one():
     # reporting's errors are the tree's (the import path from reconkit.reporting still works)
     assert reporting.ReportNotReadyError is errors.ReportNotReadyError
     assert reporting.NoReportDataError is errors.NoReportDataError
+    assert reporting.ReportFailedError is errors.ReportFailedError

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from reconkit import Client, DeclinedError, InvalidRequestError, reconcile
 from reconkit.auth import http_date, sign_request
-from reconkit.reporting import NoReportDataError, ReportNotReadyError
+from reconkit.reporting import NoReportDataError, ReportFailedError, ReportNotReadyError
 from reconkit.sandbox import FaultPlan, Sandbox
 from reconkit.sandbox.reporting import PBDR_REPORT_NAME
 
@@ -97,6 +97,22 @@ def test_report_not_ready_then_ready(tmp_path):
         assert not list(tmp_path.iterdir()), "a report that was not ready left a file behind"
         fresh.advance(hours=1)
         assert len(other.download_report(PBDR_REPORT_NAME, "2026-11-03", data_dir=tmp_path)) == 1
+
+
+def test_a_report_cybersource_failed_to_generate_is_an_error_of_its_own_not_a_wait(tmp_path):
+    with Sandbox(start=datetime(2026, 11, 2, 9, 0, tzinfo=UTC), seed=6, report_ready_after=timedelta(hours=2)) as fresh:
+        other = fresh.client()
+        _issue(other)
+        fresh.reporting.fail(PBDR_REPORT_NAME, date(2026, 11, 3))
+        with pytest.raises(ReportNotReadyError, match="PENDING"):  # its day is not over: not failed yet
+            other.download_report(PBDR_REPORT_NAME, "2026-11-03", data_dir=tmp_path)
+        fresh.advance(MIDNIGHT + timedelta(hours=5) - fresh.now())
+        with pytest.raises(ReportFailedError, match="status ERROR") as failed:
+            other.download_report(PBDR_REPORT_NAME, "2026-11-03", data_dir=tmp_path)
+        assert not isinstance(failed.value, ReportNotReadyError | NoReportDataError)
+        assert failed.value.report_status == "ERROR" and failed.value.http_status == 404
+        assert "waiting will not bring it" in str(failed.value)
+        assert not list(tmp_path.iterdir())
 
 
 def test_no_data_and_unknown_report(world, tmp_path):

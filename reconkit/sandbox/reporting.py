@@ -111,6 +111,7 @@ class ReportingDesk:
         self.ready_after = ready_after
         self._reports: dict[str, _Report] = {PBDR_REPORT_NAME: _Report(PBDR_REPORT_NAME)}
         self._bundles: dict[tuple[str, date, str], SettlementBundle] = {}
+        self._failed: set[tuple[str, date]] = set()
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._lock = threading.Lock()
 
@@ -129,11 +130,19 @@ class ReportingDesk:
         self._reports[name] = _Report(name, first, last, dict(discrepancies or {}), seed, captures)
         return last + timedelta(days=1)
 
+    def fail(self, name: str, report_date: date) -> None:
+        """Make the report ``name`` of ``report_date`` one CyberSource could not generate: once its
+        time has come its status is ``ERROR`` (the Reporting API's word for a failed run), and it
+        cannot be downloaded."""
+        self._failed.add((name, report_date))
+
     # --- report instances -------------------------------------------------------------
-    def status(self, window: tuple[date, date]) -> str:
-        """The status of the report over the batch dates ``window`` at the sandbox's current time."""
+    def status(self, window: tuple[date, date], name: str | None = None) -> str:
+        """The status of the report ``name`` over the batch dates ``window`` at the sandbox's current time."""
         end = datetime.combine(window[1] + timedelta(days=1), time(0), tzinfo=UTC)
         now = self.state.now()
+        if now >= end and (name, window[1] + timedelta(days=1)) in self._failed:
+            return "ERROR"
         if now < end:
             return "PENDING"
         if now < end + self.ready_after:
@@ -186,13 +195,14 @@ class ReportingDesk:
         report_date = date.fromisoformat(when)
         try:  # the day before the date and the time after its end must be dates too
             window = self._reports[name].window(report_date) if name in self._reports else None
-            status = self.status(window) if window is not None else ""
+            status = self.status(window, name) if window is not None else ""
         except OverflowError:
             return _problem(now, 400, "INVALID_DATA", f"{_INVALID}: reportDate {when} is out of range", "reportDate")
         if window is None:
             return _problem(now, 404, "NOT_FOUND", f"No report named {name} for report date {when}")
         if status != "COMPLETED":
-            message = "No data for the report date" if status == "NO_DATA" else "The report is not available yet"
+            message = {"NO_DATA": "No data for the report date", "ERROR": "The report could not be generated"}.get(
+                status, "The report is not available yet")
             return _problem(now, 404, "NOT_FOUND", message)
         return Answer(200, self.bundle(name, report_date, _FORMATS[mime]).files[0].read_bytes(), mime)
 
@@ -232,7 +242,7 @@ class ReportingDesk:
                 results.append({
                     "reportDefinitionId": "PaymentBatchDetailClass", "reportName": report.name,
                     "reportMimeType": "text/csv", "reportFrequency": "DAILY" if report.first is None else "ADHOC",
-                    "status": self.status((first, last)), "reportStartTime": begins.strftime(_STAMP),
+                    "status": self.status((first, last), report.name), "reportStartTime": begins.strftime(_STAMP),
                     "reportEndTime": ends.strftime(_STAMP), "timezone": "UTC",
                     "reportId": f"{report.name}-{last + timedelta(days=1):%Y%m%d}",
                     "organizationId": self.state.merchant_id,
