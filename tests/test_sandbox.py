@@ -79,7 +79,7 @@ def test_stale_date_is_refused(sandbox):
     assert _send(sandbox, "GET", "/pts/v2/credits/1", None, date=fresh).status_code == 404
 
 
-def test_parenthesised_request_target_is_accepted(sandbox):
+def test_parenthesised_request_target_is_refused_as_the_service_does(sandbox):
     def paren(body, headers):
         import hashlib
         import hmac
@@ -90,8 +90,9 @@ def test_parenthesised_request_target_is_accepted(sandbox):
         headers["Signature"] = (f'keyid="{sandbox.config.key_id}", algorithm="HmacSHA256", '
                                 f'headers="host date (request-target) v-c-merchant-id", signature="{mac}"')
         return body, headers
-    assert _send(sandbox, "GET", "/pts/v2/credits/1", None, tamper=paren).status_code == 404
-    assert sandbox.auth_failures == []
+    # CyberSource refuses "(request-target)" since 22 April 2024 (reference §3.1); so does the sandbox.
+    assert _send(sandbox, "GET", "/pts/v2/credits/1", None, tamper=paren).status_code == 401
+    assert sandbox.auth_failures == ["(request-target) is no longer accepted; sign request-target"]
 
 
 def test_metakey_signatures(tmp_path):

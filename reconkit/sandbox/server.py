@@ -109,6 +109,13 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def _signed_header_lists(method: str) -> list[list[str]]:
+    """The ``headers=`` lists CyberSource documents for ``method``, in order: ``date``, or
+    ``v-c-date`` for clients that cannot set ``Date`` (reference §3.1)."""
+    digest = ["digest"] if method in _BODY_METHODS else []
+    return [["host", date, "request-target", *digest, "v-c-merchant-id"] for date in ("date", "v-c-date")]
+
+
 def _b64url_decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
@@ -211,12 +218,15 @@ class _Handler(BaseHTTPRequestHandler):
             return "missing or malformed Date", ""
         if abs(datetime.now(UTC) - sent) > _MAX_SKEW:
             return "Date is more than 15 minutes off", ""
-        required = {"host", "v-c-merchant-id"} | ({"digest"} if method in _BODY_METHODS else set())
-        if not required <= set(names) or not ({"request-target", "(request-target)"} & set(names)):
-            return "signature does not cover the required headers", ""
+        if "(request-target)" in names:
+            # CyberSource refuses the parenthesised name since 22 April 2024 (reference §3.1).
+            return "(request-target) is no longer accepted; sign request-target", ""
+        if names not in _signed_header_lists(method):
+            return (f"signed headers must be exactly {' '.join(_signed_header_lists(method)[0])!r} "
+                    "(or with v-c-date for date)"), ""
         lines = []
         for name in names:
-            if name in ("request-target", "(request-target)"):
+            if name == "request-target":
                 value = f"{method.lower()} {self.path}"
             elif name == "v-c-merchant-id":
                 value = sandbox.portfolio_id if sandbox.portfolio_id else merchant
