@@ -64,6 +64,7 @@ __all__ = [
     "IncompleteReportError",
     "IntakeError",
     "InvalidRequestError",
+    "MessageEncryptionError",
     "NetworkError",
     "NoReportDataError",
     "NotFoundError",
@@ -109,6 +110,12 @@ class ConfigError(ReconkitError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+class MessageEncryptionError(ReconkitError):
+    """A message-level encryption (MLE, JWE) step failed: a response could not be decrypted with the
+    configured response key, or a request could not be encrypted. The message names the setting
+    at fault (``responseMlePrivateKeyFilePath``, ``requestMleKeyAlias``, ...), never a key."""
 
 
 class ProductionGuardError(ReconkitError):
