@@ -203,7 +203,7 @@ def test_an_answer_encrypted_to_another_key_is_an_unknown_outcome_naming_the_set
                     mle=MleSettings(request_optional=True, response=True, response_kid=required.key_files.response_kid,
                                     response_key_path=str(wrong)))
     client = Client(config, ledger=":memory:")
-    with pytest.raises(AmbiguousOutcomeError, match="responseMlePrivateKeyFilePath .not-my-response-key.pem"):
+    with pytest.raises(AmbiguousOutcomeError, match=r"responseMlePrivateKeyFilePath \(not-my-response-key\.pem"):
         client.create_credit("1.00", "USD", card=CARD)
     assert len(required.credits()) == 1  # the sandbox did create it: the outcome is unknown, never retried
     assert len(client.ledger.unknown_outcomes(config.ledger_environment, config.merchant_id)) == 1
@@ -263,7 +263,7 @@ def test_the_sdk_keys_and_defaults_are_honoured():
                                      "merchant_secretkey": "AAAA", "useMLEGlobally": True})
     with pytest.raises(ConfigError, match="responseMleKID"):
         Config.from_sdk_dict(base | {"enableResponseMleGlobally": True, "responseMlePrivateKeyFilePath": "r.pem"})
-    with pytest.raises(ConfigError, match="mapToControlMLEonAPI.create_credit"):
+    with pytest.raises(ConfigError, match=r"mapToControlMLEonAPI\.create_credit"):
         Config.from_sdk_dict(base | {"mapToControlMLEonAPI": {"create_credit": "yes"}})
 
 
