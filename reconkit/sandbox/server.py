@@ -314,18 +314,20 @@ class _Handler(BaseHTTPRequestHandler):
         if method in _BODY_METHODS and (not isinstance(digest, str) or claims.get("digestAlgorithm") != "SHA-256"):
             return "JWT digest does not match the body", ""
         response_kid = claims.get("v-c-response-mle-kid")
-        capable = _mle.operation(method, self.path) is not None and \
-            _mle.operation(method, self.path)[1] != "false"  # type: ignore[index]
+        found = _mle.operation(method, self.path)
+        capable = found is not None and found[1] != "false"
+        key = None
         if response_kid is not None:
             key = (sandbox._keys.response_public_keys() if sandbox._keys else {}).get(str(response_kid))
             if key is None:
                 return f"v-c-response-mle-kid {response_kid!r} is no response key of this merchant", ""
-            if capable:
-                self._response_mle = (str(response_kid), key)
         elif sandbox.mle == "required" and capable:
             return f"no v-c-response-mle-kid claim: {_MLE_REQUIRED}", ""
         if not sandbox._spend_jti(jti, expires + _JWT_LEEWAY):
             return "JWT jti was already used", ""
+        if key is not None and capable:
+            # Set only once the request is authentic; a refusal of the body (digest) clears it again.
+            self._response_mle = (str(response_kid), key)
         return None, digest if method in _BODY_METHODS else ""
 
     # --- routing ----------------------------------------------------------------------
@@ -472,6 +474,7 @@ class _Handler(BaseHTTPRequestHandler):
                 jwt = self.headers.get("Authorization", "").startswith("Bearer ")
                 reason = "JWT digest does not match the body" if jwt else "Digest does not match the body"
                 sandbox._record_auth_failure(reason)
+                self._response_mle = None  # an authentication failure is answered in clear
                 return self._send(401, {"response": {"rmsg": "Authentication Failed"}})
         if method in _BODY_METHODS:
             body, problem = self._open_envelope(method, body)
