@@ -281,3 +281,14 @@ def test_the_banner_names_the_scheme_and_deprecates_http_signature():
     with Sandbox(start=START) as sb:
         assert "HTTP Signature (deprecated)" in ConnectionBanner(sb.config).value
         assert "JWT (P12, RS256) + MLE request/response" in ConnectionBanner(sb.jwt_config()).value
+
+
+def test_an_authentication_failure_is_answered_in_clear(required):
+    config = required.jwt_config()
+    keyring = CyberSourceAuth(config).keyring
+    body = envelope("encryptedRequest", encrypt_compact(BODY, keyring.request_key, keyring.request_kid))
+    headers = auth_headers(config, "POST", "/pts/v2/credits", body, keyring=keyring, response_kid=keyring.response_kid)
+    answer = requests.post(required.url + "/pts/v2/credits", data=body + b" ", timeout=10,
+                           headers=headers | {"Content-Type": "application/json"})
+    assert answer.status_code == 401 and answer.json() == {"response": {"rmsg": "Authentication Failed"}}
+    assert required.auth_failures == ["JWT digest does not match the body"] and required.mle_log == []
