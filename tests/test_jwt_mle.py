@@ -292,3 +292,16 @@ def test_an_authentication_failure_is_answered_in_clear(required):
                            headers=headers | {"Content-Type": "application/json"})
     assert answer.status_code == 401 and answer.json() == {"response": {"rmsg": "Authentication Failed"}}
     assert required.auth_failures == ["JWT digest does not match the body"] and required.mle_log == []
+
+
+def test_reads_under_the_mandate_decrypt_transaction_details_and_searches():
+    with Sandbox(start=START, mle="required", self_link_status=405, tss_delay=timedelta(0)) as sb:
+        client = sb.client()
+        credit = client.create_credit("7.00", "EUR", card=CARD)
+        read = client.get_credit(credit.id)  # the self link answers 405: Transaction Details, encrypted
+        assert (read.source, read.id) == ("tss", credit.id)
+        found = client.find_credits_by_reference(credit.reference_code)
+        assert [c.id for c in found] == [credit.id]
+        assert ("GET", f"/tss/v2/transactions/{credit.id}", False, True) in sb.mle_log
+        assert ("POST", "/tss/v2/searches", True, True) in sb.mle_log
+        assert sb.auth_failures == []
