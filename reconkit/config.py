@@ -42,8 +42,11 @@ _ENV_VARS = {
     "environment": "CYBERSOURCE_ENVIRONMENT",
     "auth_type": "CYBERSOURCE_AUTH_TYPE",
     "portfolio_id": "CYBERSOURCE_PORTFOLIO_ID",
+    "jwt_key_type": "CYBERSOURCE_JWT_KEY_TYPE",
+    "key_file": "CYBERSOURCE_KEY_FILE",
+    "key_password": "CYBERSOURCE_KEY_PASSWORD",
 }
-_SECRET_VARS = frozenset({_ENV_VARS["secret_key"]})
+_SECRET_VARS = frozenset({_ENV_VARS["secret_key"], _ENV_VARS["key_password"]})
 _SDK_SECRET_KEYS = ("merchant_secretkey", "merchant_secret_key")
 _MERCHANT_ID = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
 _IDENTITY = re.compile(r"^[a-z][a-z0-9]*:[A-Za-z0-9._:-]{1,200}$")
@@ -281,6 +284,10 @@ class Config:
     def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: str | Path | None = ".env") -> Config:
         """Build a config from ``CYBERSOURCE_*`` variables, falling back to a ``.env`` file.
 
+        With ``CYBERSOURCE_AUTH_TYPE=jwt`` and ``CYBERSOURCE_KEY_FILE`` (the ``.p12``; its password in
+        ``CYBERSOURCE_KEY_PASSWORD``), the JWT is signed with the P12 key and no shared secret is
+        needed. Message-level encryption is configured with :meth:`from_sdk_dict`.
+
         Parameters
         ----------
         environ : mapping, optional
@@ -298,7 +305,10 @@ class Config:
                                     if k in _ENV_VARS.values() and v != ""}, _SECRET_VARS)
         values = {**(read_dotenv(dotenv) if dotenv else {}), **environ}
         kwargs: dict[str, Any] = {name: values[var] for name, var in _ENV_VARS.items() if var in values}
-        for name in ("merchant_id", "key_id", "secret_key"):
+        p12 = str(kwargs.get("auth_type", "")).strip().lower() == "jwt" and (
+            str(kwargs.get("jwt_key_type", "")).strip().upper() == "P12"
+            or ("key_file" in kwargs and "jwt_key_type" not in kwargs))
+        for name in ("merchant_id",) if p12 else ("merchant_id", "key_id", "secret_key"):
             if name not in kwargs:
                 raise ConfigError(_ENV_VARS[name], "is not set (in the environment or in .env). Without credentials, "
                                   "work against the offline sandbox: reconkit.session.connect() starts it and "
@@ -306,7 +316,8 @@ class Config:
         try:
             return cls(**kwargs)
         except ConfigError as exc:
-            raise ConfigError(_ENV_VARS.get(exc.field, exc.field), str(exc).split(": ", 1)[1]) from None
+            field_name = "key_file" if exc.field == "key_file_name" else exc.field
+            raise ConfigError(_ENV_VARS.get(field_name, field_name), str(exc).split(": ", 1)[1]) from None
 
     @classmethod
     def from_sdk_dict(cls, d: Mapping[str, Any]) -> Config:

@@ -305,3 +305,18 @@ def test_reads_under_the_mandate_decrypt_transaction_details_and_searches():
         assert ("GET", f"/tss/v2/transactions/{credit.id}", False, True) in sb.mle_log
         assert ("POST", "/tss/v2/searches", True, True) in sb.mle_log
         assert sb.auth_failures == []
+
+
+def test_a_p12_config_from_the_environment_needs_no_shared_secret():
+    with Sandbox(start=START) as sb:
+        files = sb.key_files
+        environ = {"CYBERSOURCE_MERCHANT_ID": sb.credentials.merchant_id, "CYBERSOURCE_AUTH_TYPE": "jwt",
+                   "CYBERSOURCE_KEY_FILE": str(files.p12), "CYBERSOURCE_KEY_PASSWORD": files.password,
+                   "CYBERSOURCE_ENVIRONMENT": sb.url}
+        config = Config.from_env(environ, dotenv=None)
+        assert config.auth_scheme == "JWT (P12, RS256)" and files.password not in repr(config)
+        assert Client(config, ledger=":memory:").create_credit("3.00", "USD", card=CARD).status == "PENDING"
+        assert sb.auth_failures == []
+        with pytest.raises(ConfigError, match="CYBERSOURCE_KEY_FILE"):
+            Config.from_env({k: v for k, v in environ.items() if k != "CYBERSOURCE_KEY_FILE"}
+                            | {"CYBERSOURCE_JWT_KEY_TYPE": "P12"}, dotenv=None)
