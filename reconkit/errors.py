@@ -4,6 +4,7 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
 
     ReconkitError
     ├── ConfigError                 a credential or setting is missing or malformed
+    ├── MessageEncryptionError      a JWE (message-level encryption) does not decrypt or encrypt
     ├── ProductionGuardError        money would move on the production host without opt-in
     ├── AmbiguousOutcomeError       a POST was sent but its outcome is unknown (never resent)
     │   └── AmbiguousVoidError      a void was sent but whether the credit is voided is unknown
