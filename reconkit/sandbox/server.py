@@ -135,6 +135,9 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in separate writes; with Nagle on, delayed ACKs add ~40 ms each.
     disable_nagle_algorithm = True
     server: _Server
+    # Per request (reset by _dispatch): the key an answer is encrypted to, and whether the body was.
+    _response_mle: tuple[str, RSAPublicKey] | None = None
+    _request_encrypted = False
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -333,7 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- routing ----------------------------------------------------------------------
     def _dispatch(self, method: str) -> None:
         self._answered = self._lingering = False
-        self._response_mle: tuple[str, RSAPublicKey] | None = None
+        self._response_mle = None
         self._request_encrypted = False
         try:
             self._serve(method)
