@@ -320,3 +320,37 @@ def test_a_p12_config_from_the_environment_needs_no_shared_secret():
         with pytest.raises(ConfigError, match="CYBERSOURCE_KEY_FILE"):
             Config.from_env({k: v for k, v in environ.items() if k != "CYBERSOURCE_KEY_FILE"}
                             | {"CYBERSOURCE_JWT_KEY_TYPE": "P12"}, dotenv=None)
+
+
+def _forged(sb: Sandbox, header: dict, key: bytes | rsa.RSAPrivateKey) -> dict[str, str]:
+    """Headers of a credit POST whose JWT (claims as the SDK's) is signed by ``key`` under ``header``."""
+    import hmac as hmac_
+
+    from reconkit.auth import jwt_claims
+    config = sb.jwt_config(request_mle=False, response_mle=False)
+    claims = jwt_claims(config, "POST", "/pts/v2/credits", BODY)
+    signing_input = (base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=") + b"." +
+                     base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"="))
+    if isinstance(key, bytes):
+        signature = hmac_.new(key, signing_input, hashlib.sha256).digest()
+    else:
+        signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    token = signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")
+    return {"Authorization": f"Bearer {token.decode()}", "Host": config.host, "Content-Type": "application/json"}
+
+
+def test_forged_p12_jwts_are_refused():
+    with Sandbox(start=START) as sb:
+        kid = sb.keys.merchant_kid
+        public_pem = sb.keys.merchant_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
+        cases = [({"kid": kid, "alg": "RS256", "typ": "JWT"}, OTHER_KEY),      # right kid, another key
+                 ({"kid": kid, "alg": "HS256", "typ": "JWT"}, public_pem),     # algorithm confusion
+                 ({"kid": "0000", "alg": "RS256", "typ": "JWT"}, sb.keys.merchant_key)]  # unknown kid
+        for header, key in cases:
+            answer = requests.post(sb.url + "/pts/v2/credits", data=BODY, headers=_forged(sb, header, key), timeout=10)
+            assert answer.status_code == 401, header
+        assert sb.auth_failures == ["JWT signature mismatch", "unknown JWT key or algorithm",
+                                    "unknown JWT key (kid is not the serial number of the merchant's certificate)"]
+        genuine = _forged(sb, {"kid": kid, "alg": "RS256", "typ": "JWT"}, sb.keys.merchant_key)
+        assert requests.post(sb.url + "/pts/v2/credits", data=BODY, headers=genuine, timeout=10).status_code == 201
