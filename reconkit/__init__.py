@@ -27,6 +27,7 @@ from .errors import (
     IncompleteReportError,
     IntakeError,
     InvalidRequestError,
+    MessageEncryptionError,
     NetworkError,
     NoReportDataError,
     NotFoundError,
@@ -45,6 +46,7 @@ from .fetch import FetchResult
 from .frames import credits_to_frame
 from .ledger import Ledger
 from .match import reconcile
+from .mle import MleSettings
 from .result import ReconResult
 from .settlement import read_settlement
 
@@ -73,6 +75,8 @@ __all__ = [
     "IntakeError",
     "InvalidRequestError",
     "Ledger",
+    "MessageEncryptionError",
+    "MleSettings",
     "NetworkError",
     "NoReportDataError",
     "NotFoundError",

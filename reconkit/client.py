@@ -264,7 +264,7 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(environment={self.config.environment_name}, base_url={self.config.base_url!r}, " \
-               f"merchant_id={self.config.merchant_id!r})"
+               f"merchant_id={self.config.merchant_id!r}, auth={self.config.auth_scheme!r})"
 
     def __enter__(self) -> Client:
         return self
@@ -356,6 +356,11 @@ class Client:
             raise AmbiguousOutcomeError(
                 f"POST {path} answered HTTP {response.status_code} redirecting {target}, which was not followed.",
                 reference_code=reference_code, transaction_id=transaction_id, path=path)
+        mle_error = getattr(response, "mle_error", None)
+        if mle_error:
+            # Processed or not, the answer cannot be read: the outcome is unknown, never retried.
+            raise AmbiguousOutcomeError(f"POST {path} answered HTTP {response.status_code}, but {mle_error}.",
+                                        reference_code=reference_code, transaction_id=transaction_id, path=path)
         parsed = self._parse(response)
         if 200 <= response.status_code < 300 and not isinstance(parsed, dict):
             raise AmbiguousOutcomeError(

@@ -7,6 +7,7 @@ official SDK's configuration dictionary. The shared secret is kept out of every 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -19,15 +20,21 @@ from urllib3.util import parse_url
 
 from .errors import ConfigError
 from .hosts import production_host, request_host
+from .mle import MleSettings
 from .secret import Secret
 
 __all__ = ["ENVIRONMENTS", "Config"]
+
+log = logging.getLogger("reconkit")
 
 ENVIRONMENTS = {
     "test": "https://apitest.cybersource.com",
     "production": "https://api.cybersource.com",
 }
 _AUTH_TYPES = ("http_signature", "jwt")
+_JWT_KEY_TYPES = ("P12", "SHARED_SECRET")
+_SDK_DEFAULT_KEYS_DIRECTORY = "./resources"
+"""Where the SDK looks for ``<key_file_name>.p12`` when ``keys_directory`` is not given."""
 _ENV_VARS = {
     "merchant_id": "CYBERSOURCE_MERCHANT_ID",
     "key_id": "CYBERSOURCE_KEY_ID",
@@ -35,8 +42,11 @@ _ENV_VARS = {
     "environment": "CYBERSOURCE_ENVIRONMENT",
     "auth_type": "CYBERSOURCE_AUTH_TYPE",
     "portfolio_id": "CYBERSOURCE_PORTFOLIO_ID",
+    "jwt_key_type": "CYBERSOURCE_JWT_KEY_TYPE",
+    "key_file": "CYBERSOURCE_KEY_FILE",
+    "key_password": "CYBERSOURCE_KEY_PASSWORD",
 }
-_SECRET_VARS = frozenset({_ENV_VARS["secret_key"]})
+_SECRET_VARS = frozenset({_ENV_VARS["secret_key"], _ENV_VARS["key_password"]})
 _SDK_SECRET_KEYS = ("merchant_secretkey", "merchant_secret_key")
 _MERCHANT_ID = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
 _IDENTITY = re.compile(r"^[a-z][a-z0-9]*:[A-Za-z0-9._:-]{1,200}$")
@@ -96,6 +106,19 @@ class Config:
         MetaKey portfolio: signs as the portfolio while transacting as ``merchant_id``.
     label : str, optional
         The name the apps show for the environment (the sandbox's ``"SANDBOX"``).
+    jwt_key_type : {"P12", "SHARED_SECRET"}, optional
+        For ``auth_type="jwt"``: RS256 with the P12's private key, or HS256 with the shared secret.
+        By default P12 when ``key_file`` is given, else SHARED_SECRET.
+    key_file : str, optional
+        The P12 (``<keys_directory>/<key_file_name>.p12``); with it ``key_id``/``secret_key`` are
+        not needed.
+    key_password : str or Secret, optional
+        The P12's password (the SDK's default: the merchant id). Never printed.
+    key_alias : str, optional
+        CN of the signing certificate in the P12; the SDK forces it to the merchant id (the
+        portfolio under MetaKey), and so does reconkit when it is not given.
+    mle : MleSettings, optional
+        Message-level encryption (JWT only); see :mod:`reconkit.mle`.
     identity : str, optional
         A stable name for the server behind a local ``environment`` URL whose port changes from
         run to run (the embedded sandbox passes its database's), e.g. ``"sandbox:3f2a..."``. The
@@ -104,38 +127,45 @@ class Config:
     """
 
     merchant_id: str
-    key_id: str
+    key_id: str | None
     secret_key: Secret
     environment: str = "test"
     auth_type: str = "http_signature"
     portfolio_id: str | None = None
     label: str | None = field(default=None, compare=False)
     identity: str | None = None
+    jwt_key_type: str | None = None
+    key_file: str | None = None
+    key_password: Secret | None = None
+    key_alias: str | None = None
+    mle: MleSettings = field(default_factory=MleSettings)
 
-    def __init__(self, merchant_id: str, key_id: str, secret_key: str | Secret, environment: str = "test",
-                 auth_type: str = "http_signature", portfolio_id: str | None = None,
-                 label: str | None = None, identity: str | None = None) -> None:
+    def __init__(self, merchant_id: str, key_id: str | None = None, secret_key: str | Secret | None = None,
+                 environment: str = "test", auth_type: str = "http_signature", portfolio_id: str | None = None,
+                 label: str | None = None, identity: str | None = None, *, jwt_key_type: str | None = None,
+                 key_file: str | os.PathLike[str] | None = None, key_password: str | Secret | None = None,
+                 key_alias: str | None = None, mle: MleSettings | None = None) -> None:
         # The plain text must not outlive this line in a frame that can raise.
         object.__setattr__(self, "secret_key", Secret(secret_key))
-        del secret_key
+        object.__setattr__(self, "key_password", Secret(key_password) if key_password is not None else None)
+        del secret_key, key_password
         for name, value in (("merchant_id", merchant_id), ("key_id", key_id), ("environment", environment),
                             ("auth_type", auth_type), ("portfolio_id", portfolio_id), ("label", label),
-                            ("identity", identity)):
+                            ("identity", identity), ("jwt_key_type", jwt_key_type),
+                            ("key_file", os.fspath(key_file) if key_file is not None else None),
+                            ("key_alias", key_alias), ("mle", mle or MleSettings())):
             object.__setattr__(self, name, value)
-        for name in ("merchant_id", "key_id", "environment", "auth_type"):
+        for name in ("merchant_id", "environment", "auth_type"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(name, "is missing or empty")
-        if self.secret_key.is_blank():
-            raise ConfigError("secret_key", "is missing or empty")
         if not _MERCHANT_ID.match(self.merchant_id):
             raise ConfigError("merchant_id", "may only hold letters, digits, '_', '-' and '.' (1-64 characters)")
-        if not self.secret_key.is_base64():
-            raise ConfigError("secret_key", "is not valid base64 (the shared secret as CyberSource shows it)")
         auth = self.auth_type.strip().lower().replace("-", "_")
         if auth not in _AUTH_TYPES:
             raise ConfigError("auth_type", f"must be one of {', '.join(_AUTH_TYPES)}, not {self.auth_type!r}")
         object.__setattr__(self, "auth_type", auth)
+        self._check_keys()
         object.__setattr__(self, "environment", _canonical_environment(self.environment))
         if self.portfolio_id is not None and not str(self.portfolio_id).strip():
             object.__setattr__(self, "portfolio_id", None)
@@ -147,7 +177,54 @@ class Config:
             if self.is_production:
                 raise ConfigError("identity", "is for a local server; a production host is keyed by its URL")
 
+    def _check_keys(self) -> None:
+        """The key material the scheme needs is there (files are opened by :mod:`reconkit.auth`)."""
+        key_type = None
+        if self.auth_type == "jwt":
+            key_type = str(self.jwt_key_type or ("P12" if self.key_file else "SHARED_SECRET")).strip().upper()
+            if key_type not in _JWT_KEY_TYPES:
+                raise ConfigError("jwt_key_type", f"must be P12 or SHARED_SECRET, not {self.jwt_key_type!r}")
+        object.__setattr__(self, "jwt_key_type", key_type)
+        if key_type == "P12":
+            if not self.key_file or not str(self.key_file).strip():
+                raise ConfigError("key_file_name", "is needed for JWT with a P12 key (jwt_key_type P12)")
+            if self.key_alias is None or not self.key_alias.strip():
+                object.__setattr__(self, "key_alias", self.signing_merchant_id)
+            if self.key_password is None or self.key_password.is_blank():
+                object.__setattr__(self, "key_password", Secret(self.merchant_id))  # the SDK's default
+        else:
+            if not isinstance(self.key_id, str) or not self.key_id.strip():
+                raise ConfigError("key_id", "is missing or empty")
+            if self.secret_key.is_blank():
+                raise ConfigError("secret_key", "is missing or empty")
+            if not self.secret_key.is_base64():
+                raise ConfigError("secret_key", "is not valid base64 (the shared secret as CyberSource shows it)")
+        mle = self.mle
+        if (mle.any_request or mle.any_response) and self.auth_type != "jwt":
+            which = "useMLEGlobally" if mle.any_request else "enableResponseMleGlobally"
+            raise ConfigError(which, "message-level encryption needs authentication_type JWT "
+                              "(CyberSource offers no MLE with HTTP Signature)")
+        if mle.any_request and key_type == "SHARED_SECRET" and not mle.request_cert_path:
+            raise ConfigError("mleForRequestPublicCertPath", "is needed for request MLE with jwt_key_type "
+                              "SHARED_SECRET (there is no P12 to take CyberSource's certificate from)")
+        if mle.any_response:
+            if not mle.response_key_path:
+                raise ConfigError("responseMlePrivateKeyFilePath", "is needed when response MLE is enabled")
+            p12 = Path(mle.response_key_path).suffix.lower() in (".p12", ".pfx")
+            if not p12 and not mle.response_kid:
+                raise ConfigError("responseMleKID", "is needed when the response key is not a CyberSource P12")
+
     # --- derived -------------------------------------------------------------------------
+    @property
+    def auth_scheme(self) -> str:
+        """The scheme in words, for banners and reprs (no secret): e.g. ``"JWT (P12, RS256) + MLE
+        request/response"`` or ``"HTTP Signature (deprecated)"``."""
+        if self.auth_type != "jwt":
+            return "HTTP Signature (deprecated)"
+        scheme = "JWT (P12, RS256)" if self.jwt_key_type == "P12" else "JWT (shared secret, HS256)"
+        legs = [leg for leg, on in (("request", self.mle.any_request), ("response", self.mle.any_response)) if on]
+        return f"{scheme} + MLE {'/'.join(legs)}" if legs else scheme
+
     @property
     def base_url(self) -> str:
         """The scheme, host and port requests go to."""
@@ -191,9 +268,13 @@ class Config:
 
     def __repr__(self) -> str:
         portfolio = f", portfolio_id={self.portfolio_id!r}" if self.portfolio_id else ""
+        if self.jwt_key_type == "P12":
+            keys = f"key_file={self.key_file!r}, key_alias={self.key_alias!r}, key_password='***'"
+        else:
+            keys = f"key_id={self.key_id!r}, secret_key='***'"
         return (
-            f"Config(merchant_id={self.merchant_id!r}, key_id={self.key_id!r}, secret_key='***', "
-            f"environment={self.environment!r}, auth_type={self.auth_type!r}{portfolio})"
+            f"Config(merchant_id={self.merchant_id!r}, {keys}, environment={self.environment!r}, "
+            f"auth_type={self.auth_type!r}, scheme={self.auth_scheme!r}{portfolio})"
         )
 
     __str__ = __repr__
@@ -202,6 +283,10 @@ class Config:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: str | Path | None = ".env") -> Config:
         """Build a config from ``CYBERSOURCE_*`` variables, falling back to a ``.env`` file.
+
+        With ``CYBERSOURCE_AUTH_TYPE=jwt`` and ``CYBERSOURCE_KEY_FILE`` (the ``.p12``; its password in
+        ``CYBERSOURCE_KEY_PASSWORD``), the JWT is signed with the P12 key and no shared secret is
+        needed. Message-level encryption is configured with :meth:`from_sdk_dict`.
 
         Parameters
         ----------
@@ -220,7 +305,10 @@ class Config:
                                     if k in _ENV_VARS.values() and v != ""}, _SECRET_VARS)
         values = {**(read_dotenv(dotenv) if dotenv else {}), **environ}
         kwargs: dict[str, Any] = {name: values[var] for name, var in _ENV_VARS.items() if var in values}
-        for name in ("merchant_id", "key_id", "secret_key"):
+        p12 = str(kwargs.get("auth_type", "")).strip().lower() == "jwt" and (
+            str(kwargs.get("jwt_key_type", "")).strip().upper() == "P12"
+            or ("key_file" in kwargs and "jwt_key_type" not in kwargs))
+        for name in ("merchant_id",) if p12 else ("merchant_id", "key_id", "secret_key"):
             if name not in kwargs:
                 raise ConfigError(_ENV_VARS[name], "is not set (in the environment or in .env). Without credentials, "
                                   "work against the offline sandbox: reconkit.session.connect() starts it and "
@@ -228,41 +316,70 @@ class Config:
         try:
             return cls(**kwargs)
         except ConfigError as exc:
-            raise ConfigError(_ENV_VARS.get(exc.field, exc.field), str(exc).split(": ", 1)[1]) from None
+            field_name = "key_file" if exc.field == "key_file_name" else exc.field
+            raise ConfigError(_ENV_VARS.get(field_name, field_name), str(exc).split(": ", 1)[1]) from None
 
     @classmethod
     def from_sdk_dict(cls, d: Mapping[str, Any]) -> Config:
-        """Build a config from the official SDK's configuration dictionary.
+        """Build a config from the official SDK's configuration dictionary (reference §7.2).
 
-        Accepts ``merchantid``, ``merchant_keyid``, ``merchant_secretkey`` (or the common
-        misspelling ``merchant_secret_key``), ``run_environment`` (a bare host),
-        ``authentication_type``, ``use_metakey`` and ``portfolio_id``.
+        Reads ``merchantid``, ``run_environment`` (a bare host), ``authentication_type``
+        (``http_signature`` or ``jwt``), ``use_metakey``/``portfolio_id``; for a shared secret
+        ``merchant_keyid`` and ``merchant_secretkey`` (or the misspelling ``merchant_secret_key``);
+        for JWT ``jwt_key_type`` (``P12``, the SDK's default, or ``SHARED_SECRET``) and, for P12,
+        ``keys_directory`` (default ``./resources``), ``key_file_name`` (default the merchant id),
+        ``key_password`` (default the merchant id) and ``key_alias``; and the MLE keys of
+        :meth:`reconkit.mle.MleSettings.from_sdk_dict`.
         """
-        d = _masked_settings(d, _SDK_SECRET_KEYS)  # the caller's dict, secret and all, is not kept
+        secret_keys = (*_SDK_SECRET_KEYS, "key_password", "responseMlePrivateKeyFilePassword")
+        d = _masked_settings(d, secret_keys)  # the caller's dict, secrets and all, is not kept
 
-        def need(*keys: str) -> Any:
+        def given(*keys: str) -> Any:
             for key in keys:
                 value = d.get(key)
                 if not (value is None or value == "" or (isinstance(value, Secret) and value.is_blank())):
                     return value
-            raise ConfigError(keys[0], "is missing from the SDK configuration")
+            return None
+
+        def need(*keys: str) -> Any:
+            value = given(*keys)
+            if value is None:
+                raise ConfigError(keys[0], "is missing from the SDK configuration")
+            return value
 
         host = str(need("run_environment")).strip()
         environment = host if "://" in host else f"https://{host}"
         auth = str(d.get("authentication_type") or "http_signature").strip().lower()
-        if auth == "jwt" and str(d.get("jwt_key_type", "")).upper() not in ("SHARED_SECRET",):
-            raise ConfigError("jwt_key_type", "only SHARED_SECRET JWT is supported (P12 keys are not)")
         use_metakey = str(d.get("use_metakey", False)).strip().lower() in ("true", "1", "yes")
         portfolio = d.get("portfolio_id") if use_metakey else None
         if use_metakey and not portfolio:
             raise ConfigError("portfolio_id", "is required when use_metakey is true")
+        merchant = str(need("merchantid"))
+        p12: dict[str, Any] = {}
+        key_type = None
+        if auth == "jwt":
+            key_type = str(d.get("jwt_key_type") or "P12").strip().upper()
+            if key_type == "P12":
+                directory = str(given("keys_directory") or _SDK_DEFAULT_KEYS_DIRECTORY)
+                name = str(given("key_file_name") or merchant)
+                # The SDK replaces any other key_alias by the signing id (with a warning); so does reconkit.
+                alias = str(portfolio or merchant)
+                if given("key_alias") not in (None, alias):
+                    log.warning("key_alias %r ignored: the SDK signs with the certificate of %r", given("key_alias"),
+                                alias)
+                p12 = {"key_file": os.path.join(directory, name + ".p12"), "key_password": given("key_password"),
+                       "key_alias": alias}
+        shared = key_type != "P12"
         return cls(
-            merchant_id=str(need("merchantid")),
-            key_id=str(need("merchant_keyid")),
-            secret_key=need(*_SDK_SECRET_KEYS),
+            merchant_id=merchant,
+            key_id=str(need("merchant_keyid")) if shared else given("merchant_keyid"),
+            secret_key=need(*_SDK_SECRET_KEYS) if shared else given(*_SDK_SECRET_KEYS),
             environment=environment,
             auth_type=auth,
             portfolio_id=portfolio,
+            jwt_key_type=key_type,
+            mle=MleSettings.from_sdk_dict(d),
+            **p12,
         )
 
 

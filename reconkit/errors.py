@@ -4,6 +4,7 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
 
     ReconkitError
     ├── ConfigError                 a credential or setting is missing or malformed
+    ├── MessageEncryptionError      a JWE (message-level encryption) does not decrypt or encrypt
     ├── ProductionGuardError        money would move on the production host without opt-in
     ├── AmbiguousOutcomeError       a POST was sent but its outcome is unknown (never resent)
     │   └── AmbiguousVoidError      a void was sent but whether the credit is voided is unknown
@@ -67,6 +68,7 @@ __all__ = [
     "IncompleteReportError",
     "IntakeError",
     "InvalidRequestError",
+    "MessageEncryptionError",
     "NetworkError",
     "NoReportDataError",
     "NotFoundError",
@@ -113,6 +115,12 @@ class ConfigError(ReconkitError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+class MessageEncryptionError(ReconkitError):
+    """A message-level encryption (MLE, JWE) step failed: a response could not be decrypted with the
+    configured response key, or a request could not be encrypted. The message names the setting
+    at fault (``responseMlePrivateKeyFilePath``, ``requestMleKeyAlias``, ...), never a key."""
 
 
 class ProductionGuardError(ReconkitError):

@@ -12,6 +12,10 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 __all__ = ["Secret"]
 
@@ -62,6 +66,20 @@ class Secret:
             return bool(base64.b64decode(self._value.strip(), validate=True))  # type: ignore[union-attr]
         except (binascii.Error, ValueError):
             return False
+
+    def unlock(self, loader: Callable[[bytes], T]) -> T | None:
+        """``loader(password_bytes)``, or None when it raises (a wrong password, a bad file).
+
+        For key files (a P12's ``key_password``): the plain text goes straight into ``loader``
+        and no exception it raises leaves this frame, so no traceback shows it. The caller
+        raises its own error, naming the setting and never the value.
+        """
+        if self.is_blank():
+            return None
+        try:
+            return loader(self._value.encode("utf-8"))  # type: ignore[union-attr]
+        except Exception:
+            return None
 
     def hmac_sha256(self, message: bytes) -> bytes:
         """The HMAC-SHA256 of ``message`` keyed with the decoded secret (the signing step)."""

@@ -238,7 +238,9 @@ def json_object(method: str, path: str) -> Callable[[requests.Response], dict[st
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict):
-            raise error_for_status(502, {"reason": "BAD_RESPONSE", "message": "the response body was not JSON"},
+            # An answer whose message-level encryption failed says why (reconkit.auth sets mle_error).
+            message = getattr(response, "mle_error", None) or "the response body was not JSON"
+            raise error_for_status(502, {"reason": "BAD_RESPONSE", "message": message},
                                    correlation_id=response.headers.get("v-c-correlation-id"), method=method,
                                    path=path.split("?", 1)[0])
         return parsed

@@ -79,7 +79,7 @@ def test_stale_date_is_refused(sandbox):
     assert _send(sandbox, "GET", "/pts/v2/credits/1", None, date=fresh).status_code == 404
 
 
-def test_parenthesised_request_target_is_accepted(sandbox):
+def test_parenthesised_request_target_is_refused_as_the_service_does(sandbox):
     def paren(body, headers):
         import hashlib
         import hmac
@@ -90,8 +90,34 @@ def test_parenthesised_request_target_is_accepted(sandbox):
         headers["Signature"] = (f'keyid="{sandbox.config.key_id}", algorithm="HmacSHA256", '
                                 f'headers="host date (request-target) v-c-merchant-id", signature="{mac}"')
         return body, headers
-    assert _send(sandbox, "GET", "/pts/v2/credits/1", None, tamper=paren).status_code == 404
-    assert sandbox.auth_failures == []
+    # CyberSource refuses "(request-target)" since 22 April 2024 (reference §3.1); so does the sandbox.
+    assert _send(sandbox, "GET", "/pts/v2/credits/1", None, tamper=paren).status_code == 401
+    assert sandbox.auth_failures == ["(request-target) is no longer accepted; sign request-target"]
+
+
+@pytest.mark.parametrize("names", [
+    "host request-target date digest v-c-merchant-id",       # the documented names in another order
+    "host date request-target digest v-c-merchant-id user-agent",  # one header more than documented
+    "host date request-target v-c-merchant-id",              # a POST whose digest is not signed
+])
+def test_only_the_documented_signed_header_list_is_accepted(sandbox, names):
+    def resign(body, headers):
+        import hashlib
+        import hmac
+        values = {"host": headers["Host"], "date": headers["Date"], "request-target": "post /pts/v2/credits",
+                  "digest": headers["Digest"], "v-c-merchant-id": headers["v-c-merchant-id"],
+                  "user-agent": "x"}
+        headers["user-agent"] = "x"
+        text = "\n".join(f"{name}: {values[name]}" for name in names.split())
+        mac = base64.b64encode(hmac.new(base64.b64decode(sandbox.credentials.secret_key), text.encode(),
+                                        hashlib.sha256).digest()).decode()
+        headers["Signature"] = (f'keyid="{sandbox.config.key_id}", algorithm="HmacSHA256", headers="{names}", '
+                                f'signature="{mac}"')
+        return body, headers
+    assert _send(sandbox, "POST", "/pts/v2/credits", BODY, tamper=resign).status_code == 401
+    assert sandbox.auth_failures == ["signed headers must be exactly 'host date request-target digest "
+                                     "v-c-merchant-id' (or with v-c-date for date)"]
+    assert _send(sandbox, "POST", "/pts/v2/credits", BODY).status_code == 201  # the documented list passes
 
 
 def test_metakey_signatures(tmp_path):

@@ -57,7 +57,8 @@ def sdk_report(tls_sandbox) -> dict:
     config = tls_sandbox.config
     given = {"host": config.host, "merchant_id": config.merchant_id, "key_id": config.key_id,
              "secret_key": tls_sandbox.credentials.secret_key, "report_date": "2026-11-03", "report_name": PBDR_REPORT_NAME,
-             "start_time": "2026-11-02T00:00:00Z", "end_time": "2026-11-03T00:00:00Z"}
+             "start_time": "2026-11-02T00:00:00Z", "end_time": "2026-11-03T00:00:00Z",
+             "mle_config": tls_sandbox.sdk_config() | {"run_environment": config.host, "ssl_verify": 0}}
     run = subprocess.run([str(SDK_PYTHON), "-W", "ignore", str(DRIVER)], input=json.dumps(given),
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -128,3 +129,20 @@ def test_sdk_reads_the_reporting_api(tls_sandbox, sdk_report, auth):
     assert seen["page_results"] == 1
     assert seen["settlements"] == [[settled["id"], settled["amount"], settled["currency"], settled["batch_id"]]]
     assert seen["references"] == [settled["reconciliation_id"]]
+
+
+def test_sdk_jwt_p12_with_mle_both_ways(tls_sandbox, sdk_report):
+    """The SDK's own P12 JWT and JWE (jwcrypto) against the sandbox's (joserfc): a credit, its void and
+    its details, every body encrypted on the wire both ways and decrypted by the other side."""
+    mle = sdk_report["mle"]
+    created = mle["create"]
+    assert created["http_status"] == 201 and created["model"] == "PtsV2CreditsPost201Response"
+    held = _held(tls_sandbox, created["id"])
+    assert (created["code"], created["amount"], created["currency"]) == (held["reference_code"], "12.34", "USD") \
+        == ("sdk-mle", held["amount"], held["currency"])
+    assert mle["void"] == {"http_status": 201, "model": "PtsV2PaymentsVoidsPost201Response", "status": "VOIDED"}
+    assert mle["details"] == {"http_status": 200, "model": "TssV2TransactionsGet200Response", "id": created["id"],
+                              "amount": "12.34"}
+    assert ("POST", "/pts/v2/credits", True, True) in tls_sandbox.mle_log
+    assert ("POST", f"/pts/v2/credits/{created['id']}/voids", True, True) in tls_sandbox.mle_log
+    assert ("GET", f"/tss/v2/transactions/{created['id']}", False, True) in tls_sandbox.mle_log

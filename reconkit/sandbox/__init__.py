@@ -5,7 +5,7 @@ injects faults on demand and writes settlement files with known discrepancies.
 """
 
 from .faults import FAULT_KINDS, FaultPlan
-from .server import Sandbox, SandboxCredentials
+from .server import Sandbox, SandboxCredentials, SandboxKeyFiles
 from .state import TRIGGERS
 
-__all__ = ["FAULT_KINDS", "TRIGGERS", "FaultPlan", "Sandbox", "SandboxCredentials"]
+__all__ = ["FAULT_KINDS", "TRIGGERS", "FaultPlan", "Sandbox", "SandboxCredentials", "SandboxKeyFiles"]

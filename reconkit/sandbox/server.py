@@ -22,12 +22,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import RSAKey
+
+from .. import mle as _mle
 from ..config import Config
+from ..errors import MessageEncryptionError
 from .faults import PROXY_ERRORS, FaultPlan
+from .keys import SandboxKeyFiles, SandboxKeys
 from .reporting import Answer, ReportingDesk
 from .state import RejectedError, SandboxState
 
-__all__ = ["Sandbox", "SandboxCredentials"]
+__all__ = ["Sandbox", "SandboxCredentials", "SandboxKeyFiles"]
 
 _SIG_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _ROUTES = [
@@ -54,6 +62,8 @@ _JWT_LEEWAY = 60
 """Clock skew tolerated around ``iat`` and ``exp``, seconds."""
 _JWT_MAX_LIFETIME = 3600
 """A token living longer than this is refused: its ``jti`` would have to be remembered that long."""
+_MLE_MODES = ("optional", "required")
+_MLE_REQUIRED = "JWT with message-level encryption is required (CyberSource's 2026 mandate)"
 _MAX_SEARCH_TERMS = 20
 """The most ``AND``-joined terms a search query may have (the sandbox's limit; SQLite's is ~1000)."""
 
@@ -109,6 +119,13 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def _signed_header_lists(method: str) -> list[list[str]]:
+    """The ``headers=`` lists CyberSource documents for ``method``, in order: ``date``, or
+    ``v-c-date`` for clients that cannot set ``Date`` (reference §3.1)."""
+    digest = ["digest"] if method in _BODY_METHODS else []
+    return [["host", date, "request-target", *digest, "v-c-merchant-id"] for date in ("date", "v-c-date")]
+
+
 def _b64url_decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
@@ -118,6 +135,9 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in separate writes; with Nagle on, delayed ACKs add ~40 ms each.
     disable_nagle_algorithm = True
     server: _Server
+    # Per request (reset by _dispatch): the key an answer is encrypted to, and whether the body was.
+    _response_mle: tuple[str, RSAPublicKey] | None = None
+    _request_encrypted = False
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -127,6 +147,12 @@ class _Handler(BaseHTTPRequestHandler):
               content_type: str | None = None) -> None:
         self._answered = True
         data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode("utf-8")
+        encrypted = self._response_mle is not None and not isinstance(body, bytes)
+        if encrypted:
+            kid, key = self._response_mle  # type: ignore[misc]
+            data = _mle.envelope("encryptedResponse", _mle.encrypt_compact(data, key, kid))
+        if self._response_mle is not None or self._request_encrypted:
+            self.server.sandbox._log_mle(self.command, self.path, self._request_encrypted, encrypted)
         self.send_response(status)
         self.send_header("Content-Type", content_type or ("text/html" if isinstance(body, bytes)
                                                           else "application/hal+json"))
@@ -188,6 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
         if authorization.startswith("Bearer "):
             return self._verify_jwt(method, authorization[len("Bearer "):])
         sandbox = self.server.sandbox
+        if sandbox.mle == "required":
+            return f"HTTP Signature is not accepted: {_MLE_REQUIRED}", ""
         creds = sandbox.credentials
         merchant = self.headers.get("v-c-merchant-id")
         if merchant != creds.merchant_id:
@@ -211,12 +239,15 @@ class _Handler(BaseHTTPRequestHandler):
             return "missing or malformed Date", ""
         if abs(datetime.now(UTC) - sent) > _MAX_SKEW:
             return "Date is more than 15 minutes off", ""
-        required = {"host", "v-c-merchant-id"} | ({"digest"} if method in _BODY_METHODS else set())
-        if not required <= set(names) or not ({"request-target", "(request-target)"} & set(names)):
-            return "signature does not cover the required headers", ""
+        if "(request-target)" in names:
+            # CyberSource refuses the parenthesised name since 22 April 2024 (reference §3.1).
+            return "(request-target) is no longer accepted; sign request-target", ""
+        if names not in _signed_header_lists(method):
+            return (f"signed headers must be exactly {' '.join(_signed_header_lists(method)[0])!r} "
+                    "(or with v-c-date for date)"), ""
         lines = []
         for name in names:
-            if name in ("request-target", "(request-target)"):
+            if name == "request-target":
                 value = f"{method.lower()} {self.path}"
             elif name == "v-c-merchant-id":
                 value = sandbox.portfolio_id if sandbox.portfolio_id else merchant
@@ -252,12 +283,22 @@ class _Handler(BaseHTTPRequestHandler):
             return "malformed JWT", ""
         if not isinstance(header, dict) or not isinstance(claims, dict):
             return "malformed JWT", ""
-        digestmod = _JWT_ALGORITHMS.get(str(header.get("alg")))
-        if digestmod is None or header.get("kid") != creds.key_id:
-            return "unknown JWT key or algorithm", ""
-        mac = hmac.new(base64.b64decode(creds.secret_key), f"{head}.{claims_part}".encode(), digestmod).digest()
-        if not hmac.compare_digest(mac, signature):
-            return "JWT signature mismatch", ""
+        if header.get("alg") == "RS256":
+            keys = sandbox._keys
+            if keys is None or header.get("kid") != keys.merchant_kid:
+                return "unknown JWT key (kid is not the serial number of the merchant's certificate)", ""
+            try:
+                jws.deserialize_compact(token, RSAKey.import_key(keys.merchant_key.public_key()),
+                                        algorithms=["RS256"])
+            except (JoseError, ValueError):
+                return "JWT signature mismatch", ""
+        else:
+            digestmod = _JWT_ALGORITHMS.get(str(header.get("alg")))
+            if digestmod is None or header.get("kid") != creds.key_id:
+                return "unknown JWT key or algorithm", ""
+            mac = hmac.new(base64.b64decode(creds.secret_key), f"{head}.{claims_part}".encode(), digestmod).digest()
+            if not hmac.compare_digest(mac, signature):
+                return "JWT signature mismatch", ""
         issued, expires, jti = claims.get("iat"), claims.get("exp"), claims.get("jti")
         if not all(type(v) is int for v in (issued, expires)) or not isinstance(jti, str) or not jti:
             return "JWT claims iat, exp (integers) and jti (text) are required", ""
@@ -275,13 +316,28 @@ class _Handler(BaseHTTPRequestHandler):
         digest = claims.get("digest", "")
         if method in _BODY_METHODS and (not isinstance(digest, str) or claims.get("digestAlgorithm") != "SHA-256"):
             return "JWT digest does not match the body", ""
+        response_kid = claims.get("v-c-response-mle-kid")
+        found = _mle.operation(method, self.path)
+        capable = found is not None and found[1] != "false"
+        key = None
+        if response_kid is not None:
+            key = (sandbox._keys.response_public_keys() if sandbox._keys else {}).get(str(response_kid))
+            if key is None:
+                return f"v-c-response-mle-kid {response_kid!r} is no response key of this merchant", ""
+        elif sandbox.mle == "required" and capable:
+            return f"no v-c-response-mle-kid claim: {_MLE_REQUIRED}", ""
         if not sandbox._spend_jti(jti, expires + _JWT_LEEWAY):
             return "JWT jti was already used", ""
+        if key is not None and capable:
+            # Set only once the request is authentic; a refusal of the body (digest) clears it again.
+            self._response_mle = (str(response_kid), key)
         return None, digest if method in _BODY_METHODS else ""
 
     # --- routing ----------------------------------------------------------------------
     def _dispatch(self, method: str) -> None:
         self._answered = self._lingering = False
+        self._response_mle = None
+        self._request_encrypted = False
         try:
             self._serve(method)
         except (ConnectionError, TimeoutError):
@@ -421,7 +477,12 @@ class _Handler(BaseHTTPRequestHandler):
                 jwt = self.headers.get("Authorization", "").startswith("Bearer ")
                 reason = "JWT digest does not match the body" if jwt else "Digest does not match the body"
                 sandbox._record_auth_failure(reason)
+                self._response_mle = None  # an authentication failure is answered in clear
                 return self._send(401, {"response": {"rmsg": "Authentication Failed"}})
+        if method in _BODY_METHODS:
+            body, problem = self._open_envelope(method, body)
+            if problem:
+                return self._error(400, "INVALID_REQUEST", problem)
         if fault == "429":
             return self._send(429, {"status": "TOO_MANY_REQUESTS", "reason": "TOO_MANY_REQUESTS",
                                     "message": "Too many requests; retry later"},
@@ -455,6 +516,31 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "bad_json":
             return self._send(status, b"<html><body>502 Bad Gateway</body></html>")
         self._send(status, payload, content_type=content_type)
+
+    def _open_envelope(self, method: str, body: bytes) -> tuple[bytes, str | None]:
+        """The plaintext of an ``{"encryptedRequest": ...}`` body, or the body as sent; with the
+        refusal of an envelope that does not decrypt, or of a plain body ``mle="required"`` forbids."""
+        sandbox = self.server.sandbox
+        token = _mle.encrypted_request_token(body)
+        found = _mle.operation(method, self.path)
+        capable = found is not None and found[1] != "false"
+        if token is None:
+            if body and capable and sandbox.mle == "required":
+                return body, f"the body must be encrypted (encryptedRequest): {_MLE_REQUIRED}"
+            return body, None
+        if not capable or not self.headers.get("Authorization", "").startswith("Bearer "):
+            return body, "encryptedRequest is accepted only with JWT, on an API that supports message-level encryption"
+        keys = sandbox._keys
+        if keys is None:
+            return body, "encryptedRequest names no key of this sandbox (export its keys first)"
+        try:
+            plaintext, header = _mle.decrypt_compact(token, keys.mle_key)
+        except MessageEncryptionError as exc:
+            return body, f"encryptedRequest: {exc}"
+        if header.get("kid") != keys.mle_kid:
+            return body, f"encryptedRequest kid {header.get('kid')!r} is not CyberSource's MLE certificate"
+        self._request_encrypted = True
+        return plaintext, None
 
     def _handle(self, endpoint: str, match: re.Match[str] | None, body: bytes) -> tuple[int, Any]:
         sandbox = self.server.sandbox
@@ -565,6 +651,15 @@ class Sandbox:
     tls : ssl.SSLContext, optional
         Serve HTTPS with this server-side context (e.g. a throwaway self-signed certificate);
         :attr:`url` then starts with ``https://``.
+    mle : {"optional", "required"}
+        Message-level encryption. ``"optional"`` (the credits API's status today) takes encrypted
+        and plain bodies and encrypts an answer when the JWT asks (``v-c-response-mle-kid``).
+        ``"required"`` acts out the 2026 mandate: HTTP Signature is refused, and every call to an
+        MLE API must send its body encrypted and ask for an encrypted answer; :attr:`config`
+        is then JWT (P12) with MLE both ways.
+    keys_dir : str, optional
+        Where :attr:`key_files` writes the P12 and MLE keys (a private temporary folder, removed
+        by :meth:`stop`, when not given).
 
     Examples
     --------
@@ -577,8 +672,19 @@ class Sandbox:
                  faults: FaultPlan | None = None, portfolio_id: str | None = None,
                  cutoff: Any = None, merchant_id: str = "reconkit_sandbox",
                  credentials: SandboxCredentials | None = None, id_salt: str = "",
-                 report_ready_after: timedelta = timedelta(hours=2), tls: ssl.SSLContext | None = None) -> None:
+                 report_ready_after: timedelta = timedelta(hours=2), tls: ssl.SSLContext | None = None,
+                 mle: str = "optional", keys_dir: str | None = None) -> None:
         from datetime import time as _time
+
+        if mle not in _MLE_MODES:
+            raise ValueError(f"mle must be one of {', '.join(_MLE_MODES)}, not {mle!r}")
+        self.mle = mle
+        self._keys: SandboxKeys | None = None
+        self._key_files: SandboxKeyFiles | None = None
+        self._keys_dir = keys_dir
+        self._keys_tmp: Any = None
+        self.mle_log: list[tuple[str, str, bool, bool]] = []
+        """(method, path, request encrypted, answer encrypted) of every call that used MLE."""
 
         self.host = host
         self.port = port
@@ -631,6 +737,9 @@ class Sandbox:
             self._thread = None
         self.reporting.close()
         self.state.close()
+        if self._keys_tmp is not None:
+            self._keys_tmp.cleanup()
+            self._keys_tmp = None
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (used by ``reconkit sandbox``)."""
@@ -662,10 +771,67 @@ class Sandbox:
 
     @property
     def config(self) -> Config:
-        """A ready :class:`reconkit.Config` for this sandbox (its :attr:`identity` keys the ledger)."""
+        """A ready :class:`reconkit.Config` for this sandbox (its :attr:`identity` keys the ledger):
+        HTTP Signature with the shared secret, or, under ``mle="required"``, :meth:`jwt_config`."""
+        if self.mle == "required":
+            return self.jwt_config()
         return Config(merchant_id=self.credentials.merchant_id, key_id=self.credentials.key_id,
                       secret_key=self.credentials.secret_key, environment=self.url,
                       portfolio_id=self.portfolio_id, label="SANDBOX", identity=self.identity)
+
+    @property
+    def keys(self) -> SandboxKeys:
+        """The generated key material (made on first use: three RSA 2048 keys)."""
+        with self._log_lock:
+            if self._keys is None:
+                self._keys = SandboxKeys(self.portfolio_id or self.credentials.merchant_id)
+            return self._keys
+
+    @property
+    def key_files(self) -> SandboxKeyFiles:
+        """The client's key files, written on first use: the P12, the response key and CyberSource's
+        MLE certificate (see :class:`~reconkit.sandbox.keys.SandboxKeyFiles`)."""
+        keys = self.keys
+        with self._log_lock:
+            if self._key_files is None:
+                directory = self._keys_dir
+                if directory is None:
+                    import tempfile
+
+                    self._keys_tmp = tempfile.TemporaryDirectory(prefix="reconkit-sandbox-keys-")
+                    directory = self._keys_tmp.name
+                self._key_files = keys.export(directory, self.credentials.merchant_id)
+            return self._key_files
+
+    def sdk_config(self, *, key_type: str = "P12", request_mle: bool = True, response_mle: bool = True
+                   ) -> dict[str, Any]:
+        """The official SDK's configuration dictionary for JWT against this sandbox (reference §7.2)."""
+        files = self.key_files
+        d: dict[str, Any] = {"authentication_type": "JWT", "jwt_key_type": key_type,
+                             "merchantid": self.credentials.merchant_id, "run_environment": self.url.split("://", 1)[1]}
+        if key_type == "P12":
+            d |= {"keys_directory": str(files.directory), "key_file_name": files.key_file_name,
+                  "key_alias": self.portfolio_id or self.credentials.merchant_id, "key_password": files.password}
+        else:
+            d |= {"merchant_keyid": self.credentials.key_id, "merchant_secretkey": self.credentials.secret_key,
+                  "mleForRequestPublicCertPath": str(files.mle_certificate)}
+        if self.portfolio_id:
+            d |= {"use_metakey": True, "portfolio_id": self.portfolio_id}
+        if request_mle:
+            d["enableRequestMLEForOptionalApisGlobally"] = True
+        if response_mle:
+            d |= {"enableResponseMleGlobally": True, "responseMlePrivateKeyFilePath": str(files.response_key),
+                  "responseMlePrivateKeyFilePassword": files.password, "responseMleKID": files.response_kid}
+        return d
+
+    def jwt_config(self, *, key_type: str = "P12", request_mle: bool = True, response_mle: bool = True) -> Config:
+        """A :class:`reconkit.Config` for JWT (``"P12"`` or ``"SHARED_SECRET"``) against this sandbox,
+        with request and response MLE as asked, read from :meth:`sdk_config` as a user's would be."""
+        config = Config.from_sdk_dict(self.sdk_config(key_type=key_type, request_mle=request_mle,
+                                                      response_mle=response_mle))
+        return Config(config.merchant_id, config.key_id, config.secret_key, self.url, "jwt", self.portfolio_id,
+                      "SANDBOX", self.identity, jwt_key_type=config.jwt_key_type, key_file=config.key_file,
+                      key_password=config.key_password, key_alias=config.key_alias, mle=config.mle)
 
     def client(self, **kwargs: Any) -> Any:
         """A :class:`reconkit.Client` pointed at this sandbox (ledger in memory unless given; intents
@@ -710,6 +876,10 @@ class Sandbox:
     def _log(self, method: str, path: str, endpoint: str | None) -> None:
         with self._log_lock:
             self.requests.append((method, path, endpoint))
+
+    def _log_mle(self, method: str, path: str, request: bool, response: bool) -> None:
+        with self._log_lock:
+            self.mle_log.append((method, path, request, response))
 
     def _record_auth_failure(self, reason: str) -> None:
         with self._log_lock:

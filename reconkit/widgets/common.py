@@ -29,7 +29,8 @@ _STATUS = {"PENDING": "#1e7e34", "TRANSMITTED": "#1e7e34", "COMPLETED": "#1e7e34
 
 
 class ConnectionBanner(w.HTML):
-    """Which environment the app talks to, in colour, with the merchant id (never the secret)."""
+    """Which environment the app talks to, in colour, with the merchant id and the authentication
+    scheme (HTTP Signature says it is deprecated; never a secret)."""
 
     def __init__(self, config: Config) -> None:
         name = config.environment_name
@@ -38,8 +39,9 @@ class ConnectionBanner(w.HTML):
             f'<div class="reconkit-banner" style="background:{colour};color:white;padding:6px 10px;'
             f'border-radius:4px;font-weight:600">{escape(name)} · merchant '
             f'{escape(config.merchant_id)} · {escape(what)} · '
-            f'{escape(config.base_url)}</div>')
+            f'{escape(config.base_url)} · <span class="reconkit-auth">{escape(config.auth_scheme)}</span></div>')
         self.environment = name
+        self.auth_scheme = config.auth_scheme
 
 
 _TABLE_CSS = ("<style>.reconkit-table table{border-collapse:collapse;font-size:12px}"

@@ -1,7 +1,9 @@
 """Drive the unmodified official CyberSource SDK against a sandbox; runs inside the SDK's own venv.
 
 Reads one JSON object on stdin: ``host`` (``127.0.0.1:port``), ``merchant_id``, ``key_id``,
-``secret_key``. Prints one JSON object: what each step returned, as the SDK parsed it.
+``secret_key``, and ``mle_config``: the SDK configuration for JWT with a P12 key and message-level
+encryption both ways (the sandbox's ``sdk_config()``). Prints one JSON object: what each step
+returned, as the SDK parsed it.
 Nothing of the SDK is patched; TLS verification is switched off through its own ``ssl_verify``
 setting because the sandbox presents a throwaway self-signed certificate.
 """
@@ -49,6 +51,22 @@ def _create(config: dict[str, Any], code: str, number: str = "4111111111111111")
             "currency": model.credit_amount_details.currency}
 
 
+def _mle(config: dict[str, Any]) -> dict[str, Any]:
+    """JWT (P12) with MLE both ways: create a credit, void it, read its details."""
+    # 1/0 for booleans: the SDK round-trips its config through json.dumps and ast.literal_eval.
+    config = {key: int(value) if isinstance(value, bool) else value for key, value in config.items()}
+    report: dict[str, Any] = {"create": _create(config, "sdk-mle")}
+    credit_id = report["create"].get("id")
+    if credit_id:
+        model, status, _ = VoidApi(config).void_credit(json.dumps({"client_reference_information":
+                                                                   {"code": "sdk-mle-void"}}), credit_id)
+        report["void"] = {"http_status": status, "model": type(model).__name__, "status": model.status}
+        model, status, _ = TransactionDetailsApi(config).get_transaction(credit_id)
+        report["details"] = {"http_status": status, "model": type(model).__name__, "id": model.id,
+                             "amount": model.order_information.amount_details.total_amount}
+    return report
+
+
 def main() -> None:
     given = json.load(sys.stdin)
     signature, jwt = _config(given, "http_signature"), _config(given, "JWT")
@@ -68,6 +86,8 @@ def main() -> None:
                                      "sdk-wrong-secret")
     report["reporting"] = {auth: _reporting(config, given) for auth, config in (("signature", signature),
                                                                                    ("jwt", jwt))}
+    if given.get("mle_config"):
+        report["mle"] = _mle(given["mle_config"])
     json.dump(report, sys.stdout)
 
 
