@@ -1,7 +1,7 @@
 # One command each on a fresh clone: the targets make the environment themselves, each installing
 # only what it needs. .venv holds the library and what an analyst uses (JupyterLab, widgets,
 # matplotlib, the notebook runner the demo uses); the test tools (dev) and PySpark (spark, about
-# 450 MB, for notebook 03 only) are added on top by the targets that need them, once each.
+# 500 MB, for notebook 03 only) are added on top by the targets that need them, once each.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
