@@ -17,7 +17,9 @@ SDK_STAMP := $(SDK_VENV)/.installed
 .PHONY: env dev-env spark-env sdk-env test test-fast lint demo lab browser-deps clean
 
 # PYTHONWARNINGS: setuptools' notice about editable installs is information, not a problem; `make demo` stays quiet.
-INSTALL := PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install --quiet
+# --no-compile: pip would byte-compile every module of every package (half of the install's CPU time);
+# Python compiles the ones a command imports the first time it imports them, and keeps them.
+INSTALL := PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install --quiet --no-compile
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
