@@ -1,24 +1,45 @@
-# One command each on a fresh clone: the targets make the environment themselves.
+# One command each on a fresh clone: the targets make the environment themselves, each installing
+# only what it needs. .venv holds the library and what an analyst uses (JupyterLab, widgets,
+# matplotlib, the notebook runner the demo uses); the test tools (dev) and PySpark (spark, about
+# 500 MB, for notebook 03 only) are added on top by the targets that need them, once each.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+SPARK_STAMP := $(VENV)/.installed-spark
 # The official SDK lives in its own venv: it pins setuptools<=81 and must not mix with .venv.
 # setuptools 81.0.0 (inside its pin) because the venv's default 65.5 cannot find zope.interface's
 # normalised dist-info name and the SDK's client-id lookup then raises DistributionNotFound.
 SDK_VENV := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed
 
-.PHONY: env sdk-env test test-fast lint demo lab browser-deps clean
+.PHONY: env dev-env spark-env sdk-env test test-fast lint demo lab browser-deps clean
 
 # PYTHONWARNINGS: setuptools' notice about editable installs is information, not a problem; `make demo` stays quiet.
+# --no-compile: pip would byte-compile every module of every package (half of the install's CPU time);
+# Python compiles the ones a command imports the first time it imports them, and keeps them.
+INSTALL := PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install --quiet --no-compile
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install --quiet -e '.[dev,spark]'
+	$(INSTALL) -e .
 	touch $(STAMP)
 
+# An extra is installed on top of the base (again when pyproject.toml or the base changes); its stamp
+# says it is there, so a later target does not install it again.
+$(DEV_STAMP): $(STAMP)
+	$(INSTALL) -e '.[dev]'
+	touch $(DEV_STAMP)
+
+$(SPARK_STAMP): $(STAMP)
+	$(INSTALL) -e '.[spark]'
+	touch $(SPARK_STAMP)
+
 env: $(STAMP)
+dev-env: $(DEV_STAMP)
+# PySpark for notebook 03 and reconkit.spark (a local session also needs Java 17).
+spark-env: $(SPARK_STAMP)
 
 $(SDK_STAMP):
 	$(PYTHON) -m venv $(SDK_VENV)
@@ -38,15 +59,15 @@ browser-deps:
 	  else echo "missing $$missing: run 'sudo apt-get install $$missing' for the browser and Spark tests"; fi; \
 	fi
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) $(SDK_STAMP) browser-deps
+test: $(DEV_STAMP) $(SPARK_STAMP) $(SDK_STAMP) browser-deps
 	$(VENV)/bin/ruff check .
 	RECONKIT_REQUIRE_SDK=1 $(PY) -m pytest
 
 # The library and the sandbox only: no Spark, notebooks, real browser or official SDK (see tests/conftest.py).
-test-fast: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(PY) -m pytest -m "not spark and not notebook and not browser and not sdk and not slow"
 
 demo: $(STAMP)

@@ -16,6 +16,7 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
     ├── CreditShapeError            a JSON document given as a credit is not one (also a ValueError)
     │   └── CreditsFileError        a credits file cannot be read (file, line, column, failures)
     ├── ReconciliationError         the engine's own invariants failed (rows in != rows out)
+    ├── MissingExtraError           an optional part (PySpark) is not installed: names the command that installs it
     ├── FieldError                  an input or parameter cannot be used (names the field; a ValueError)
     │   └── NotReadError            reconcile was asked for inputs chosen but never fetched or loaded
     ├── BreakBookError              a break-workflow step is not allowed (also a ValueError)
@@ -69,6 +70,7 @@ __all__ = [
     "IntakeError",
     "InvalidRequestError",
     "MessageEncryptionError",
+    "MissingExtraError",
     "NetworkError",
     "NoReportDataError",
     "NotFoundError",
@@ -311,6 +313,36 @@ class CreditsFileError(CreditShapeError):
 
 class ReconciliationError(ReconkitError):
     """The reconciliation engine found its own invariants broken (a row lost or duplicated)."""
+
+
+class MissingExtraError(ReconkitError, ImportError):
+    """An optional part of reconkit is not installed in this environment.
+
+    Parameters
+    ----------
+    extra : str
+        The pyproject extra that provides it (``spark``).
+    module : str
+        The module that could not be imported (``pyspark``).
+    make_target : str
+        The ``make`` target that installs the extra into the project's ``.venv``.
+
+    Notes
+    -----
+    In IPython and Jupyter the error shows as its one sentence, not a traceback: an analyst who
+    opens the Spark notebook without PySpark needs the command, not reconkit's call stack.
+    """
+
+    def __init__(self, extra: str, module: str, make_target: str) -> None:
+        super().__init__(f"{module} is not installed: run `make {make_target}` in the reconkit folder "
+                         f"(or `pip install 'reconkit[{extra}]'`), then restart the kernel", name=module)
+        self.extra = extra
+        self.module = module
+        self.make_target = make_target
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows these lines instead of the traceback (the hook ipyparallel's errors use).
+        return [f"{type(self).__name__}: {self}"]
 
 
 class BreakBookError(ReconkitError, ValueError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..errors import MissingExtraError
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -28,8 +30,16 @@ def local_session(cores: int = 2, *, shuffle_partitions: int = 4, driver_memory:
     -----
     On a cluster, build the session yourself instead: ``SparkSession.builder.remote("sc://host")``
     (Spark Connect) or ``databricks.connect.DatabricksSession.builder.getOrCreate()``.
+
+    Raises
+    ------
+    MissingExtraError
+        PySpark is not installed (it is the ``spark`` extra, not in the default environment).
     """
-    from pyspark.sql import SparkSession
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as missing:
+        raise MissingExtraError("spark", "pyspark", "spark-env") from missing
 
     session = (SparkSession.builder.master(f"local[{cores}]").appName(app_name)
                .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
