@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from . import inert, investigation
+from .cli_checks import output_file as _output
 from .credit import credit_amount, parse_time
 from .errors import CreditShapeError, SettlementFormatError
 from .fetch import normalize_ids
@@ -87,6 +88,7 @@ class Inputs:
     as_of_origin: str
     format: str
     allow_unfetched: bool = False
+    encoding: str | None = None
 
 
 def _refuse(message: str) -> argparse.ArgumentTypeError:
@@ -195,19 +197,6 @@ def _manifest_for(paths: list[Path]) -> tuple[Path, dict[str, Any]] | None:
     return (manifest, content) if {p.name for p in paths} <= described else None
 
 
-def _output(value: str | None, suffixes: tuple[str, ...], option: str, inputs: list[Path]) -> Path | None:
-    if value is None:
-        return None
-    path = Path(value)
-    if path.suffix.lower() not in suffixes:
-        raise _refuse(f"{option} {value}: the file name must end in {' or '.join(suffixes)}")
-    if not path.resolve().parent.is_dir():
-        raise _refuse(f"{option} {value}: folder {path.parent} does not exist")
-    if any(path.resolve() == p.resolve() for p in inputs):
-        raise _refuse(f"{option} {value}: would overwrite an input file")
-    return path
-
-
 def check_inputs(args: argparse.Namespace, *, now: datetime | None = None) -> Inputs:
     """Check every argument and file of ``reconkit reconcile``; nothing is fetched.
 
@@ -243,7 +232,7 @@ def check_inputs(args: argparse.Namespace, *, now: datetime | None = None) -> In
         origin = "now, as no --as-of was given: ages and MISSING_OVERDUE are measured from this moment"
     return Inputs(credits, credit_ids, settlement, output, excel, args.tolerance,
                   3 if grace_days is None else grace_days, as_of, origin, args.format,
-                  bool(getattr(args, "allow_unfetched", False)))
+                  bool(getattr(args, "allow_unfetched", False)), getattr(args, "encoding", None))
 
 
 # --- running -------------------------------------------------------------------------------------
@@ -298,7 +287,7 @@ def investigate(inputs: Inputs) -> Investigation:
     model.set_parameters(tolerance=inputs.tolerance, grace_days=inputs.grace_days, as_of=inputs.as_of)
     # Local, so before any fetch. Unreadable records are not fatal: they reach the engine, which gives a
     # credit whose only settlement row failed to read UNREADABLE_SETTLEMENT naming file and line.
-    model.load(inputs.settlement, format=inputs.format)
+    model.load(inputs.settlement, format=inputs.format, encoding=inputs.encoding)
     print(f"AS OF {inputs.as_of.isoformat()} — {inputs.as_of_origin}", flush=True)
     failures = model.read_failures
     if failures is not None and len(failures):
