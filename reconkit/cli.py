@@ -146,6 +146,7 @@ def _cmd_settlement(args: argparse.Namespace) -> int:
     from .sandbox.settlement import generate_settlement
     from .sandbox.state import SandboxState
 
+    sandbox_to_read(args.db, "--db")
     # The truth is not settlement: beside the settlement files a glob over them would read it as a report.
     out = check_folder(args.out, "--out")
     truth_folder = check_folder(args.truth, "--truth") if args.truth else out.parent / "truth"
@@ -235,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--tls-key", metavar="PEM", help="the certificate's private key (PEM)")
     actions = sandbox.add_subparsers(dest="action", required=False)
     settlement = actions.add_parser("settlement", help="write settlement files for the credits a sandbox holds")
-    settlement.add_argument("--db", required=True, type=sandbox_to_read, help="the sandbox's SQLite file")
+    settlement.add_argument("--db", required=True, type=sandbox_db, help="the sandbox's SQLite file")
     settlement.add_argument("--seed", type=int, default=0, help="seed of the injected discrepancies (default 0)")
     settlement.add_argument("--format", choices=FORMATS, default="pbdr_csv", help="report format (default pbdr_csv)")
     settlement.add_argument("--out", default="out/settlement",

@@ -21,10 +21,6 @@ _LIST_COLUMNS = ["key", "status", "owner", "outcome", "amount_at_risk", "currenc
                  "days_since_submission", "category"]
 
 
-_WRITES = frozenset({"record", "assign", "note", "resolve", "sign-off", "reopen", "withdraw"})
-"""The actions that write to the book; only ``record`` can start one (the others act on its breaks)."""
-
-
 def _ledger_path(args: argparse.Namespace) -> tuple[str, str]:
     """The ledger's path and where it came from, as the user would name it in a message."""
     from .ledger import DEFAULT_LEDGER_PATH
@@ -66,7 +62,7 @@ def _record(args: argparse.Namespace) -> None:
     inputs = check_inputs(args)
     path, option = _ledger_path(args)
     exists = ledger_for(path, option, writes=True)
-    model = investigate(inputs)
+    model = investigate(inputs, ledger=":memory:" if args.dry_run else None)  # a dry run leaves no ledger
     assert model.result is not None
     print(model.result.summary_text())
     # A new ledger's book is empty: an empty book in memory previews the run without creating the file.
@@ -154,7 +150,7 @@ def run_breaks(args: argparse.Namespace) -> int:
         _record(args)
         return 0
     path, option = _ledger_path(args)
-    ledger_for(path, option, writes=action in _WRITES)
+    ledger_for(path, option, writes=False)  # only record starts a book; the others act on one that is there
     if action == "audit":
         output_file(args.out, (".csv", ".xlsx"), "audit", [Path(path)])
     with _book(args, path) as book:

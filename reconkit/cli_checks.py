@@ -125,26 +125,30 @@ def sandbox_db(text: str) -> str:
     return _database(text, "sandbox")
 
 
-def sandbox_to_read(text: str) -> str:
-    """``sandbox settlement --db``: an existing sandbox database (nothing is created to be read)."""
-    if text == ":memory:":
-        raise _refuse(":memory: holds nothing to read: give the sandbox's database file")
-    kind, _ = database_kind(text)
+def sandbox_to_read(path: str, option: str) -> None:
+    """A sandbox database a command reads from: there, of the sandbox's kind, holding credits (a
+    missing one is not created just to be found empty)."""
+    if path == ":memory:":
+        raise _refuse(f"{option} :memory: holds nothing to read: give the sandbox's database file")
+    kind, _ = database_kind(path)
     if kind == "missing":
-        raise _refuse(f"{text}: no such sandbox database")
-    sandbox_db(text)
-    if kind == "new" or row_count(text, "credits") == 0:
-        raise _refuse(f"{text}: the sandbox holds no credits, so there are none to settle (issue some first: "
-                      "reconkit demo, or the notebooks against this --db)")
-    return text
+        raise _refuse(f"{option} {path}: no such sandbox database")
+    try:
+        require_database(path, "sandbox")
+    except DatabaseKindError as exc:
+        raise _refuse(f"{option} {exc}") from None
+    if kind == "new" or row_count(path, "credits") == 0:
+        raise _refuse(f"{option} {path}: the sandbox holds no credits, so there are none to settle (issue some "
+                      "first: reconkit demo, or the notebooks against this database)")
 
 
 def ledger_for(path: str, option: str, *, writes: bool) -> bool:
     """Check the ledger a ``breaks`` action uses; returns whether it exists already.
 
-    Only an action that writes may start a ledger: a read of a ledger that is not there (a typo,
-    the wrong folder) is refused rather than answered "no breaks" from a file created for it.
-    ``option`` names where the path came from (``--ledger``, ``RECONKIT_LEDGER``, the default).
+    Only an action that ``writes`` a new book (``breaks record``) may start a ledger: any other use of
+    a ledger that is not there (a typo, the wrong folder) is refused rather than answered "no breaks"
+    from a file created for it. ``option`` names where the path came from (``--ledger``,
+    ``RECONKIT_LEDGER``, the default ledger).
     """
     try:
         require_database(path, "ledger")

@@ -270,18 +270,21 @@ def load_credits(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def investigate(inputs: Inputs) -> Investigation:
+def investigate(inputs: Inputs, *, ledger: str | None = None) -> Investigation:
     """Run the investigation of ``inputs`` through :class:`reconkit.investigation.Investigation`, as
     the app does: settlement read (bytes digested, unreadable rows collected) before any fetch,
     the credit ids fetched through :func:`reconkit.session.connect` (or the saved frame used),
     then reconciled. Says on stdout what it read and fetched.
+
+    ``ledger`` is the ledger the fetch keeps the credits in (default ``data/reconkit.sqlite3``;
+    ``":memory:"`` for a run that must leave no file); creating it is said on stdout.
 
     Raises
     ------
     argparse.ArgumentTypeError
         Some ids could not be fetched and ``inputs.allow_unfetched`` is false.
     """
-    from .session import connect
+    from .session import connect, data_dir
 
     model = Investigation()
     model.set_parameters(tolerance=inputs.tolerance, grace_days=inputs.grace_days, as_of=inputs.as_of)
@@ -299,7 +302,11 @@ def investigate(inputs: Inputs) -> Investigation:
         model.use_credits(load_credits(inputs.credits))
         model.reconcile()
         return model
-    with connect() as client:
+    fetch_ledger = ledger or str(data_dir() / "reconkit.sqlite3")
+    new = fetch_ledger != ":memory:" and not Path(fetch_ledger).exists()
+    with connect(ledger=fetch_ledger) as client:
+        if new:
+            print(f"created ledger {inert.shown(fetch_ledger)} (it keeps the credits fetched)")
         model.client = client
         print(f"fetching {len(inputs.credit_ids)} credit(s) from {client.config.environment_name} "
               f"({client.config.base_url})")
