@@ -29,12 +29,23 @@ _FOUND = {"not sqlite": "not an SQLite database", "ledger": "a reconkit ledger",
           "sandbox": "a reconkit sandbox database"}
 
 
-def _tables(path: Path) -> set[str]:
-    # immutable=1: no lock, no -wal or -shm file is created beside the file, nothing is written.
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
-    conn = sqlite3.connect(uri, uri=True)
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A connection that writes nothing, creates no file beside ``path``, and sees what a writer
+    still open elsewhere has committed."""
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    if not Path(f"{path}-wal").exists():
+        # Nobody has it open in WAL mode: read the file as it is, without the -shm a WAL database
+        # would otherwise be given even by a reader.
+        uri += "&immutable=1"
+    return sqlite3.connect(uri, uri=True)
+
+
+def _tables(path: Path) -> dict[str, set[str]]:
+    """Each table's columns."""
+    conn = _read_only(path)
     try:
-        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {name: {row[1] for row in conn.execute(f'PRAGMA table_info("{name}")')} for name in names}
     finally:
         conn.close()
 
@@ -64,13 +75,15 @@ def database_kind(path: str | os.PathLike[str]) -> tuple[Kind, set[str]]:
         tables = _tables(path)
     except sqlite3.DatabaseError:  # the header but a damaged or encrypted body
         return "not sqlite", set()
-    if not tables:
-        return "new", tables
-    if tables & _LEDGER_TABLES:
-        return "ledger", tables
-    if tables >= _SANDBOX_TABLES:
-        return "sandbox", tables
-    return "other", tables
+    names = set(tables)
+    if not names:
+        return "new", names
+    # A ledger of the first release held only its credits table, known by its intent_at column.
+    if names & _LEDGER_TABLES or "intent_at" in tables.get("credits", set()):
+        return "ledger", names
+    if names >= _SANDBOX_TABLES:
+        return "sandbox", names
+    return "other", names
 
 
 def require_database(path: str | os.PathLike[str], expected: Literal["ledger", "sandbox"]) -> Kind:
@@ -110,8 +123,7 @@ def row_count(path: str | os.PathLike[str], table: str) -> int:
     writing (opening a sandbox's state may note its instance in it)."""
     if table not in _tables(Path(path)):
         return 0
-    uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro&immutable=1"
-    conn = sqlite3.connect(uri, uri=True)
+    conn = _read_only(Path(path))
     try:
         return int(conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
     finally:
