@@ -14,6 +14,7 @@ from typing import NoReturn
 from .cli_checks import (
     check_folder,
     count,
+    discrepancy,
     encoding,
     iso_date,
     non_negative,
@@ -46,21 +47,6 @@ def _triggers_help() -> str:
                   "timeout": "502 SERVER_ERROR after creating the credit"}[behaviour]
         lines.append(f"  {amount:>8}  {effect} {reason}")
     return "\n".join(lines)
-
-
-def _discrepancy(spec: str) -> tuple[str, float]:
-    """``--discrepancy kind=count`` or ``kind=rate``."""
-    from .sandbox.settlement import DISCREPANCY_KINDS
-
-    kind, sep, value = spec.partition("=")
-    try:
-        amount = float(value) if "." in value else int(value)
-    except ValueError:
-        sep = ""
-    if not sep or kind not in DISCREPANCY_KINDS or amount < 0:
-        raise argparse.ArgumentTypeError(f"{spec!r} is not kind=count or kind=rate with a kind among "
-                                         f"{', '.join(DISCREPANCY_KINDS)}")
-    return kind, amount
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
@@ -164,12 +150,9 @@ def _cmd_settlement(args: argparse.Namespace) -> int:
     try:
         if args.advance_hours:
             state.advance(timedelta(hours=args.advance_hours))
-        try:
-            bundle = generate_settlement(state, date_range, format=args.format,
-                                         discrepancies=dict(args.discrepancy or []), seed=args.seed,
-                                         out_dir=args.out, grace_days=args.grace_days)
-        except ValueError as exc:  # more discrepancies asked than there are credits to carry them
-            raise argparse.ArgumentTypeError(f"--discrepancy: {exc}") from None
+        bundle = generate_settlement(state, date_range, format=args.format,
+                                     discrepancies=dict(args.discrepancy or []), seed=args.seed,
+                                     out_dir=args.out, grace_days=args.grace_days)
     finally:
         state.close()
     truth_folder.mkdir(parents=True, exist_ok=True)
@@ -248,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="first batch date (ISO), default the first batch")
     settlement.add_argument("--to", dest="date_to", type=iso_date,
                             help="last batch date (ISO), default the last batch")
-    settlement.add_argument("--discrepancy", action="append", metavar="KIND=N", type=_discrepancy,
+    settlement.add_argument("--discrepancy", action="append", metavar="KIND=N", type=discrepancy,
                             help=f"kinds: {', '.join(DISCREPANCY_KINDS)}; a count, or a rate such as 0.05")
     settlement.add_argument("--grace-days", type=count, default=3,
                             help="grace period the ground truth assumes (default 3)")

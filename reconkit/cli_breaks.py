@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from .cli_checks import encoding, ledger_db, ledger_for, output_file
+from .databases import has_break_book
 from .inert import shown
 
 __all__ = ["add_breaks_parser", "run_breaks"]
@@ -65,8 +66,9 @@ def _record(args: argparse.Namespace) -> None:
     model = investigate(inputs, ledger=":memory:" if args.dry_run else None)  # a dry run leaves no ledger
     assert model.result is not None
     print(model.result.summary_text())
-    # A new ledger's book is empty: an empty book in memory previews the run without creating the file.
-    with _book(args, path if exists else ":memory:") as book:
+    # A book not started yet is empty: an empty book in memory previews the run without creating the
+    # file or adding the book's tables to a ledger that has none.
+    with _book(args, path if has_break_book(path) else ":memory:") as book:
         preview = model.preview(book)
     _show_preview(preview)
     if args.dry_run:

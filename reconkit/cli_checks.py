@@ -19,8 +19,8 @@ from typing import Literal
 from .databases import database_kind, has_break_book, require_database, row_count
 from .errors import DatabaseKindError
 
-__all__ = ["check_folder", "count", "encoding", "iso_date", "ledger_db", "ledger_for", "non_negative", "output_file",
-           "port", "positive_count", "retry_after", "sandbox_db", "sandbox_to_read"]
+__all__ = ["check_folder", "count", "discrepancy", "encoding", "iso_date", "ledger_db", "ledger_for",
+           "non_negative", "output_file", "port", "positive_count", "retry_after", "sandbox_db", "sandbox_to_read"]
 
 
 def _refuse(message: str) -> argparse.ArgumentTypeError:
@@ -77,6 +77,26 @@ def iso_date(text: str) -> date:
         return date.fromisoformat(text.strip())
     except ValueError:
         raise _refuse(f"{text!r} is not a date: write an ISO date such as 2026-11-02") from None
+
+
+def discrepancy(spec: str) -> tuple[str, float]:
+    """``--discrepancy kind=count`` (a whole number) or ``kind=rate`` (a fraction from 0 to under 1)."""
+    from .sandbox.settlement import DISCREPANCY_KINDS
+
+    kind, sep, value = spec.partition("=")
+    amount: float | None
+    try:
+        amount = float(value) if "." in value else int(value)
+    except ValueError:
+        amount = None
+    # A rate is below 1; 2.0 is a count written with a dot; nan, inf, 1.5 and negatives are neither.
+    usable = amount is not None and math.isfinite(amount) and amount >= 0 and (
+        isinstance(amount, int) or amount < 1 or float(amount).is_integer())
+    if not sep or kind not in DISCREPANCY_KINDS or not usable:
+        raise _refuse(f"{spec!r} is not kind=count or kind=rate (a count such as 3, or a rate from 0 to under 1 "
+                      f"such as 0.05) with a kind among {', '.join(DISCREPANCY_KINDS)}")
+    assert amount is not None
+    return kind, amount
 
 
 def encoding(text: str) -> str:

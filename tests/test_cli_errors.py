@@ -178,6 +178,10 @@ CASES: dict[str, tuple[list[str], dict[str, str], str]] = {
                                      "--fault: fault 'get:429=often': rate 'often' is not a number"),
     "settlement: clock moved back": (["sandbox", "settlement", "--db", SANDBOX_DB, "--advance-hours", "-2"], {},
                                      "argument --advance-hours: '-2' is not a number, 0 or more"),
+    "settlement: a rate of 1.5": (["sandbox", "settlement", "--db", SANDBOX_DB, "--discrepancy", "missing=1.5"], {},
+                                  "argument --discrepancy: 'missing=1.5' is not kind=count or kind=rate"),
+    "settlement: a rate of nan": (["sandbox", "settlement", "--db", SANDBOX_DB, "--discrepancy", "amount=nan"], {},
+                                  "argument --discrepancy: 'amount=nan' is not kind=count or kind=rate"),
     "demo: no credits": (["demo", "--credits", "0"], {}, "argument --credits: '0' is not a whole number, 1 or more"),
     # dates
     "settlement: --from a day that does not exist": (
