@@ -29,25 +29,30 @@ _FOUND = {"not sqlite": "not an SQLite database", "ledger": "a reconkit ledger",
           "sandbox": "a reconkit sandbox database"}
 
 
-def _read_only(path: Path) -> sqlite3.Connection:
-    """A connection that writes nothing, creates no file beside ``path``, and sees what a writer
-    still open elsewhere has committed."""
+def _read_only(path: Path, *, immutable: bool | None = None) -> sqlite3.Connection:
+    """A connection that writes nothing and sees what a writer still open elsewhere has committed.
+
+    Without a ``-wal`` beside the file nobody has it open in WAL mode: it is read as it is
+    (``immutable``), so that no ``-shm`` is created for a mere look."""
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    if not Path(f"{path}-wal").exists():
-        # Nobody has it open in WAL mode: read the file as it is, without the -shm a WAL database
-        # would otherwise be given even by a reader.
+    if immutable if immutable is not None else not Path(f"{path}-wal").exists():
         uri += "&immutable=1"
     return sqlite3.connect(uri, uri=True)
 
 
 def _tables(path: Path) -> dict[str, set[str]]:
     """Each table's columns."""
-    conn = _read_only(path)
-    try:
-        names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {name: {row[1] for row in conn.execute(f'PRAGMA table_info("{name}")')} for name in names}
-    finally:
-        conn.close()
+    for immutable in (None, True):  # a -wal left by a killed writer may not open read-only: read the file
+        conn = _read_only(path, immutable=immutable)
+        try:
+            names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            return {name: {row[1] for row in conn.execute(f'PRAGMA table_info("{name}")')} for name in names}
+        except sqlite3.DatabaseError:
+            if immutable:
+                raise
+        finally:
+            conn.close()
+    raise AssertionError("unreachable")
 
 
 def database_kind(path: str | os.PathLike[str]) -> tuple[Kind, set[str]]:

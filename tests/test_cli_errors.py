@@ -307,3 +307,18 @@ def test_more_discrepancies_than_credits_is_said(tmp_path, monkeypatch, capsys):
                  "--discrepancy", "voided_settled=1000"]) == 0
     out = capsys.readouterr().out
     assert f"NOTE: --discrepancy voided_settled=1000: only {voided} injected" in out
+
+
+def test_a_book_open_elsewhere_is_seen_as_one_and_a_look_creates_no_file(tmp_path):
+    """A notebook holding the ledger open (WAL: its tables may still be in the -wal file only) does not
+    make the command take the ledger for an empty one; looking adds no -shm beside a closed ledger."""
+    from reconkit.breaks import BreakBook
+    from reconkit.databases import database_kind, has_break_book
+
+    path = str(tmp_path / "ledger.sqlite3")
+    with BreakBook(path, analyst="ann"):
+        assert os.path.exists(path + "-wal")
+        assert has_break_book(path) and database_kind(path)[0] == "ledger"
+    listed = sorted(p.name for p in tmp_path.iterdir())
+    assert has_break_book(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == listed == ["ledger.sqlite3"]
