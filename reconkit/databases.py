@@ -30,14 +30,18 @@ _FOUND = {"not sqlite": "not an SQLite database", "ledger": "a reconkit ledger",
 
 
 def _read_only(path: Path, *, immutable: bool | None = None) -> sqlite3.Connection:
-    """A connection that writes nothing and sees what a writer still open elsewhere has committed.
+    """A connection that writes nothing and sees what a writer open elsewhere has committed.
 
-    Without a ``-wal`` beside the file nobody has it open in WAL mode: it is read as it is
-    (``immutable``), so that no ``-shm`` is created for a mere look."""
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    if immutable if immutable is not None else not Path(f"{path}-wal").exists():
-        uri += "&immutable=1"
-    return sqlite3.connect(uri, uri=True)
+    A WAL database without a ``-wal`` beside it is open nowhere, and in WAL mode a writer changes
+    the main file only while a ``-wal`` exists: it is read as it is (``immutable``), so that a mere
+    look creates no ``-shm``. Any other database is read under SQLite's locks."""
+    if immutable is None:
+        with path.open("rb") as handle:
+            header = handle.read(100)
+        wal_mode = len(header) > 18 and header[18] == 2  # the file format's write version: 2 is WAL
+        immutable = wal_mode and not Path(f"{path}-wal").exists()
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro" + ("&immutable=1" if immutable else "")
+    return sqlite3.connect(uri, uri=True, timeout=30)
 
 
 def _tables(path: Path) -> dict[str, set[str]]:
@@ -72,7 +76,8 @@ def database_kind(path: str | os.PathLike[str]) -> tuple[Kind, set[str]]:
         return "not sqlite", set()
     with path.open("rb") as handle:
         head = handle.read(len(_MAGIC))
-    if not head:
+    # Empty, or its first page still being written by the process creating it.
+    if len(head) < len(_MAGIC) and _MAGIC.startswith(head):
         return "new", set()
     if head != _MAGIC:
         return "not sqlite", set()
