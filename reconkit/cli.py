@@ -6,12 +6,25 @@ import argparse
 import ssl
 import sys
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import NoReturn
 
-from .errors import ReconkitError
+from .cli_checks import (
+    check_folder,
+    count,
+    discrepancy,
+    encoding,
+    iso_date,
+    non_negative,
+    port,
+    positive_count,
+    retry_after,
+    sandbox_db,
+    sandbox_to_read,
+)
+from .errors import ReconkitError, SettlementEncodingError
 from .inert import shown
 from .investigation import FieldError, NotReadError
 
@@ -36,57 +49,30 @@ def _triggers_help() -> str:
     return "\n".join(lines)
 
 
-def _discrepancy(spec: str) -> tuple[str, float]:
-    """``--discrepancy kind=count`` or ``kind=rate``."""
-    from .sandbox.settlement import DISCREPANCY_KINDS
-
-    kind, sep, value = spec.partition("=")
-    try:
-        amount = float(value) if "." in value else int(value)
-    except ValueError:
-        sep = ""
-    if not sep or kind not in DISCREPANCY_KINDS or amount < 0:
-        raise argparse.ArgumentTypeError(f"{spec!r} is not kind=count or kind=rate with a kind among "
-                                         f"{', '.join(DISCREPANCY_KINDS)}")
-    return kind, amount
-
-
-def _iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date such as 2026-11-02") from None
-
-
-def _count(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, 0 or more")
-    return number
-
-
 def _cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import FaultPlan, Sandbox
 
     if args.action == "settlement":
         return _cmd_settlement(args)
-    if args.db != ":memory:":
-        Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     try:
         faults = FaultPlan.parse(args.fault or [], latency_ms=args.latency_ms, jitter_ms=args.jitter_ms,
                                  retry_after=args.retry_after, hang_seconds=args.hang_seconds, seed=args.seed)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--fault: {exc}") from None
     tls = _tls_context(args.tls_cert, args.tls_key)
+    _check_address(args.host, args.port)
+    created = args.db != ":memory:" and not Path(args.db).exists()
+    if created:
+        check_folder(str(Path(args.db).parent), "--db")
+        Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     sandbox = Sandbox(port=args.port, host=args.host, seed=args.seed, db=args.db,
                       start=args.start,
                       tss_delay=timedelta(minutes=args.tss_delay_minutes),
                       self_link_status=405 if args.self_link_405 else 200, faults=faults, tls=tls)
     sandbox.start()
     creds = sandbox.credentials
+    if created:
+        print(f"created sandbox database {args.db}")
     print(f"reconkit sandbox (simulated money) listening on {sandbox.url}")
     print(f"  CYBERSOURCE_ENVIRONMENT={sandbox.url}")
     print(f"  CYBERSOURCE_MERCHANT_ID={creds.merchant_id}")
@@ -102,6 +88,24 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         sandbox.stop()
     return 0
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse an address the server could not listen on, before any file is created for it."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise argparse.ArgumentTypeError(f"--host {host}: not an address to listen on ({exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"--port {port} on --host {host}: cannot listen there "
+                                             f"({exc.strerror or exc})") from None
 
 
 def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
@@ -128,31 +132,36 @@ def _cmd_settlement(args: argparse.Namespace) -> int:
     from .sandbox.settlement import generate_settlement
     from .sandbox.state import SandboxState
 
-    if args.db == ":memory:":
-        raise argparse.ArgumentTypeError("settlement needs the sandbox's --db file (a memory sandbox keeps "
-                                         "nothing to read)")
-    if not Path(args.db).is_file():
-        raise argparse.ArgumentTypeError(f"--db {args.db}: no such sandbox database")
+    sandbox_to_read(args.db, "--db")
     # The truth is not settlement: beside the settlement files a glob over them would read it as a report.
-    truth_folder = Path(args.truth) if args.truth else Path(args.out).parent / "truth"
-    if truth_folder.resolve() == Path(args.out).resolve():
+    out = check_folder(args.out, "--out")
+    truth_folder = check_folder(args.truth, "--truth") if args.truth else out.parent / "truth"
+    if not args.truth:
+        check_folder(str(truth_folder), "--out")
+    if truth_folder.resolve() == out.resolve():
         raise argparse.ArgumentTypeError(f"--truth {truth_folder}: is the --out folder; the ground truth would be "
                                          "read as a settlement file there")
-    truth_folder.mkdir(parents=True, exist_ok=True)
+    date_range = None
+    if args.date_from or args.date_to:
+        date_range = (args.date_from or args.date_to, args.date_to or args.date_from)
+        if date_range[0] > date_range[1]:
+            raise argparse.ArgumentTypeError(f"--from {date_range[0]} is after --to {date_range[1]}")
     state = SandboxState(args.db, seed=args.seed)
     try:
         if args.advance_hours:
             state.advance(timedelta(hours=args.advance_hours))
-        date_range = None
-        if args.date_from or args.date_to:
-            date_range = (args.date_from or args.date_to, args.date_to or args.date_from)
         bundle = generate_settlement(state, date_range, format=args.format,
                                      discrepancies=dict(args.discrepancy or []), seed=args.seed,
                                      out_dir=args.out, grace_days=args.grace_days)
     finally:
         state.close()
+    truth_folder.mkdir(parents=True, exist_ok=True)
     for path in bundle.files:
         print(f"wrote {path}")
+    for kind, asked in (args.discrepancy or []):
+        if isinstance(asked, int) and bundle.injected.get(kind, 0) < asked:  # a count, not a rate
+            print(f"NOTE: --discrepancy {kind}={asked}: only {bundle.injected.get(kind, 0)} injected (too few "
+                  "credits in the range to carry more)")
     truth = bundle.write_truth(truth_folder / f"{bundle.files[0].stem}_truth.csv")
     print(f"wrote {truth} (ground truth: {bundle.outcome_counts()})")
     return 0
@@ -167,7 +176,7 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(out_dir=Path(args.out), credits=args.credits, seed=args.seed,
+    return run_demo(out_dir=check_folder(args.out, "--out"), credits=args.credits, seed=args.seed,
                     execute_notebook=not args.no_notebook)
 
 
@@ -186,27 +195,31 @@ def build_parser() -> argparse.ArgumentParser:
         description="A local server speaking CyberSource's credit API with simulated money.",
         epilog=_triggers_help() + f"\n\nfault kinds: {', '.join(FAULT_KINDS)}; endpoints: {', '.join(ENDPOINTS)}"
         "\nexample: reconkit sandbox --fault get:429=0.1 --fault reset=0.02 --latency-ms 20")
-    sandbox.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0 picks a free one)")
+    sandbox.add_argument("--port", type=port, default=8765, help="port to listen on (default 8765; 0 picks a free one)")
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sandbox.add_argument("--seed", type=int, default=0, help="seed of the credentials, ids and faults (default 0)")
-    sandbox.add_argument("--db", default=":memory:", help="SQLite file to keep credits across restarts")
+    sandbox.add_argument("--db", default=":memory:", type=sandbox_db,
+                         help="SQLite file to keep credits across restarts (created if absent, and said so)")
     sandbox.add_argument("--start", type=parse_as_of, help="freeze the sandbox clock at this ISO time")
-    sandbox.add_argument("--tss-delay-minutes", type=float, default=5.0,
+    sandbox.add_argument("--tss-delay-minutes", type=non_negative, default=5.0,
                          help="minutes Transaction Details answers 404 after a credit is created (default 5)")
     sandbox.add_argument("--self-link-405", action="store_true", help="answer GET on the self link with 405")
     sandbox.add_argument("--fault", action="append", metavar="[ENDPOINT:]KIND=RATE",
                          help="inject a fault at this rate, e.g. get:429=0.1 (repeatable; kinds and endpoints below)")
-    sandbox.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every answer (default 0)")
-    sandbox.add_argument("--jitter-ms", type=float, default=0.0, help="random extra latency up to this (default 0)")
-    sandbox.add_argument("--retry-after", default="1", help="Retry-After header of 429/503 faults (default 1)")
-    sandbox.add_argument("--hang-seconds", type=float, default=30.0,
+    sandbox.add_argument("--latency-ms", type=non_negative, default=0.0,
+                         help="latency added to every answer (default 0)")
+    sandbox.add_argument("--jitter-ms", type=non_negative, default=0.0,
+                         help="random extra latency up to this (default 0)")
+    sandbox.add_argument("--retry-after", default="1", type=retry_after,
+                         help="Retry-After header of 429/503 faults (default 1)")
+    sandbox.add_argument("--hang-seconds", type=non_negative, default=30.0,
                          help="how long a 'hang' fault holds the connection (default 30)")
     sandbox.add_argument("--tls-cert", metavar="PEM",
                          help="serve https with this certificate (PEM; with its key unless --tls-key is given)")
     sandbox.add_argument("--tls-key", metavar="PEM", help="the certificate's private key (PEM)")
     actions = sandbox.add_subparsers(dest="action", required=False)
     settlement = actions.add_parser("settlement", help="write settlement files for the credits a sandbox holds")
-    settlement.add_argument("--db", required=True, help="the sandbox's SQLite file")
+    settlement.add_argument("--db", required=True, type=sandbox_db, help="the sandbox's SQLite file")
     settlement.add_argument("--seed", type=int, default=0, help="seed of the injected discrepancies (default 0)")
     settlement.add_argument("--format", choices=FORMATS, default="pbdr_csv", help="report format (default pbdr_csv)")
     settlement.add_argument("--out", default="out/settlement",
@@ -214,24 +227,25 @@ def build_parser() -> argparse.ArgumentParser:
     settlement.add_argument("--truth", metavar="FOLDER",
                             help="folder to write the ground truth (<file>_truth.csv) into, never the --out "
                                  "folder (default: truth/ beside it, e.g. out/truth)")
-    settlement.add_argument("--from", dest="date_from", type=_iso_date,
+    settlement.add_argument("--from", dest="date_from", type=iso_date,
                             help="first batch date (ISO), default the first batch")
-    settlement.add_argument("--to", dest="date_to", type=_iso_date,
+    settlement.add_argument("--to", dest="date_to", type=iso_date,
                             help="last batch date (ISO), default the last batch")
-    settlement.add_argument("--discrepancy", action="append", metavar="KIND=N", type=_discrepancy,
+    settlement.add_argument("--discrepancy", action="append", metavar="KIND=N", type=discrepancy,
                             help=f"kinds: {', '.join(DISCREPANCY_KINDS)}; a count, or a rate such as 0.05")
-    settlement.add_argument("--grace-days", type=_count, default=3,
+    settlement.add_argument("--grace-days", type=count, default=3,
                             help="grace period the ground truth assumes (default 3)")
-    settlement.add_argument("--advance-hours", type=float, default=0.0,
+    settlement.add_argument("--advance-hours", type=non_negative, default=0.0,
                             help="advance the sandbox clock first (runs batch cut-offs)")
     sandbox.set_defaults(func=_cmd_sandbox)
 
     reconcile = commands.add_parser(
         "reconcile", help="reconcile credits against settlement files",
         description="Every argument and file is checked before anything is fetched.")
-    reconcile.add_argument("credits", help="a CSV of credit ids (fetched through the client) or a saved credits "
-                                           "frame (.csv/.parquet with credit_id, reconciliation_id, status, amount, "
-                                           "currency, submit_time_utc)")
+    reconcile.add_argument("credits", help="a CSV of credit ids (fetched through the client), or a credits file: "
+                                           "saved credit responses (.json), a saved credits frame (.csv/.parquet "
+                                           "with credit_id, reconciliation_id, status, amount, currency, "
+                                           "submit_time_utc) or a Business Center transaction-search export (.csv)")
     reconcile.add_argument("settlement", nargs="+", help="settlement files or globs")
     reconcile.add_argument("-o", "--output", default="report.html", help="the HTML report (default report.html)")
     reconcile.add_argument("--excel", help="also write the breaks workbook here (.xlsx)")
@@ -246,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--format", default="auto", choices=SETTLEMENT_FORMATS, metavar="FORMAT",
                            help="settlement format, one of " + ", ".join(SETTLEMENT_FORMATS)
                            + " (default auto: detected from each file's content)")
+    reconcile.add_argument("--encoding", type=encoding, metavar="ENCODING",
+                           help="the settlement files' text encoding when not UTF-8, e.g. latin-1 (default UTF-8)")
     reconcile.add_argument("--allow-unfetched", action="store_true",
                            help="write the report even when some credit ids could not be fetched (they are "
                                 "left out, counted in the report; default: stop with exit status 2)")
@@ -253,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the whole investigation offline against the sandbox")
     demo.add_argument("--out", default="out", help="folder to write the reports into (default out)")
-    demo.add_argument("--credits", type=_count, default=300, help="how many test credits to issue (default 300)")
+    demo.add_argument("--credits", type=positive_count, default=300,
+                      help="how many test credits to issue, 1 or more (default 300)")
     demo.add_argument("--seed", type=int, default=42, help="seed of the scenario and discrepancies (default 42)")
     demo.add_argument("--no-notebook", action="store_true", help="skip executing notebook 02")
     demo.set_defaults(func=_cmd_demo)
@@ -272,6 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except argparse.ArgumentTypeError as exc:
         print(f"reconkit {args.command}: error: {shown(str(exc))}", file=sys.stderr)
+    except SettlementEncodingError as exc:
+        # The library advises its Python argument; here the advice is the option, where there is one.
+        how = f"pass --encoding {exc.suggestion}" if hasattr(args, "encoding") else None
+        print(f"reconkit: {shown(exc.advised(how))}", file=sys.stderr)
     except (ReconkitError, FieldError, NotReadError, OSError) as exc:
         # A message may quote a file name or id read from outside: no raw control character reaches the terminal.
         print(f"reconkit: {shown(str(exc))}", file=sys.stderr)

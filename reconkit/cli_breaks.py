@@ -7,10 +7,13 @@ import argparse
 import os
 import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .cli_checks import encoding, ledger_db, ledger_for, output_file
+from .databases import has_break_book
 from .inert import shown
 
 __all__ = ["add_breaks_parser", "run_breaks"]
@@ -19,11 +22,20 @@ _LIST_COLUMNS = ["key", "status", "owner", "outcome", "amount_at_risk", "currenc
                  "days_since_submission", "category"]
 
 
-def _book(args: argparse.Namespace) -> Any:
-    from .breaks import BreakBook
+def _ledger_path(args: argparse.Namespace) -> tuple[str, str]:
+    """The ledger's path and where it came from, as the user would name it in a message."""
     from .ledger import DEFAULT_LEDGER_PATH
 
-    path = args.ledger or os.environ.get("RECONKIT_LEDGER") or str(DEFAULT_LEDGER_PATH)
+    if args.ledger:
+        return args.ledger, "--ledger"
+    if os.environ.get("RECONKIT_LEDGER"):
+        return os.environ["RECONKIT_LEDGER"], "RECONKIT_LEDGER"
+    return str(DEFAULT_LEDGER_PATH), "the default ledger"
+
+
+def _book(args: argparse.Namespace, path: str) -> Any:
+    from .breaks import BreakBook
+
     return BreakBook(path, analyst=args.analyst)
 
 
@@ -39,19 +51,26 @@ def _show_frame(frame: pd.DataFrame, empty: str) -> None:
         print(frame.to_string(index=False))
 
 
-def _record(book: Any, args: argparse.Namespace) -> None:
+def _record(args: argparse.Namespace) -> None:
     """Reconcile as ``reconkit reconcile`` does (the same checks, the ids fetched, the settlement
     bytes digested), show what recording the run would do and its intake checks, ask when a person
-    is at the terminal, and record the run with the digests of the bytes read."""
+    is at the terminal, and record the run with the digests of the bytes read.
+
+    Every argument and file is checked before the ledger is opened; a ledger not there yet is
+    created only when the run is recorded (a dry run, a refusal or a "no" leave no file behind)."""
     from .cli_reconcile import check_inputs, investigate
 
-    model = investigate(check_inputs(args))
+    inputs = check_inputs(args)
+    path, option = _ledger_path(args)
+    exists = ledger_for(path, option, writes=True)
+    model = investigate(inputs, ledger=":memory:" if args.dry_run else None)  # a dry run leaves no ledger
     assert model.result is not None
     print(model.result.summary_text())
-    preview = model.preview(book)
-    print(f"recording this run would: {shown(preview.effect)}")
-    for check in preview.failed:
-        print(f"INTAKE CHECK FAILED ({check.name}): {shown(check.message)}")
+    # A book not started yet is empty: an empty book in memory previews the run without creating the
+    # file or adding the book's tables to a ledger that has none.
+    with _book(args, path if has_break_book(path) else ":memory:") as book:
+        preview = model.preview(book)
+    _show_preview(preview)
     if args.dry_run:
         print("not recorded (--dry-run)")
         return
@@ -63,11 +82,20 @@ def _record(book: Any, args: argparse.Namespace) -> None:
     if sys.stdin.isatty() and not args.yes and input("Record this run? [y/N] ").strip().lower() not in ("y", "yes"):
         print("not recorded")
         return
-    run_id = model.record(book, override=args.override if not preview.ok else None)
-    print(f"recorded run {run_id} ({len(book.open())} open breaks)"
-          + (f", recorded anyway because: {shown(args.override)}" if not preview.ok else ""))
-    if len(book.runs()) > 1:
-        print(book.diff().summary_text())
+    with _book(args, path) as book:
+        if not exists:
+            print(f"created ledger {shown(path)}")
+        run_id = model.record(book, override=args.override if not preview.ok else None)
+        print(f"recorded run {run_id} ({len(book.open())} open breaks)"
+              + (f", recorded anyway because: {shown(args.override)}" if not preview.ok else ""))
+        if len(book.runs()) > 1:
+            print(book.diff().summary_text())
+
+
+def _show_preview(preview: Any) -> None:
+    print(f"recording this run would: {shown(preview.effect)}")
+    for check in preview.failed:
+        print(f"INTAKE CHECK FAILED ({check.name}): {shown(check.message)}")
 
 
 def _owned_by(frame: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -119,11 +147,16 @@ def _changed(state: Any) -> None:
 
 def run_breaks(args: argparse.Namespace) -> int:
     """Run one ``reconkit breaks`` action; returns the exit status."""
-    with _book(args) as book:
-        action = args.action
-        if action == "record":
-            _record(book, args)
-        elif action == "list":
+    action = args.action
+    if action == "record":
+        _record(args)
+        return 0
+    path, option = _ledger_path(args)
+    ledger_for(path, option, writes=False)  # only record starts a book; the others act on one that is there
+    if action == "audit":
+        output_file(args.out, (".csv", ".xlsx"), "audit", [Path(path)])
+    with _book(args, path) as book:
+        if action == "list":
             _list(book, args)
         elif action == "show":
             _show(book, args)
@@ -168,14 +201,16 @@ def add_breaks_parser(commands: Any) -> None:
     breaks = commands.add_parser("breaks", help="the break book: breaks carried from run to run",
                                  description="Breaks carried from run to run, with status, owner, notes and sign-off. "
                                              "Who acts comes from --as, else RECONKIT_ANALYST, else the OS user.")
-    breaks.add_argument("--ledger", help="the ledger file (default $RECONKIT_LEDGER or data/reconkit.sqlite3)")
+    breaks.add_argument("--ledger", type=ledger_db,
+                        help="the ledger file (default $RECONKIT_LEDGER or data/reconkit.sqlite3); only record "
+                             "creates one, and says so")
     breaks.add_argument("--as", dest="analyst", help="act as this analyst")
     actions = breaks.add_subparsers(dest="action", required=True)
 
     record = actions.add_parser("record", help="reconcile (as reconcile does) and carry the breaks into the book",
                                 description="Every argument and file is checked as by reconkit reconcile; credit "
                                             "ids are fetched; the run records the SHA-256 of the bytes read.")
-    record.add_argument("credits", help="a CSV of credit ids (fetched) or a saved credits frame (as for reconcile)")
+    record.add_argument("credits", help="a CSV of credit ids (fetched) or a credits file (as for reconcile)")
     record.add_argument("settlement", nargs="+", help="settlement files or globs")
     record.add_argument("--tolerance", type=parse_tolerance, default=Decimal("0.00"),
                         help="largest difference still MATCHED, e.g. 0.01 (default 0.00)")
@@ -186,6 +221,8 @@ def add_breaks_parser(commands: Any) -> None:
                              "shipped samples, else now; printed either way)")
     record.add_argument("--format", default="auto", choices=SETTLEMENT_FORMATS, metavar="FORMAT",
                         help="settlement format, one of " + ", ".join(SETTLEMENT_FORMATS) + " (default auto)")
+    record.add_argument("--encoding", type=encoding, metavar="ENCODING",
+                        help="the settlement files' text encoding when not UTF-8, e.g. latin-1 (default UTF-8)")
     record.add_argument("--allow-unfetched", action="store_true",
                         help="record even when some credit ids could not be fetched (default: stop)")
     record.add_argument("--override", metavar="REASON",

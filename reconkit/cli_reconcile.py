@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from . import inert, investigation
+from .cli_checks import output_file as _output
 from .credits_file import CreditsFile, detect_credits_format
 from .errors import CreditsFileError, SettlementFormatError
 from .fetch import normalize_ids
@@ -88,6 +89,7 @@ class Inputs:
     as_of_origin: str
     format: str
     allow_unfetched: bool = False
+    encoding: str | None = None
 
 
 def _refuse(message: str) -> argparse.ArgumentTypeError:
@@ -204,19 +206,6 @@ def _manifest_for(paths: list[Path]) -> tuple[Path, dict[str, Any]] | None:
     return (manifest, content) if {p.name for p in paths} <= described else None
 
 
-def _output(value: str | None, suffixes: tuple[str, ...], option: str, inputs: list[Path]) -> Path | None:
-    if value is None:
-        return None
-    path = Path(value)
-    if path.suffix.lower() not in suffixes:
-        raise _refuse(f"{option} {value}: the file name must end in {' or '.join(suffixes)}")
-    if not path.resolve().parent.is_dir():
-        raise _refuse(f"{option} {value}: folder {path.parent} does not exist")
-    if any(path.resolve() == p.resolve() for p in inputs):
-        raise _refuse(f"{option} {value}: would overwrite an input file")
-    return path
-
-
 def check_inputs(args: argparse.Namespace, *, now: datetime | None = None) -> Inputs:
     """Check every argument and file of ``reconkit reconcile``; nothing is fetched.
 
@@ -254,7 +243,7 @@ def check_inputs(args: argparse.Namespace, *, now: datetime | None = None) -> In
         origin = "now, as no --as-of was given: ages and MISSING_OVERDUE are measured from this moment"
     return Inputs(credits, credit_ids, settlement, output, excel, args.tolerance,
                   3 if grace_days is None else grace_days, as_of, origin, args.format,
-                  bool(getattr(args, "allow_unfetched", False)))
+                  bool(getattr(args, "allow_unfetched", False)), getattr(args, "encoding", None))
 
 
 # --- running -------------------------------------------------------------------------------------
@@ -275,24 +264,27 @@ def load_credits(path: str | Path) -> pd.DataFrame:
         raise _refuse(str(exc)) from None
 
 
-def investigate(inputs: Inputs) -> Investigation:
+def investigate(inputs: Inputs, *, ledger: str | None = None) -> Investigation:
     """Run the investigation of ``inputs`` through :class:`reconkit.investigation.Investigation`, as
     the app does: settlement read (bytes digested, unreadable rows collected) before any fetch,
     the credit ids fetched through :func:`reconkit.session.connect` (or the saved frame used),
     then reconciled. Says on stdout what it read and fetched.
+
+    ``ledger`` is the ledger the fetch keeps the credits in (default ``data/reconkit.sqlite3``;
+    ``":memory:"`` for a run that must leave no file); creating it is said on stdout.
 
     Raises
     ------
     argparse.ArgumentTypeError
         Some ids could not be fetched and ``inputs.allow_unfetched`` is false.
     """
-    from .session import connect
+    from .session import connect, data_dir
 
     model = Investigation()
     model.set_parameters(tolerance=inputs.tolerance, grace_days=inputs.grace_days, as_of=inputs.as_of)
     # Local, so before any fetch. Unreadable records are not fatal: they reach the engine, which gives a
     # credit whose only settlement row failed to read UNREADABLE_SETTLEMENT naming file and line.
-    model.load(inputs.settlement, format=inputs.format)
+    model.load(inputs.settlement, format=inputs.format, encoding=inputs.encoding)
     print(f"AS OF {inputs.as_of.isoformat()} — {inputs.as_of_origin}", flush=True)
     failures = model.read_failures
     if failures is not None and len(failures):
@@ -309,7 +301,11 @@ def investigate(inputs: Inputs) -> Investigation:
               f"SHA-256 {read.sha256[:12]})", flush=True)
         model.reconcile()
         return model
-    with connect() as client:
+    fetch_ledger = ledger or str(data_dir() / "reconkit.sqlite3")
+    new = fetch_ledger != ":memory:" and not Path(fetch_ledger).exists()
+    with connect(ledger=fetch_ledger) as client:
+        if new:
+            print(f"created ledger {inert.shown(fetch_ledger)} (it keeps the credits fetched)")
         model.client = client
         print(f"fetching {len(inputs.credit_ids)} credit(s) from {client.config.environment_name} "
               f"({client.config.base_url})")

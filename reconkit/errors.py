@@ -13,6 +13,8 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
     ├── NetworkError                the server could not be reached or kept failing (GETs only)
     ├── IncompleteReportError       a downloaded or paged report did not arrive whole
     ├── SettlementFormatError       a settlement file cannot be read (file, line, column, failures)
+    │   └── SettlementEncodingError a settlement file's bytes are not text in the encoding read
+    ├── DatabaseKindError           a file given as a ledger or sandbox database is another kind of file
     ├── CreditShapeError            a JSON document given as a credit is not one (also a ValueError)
     │   └── CreditsFileError        a credits file cannot be read (file, line, column, failures)
     ├── ReconciliationError         the engine's own invariants failed (rows in != rows out)
@@ -62,6 +64,7 @@ __all__ = [
     "ConfigError",
     "CreditShapeError",
     "CreditsFileError",
+    "DatabaseKindError",
     "DeclinedError",
     "DuplicateReferenceError",
     "FieldError",
@@ -83,6 +86,7 @@ __all__ = [
     "ReportFailedError",
     "ReportNotReadyError",
     "ServerError",
+    "SettlementEncodingError",
     "SettlementFormatError",
     "UnresolvedVoidError",
 ]
@@ -282,6 +286,62 @@ class SettlementFormatError(ReconkitError):
         if expected:
             text += f" (expected {expected})"
         super().__init__(text)
+
+
+class SettlementEncodingError(SettlementFormatError):
+    """A settlement file's bytes are not text in the encoding it was read with.
+
+    The message advises the Python argument (``encoding='latin-1'``); a front end with its own
+    way of saying it (the command line's ``--encoding``) words the advice with :meth:`advised`.
+
+    Attributes
+    ----------
+    encoding : str
+        The encoding tried.
+    suggestion : str
+        The encoding the advice proposes.
+    """
+
+    def __init__(self, message: str, *, file: str | None, line: int | None, encoding: str,
+                 suggestion: str = "latin-1") -> None:
+        self.problem = message
+        self.encoding = encoding
+        self.suggestion = suggestion
+        super().__init__(f"{message}; {self._advice(f'pass encoding={suggestion!r}')}", file=file, line=line,
+                         expected=f"{encoding} text")
+
+    def _advice(self, how: str) -> str:
+        return f"if the file is Latin-1 (Windows-1252), {how}"
+
+    def advised(self, how: str | None) -> str:
+        """The message with the advice worded as ``how`` (e.g. ``"pass --encoding latin-1"``), or with
+        none when ``how`` is None (a front end that cannot choose an encoding)."""
+        where = ", ".join(part for part in (f"file {self.file}" if self.file else "",
+                                            f"line {self.line}" if self.line is not None else "") if part)
+        advice = f"; {self._advice(how)}" if how else ""
+        return f"{where}: {self.problem}{advice} (expected {self.encoding} text)"
+
+
+class DatabaseKindError(ReconkitError):
+    """A file given as a reconkit database (the ledger, a sandbox's database) is not one: not SQLite
+    at all, the other kind of reconkit database, or some other application's SQLite file.
+
+    Attributes
+    ----------
+    path : str
+        The file at fault.
+    expected : str
+        The kind wanted, ``"ledger"`` or ``"sandbox"``.
+    found : str
+        What the file is, in words ("not an SQLite database", "a reconkit sandbox database", ...).
+    """
+
+    def __init__(self, path: str, expected: str, found: str) -> None:
+        self.path = path
+        self.expected = expected
+        self.found = found
+        wanted = "a reconkit ledger" if expected == "ledger" else "a reconkit sandbox database"
+        super().__init__(f"{path}: is {found}, not {wanted}")
 
 
 class CreditShapeError(ReconkitError, ValueError):

@@ -386,10 +386,14 @@ class Investigation:
         self._sources = list(sources)
         self._chosen["files"] = tuple(_source_key(s) for s in self._sources)
 
-    def load(self, sources: Iterable[Source] | None = None, *, format: str = "auto") -> list[LoadedFile]:
+    def load(self, sources: Iterable[Source] | None = None, *, format: str = "auto",
+             encoding: str | None = None) -> list[LoadedFile]:
         """Read ``sources`` (default: the ones chosen) as settlement, in place of what was loaded:
         each path's bytes are read once, digested and parsed from those very bytes, collecting
         unreadable rows in :attr:`read_failures`. The result is cleared.
+
+        ``encoding`` is the text files' encoding when it is not UTF-8 (``"latin-1"``, ...), as for
+        :func:`reconkit.read_settlement`.
 
         Raises
         ------
@@ -418,7 +422,7 @@ class Investigation:
         refuse_copies(items)  # a file given twice, under any name, would count its rows twice
         frames, failures = [], []
         for name, data in items:  # parsed from the bytes digested: the record is of what was read
-            frame, failed = read_settlement(data, format, name=name, errors="collect")
+            frame, failed = read_settlement(data, format, name=name, errors="collect", encoding=encoding)
             frames.append(frame)
             failures.append(failed)
         self.settlement = pd.concat(frames, ignore_index=True)

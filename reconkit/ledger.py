@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .databases import require_database
 from .errors import DuplicateReferenceError, UnresolvedVoidError
 
 if TYPE_CHECKING:
@@ -148,6 +149,8 @@ class Ledger:
         if path is None:
             path = os.environ.get("RECONKIT_LEDGER") or DEFAULT_LEDGER_PATH
         self.path = str(path)
+        # A picture or a sandbox's database given as the ledger is refused before SQLite touches it.
+        require_database(self.path, "ledger")
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()

@@ -106,7 +106,14 @@ def test_a_day_of_break_work_on_the_command_line(files, capsys, tmp_path):
 
 
 def test_the_book_says_what_is_missing(files, capsys):
+    from reconkit.breaks import BreakBook
+
     *_, ledger = files
+    for action in (["diff"], ["aging"], ["list"]):  # only record starts a ledger: a typo creates nothing
+        assert _breaks(ledger, *action) == 2
+        assert "no such ledger (only reconkit breaks record starts one)" in capsys.readouterr().err
+    assert not os.path.exists(ledger)
+    BreakBook(ledger).close()  # an empty book
     assert _breaks(ledger, "diff") == 2
     assert "no run recorded yet" in capsys.readouterr().err
     assert _breaks(ledger, "show", "nope") == 2

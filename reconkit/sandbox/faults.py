@@ -102,7 +102,11 @@ class FaultPlan:
             if not sep:
                 raise ValueError(f"fault {spec!r} is not [endpoint:]kind=rate")
             endpoint, _, kind = target.rpartition(":")
-            rates.setdefault(endpoint or "*", {})[kind] = float(value)
+            try:
+                rate = float(value)
+            except ValueError:
+                raise ValueError(f"fault {spec!r}: rate {value!r} is not a number between 0 and 1") from None
+            rates.setdefault(endpoint or "*", {})[kind] = rate
         return cls(rates=rates, **kw)  # type: ignore[arg-type]
 
     def draw(self, endpoint: str, method: str) -> tuple[str | None, float]:

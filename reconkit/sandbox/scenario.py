@@ -45,10 +45,11 @@ def populate(sandbox: Sandbox, client: Client, n: int = 300, *, seed: int = 0, d
     """
     rng = random.Random(f"scenario:{seed}")
     scenario = Scenario()
-    per_day = max(1, n // days)
+    if n < 0 or days < 1:
+        raise ValueError(f"populate: n={n} credits over days={days}: n must be 0 or more and days 1 or more")
     issued = 0
     for day in range(days):
-        count = per_day if day < days - 1 else n - issued
+        count = n * (day + 1) // days - n * day // days  # exactly n in all, the days as even as whole numbers go
         step = timedelta(hours=12) / max(count, 1)
         for _ in range(count):
             currency = rng.choices([c for c, _ in _CURRENCIES], [w for _, w in _CURRENCIES])[0]

@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..cards import card_type_for, luhn_ok
+from ..databases import require_database
 from ..money import CURRENCIES, minor_units
 
 __all__ = ["TRIGGERS", "RejectedError", "SandboxState"]
@@ -129,6 +130,7 @@ class SandboxState:
         self.cutoff = cutoff
         self.tss_delay = tss_delay
         self._lock = threading.RLock()
+        require_database(db, "sandbox")  # not a picture, not the ledger: refused before SQLite writes to it
         self._conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.executescript(_SCHEMA)
         stored = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())

@@ -118,6 +118,22 @@ def _read_bytes(path: str) -> Bytes:
         raise SettlementFormatError(f"cannot read the file: {exc.strerror or exc}", file=path) from None
 
 
+_BINARY = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+           (b"%PDF-", "a PDF document"), (b"SQLite format 3\x00", "an SQLite database"),
+           (b"\x1f\x8b", "a gzip archive"), (b"\xd0\xcf\x11\xe0", "an old Office (.xls/.doc) file"),
+           (b"PAR1", "a Parquet file"))
+"""Signatures of files people pick by mistake: named for what they are, never decoded as text (a PNG
+would otherwise be refused for its first byte's encoding, with advice to change encoding)."""
+
+
+def _refuse_binary(data: Bytes, name: str) -> None:
+    """Refuse a file whose first bytes say it is a picture, a document, a database or an archive."""
+    for magic, what in _BINARY:
+        if data[:len(magic)] == magic:
+            raise SettlementFormatError(f"binary content ({what}): not a settlement report", file=name, line=1,
+                                        expected="CSV, XML, JSON or .xlsx")
+
+
 def _detect(data: Bytes, name: str) -> str:
     head = data[:512].lstrip(b"\xef\xbb\xbf").lstrip()
     if head.startswith(b"PK\x03\x04"):
@@ -136,6 +152,7 @@ def _detect(data: Bytes, name: str) -> str:
 def _read_one(name: str, data: Bytes, fmt: str, mapping: Mapping[str, str] | None, encoding: str | None,
               delimiter: str | None) -> Canonical:
     converted = False
+    _refuse_binary(data, name)  # before any decoding: an encoding given would make any bytes text
     if data[:4] != b"PK\x03\x04":
         data, converted = to_utf8(data, name, encoding)
     kind = _detect(data, name) if fmt == "auto" else fmt

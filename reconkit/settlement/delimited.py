@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ..errors import SettlementFormatError
+from ..errors import SettlementEncodingError, SettlementFormatError
 from .footer import Footer, find_footer
 from .schema import ALIASES, Canonical, canonicalize, failure_table, header_key, map_headers, may_hold
 
@@ -51,10 +51,9 @@ def decode(data: bytes, name: str, encoding: str | None) -> str:
         return data.decode(encoding or "utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise SettlementFormatError(
-            f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not {encoding or 'UTF-8'}; if the file is "
-            "Latin-1 (Windows-1252), pass encoding='latin-1'", file=name, line=line,
-            expected=f"{encoding or 'UTF-8'} text") from None
+        raise SettlementEncodingError(
+            f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not {encoding or 'UTF-8'}", file=name,
+            line=line, encoding=encoding or "UTF-8") from None
 
 
 _UTF8_NAMES = {"utf-8", "utf8", "utf-8-sig", "u8"}
