@@ -37,6 +37,7 @@ from .errors import (
     AmbiguousVoidError,
     CreditShapeError,
     DeclinedError,
+    FieldError,
     InvalidRequestError,
     NetworkError,
     NotFoundError,
@@ -58,6 +59,8 @@ __all__ = ["Client", "Resolution", "instrument_of", "own_link", "same_origin_pat
 log = logging.getLogger("reconkit")
 
 _USER_AGENT = "reconkit/0.1 (+python-requests)"
+SEARCH_DAYS = 30
+"""How many days back a reference-code search looks by default (submitTimeUtc date math)."""
 _CARD_TYPES = {"visa": "001", "mastercard": "002", "amex": "003", "discover": "004", "diners": "005",
                "jcb": "007", "maestro": "042", "cup": "062"}
 
@@ -649,15 +652,28 @@ class Client:
             ledger.update_status(credit_id, void.status)
         return void
 
-    def find_credits_by_reference(self, reference_code: str) -> list[Credit]:
+    def find_credits_by_reference(self, reference_code: str, *, days: int = SEARCH_DAYS) -> list[Credit]:
         """Look credits up by ``clientReferenceInformation.code`` (``POST /tss/v2/searches``).
 
         A search creates nothing, so it is retried like a GET (429, 502-504, transport errors);
         it never raises :class:`AmbiguousOutcomeError`. This is how an unknown outcome is resolved.
+
+        Parameters
+        ----------
+        reference_code : str
+            Sent quoted, so that spaces, colons or ``AND`` in a code are text, not query syntax.
+        days : int
+            The search covers credits submitted from ``days`` days before today (UTC) to the end
+            of today, bounded as CyberSource's own sample bounds it
+            (``submitTimeUtc:[NOW/DAY-7DAYS TO NOW/DAY+1DAY}``); an older credit is not found.
         """
+        if type(days) is not int or days < 1:
+            raise FieldError("days", f"days must be a whole number of days, 1 or more, not {days!r}")
+        quoted = reference_code.replace("\\", "\\\\").replace('"', '\\"')
         body = {"save": False, "name": "reconkit lookup", "timezone": "UTC",
-                "query": f"clientReferenceInformation.code:{reference_code}", "offset": 0, "limit": 100,
-                "sort": "submitTimeUtc:desc"}
+                "query": f'clientReferenceInformation.code:"{quoted}" AND '
+                         f"submitTimeUtc:[NOW/DAY-{days}DAYS TO NOW/DAY+1DAY}}",
+                "offset": 0, "limit": 100, "sort": "submitTimeUtc:desc"}
         parsed, _response = self._read("POST", "/tss/v2/searches", body)
         summaries = (parsed.get("_embedded") or {}).get("transactionSummaries") or []
         return [Credit(s, source="tss") for s in summaries

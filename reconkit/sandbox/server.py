@@ -15,12 +15,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from joserfc import jws
@@ -29,7 +30,7 @@ from joserfc.jwk import RSAKey
 
 from .. import mle as _mle
 from ..config import Config
-from ..errors import MessageEncryptionError
+from ..errors import FieldError, MessageEncryptionError
 from .faults import PROXY_ERRORS, FaultPlan
 from .keys import SandboxKeyFiles, SandboxKeys
 from .reporting import Answer, ReportingDesk
@@ -64,8 +65,8 @@ _JWT_MAX_LIFETIME = 3600
 """A token living longer than this is refused: its ``jti`` would have to be remembered that long."""
 _MLE_MODES = ("optional", "required")
 _MLE_REQUIRED = "JWT with message-level encryption is required (CyberSource's 2026 mandate)"
-_MAX_SEARCH_TERMS = 20
-"""The most ``AND``-joined terms a search query may have (the sandbox's limit; SQLite's is ~1000)."""
+_MAX_SEARCH_LIMIT = 2500
+"""The largest ``limit`` a search may ask for (documented)."""
 
 
 @dataclass(frozen=True)
@@ -593,18 +594,44 @@ class _Handler(BaseHTTPRequestHandler):
                 return 404, {"errors": [{"type": "notFound", "message": "The specified resource not found in the "
                                                                         "system. Retry later."}]}
             return 200, details
-        query, limit = parsed.get("query", ""), parsed.get("limit", 20)
-        terms = query.count(" AND ") + 1 if isinstance(query, str) else 0
-        bad = [name for name, ok in (("query", isinstance(query, str) and terms <= _MAX_SEARCH_TERMS),
-                                     ("limit", type(limit) is int and 1 <= limit <= 2500)) if not ok]
-        if bad:
+        return self._search(parsed)
+
+    def _search(self, parsed: dict[str, Any]) -> tuple[int, Any]:
+        """``POST /tss/v2/searches``: every body field checked first, each refusal naming its field."""
+        state = self.server.sandbox.state
+        query, limit, offset = parsed.get("query", ""), parsed.get("limit", 20), parsed.get("offset", 0)
+        sort, zone_name = parsed.get("sort"), parsed.get("timezone") or "UTC"
+        problems: list[tuple[str, str]] = []
+        if not isinstance(query, str):
+            problems.append(("query", "query must be text"))
+        if type(limit) is not int or not 1 <= limit <= _MAX_SEARCH_LIMIT:
+            problems.append(("limit", f"limit must be a whole number from 1 to {_MAX_SEARCH_LIMIT}"))
+        if type(offset) is not int or offset < 0:
+            problems.append(("offset", "offset must be a whole number, 0 or more"))
+        if sort is not None and not isinstance(sort, str):
+            problems.append(("sort", "sort must be text such as 'submitTimeUtc:desc'"))
+        zone: tzinfo = UTC
+        try:
+            zone = ZoneInfo(zone_name) if isinstance(zone_name, str) else None  # type: ignore[assignment]
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = None  # type: ignore[assignment]
+        if zone is None:
+            problems.append(("timezone", f"timezone {zone_name!r} is not a tz-database name"))
+        if not problems:
+            try:
+                total, summaries = state.search(query, limit=limit, offset=offset, sort=sort, zone=zone)
+            except FieldError as error:
+                problems.append((error.field, str(error)))
+        if problems:
             raise RejectedError(400, {"submitTimeUtc": state.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
                                       "status": "INVALID_REQUEST", "reason": "INVALID_DATA",
-                                      "message": "Declined - One or more fields in the request contains invalid data",
-                                      "details": [{"field": name, "reason": "INVALID_DATA"} for name in bad]})
-        summaries = state.search(query, limit)
-        return 201, {"searchId": str(uuid.uuid4()), "save": False, "name": parsed.get("name"), "query": query,
-                     "count": len(summaries), "totalCount": len(summaries), "offset": 0, "limit": limit,
+                                      "message": "Declined - " + "; ".join(message for _, message in problems),
+                                      "details": [{"field": name, "reason": "INVALID_DATA"}
+                                                  for name, _ in problems]})
+        return 201, {"searchId": str(uuid.uuid4()), "save": bool(parsed.get("save", False)),
+                     "name": parsed.get("name"), "timezone": zone_name, "query": query, "offset": offset,
+                     "limit": limit, "sort": sort, "count": len(summaries), "totalCount": total,
+                     "submitTimeUtc": state.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
                      "_embedded": {"transactionSummaries": summaries}}
 
 
