@@ -48,7 +48,15 @@ _ROUTES = [
     ("GET", re.compile(r"^/reporting/v3/report-downloads/?$"), "report_download"),
     ("GET", re.compile(r"^/reporting/v3/reports/?$"), "reports"),
     ("GET", re.compile(r"^/reporting/v3/purchase-refund-details/?$"), "purchase_refund_details"),
+    ("GET", re.compile(r"^/reporting/v3/report-definitions/?$"), "report_definitions"),
+    ("GET", re.compile(r"^/reporting/v3/report-definitions/([^/]{1,256})/?$"), "report_definition"),
+    ("PUT", re.compile(r"^/reporting/v3/report-subscriptions/?$"), "subscribe"),
+    ("GET", re.compile(r"^/reporting/v3/report-subscriptions/?$"), "subscriptions"),
+    ("GET", re.compile(r"^/reporting/v3/report-subscriptions/([^/]{1,256})/?$"), "subscription"),
+    ("DELETE", re.compile(r"^/reporting/v3/report-subscriptions/([^/]{1,256})/?$"), "unsubscribe"),
 ]
+_REPORTING = ("report_download", "reports", "purchase_refund_details", "report_definitions", "report_definition",
+              "subscribe", "subscriptions", "subscription", "unsubscribe")
 _MAX_SKEW = timedelta(minutes=15)
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 _MAX_BODY = 1 << 20
@@ -565,14 +573,10 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RejectedError(400, {"status": "INVALID_REQUEST", "reason": "INVALID_DATA",
                                       "message": "The request body must be a JSON object",
                                       "details": [{"field": "body", "reason": "INVALID_DATA"}]})
-        if endpoint in ("report_download", "reports", "purchase_refund_details"):
-            query = parse_qs(urlsplit(self.path).query)
-            if endpoint == "report_download":
-                answer = sandbox.reporting.download(query, self.headers.get("Accept", "text/csv"))
-            elif endpoint == "reports":
-                answer = sandbox.reporting.reports(query)
-            else:
-                answer = sandbox.reporting.purchase_refund_details(query)
+        if endpoint in _REPORTING:
+            answer = sandbox.reporting.answer(endpoint, parse_qs(urlsplit(self.path).query), parsed,
+                                              match.group(1) if match and match.groups() else "",
+                                              self.headers.get("Accept", "text/csv"))
             return answer.status, answer
         credit_id = match.group(1) if match and match.groups() else ""
         not_found = _error_body(404, "NOT_FOUND", "The requested resource does not exist.", state.now())
@@ -675,6 +679,8 @@ class Sandbox:
         See :class:`~reconkit.sandbox.state.SandboxState`; set when several processes share ``db``.
     report_ready_after : timedelta
         How long after its day ends (sandbox time) a daily report can be downloaded.
+    report_queued_for : timedelta
+        How long of that a report is ``QUEUED`` before it is ``RUNNING``.
     tls : ssl.SSLContext, optional
         Serve HTTPS with this server-side context (e.g. a throwaway self-signed certificate);
         :attr:`url` then starts with ``https://``.
@@ -699,7 +705,8 @@ class Sandbox:
                  faults: FaultPlan | None = None, portfolio_id: str | None = None,
                  cutoff: Any = None, merchant_id: str = "reconkit_sandbox",
                  credentials: SandboxCredentials | None = None, id_salt: str = "",
-                 report_ready_after: timedelta = timedelta(hours=2), tls: ssl.SSLContext | None = None,
+                 report_ready_after: timedelta = timedelta(hours=2),
+                 report_queued_for: timedelta = timedelta(minutes=30), tls: ssl.SSLContext | None = None,
                  mle: str = "optional", keys_dir: str | None = None) -> None:
         from datetime import time as _time
 
@@ -724,7 +731,7 @@ class Sandbox:
         self.faults = faults or FaultPlan(seed=seed)
         self.state = SandboxState(db, seed=seed, start=start, merchant_id=merchant_id,
                                   cutoff=cutoff or _time(0, 0), tss_delay=tss_delay, id_salt=id_salt)
-        self.reporting = ReportingDesk(self.state, ready_after=report_ready_after)
+        self.reporting = ReportingDesk(self.state, ready_after=report_ready_after, queued_for=report_queued_for)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
