@@ -708,7 +708,11 @@ class Client:
         resolved = []
         for row in rows:
             reference = row["reference_code"]
-            found = self.find_credits_by_reference(reference)
+            intent_at = datetime.fromisoformat(row["intent_at"])
+            # the search is bounded by date: reach back past the day it was sent, however long ago,
+            # or an old credit would look never created
+            days = max(SEARCH_DAYS, (self.clock().date() - intent_at.astimezone(UTC).date()).days + 2)
+            found = self.find_credits_by_reference(reference, days=days)
             if found:
                 credit = found[0]
                 declined = (credit.status or "").upper() in ("DECLINED", "FAILED")
@@ -719,7 +723,6 @@ class Client:
                                             f"{'es' if len(found) > 1 else ''})")
                 resolved.append(Resolution(reference, outcome, credit, len(found), credit_id=credit.id))
                 continue
-            intent_at = datetime.fromisoformat(row["intent_at"])
             if self.clock() - intent_at >= self.tss_delay:
                 ledger.record_outcome(reference, _ledger.NOT_CREATED,
                                       error=f"no credit with this reference code {self.tss_delay} after it was sent")

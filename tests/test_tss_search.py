@@ -263,3 +263,16 @@ def test_generated_queries_select_what_a_direct_filter_selects(world):
         assert set(found(search(sb, query=text, limit=100))) == {m["id"] for m in made if matches(m)}, text
 
     check()
+
+
+def test_an_unknown_outcome_older_than_the_default_window_is_still_found(sandbox, client):
+    from reconkit import AmbiguousOutcomeError
+    from reconkit.client import SEARCH_DAYS
+
+    with pytest.raises(AmbiguousOutcomeError):  # 5040.00: the credit is created, the answer is a 502
+        client.create_credit("5040.00", "USD", card=CARD, reference_code="old-unknown")
+    [held] = [c["id"] for c in sandbox.credits() if c["reference_code"] == "old-unknown"]
+    sandbox.advance(timedelta(days=SEARCH_DAYS + 10))
+    assert client.find_credits_by_reference("old-unknown") == []  # outside the default window
+    [resolution] = client.resolve_unknown()
+    assert (resolution.outcome, resolution.credit.id) == ("created", held)  # not "not_created"
