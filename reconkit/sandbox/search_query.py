@@ -55,7 +55,7 @@ _PUNCT = "()[]{}"
 _KEYWORDS = ("AND", "OR", "TO")
 _UNITS = {"SECOND": "seconds", "MINUTE": "minutes", "HOUR": "hours", "DAY": "days", "MONTH": "months",
           "YEAR": "years"}
-_MATH_STEP = re.compile(r"/([A-Z]+)|([+-])(\d{1,6})([A-Z]+)")
+_MATH_STEP = re.compile(r"/([A-Z]+)|([+-])(\d{1,9})([A-Z]+)")
 
 
 @dataclass(frozen=True)
@@ -121,25 +121,38 @@ def _date_math(text: str, at: int, now: datetime, zone: tzinfo) -> datetime:
         singular = unit[:-1] if unit and unit.endswith("S") and unit[:-1] in _UNITS else unit
         if step is None or singular not in _UNITS:
             raise _fail("query", at + i, f"bad date math {text[i:]!r} (expected /DAY or +N DAYS, HOURS, MINUTES)")
-        if step.group(1):
-            moment = _round(moment, singular)
-        else:
-            amount = int(step.group(3)) * (-1 if step.group(2) == "-" else 1)
-            name = _UNITS[singular]
-            if name in ("months", "years"):
-                moment = _add_months(moment, amount * (12 if name == "years" else 1))
+        try:
+            if step.group(1):
+                moment = _round(moment, singular)
             else:
-                moment = moment + timedelta(**{name: amount})
+                amount = int(step.group(3)) * (-1 if step.group(2) == "-" else 1)
+                name = _UNITS[singular]
+                if name in ("months", "years"):
+                    moment = _add_months(moment, amount * (12 if name == "years" else 1))
+                else:
+                    moment = moment + timedelta(**{name: amount})
+        except (OverflowError, ValueError):
+            raise _fail("query", at + i,
+                        f"date math {text[:step.end()]!r} leaves the calendar (years 1 to 9999)") from None
         i = step.end()
     return moment
+
+
+def _too_far(token: _Token) -> FieldError:
+    return _fail("query", token.at, f"epoch milliseconds {token.text[:20]!r} lie outside the years 1 to 9999")
 
 
 def _time_value(token: _Token, now: datetime, zone: tzinfo) -> datetime:
     text = token.text
     if token.kind == "word" and text.startswith("NOW"):
         return _date_math(text, token.at, now, zone)
-    if text.isdigit():
-        return datetime.fromtimestamp(int(text) / 1000, tz=zone)
+    if text.isascii() and text.isdigit():
+        try:  # 17 digits reach past 9999 already; longer ones never get to int()
+            if len(text) > 17:
+                raise OverflowError
+            return datetime.fromtimestamp(int(text) / 1000, tz=zone)
+        except (OverflowError, ValueError, OSError):
+            raise _too_far(token) from None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
