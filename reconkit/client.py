@@ -37,6 +37,7 @@ from .errors import (
     AmbiguousVoidError,
     CreditShapeError,
     DeclinedError,
+    FieldError,
     InvalidRequestError,
     NetworkError,
     NotFoundError,
@@ -58,6 +59,8 @@ __all__ = ["Client", "Resolution", "instrument_of", "own_link", "same_origin_pat
 log = logging.getLogger("reconkit")
 
 _USER_AGENT = "reconkit/0.1 (+python-requests)"
+SEARCH_DAYS = 30
+"""How many days back a reference-code search looks by default (submitTimeUtc date math)."""
 _CARD_TYPES = {"visa": "001", "mastercard": "002", "amex": "003", "discover": "004", "diners": "005",
                "jcb": "007", "maestro": "042", "cup": "062"}
 
@@ -649,15 +652,28 @@ class Client:
             ledger.update_status(credit_id, void.status)
         return void
 
-    def find_credits_by_reference(self, reference_code: str) -> list[Credit]:
+    def find_credits_by_reference(self, reference_code: str, *, days: int = SEARCH_DAYS) -> list[Credit]:
         """Look credits up by ``clientReferenceInformation.code`` (``POST /tss/v2/searches``).
 
         A search creates nothing, so it is retried like a GET (429, 502-504, transport errors);
         it never raises :class:`AmbiguousOutcomeError`. This is how an unknown outcome is resolved.
+
+        Parameters
+        ----------
+        reference_code : str
+            Sent quoted, so that spaces, colons or ``AND`` in a code are text, not query syntax.
+        days : int
+            The search covers credits submitted from ``days`` days before today (UTC) to the end
+            of today, bounded as CyberSource's own sample bounds it
+            (``submitTimeUtc:[NOW/DAY-7DAYS TO NOW/DAY+1DAY}``); an older credit is not found.
         """
+        if type(days) is not int or days < 1:
+            raise FieldError("days", f"days must be a whole number of days, 1 or more, not {days!r}")
+        quoted = reference_code.replace("\\", "\\\\").replace('"', '\\"')
         body = {"save": False, "name": "reconkit lookup", "timezone": "UTC",
-                "query": f"clientReferenceInformation.code:{reference_code}", "offset": 0, "limit": 100,
-                "sort": "submitTimeUtc:desc"}
+                "query": f'clientReferenceInformation.code:"{quoted}" AND '
+                         f"submitTimeUtc:[NOW/DAY-{days}DAYS TO NOW/DAY+1DAY}}",
+                "offset": 0, "limit": 100, "sort": "submitTimeUtc:desc"}
         parsed, _response = self._read("POST", "/tss/v2/searches", body)
         summaries = (parsed.get("_embedded") or {}).get("transactionSummaries") or []
         return [Credit(s, source="tss") for s in summaries
@@ -692,7 +708,11 @@ class Client:
         resolved = []
         for row in rows:
             reference = row["reference_code"]
-            found = self.find_credits_by_reference(reference)
+            intent_at = datetime.fromisoformat(row["intent_at"])
+            # the search is bounded by date: reach back past the day it was sent, however long ago,
+            # or an old credit would look never created
+            days = max(SEARCH_DAYS, (self.clock().date() - intent_at.astimezone(UTC).date()).days + 2)
+            found = self.find_credits_by_reference(reference, days=days)
             if found:
                 credit = found[0]
                 declined = (credit.status or "").upper() in ("DECLINED", "FAILED")
@@ -703,7 +723,6 @@ class Client:
                                             f"{'es' if len(found) > 1 else ''})")
                 resolved.append(Resolution(reference, outcome, credit, len(found), credit_id=credit.id))
                 continue
-            intent_at = datetime.fromisoformat(row["intent_at"])
             if self.clock() - intent_at >= self.tss_delay:
                 ledger.record_outcome(reference, _ledger.NOT_CREATED,
                                       error=f"no credit with this reference code {self.tss_delay} after it was sent")

@@ -29,11 +29,12 @@ import json
 import os
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from xml.parsers import expat
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from .client import Client
 
 __all__ = ["DEFAULT_DATA_DIR", "NoReportDataError", "ReportFailedError", "ReportNotReadyError", "download_report",
-           "purchase_refund_details"]
+           "purchase_refund_details", "report_definitions", "search_reports", "subscribe_report"]
 
 DEFAULT_DATA_DIR = Path("data") / "reports"
 """Where downloaded reports are kept unless a ``data_dir`` is given."""
@@ -154,17 +155,99 @@ def _fetch(client: Client, path: str, accept: str,
 
 
 def _report_status(client: Client, name: str, day: date) -> str | None:
-    """The status of the daily report that ends at ``day``'s start, from ``GET /reporting/v3/reports``."""
-    query = urlencode({"startTime": f"{day - timedelta(days=1)}T00:00:00Z", "endTime": f"{day}T00:00:00Z",
-                       "timeQueryType": "reportTimeFrame", "reportName": name})
-    path = f"/reporting/v3/reports?{query}"
+    """The status of the daily report ``name`` whose ``reportDate`` is ``day``, from ``GET /reporting/v3/reports``.
+
+    The report's period is a day in the subscription's own time zone, which may be anything from
+    UTC-12 to UTC+14; the search spans a day more each side and picks the instance whose end,
+    in that zone, is ``day``'s midnight.
+    """
+    try:
+        results = search_reports(client, datetime.combine(day - timedelta(days=2), time(0), tzinfo=UTC),
+                                 datetime.combine(day + timedelta(days=2), time(0), tzinfo=UTC),
+                                 time_query_type="reportTimeFrame", name=name)
+    except OverflowError:  # a report date at the edge of the calendar has no days around it
+        return None
+    statuses = [r.get("status") for r in results if r.get("reportName") == name and _ends_on(r, day)]
+    return str(statuses[-1]) if statuses else None
+
+
+def _ends_on(result: dict[str, Any], day: date) -> bool:
+    """Whether a report search result's period ends at ``day``'s midnight in its own ``timezone``."""
+    try:
+        zone = ZoneInfo(str(result.get("timezone") or "UTC"))
+        ends = datetime.fromisoformat(str(result.get("reportEndTime")).replace("Z", "+00:00")).astimezone(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        return False
+    return ends.date() == day and ends.time() == time(0)
+
+
+def search_reports(client: Client, start: datetime | str, end: datetime | str, *,
+                   time_query_type: str = "executedTime", name: str | None = None) -> list[dict[str, Any]]:
+    """Report instances and their status (``GET /reporting/v3/reports``), as the official sample asks.
+
+    Parameters
+    ----------
+    client : Client
+    start, end : datetime or ISO 8601 text with a zone
+    time_query_type : {"executedTime", "reportTimeFrame"}
+        ``executedTime``: the reports run (queued) in ``[start, end)``, the official sample's
+        query; ``reportTimeFrame``: the reports whose period lies in ``[start, end)``.
+    name : str, optional
+        Only the instances of this report subscription.
+
+    Returns
+    -------
+    list of dict
+        ``reportSearchResults`` as CyberSource sent them (``reportName``, ``status``,
+        ``reportStartTime``, ``reportEndTime``, ``timezone``, ``queuedTime``, ...); empty when it
+        answered 404 (no report in the window).
+    """
+    if time_query_type not in ("executedTime", "reportTimeFrame"):
+        raise ValueError(f"time_query_type must be 'executedTime' or 'reportTimeFrame', not {time_query_type!r}")
+    params = {"startTime": _stamp(_instant(start, "start")), "endTime": _stamp(_instant(end, "end")),
+              "timeQueryType": time_query_type}
+    if name is not None:
+        params["reportName"] = name
+    path = f"/reporting/v3/reports?{urlencode(params)}"
     try:
         _, listing = _fetch(client, path, "application/hal+json", json_object("GET", path))
     except NotFoundError:
-        return None
+        return []
     results = listing.get("reportSearchResults") or []
-    statuses = [r.get("status") for r in results if isinstance(r, dict) and r.get("reportName") == name]
-    return str(statuses[-1]) if statuses else None
+    return [r for r in results if isinstance(r, dict)]
+
+
+def report_definitions(client: Client, name: str | None = None) -> Any:
+    """``GET /reporting/v3/report-definitions`` (a list of definitions) or, given ``name``,
+    ``/report-definitions/{name}`` (one definition with its ``attributes``), as sent."""
+    path = "/reporting/v3/report-definitions" + (f"/{quote(name, safe='')}" if name is not None else "")
+    _, body = _fetch(client, path, "application/hal+json", json_object("GET", path))
+    return body if name is not None else (body or {}).get("reportDefinitions") or []
+
+
+def subscribe_report(client: Client, name: str, *, timezone: str = "UTC", fields: list[str] | None = None,
+                     format: str = "csv", start_time: str = "0000",
+                     definition: str = "PaymentBatchDetailClass") -> None:
+    """Create or replace a daily report subscription (``PUT /reporting/v3/report-subscriptions``).
+
+    A PUT replaces the subscription of that name whole, so sending it again is harmless: it is
+    retried like a read. ``timezone`` (a tz-database name) sets the report's day: its
+    ``reportDate`` is the end of that day *there*. ``fields`` default to every attribute of the
+    definition (``GET /reporting/v3/report-definitions/{definition}``).
+    """
+    if format not in _MIME:
+        raise ValueError(f"format must be 'csv' or 'xml', not {format!r}")
+    try:
+        ZoneInfo(timezone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValueError(f"timezone {timezone!r} is not a tz-database name such as 'America/New_York'") from None
+    if fields is None:
+        fields = [a["id"] for a in report_definitions(client, definition).get("attributes") or []
+                  if isinstance(a, dict) and "id" in a]
+    body = {"reportDefinitionName": definition, "reportFields": list(fields), "reportMimeType": _MIME[format][0],
+            "reportFrequency": "DAILY", "reportName": name, "timezone": timezone, "startTime": start_time}
+    read(client, "PUT", "/reporting/v3/report-subscriptions", data=json.dumps(body).encode("utf-8"),
+         headers={"Content-Type": "application/json"})
 
 
 def download_report(client: Client, name: str, report_date: date | str, format: str = "csv", *,

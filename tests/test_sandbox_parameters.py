@@ -19,7 +19,7 @@ from reconkit.sandbox.reporting import PBDR_REPORT_NAME
 from .conftest import START
 
 DOWNLOAD = f"/reporting/v3/report-downloads?reportName={PBDR_REPORT_NAME}&reportDate="
-REPORTS = "/reporting/v3/reports?"
+REPORTS = "/reporting/v3/reports?timeQueryType=reportTimeFrame&"
 DETAILS = "/reporting/v3/purchase-refund-details?"
 WINDOW = "startTime=2026-11-01T00:00:00Z&endTime=2026-11-03T00:00:00Z"
 CARD = {"number": "4111111111111111", "expirationMonth": "12", "expirationYear": "2031"}

@@ -129,6 +129,16 @@ def test_sdk_reads_the_reporting_api(tls_sandbox, sdk_report, auth):
     assert seen["page_results"] == 1
     assert seen["settlements"] == [[settled["id"], settled["amount"], settled["currency"], settled["batch_id"]]]
     assert seen["references"] == [settled["reconciliation_id"]]
+    # the official sample's search: date math, a sort of two keys, a time zone
+    [signed] = [c["id"] for c in tls_sandbox.credits() if c["reference_code"] == "sdk-signature"]
+    assert seen["search"] == {"http_status": 201, "model": "TssV2TransactionsPost201Response", "total_count": 1,
+                              "ids": [signed]}
+    # report search as the sample asks (executedTime) over 2 November: the report that ran then is
+    # 1 November's (it runs when its day ends), and 1 November had no batch
+    assert seen["reports"] == [200, "ReportingV3ReportsGet200Response", [[PBDR_REPORT_NAME, "NO_DATA"]]]
+    assert seen["definitions"][:3] == [200, "ReportingV3ReportDefinitionsGet200Response", ["PaymentBatchDetailClass"]]
+    assert seen["definitions"][3] == "ReportingV3ReportDefinitionsNameGet200Response"
+    assert {"request_id", "trans_ref_no", "amount"} <= set(seen["definitions"][4])
 
 
 def test_sdk_jwt_p12_with_mle_both_ways(tls_sandbox, sdk_report):
@@ -146,3 +156,6 @@ def test_sdk_jwt_p12_with_mle_both_ways(tls_sandbox, sdk_report):
     assert ("POST", "/pts/v2/credits", True, True) in tls_sandbox.mle_log
     assert ("POST", f"/pts/v2/credits/{created['id']}/voids", True, True) in tls_sandbox.mle_log
     assert ("GET", f"/tss/v2/transactions/{created['id']}", False, True) in tls_sandbox.mle_log
+    assert mle["search"] == {"http_status": 201, "model": "TssV2TransactionsPost201Response", "total_count": 1,
+                             "ids": [created["id"]]}
+    assert ("POST", "/tss/v2/searches", True, True) in tls_sandbox.mle_log

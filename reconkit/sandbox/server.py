@@ -15,12 +15,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from joserfc import jws
@@ -29,7 +30,7 @@ from joserfc.jwk import RSAKey
 
 from .. import mle as _mle
 from ..config import Config
-from ..errors import MessageEncryptionError
+from ..errors import FieldError, MessageEncryptionError
 from .faults import PROXY_ERRORS, FaultPlan
 from .keys import SandboxKeyFiles, SandboxKeys
 from .reporting import Answer, ReportingDesk
@@ -47,7 +48,15 @@ _ROUTES = [
     ("GET", re.compile(r"^/reporting/v3/report-downloads/?$"), "report_download"),
     ("GET", re.compile(r"^/reporting/v3/reports/?$"), "reports"),
     ("GET", re.compile(r"^/reporting/v3/purchase-refund-details/?$"), "purchase_refund_details"),
+    ("GET", re.compile(r"^/reporting/v3/report-definitions/?$"), "report_definitions"),
+    ("GET", re.compile(r"^/reporting/v3/report-definitions/([^/]{1,256})/?$"), "report_definition"),
+    ("PUT", re.compile(r"^/reporting/v3/report-subscriptions/?$"), "subscribe"),
+    ("GET", re.compile(r"^/reporting/v3/report-subscriptions/?$"), "subscriptions"),
+    ("GET", re.compile(r"^/reporting/v3/report-subscriptions/([^/]{1,256})/?$"), "subscription"),
+    ("DELETE", re.compile(r"^/reporting/v3/report-subscriptions/([^/]{1,256})/?$"), "unsubscribe"),
 ]
+_REPORTING = ("report_download", "reports", "purchase_refund_details", "report_definitions", "report_definition",
+              "subscribe", "subscriptions", "subscription", "unsubscribe")
 _MAX_SKEW = timedelta(minutes=15)
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 _MAX_BODY = 1 << 20
@@ -64,8 +73,8 @@ _JWT_MAX_LIFETIME = 3600
 """A token living longer than this is refused: its ``jti`` would have to be remembered that long."""
 _MLE_MODES = ("optional", "required")
 _MLE_REQUIRED = "JWT with message-level encryption is required (CyberSource's 2026 mandate)"
-_MAX_SEARCH_TERMS = 20
-"""The most ``AND``-joined terms a search query may have (the sandbox's limit; SQLite's is ~1000)."""
+_MAX_SEARCH_LIMIT = 2500
+"""The largest ``limit`` a search may ask for (documented)."""
 
 
 @dataclass(frozen=True)
@@ -564,14 +573,10 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RejectedError(400, {"status": "INVALID_REQUEST", "reason": "INVALID_DATA",
                                       "message": "The request body must be a JSON object",
                                       "details": [{"field": "body", "reason": "INVALID_DATA"}]})
-        if endpoint in ("report_download", "reports", "purchase_refund_details"):
-            query = parse_qs(urlsplit(self.path).query)
-            if endpoint == "report_download":
-                answer = sandbox.reporting.download(query, self.headers.get("Accept", "text/csv"))
-            elif endpoint == "reports":
-                answer = sandbox.reporting.reports(query)
-            else:
-                answer = sandbox.reporting.purchase_refund_details(query)
+        if endpoint in _REPORTING:
+            answer = sandbox.reporting.answer(endpoint, parse_qs(urlsplit(self.path).query), parsed,
+                                              match.group(1) if match and match.groups() else "",
+                                              self.headers.get("Accept", "text/csv"))
             return answer.status, answer
         credit_id = match.group(1) if match and match.groups() else ""
         not_found = _error_body(404, "NOT_FOUND", "The requested resource does not exist.", state.now())
@@ -593,18 +598,44 @@ class _Handler(BaseHTTPRequestHandler):
                 return 404, {"errors": [{"type": "notFound", "message": "The specified resource not found in the "
                                                                         "system. Retry later."}]}
             return 200, details
-        query, limit = parsed.get("query", ""), parsed.get("limit", 20)
-        terms = query.count(" AND ") + 1 if isinstance(query, str) else 0
-        bad = [name for name, ok in (("query", isinstance(query, str) and terms <= _MAX_SEARCH_TERMS),
-                                     ("limit", type(limit) is int and 1 <= limit <= 2500)) if not ok]
-        if bad:
+        return self._search(parsed)
+
+    def _search(self, parsed: dict[str, Any]) -> tuple[int, Any]:
+        """``POST /tss/v2/searches``: every body field checked first, each refusal naming its field."""
+        state = self.server.sandbox.state
+        query, limit, offset = parsed.get("query", ""), parsed.get("limit", 20), parsed.get("offset", 0)
+        sort, zone_name = parsed.get("sort"), parsed.get("timezone") or "UTC"
+        problems: list[tuple[str, str]] = []
+        if not isinstance(query, str):
+            problems.append(("query", "query must be text"))
+        if type(limit) is not int or not 1 <= limit <= _MAX_SEARCH_LIMIT:
+            problems.append(("limit", f"limit must be a whole number from 1 to {_MAX_SEARCH_LIMIT}"))
+        if type(offset) is not int or offset < 0:
+            problems.append(("offset", "offset must be a whole number, 0 or more"))
+        if sort is not None and not isinstance(sort, str):
+            problems.append(("sort", "sort must be text such as 'submitTimeUtc:desc'"))
+        zone: tzinfo = UTC
+        try:
+            zone = ZoneInfo(zone_name) if isinstance(zone_name, str) else None  # type: ignore[assignment]
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = None  # type: ignore[assignment]
+        if zone is None:
+            problems.append(("timezone", f"timezone {zone_name!r} is not a tz-database name"))
+        if not problems:
+            try:
+                total, summaries = state.search(query, limit=limit, offset=offset, sort=sort, zone=zone)
+            except FieldError as error:
+                problems.append((error.field, str(error)))
+        if problems:
             raise RejectedError(400, {"submitTimeUtc": state.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
                                       "status": "INVALID_REQUEST", "reason": "INVALID_DATA",
-                                      "message": "Declined - One or more fields in the request contains invalid data",
-                                      "details": [{"field": name, "reason": "INVALID_DATA"} for name in bad]})
-        summaries = state.search(query, limit)
-        return 201, {"searchId": str(uuid.uuid4()), "save": False, "name": parsed.get("name"), "query": query,
-                     "count": len(summaries), "totalCount": len(summaries), "offset": 0, "limit": limit,
+                                      "message": "Declined - " + "; ".join(message for _, message in problems),
+                                      "details": [{"field": name, "reason": "INVALID_DATA"}
+                                                  for name, _ in problems]})
+        return 201, {"searchId": str(uuid.uuid4()), "save": bool(parsed.get("save", False)),
+                     "name": parsed.get("name"), "timezone": zone_name, "query": query, "offset": offset,
+                     "limit": limit, "sort": sort, "count": len(summaries), "totalCount": total,
+                     "submitTimeUtc": state.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
                      "_embedded": {"transactionSummaries": summaries}}
 
 
@@ -648,6 +679,8 @@ class Sandbox:
         See :class:`~reconkit.sandbox.state.SandboxState`; set when several processes share ``db``.
     report_ready_after : timedelta
         How long after its day ends (sandbox time) a daily report can be downloaded.
+    report_queued_for : timedelta
+        How long of that a report is ``QUEUED`` before it is ``RUNNING``.
     tls : ssl.SSLContext, optional
         Serve HTTPS with this server-side context (e.g. a throwaway self-signed certificate);
         :attr:`url` then starts with ``https://``.
@@ -672,7 +705,8 @@ class Sandbox:
                  faults: FaultPlan | None = None, portfolio_id: str | None = None,
                  cutoff: Any = None, merchant_id: str = "reconkit_sandbox",
                  credentials: SandboxCredentials | None = None, id_salt: str = "",
-                 report_ready_after: timedelta = timedelta(hours=2), tls: ssl.SSLContext | None = None,
+                 report_ready_after: timedelta = timedelta(hours=2),
+                 report_queued_for: timedelta = timedelta(minutes=30), tls: ssl.SSLContext | None = None,
                  mle: str = "optional", keys_dir: str | None = None) -> None:
         from datetime import time as _time
 
@@ -697,7 +731,7 @@ class Sandbox:
         self.faults = faults or FaultPlan(seed=seed)
         self.state = SandboxState(db, seed=seed, start=start, merchant_id=merchant_id,
                                   cutoff=cutoff or _time(0, 0), tss_delay=tss_delay, id_salt=id_salt)
-        self.reporting = ReportingDesk(self.state, ready_after=report_ready_after)
+        self.reporting = ReportingDesk(self.state, ready_after=report_ready_after, queued_for=report_queued_for)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()

@@ -13,13 +13,14 @@ import string
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..cards import card_type_for, luhn_ok
 from ..databases import require_database
 from ..money import CURRENCIES, minor_units
+from .search_query import parse_query, parse_sort, sort_records
 
 __all__ = ["TRIGGERS", "RejectedError", "SandboxState"]
 
@@ -473,28 +474,42 @@ class SandboxState:
                                   "originalTransactionAmount": row["amount"]},
         }
 
-    def search(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Transaction Search: ``field:value`` terms for ``id``, ``reconciliationId`` and
-        ``clientReferenceInformation.code``, joined by ``AND``."""
-        columns = {"id": "id", "reconciliationId": "reconciliation_id",
-                   "clientReferenceInformation.code": "reference_code",
-                   "applicationInformation.applications.reconciliationId": "reconciliation_id"}
-        clauses, values = [], []
-        for term in query.split(" AND "):
-            key, sep, value = term.strip().partition(":")
-            if not sep or key not in columns:
-                raise RejectedError(400, {"status": "INVALID_REQUEST", "reason": "INVALID_DATA",
-                                      "message": f"Unsupported search term {term!r}",
-                                      "details": [{"field": "query", "reason": "INVALID_DATA"}]})
-            clauses.append(f"{columns[key]}=?")
-            values.append(value.strip())
+    def search(self, query: str, *, limit: int = 20, offset: int = 0, sort: str | None = None,
+               zone: tzinfo = UTC) -> tuple[int, list[dict[str, Any]]]:
+        """Transaction Search: the documented query syntax (see :mod:`.search_query`), sorted and paged.
+
+        Returns
+        -------
+        tuple of (int, list of dict)
+            The number of matches in all (``totalCount``) and the page's transaction summaries.
+
+        Raises
+        ------
+        FieldError
+            ``query`` or ``sort`` cannot be parsed (the message names the position).
+        """
+        matches = parse_query(query, self.now(), zone)
+        keys = parse_sort(sort) if sort and sort.strip() else [("submitTimeUtc", True)]
         with self._lock:
-            cursor = self._conn.execute(
-                f"SELECT * FROM credits WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT ?", (*values, limit))
+            cursor = self._conn.execute("SELECT * FROM credits ORDER BY seq DESC")
             names = [c[0] for c in cursor.description]
             rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-        summaries = []
+        records = []
         for row in rows:
+            raw = json.loads(row["raw_json"])
+            record = {"id": row["id"], "reconciliationId": row["reconciliation_id"],
+                      "clientReferenceInformation.code": row["reference_code"], "merchantId": self.merchant_id,
+                      "submitTimeUtc": datetime.strptime(raw["submitTimeUtc"], "%Y-%m-%dT%H:%M:%SZ").replace(
+                          tzinfo=UTC),
+                      "orderInformation.amountDetails.totalAmount": Decimal(row["amount"]),
+                      "orderInformation.amountDetails.currency": row["currency"],
+                      "paymentInformation.card.suffix": row["card_suffix"], "_row": row}
+            if matches(record):
+                records.append(record)
+        page = sort_records(records, keys)[offset:offset + limit]
+        summaries = []
+        for record in page:
+            row = record["_row"]
             tss = self._tss_shape(row)
             summaries.append({
                 "id": row["id"], "submitTimeUtc": tss["submitTimeUTC"], "merchantId": self.merchant_id,
@@ -504,7 +519,7 @@ class SandboxState:
                 "processorInformation": tss["processorInformation"],
                 "_links": {"transactionDetail": {"href": f"/tss/v2/transactions/{row['id']}", "method": "GET"}},
             })
-        return summaries
+        return len(records), summaries
 
     def credits(self) -> list[dict[str, Any]]:
         """Every credit with its lifecycle columns (status, batch, void), oldest first."""

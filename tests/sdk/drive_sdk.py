@@ -15,7 +15,16 @@ import sys
 from typing import Any
 
 import CyberSource  # noqa: F401 - imported before authenticationsdk (the SDK's circular import)
-from CyberSource import CreditApi, PurchaseAndRefundDetailsApi, ReportDownloadsApi, TransactionDetailsApi, VoidApi
+from CyberSource import (
+    CreditApi,
+    PurchaseAndRefundDetailsApi,
+    ReportDefinitionsApi,
+    ReportDownloadsApi,
+    ReportsApi,
+    SearchTransactionsApi,
+    TransactionDetailsApi,
+    VoidApi,
+)
 from CyberSource.rest import ApiException
 
 
@@ -64,7 +73,19 @@ def _mle(config: dict[str, Any]) -> dict[str, Any]:
         model, status, _ = TransactionDetailsApi(config).get_transaction(credit_id)
         report["details"] = {"http_status": status, "model": type(model).__name__, "id": model.id,
                              "amount": model.order_information.amount_details.total_amount}
+    report["search"] = _search(config, "sdk-mle")
     return report
+
+
+def _search(config: dict[str, Any], code: str) -> dict[str, Any]:
+    """The official sample's search: a reference code within the last seven days, date math and all."""
+    body = json.dumps({"save": False, "name": "MRN", "timezone": "America/Chicago",
+                       "query": f"clientReferenceInformation.code:{code} AND "
+                                "submitTimeUtc:[NOW/DAY-7DAYS TO NOW/DAY+1DAY}",
+                       "offset": 0, "limit": 100, "sort": "id:asc,submitTimeUtc:asc"})
+    model, status, _ = SearchTransactionsApi(config).create_search(body)
+    return {"http_status": status, "model": type(model).__name__, "total_count": model.total_count,
+            "ids": [s.id for s in model.embedded.transaction_summaries]}
 
 
 def main() -> None:
@@ -98,7 +119,18 @@ def _reporting(config: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
     # isoformat, so a datetime argument makes its own signature fail.
     page, page_status, _ = PurchaseAndRefundDetailsApi(config).get_purchase_and_refund_details(
         given["start_time"], given["end_time"], limit=1)
+    listing, listing_status, _ = ReportsApi(config).search_reports(given["start_time"], given["end_time"],
+                                                                    "executedTime")
+    definitions, definitions_status, _ = ReportDefinitionsApi(config).get_resource_v2_info()
+    definition, _, _ = ReportDefinitionsApi(config).get_resource_info_by_report_definition(
+        definitions.report_definitions[0].report_defintion_name)
     return {"download_status": status, "page_status": page_status, "model": type(page).__name__,
+            "search": _search(config, "sdk-signature"),
+            "reports": [listing_status, type(listing).__name__,
+                        [[r.report_name, r.status] for r in listing.report_search_results]],
+            "definitions": [definitions_status, type(definitions).__name__,
+                            [d.report_defintion_name for d in definitions.report_definitions],
+                            type(definition).__name__, [a.id for a in definition.attributes]],
             "page_results": page.page_results,
             "settlements": [[s.request_id, s.amount, s.currency_code, s.cybersource_batch_id]
                             for s in page.settlements],
