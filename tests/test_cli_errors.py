@@ -239,12 +239,13 @@ def test_a_refusal_is_one_line_exit_2_and_writes_nothing(folder, monkeypatch, ca
 def test_record_creates_its_ledger_only_when_it_records_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RECONKIT_DATA", str(tmp_path / "data"))
-    pd.DataFrame({"credit_id": ["c1", "c2"], "reconciliation_id": ["r1", "r2"], "status": ["PENDING"] * 2,
+    pd.DataFrame({"credit_id": ["7000000000000000000001", "7000000000000000000002"],
+                  "reconciliation_id": ["r1", "r2"], "status": ["PENDING"] * 2,
                   "submit_time_utc": ["2026-11-02T10:00:00Z"] * 2, "amount": ["10.00", "20.00"],
                   "currency": ["USD"] * 2}).to_csv("credits.csv", index=False)
     header = ("batch_id,merchant_id,batch_date,request_id,merchant_ref_number,trans_ref_no,payment_method,currency,"
               "amount,transaction_type")
-    row = "261103001,m1,2026-11-03,c1,ref-c1,r1,Vis\xe9,USD,-10.00,ics_credit"  # é: a Latin-1 file
+    row = "261103001,m1,2026-11-03,7000000000000000000001,ref-1,r1,Vis\xe9,USD,-10.00,ics_credit"  # é: Latin-1
     Path("day1.csv").write_bytes(("Payment Batch Detail Report,1.0,2026-11-03 to 2026-11-03,,,,,,,\r\n"
                                   f"{header}\r\n{row}\r\n").encode("latin-1"))
     record = ["breaks", "--ledger", "book/ledger.sqlite3", "--as", "ann", "record", "credits.csv", "day1.csv",
@@ -259,7 +260,7 @@ def test_record_creates_its_ledger_only_when_it_records_and_says_so(tmp_path, mo
     assert main(record) == 0
     assert "created ledger" not in capsys.readouterr().out
     assert main(["breaks", "--ledger", "book/ledger.sqlite3", "list"]) == 0
-    assert "credit:c2" in capsys.readouterr().out
+    assert "credit:7000000000000000000002" in capsys.readouterr().out
 
 
 def test_the_library_refuses_a_database_of_the_wrong_kind_without_touching_it(tmp_path):
