@@ -24,6 +24,8 @@ from reconkit.sandbox.scenario import populate
 from reconkit.widgets import InvestigateApp
 from reconkit.widgets.investigate import SHOWN_COLUMNS, format_amount, parse_ids, parse_tolerance
 
+from .conftest import examples
+
 START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 DIGITS = {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0, "KWD": 3, "CAD": 2, "AUD": 2, "CHF": 2}
 """ISO 4217 minor units of the currencies the sandbox issues (written out here, not imported)."""
@@ -854,7 +856,8 @@ class InvestigateMachine(RuleBasedStateMachine):
         assert {Path(f).name for f in self.app.result.parameters["input_files"]} == set(self.shown["files"])
 
 
-InvestigateMachine.TestCase.settings = settings(max_examples=10, stateful_step_count=10, deadline=None)
+InvestigateMachine.TestCase.settings = settings(max_examples=examples(10), stateful_step_count=10,  # each step reconciles
+                                                 deadline=None)
 TestInvestigateApp = InvestigateMachine.TestCase
 
 
