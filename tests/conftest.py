@@ -48,9 +48,22 @@ _SANDBOX_STARTERS = {"test_breaks_intake", "test_breaks_panel", "test_cli", "tes
 process or through the embedded one. Elsewhere a test is marked ``sandbox`` when it asks for one of
 :data:`_SANDBOX_FIXTURES`."""
 
-_SLOW = {"test_breaks_concurrency", "test_ledger_restart", "test_settlement_fuzz"}
-"""Modules whose tests each take several seconds (child processes, many large files); ``make test``
-runs them, ``make test-fast`` does not."""
+_SLOW = {"test_breaks_concurrency", "test_ledger_restart", "test_breaks_state", "test_breaks_demo",
+         "test_breakbook_view::test_view_workflow",
+         "test_breaks_intake::test_withdrawing_the_latest_run_puts_back_what_it_touched",
+         "test_breaks_panel::test_the_investigation_app_carries_its_breaks_from_run_to_run",
+         "test_breaks_cli::test_the_command_and_the_app_give_the_same_result_and_record_the_same_digests",
+         "test_cli::test_an_unreadable_settlement_line_reaches_the_reconciliation",
+         "test_cli::test_on_the_shipped_samples_it_uses_the_samples_as_of",
+         "test_cli::test_unfetched_ids_stop_the_report_unless_allowed",
+         "test_cli::test_the_report_names_the_environment_the_credits_came_from",
+         "test_cli::test_a_saved_frame_with_exactly_the_columns_help_names_is_reconciled",
+         "test_cli::test_elsewhere_it_says_prominently_which_as_of_it_used",
+         "test_unknown_outcomes::test_an_intent_left_by_a_killed_process_shows_as_unknown_on_the_next_start",
+         "test_unknown_voids::test_a_void_whose_process_was_killed_on_the_wire_is_unknown_on_the_next_start"}
+"""Modules (or ``module::test``) measured to take seconds each (child processes, many reconciliations,
+state machines): ``make test`` runs them, ``make test-fast`` does not. A test can also say so itself
+with ``@pytest.mark.slow``."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -59,10 +72,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = _TIERS.get(module)
         if tier:
             item.add_marker(tier)
-        name = f"{module}::{getattr(item, 'originalname', item.name)}"
+        name = f"{module}::{item.nodeid.split('::')[1].partition('[')[0]}"  # the test function or class
         if {module, name} & _SANDBOX_STARTERS or _SANDBOX_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker("sandbox")
-        if module in _SLOW:
+        if {module, name} & _SLOW:
             item.add_marker("slow")
 
 
