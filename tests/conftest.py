@@ -79,6 +79,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker("sandbox")
         if {module, name} & _SLOW:
             item.add_marker("slow")
+        # Under `pytest -n` (make test, make test-fast) a module runs on one worker, so its module
+        # fixtures (a JupyterLab, a world, a kernel) start once; both Spark modules share one JVM.
+        item.add_marker(pytest.mark.xdist_group("spark" if tier == "spark" else module))
 
 
 CARD = {"number": "4111111111111111", "expiration_month": "12", "expiration_year": "2031", "type": "001"}

@@ -401,10 +401,17 @@ def _expected_order(breaks: pd.DataFrame, column: str, descending: bool) -> list
     return sorted(known, key=key, reverse=descending) + blank
 
 
+@pytest.fixture(scope="module")
+def sorting_app(world, tmp_path_factory) -> InvestigateApp:
+    """One reconciled app for the sorting tests (a reconciliation each cost seconds): each sets both the
+    column and the direction it checks, so what the one before it chose does not matter."""
+    return _reconciled(world, tmp_path_factory.mktemp("sorting"))
+
+
 @pytest.mark.parametrize("column", SHOWN_COLUMNS)
 @pytest.mark.parametrize("descending", [False, True])
-def test_every_column_sorts(world, tmp_path, column, descending):
-    app = _reconciled(world, tmp_path)
+def test_every_column_sorts(sorting_app, column, descending):
+    app = sorting_app
     breaks = app.result.breaks.reset_index(drop=True)
     app.sort_by.value = column
     app.descending.value = descending
