@@ -51,6 +51,10 @@ process or through the embedded one. Elsewhere a test is marked ``sandbox`` when
 :data:`_SANDBOX_FIXTURES`."""
 
 _SLOW = {"test_breaks_concurrency", "test_ledger_restart", "test_breaks_state", "test_breaks_demo",
+         "test_investigate_app::TestInvestigateApp", "test_investigation::TestInvestigation",
+         "test_issue_app_state::TestIssueApp",
+         "test_investigate_app::test_each_run_replaces_every_view_and_downloads_belong_to_their_run",
+         "test_investigate_app::test_investigate_from_uploads_to_exports_equals_the_truth",
          "test_breakbook_view::test_view_workflow", "test_settlement_fuzz::test_a_thousand_mutants_keep_the_contract",
          "test_breaks_intake::test_withdrawing_the_latest_run_puts_back_what_it_touched",
          "test_breaks_panel::test_the_investigation_app_carries_its_breaks_from_run_to_run",
