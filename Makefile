@@ -64,11 +64,12 @@ lint: $(DEV_STAMP)
 
 test: $(DEV_STAMP) $(SPARK_STAMP) $(SDK_STAMP) browser-deps
 	$(VENV)/bin/ruff check .
-	RECONKIT_REQUIRE_SDK=1 $(PY) -m pytest
+	RECONKIT_REQUIRE_SDK=1 $(PY) -m pytest -n auto --dist loadgroup
 
-# The library and the sandbox only: no Spark, notebooks, real browser or official SDK (see tests/conftest.py).
+# The library and the sandbox only: no Spark, notebooks, real browser, official SDK or slow tests (see
+# tests/conftest.py), and Hypothesis's few-example `dev` profile even where CI is set.
 test-fast: $(DEV_STAMP)
-	$(PY) -m pytest -m "not spark and not notebook and not browser and not sdk and not slow"
+	HYPOTHESIS_PROFILE=dev $(PY) -m pytest -n auto --dist loadgroup -m "not spark and not notebook and not browser and not sdk and not slow"
 
 demo: $(STAMP)
 	$(PY) -m reconkit demo --out out

@@ -27,6 +27,7 @@ from reconkit.breaks import BreakBook
 from reconkit.errors import BreakBookError
 
 from .breaks_helpers import T0, credits_frame, days, run
+from .conftest import examples
 
 CREDITS = {"a": ("927.44", "USD"), "b": ("27250", "JPY"), "c": ("10.25", "USD"), "d": ("1.17", "GBP"),
            "e": ("0.44", "EUR"), "f": ("5.00", "USD")}
@@ -286,6 +287,7 @@ class ViewWorkflow(RuleBasedStateMachine):
             assert amounts == sorted(amounts, reverse=self.view.sort == "largest")
 
 
-ViewWorkflow.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None,
+ViewWorkflow.TestCase.settings = settings(max_examples=examples(25), stateful_step_count=20,  # each step redraws the view
+                                          deadline=None,
                                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 test_view_workflow = ViewWorkflow.TestCase

@@ -30,6 +30,7 @@ from reconkit.sandbox.settlement import generate_settlement
 from reconkit.sandbox.state import SandboxState
 
 from .breaks_helpers import T0, credits_frame, days, run, settled
+from .conftest import examples
 
 
 @pytest.fixture
@@ -396,7 +397,7 @@ def test_the_audit_lists_every_change_with_who_and_when(book, tmp_path):
 _texts = st.one_of(st.none(), st.just(""), st.just("  "), st.text("0123456789AB ", min_size=1, max_size=6))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)  # each example writes and reads a break book on disk
 @given(st.lists(st.tuples(_texts, _texts,
                           st.one_of(st.none(), st.decimals(-10**6, 10**6, places=3, allow_nan=False)),
                           st.sampled_from(["USD", " usd", "JPY", "KWD", "XXX", None]),

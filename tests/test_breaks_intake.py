@@ -24,7 +24,7 @@ from reconkit.sandbox.scenario import populate
 from reconkit.sandbox.settlement import generate_settlement
 
 from .breaks_helpers import T0, credits_frame, days, run, settlement_frame
-from .conftest import START
+from .conftest import START, examples
 
 # --- the wrong file, end to end against the sandbox ------------------------------------------------
 
@@ -272,7 +272,8 @@ def _act(book: BreakBook, kind: str, key: str, who: str) -> None:
         book.reopen(key, "not yet", by=who)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None,  # each example records up to 12 runs in SQLite
+          suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(STEP, min_size=1, max_size=12))
 def test_withdrawing_the_latest_run_puts_back_what_it_touched(steps):
     """After any sequence of runs, actions and withdrawals, withdrawing the latest standing run

@@ -18,6 +18,7 @@ from reconkit.breaks import SYSTEM, BreakBook
 from reconkit.errors import BreakBookError
 
 from .breaks_helpers import T0, credits_frame, days, run
+from .conftest import examples
 
 CREDITS = {"k0": "10.00", "k1": "20.00", "k2": "30.00"}
 GRACE = 3
@@ -183,6 +184,7 @@ class BreakWorkflow(RuleBasedStateMachine):
                 expected.signed_off_by), key
 
 
-BreakWorkflow.TestCase.settings = settings(max_examples=20, stateful_step_count=15, deadline=None,
+BreakWorkflow.TestCase.settings = settings(max_examples=examples(20), stateful_step_count=15,  # each step writes the book
+                                           deadline=None,
                                            suppress_health_check=[HealthCheck.too_slow])
 TestBreakWorkflow = BreakWorkflow.TestCase

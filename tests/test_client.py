@@ -26,7 +26,8 @@ from reconkit.sandbox import FaultPlan
 from .conftest import CARD, SEED_SECRET
 
 
-def test_create_get_void_roundtrip(client, sandbox):
+def test_create_get_void_roundtrip(shared_client, shared_sandbox):
+    client, sandbox = shared_client, shared_sandbox
     credit = client.create_credit("12.50", "usd", card=CARD, reference_code="order-1")
     assert credit.status == "PENDING" and credit.source == "create"
     assert len(credit.id) == 22 and credit.id.isdigit()
@@ -45,14 +46,16 @@ def test_create_get_void_roundtrip(client, sandbox):
     assert rows.loc[0, "credit_id"] == credit.id and rows.loc[0, "amount"] == "12.50"
 
 
-def test_sends_exactly_the_bytes_it_signed_with_jwt_too(sandbox, tmp_path):
+def test_sends_exactly_the_bytes_it_signed_with_jwt_too(shared_sandbox, tmp_path):
+    sandbox = shared_sandbox
+    failures = len(sandbox.auth_failures)  # the shared sandbox's, from tests before this one
     config = Config(sandbox.config.merchant_id, sandbox.config.key_id, sandbox.config.secret_key, sandbox.url,
                     auth_type="jwt")
     with Client(config, ledger=":memory:") as jwt_client:
         credit = jwt_client.create_credit("1.00", "USD", instrument_identifier="7010000000016241111",
                                           card={"expiration_month": "12", "expiration_year": "2031", "type": "001"})
         assert jwt_client.get_credit(credit.id).id == credit.id
-    assert sandbox.auth_failures == []
+    assert sandbox.auth_failures[failures:] == []
 
 
 def test_tss_fallback_when_self_link_answers_405(client, sandbox):
@@ -68,12 +71,14 @@ def test_tss_fallback_when_self_link_answers_405(client, sandbox):
         credit.id, credit.reconciliation_id, credit.amount, credit.currency, credit.submit_time)
 
 
-def test_tss_fallback_when_self_link_is_404(client):
+def test_tss_fallback_when_self_link_is_404(shared_client):
     with pytest.raises(NotFoundError):
-        client.get_credit("1234567890123456789012")
+        shared_client.get_credit("1234567890123456789012")
 
 
-def test_validation_never_sends(client, sandbox):
+def test_validation_never_sends(shared_client, shared_sandbox):
+    client, sandbox = shared_client, shared_sandbox
+    creates = sandbox.count("POST", "create")  # the shared sandbox's, from tests before this one
     with pytest.raises(InvalidRequestError) as info:
         client.create_credit("1.005", "USD", card=CARD)
     assert info.value.details[0]["field"] == "orderInformation.amountDetails.totalAmount"
@@ -85,11 +90,12 @@ def test_validation_never_sends(client, sandbox):
                                                                   reference_code="x" * 60)]:
         with pytest.raises(InvalidRequestError):
             client.create_credit(**bad)
-    assert sandbox.count("POST", "create") == 0
+    assert sandbox.count("POST", "create") == creates
     assert client.ledger.credits().empty
 
 
-def test_server_side_400_shape(client, sandbox):
+def test_server_side_400_shape(shared_client):
+    client = shared_client
     body = client.build_credit_request("1.00", "USD", card=CARD)
     del body["orderInformation"]["amountDetails"]["totalAmount"]
     status, parsed, _ = client._post("/pts/v2/credits", body, reference_code=None, transaction_id=None)
@@ -105,7 +111,8 @@ def test_duplicate_transaction_id(client):
     assert client.ledger.credits()["outcome"].tolist() == ["created", "rejected"]
 
 
-def test_declined_credit_raises_and_keeps_the_credit(client):
+def test_declined_credit_raises_and_keeps_the_credit(shared_client):
+    client = shared_client
     with pytest.raises(DeclinedError) as info:
         client.create_credit("2005.00", "USD", card=CARD)
     assert info.value.reason == "PROCESSOR_DECLINED" and info.value.credit.status == "DECLINED"
@@ -114,7 +121,8 @@ def test_declined_credit_raises_and_keeps_the_credit(client):
     assert row["outcome"] == "declined" and row["credit_id"] == info.value.credit.id
 
 
-def test_invalid_amount_trigger_and_server_error(client):
+def test_invalid_amount_trigger_and_server_error(shared_client):
+    client = shared_client
     with pytest.raises(InvalidRequestError, match="INVALID_AMOUNT"):
         client.create_credit("3000.00", "USD", card=CARD)
     with pytest.raises(ServerError) as info:
@@ -131,7 +139,8 @@ def test_server_timeout_502_is_an_ambiguous_outcome(client, sandbox):
     assert client.ledger.credits().iloc[0]["outcome"] == "unknown_outcome"
 
 
-def test_authentication_failure(sandbox):
+def test_authentication_failure(shared_sandbox):
+    sandbox = shared_sandbox
     bad = Config(sandbox.config.merchant_id, sandbox.config.key_id, SEED_SECRET, sandbox.url)
     with Client(bad, ledger=":memory:") as c, pytest.raises(AuthenticationError) as info:
         c.get_credit("1234567890123456789012")

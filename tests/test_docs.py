@@ -191,6 +191,8 @@ def test_the_sandbox_commands_run_as_docs_sandbox_md_says(workspace):
     finally:
         server.terminate()
         server.wait(timeout=30)
+        server.stdout.close()  # else the pipes are left for the garbage collector, which warns
+        server.stderr.close()
     settle = subprocess.run(shell_command(page, ".venv/bin/reconkit sandbox settlement"), cwd=workspace, env=env,
                             capture_output=True, text=True, timeout=300)
     assert settle.returncode == 0, settle.stderr

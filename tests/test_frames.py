@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from reconkit import CreditShapeError, credits_to_frame
 from reconkit.frames import CURATED_COLUMNS, flatten_json, leaf_column
 
+from .conftest import examples
+
 SEED = {
     "_links": {"void": {"method": "POST", "href": "/pts/v2/credits/6760635718126158603955/voids"},
                "self": {"method": "GET", "href": "/pts/v2/credits/6760635718126158603955"}},
@@ -140,7 +142,7 @@ def _leaves(node, prefix=""):
             yield path, value
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)  # cheap examples over a wide space of JSON shapes
 @example(extras=[{"0": None}, {"0": {}}], engine="auto")  # null beside {}: pyarrow infers struct<>, no column
 @example(extras=[{"0": None}, {"0": {"0": None}}], engine="auto")  # null beside an object: a leaf of its own
 @example(extras=[{"[]": []}], engine="auto")  # a key with brackets is a key, not a list selector
@@ -239,7 +241,7 @@ def _same(a, b):
     return a == b
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)  # cheap examples over every credit shape
 @given(raw=_credit_bodies(), engine=st.sampled_from(["auto", "python"]))
 def test_credit_and_frame_agree_on_every_field_of_every_shape(raw, engine):
     from reconkit import Credit

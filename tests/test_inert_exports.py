@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from reconkit import BreakBook, inert, read_settlement, reconcile
 from reconkit.cli import main
 
+from .conftest import examples
 from .hostile import HostileServer
 
 # --- the expectation, derived here (not from reconkit.inert) ----------------------------------
@@ -409,7 +410,7 @@ def test_the_audit_keeps_a_negative_amount_a_number(tmp_path):
     assert [c.value for c in sheet[2]] == ["'=1+2", -12.5, -3]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)  # cheap examples over any text
 @given(st.text(st.characters(blacklist_characters="\\"), max_size=12))
 def test_any_text_becomes_an_inert_cell_that_gives_the_text_back(text):
     cell = inert.cell(text)
@@ -421,7 +422,7 @@ def test_any_text_becomes_an_inert_cell_that_gives_the_text_back(text):
         and "\n" not in inert.shown(text)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(st.lists(st.one_of(st.none(), st.text(max_size=8)), max_size=20))
 def test_the_vectorised_rule_is_the_cell_rule(values):
     import pyarrow as pa

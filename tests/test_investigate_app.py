@@ -24,6 +24,7 @@ from reconkit.sandbox.scenario import populate
 from reconkit.widgets import InvestigateApp
 from reconkit.widgets.investigate import SHOWN_COLUMNS, format_amount, parse_ids, parse_tolerance
 
+from .conftest import examples
 from .oracle import truth_breaks
 
 START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
@@ -407,10 +408,17 @@ def _expected_order(breaks: pd.DataFrame, column: str, descending: bool) -> list
     return sorted(known, key=key, reverse=descending) + blank
 
 
+@pytest.fixture(scope="module")
+def sorting_app(world, tmp_path_factory) -> InvestigateApp:
+    """One reconciled app for the sorting tests (a reconciliation each cost seconds): each sets both the
+    column and the direction it checks, so what the one before it chose does not matter."""
+    return _reconciled(world, tmp_path_factory.mktemp("sorting"))
+
+
 @pytest.mark.parametrize("column", SHOWN_COLUMNS)
 @pytest.mark.parametrize("descending", [False, True])
-def test_every_column_sorts(world, tmp_path, column, descending):
-    app = _reconciled(world, tmp_path)
+def test_every_column_sorts(sorting_app, column, descending):
+    app = sorting_app
     breaks = app.result.breaks.reset_index(drop=True)
     app.sort_by.value = column
     app.descending.value = descending
@@ -863,7 +871,8 @@ class InvestigateMachine(RuleBasedStateMachine):
         assert {Path(f).name for f in self.app.result.parameters["input_files"]} == set(self.shown["files"])
 
 
-InvestigateMachine.TestCase.settings = settings(max_examples=10, stateful_step_count=10, deadline=None)
+InvestigateMachine.TestCase.settings = settings(max_examples=examples(10), stateful_step_count=10,  # each step reconciles
+                                                 deadline=None)
 TestInvestigateApp = InvestigateMachine.TestCase
 
 

@@ -32,6 +32,8 @@ from reconkit.investigation import (
 from reconkit.sandbox import Sandbox
 from reconkit.sandbox.scenario import populate
 
+from .conftest import examples
+
 START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 
 
@@ -328,7 +330,7 @@ class InvestigationMachine(RuleBasedStateMachine):
             assert self.model.stale_reasons == [] and not self.model.stale
 
 
-InvestigationMachine.TestCase.settings = settings(max_examples=int(os.environ.get("RECONKIT_SM_EXAMPLES", "12")),
+InvestigationMachine.TestCase.settings = settings(max_examples=examples(12),  # each step is HTTP to a sandbox
                                                   stateful_step_count=14, deadline=None)
 TestInvestigation = InvestigationMachine.TestCase
 

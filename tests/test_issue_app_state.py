@@ -17,6 +17,7 @@ from reconkit.sandbox import FaultPlan, Sandbox
 from reconkit.widgets import IssueCreditApp
 from reconkit.widgets.issue import VOID_UNKNOWN
 
+from .conftest import examples
 from .test_issue_app import table
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -232,5 +233,6 @@ class IssueAppMachine(RuleBasedStateMachine):
             assert path.split("/")[4] in ids
 
 
-IssueAppMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=25, deadline=None)
+IssueAppMachine.TestCase.settings = settings(max_examples=examples(25), stateful_step_count=25,  # each step is HTTP
+                                              deadline=None)
 TestIssueApp = IssueAppMachine.TestCase

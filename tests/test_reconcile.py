@@ -18,7 +18,7 @@ from reconkit import ReconciliationError, ReconResult, read_settlement, reconcil
 from reconkit.outcomes import BREAKS, Outcome
 from reconkit.sandbox.settlement import DISCREPANCY_KINDS, FORMATS
 
-from .conftest import ALL_KINDS
+from .conftest import ALL_KINDS, examples
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -50,7 +50,8 @@ def test_every_format_with_every_discrepancy_equals_the_ground_truth(world, tmp_
         "NO_SETTLEMENT_EXPECTED", "OUT_OF_SCOPE"}
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=examples(25), deadline=None,  # each example generates and reconciles a scenario
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(mix=st.dictionaries(st.sampled_from(DISCREPANCY_KINDS), st.integers(0, 4), max_size=len(DISCREPANCY_KINDS)),
        fmt=st.sampled_from(FORMATS), seed=st.integers(0, 10_000), grace=st.integers(0, 5),
@@ -94,7 +95,7 @@ _money = st.sampled_from([(Decimal("1.00"), "USD"), (Decimal("2.50"), "USD"), (D
                           (Decimal("100"), "JPY"), (Decimal("101"), "JPY"), (Decimal("100"), "USD")])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)  # cheap examples over many id and status mixes
 @given(credit_rows=st.lists(st.tuples(st.sampled_from(["1", "2", "3", "4", "5"]), _ids,
                                       st.sampled_from(["PENDING", "VOIDED", "DECLINED", "TRANSMITTED"]),
                                       st.sampled_from(["2026-11-01T00:00:00Z", "2026-11-09T00:00:00Z", None]),
@@ -252,7 +253,7 @@ def test_a_damaged_row_in_a_real_file_makes_its_credit_unreadable_not_missing(wo
     assert row["amount_at_risk"] == credit_amount
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)  # cheap examples over scales and extreme units
 @given(scale=st.integers(0, 6), start=st.integers(0, 2), currency=st.sampled_from(["JPY", "USD", "KWD", None]),
        units=st.lists(st.one_of(st.none(), st.integers(-(10**14), 10**14),
                                 st.sampled_from([-(2**63), 2**63 - 1, 2**64 + 5, -(2**64)])), max_size=10))

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from reconkit import IncompleteReportError, NetworkError, read_settlement
 
+from .conftest import examples
 from .hostile import RAW, HostileServer, client_for
 
 SAMPLE = Path(__file__).parents[1] / "data" / "sample"
@@ -290,7 +291,8 @@ def test_a_server_that_cannot_be_reached_is_a_network_error_naming_the_report(tm
     assert f"report '{REPORT}' for report date 2026-11-03" in str(info.value)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(20), deadline=None,  # each example pages a report over HTTP
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cap=st.integers(1, TOTAL + 5), limit=st.integers(1, 2000), total=st.integers(1, TOTAL),
        page_results=st.sampled_from(["count", "text", "missing"]))
 def test_any_cap_and_limit_read_each_entry_once(tmp_path_factory, cap, limit, total, page_results):

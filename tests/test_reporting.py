@@ -23,7 +23,7 @@ from reconkit.reporting import NoReportDataError, ReportFailedError, ReportNotRe
 from reconkit.sandbox import FaultPlan, Sandbox
 from reconkit.sandbox.reporting import PBDR_REPORT_NAME
 
-from .conftest import CARD
+from .conftest import CARD, examples
 
 DAY = date(2026, 11, 2)
 MIDNIGHT = datetime(2026, 11, 3, 0, 0, tzinfo=UTC)
@@ -266,7 +266,8 @@ def test_the_demo_pulls_its_settlement_through_the_reporting_api(tmp_path, capsy
     assert report.name in truth  # the truth's rows point into the downloaded file
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None,  # each example pages a search over HTTP
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(start=st.integers(0, 48 * 3600), span=st.integers(1, 48 * 3600), limit=st.integers(1, 9))
 def test_any_window_and_page_size_yield_each_submitted_credit_in_it_once(world, tmp_path_factory, start, span, limit):
     sb, client, _ = world

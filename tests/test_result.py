@@ -19,7 +19,7 @@ from reconkit.breaks import settlement_keys
 from reconkit.money import CURRENCIES
 from reconkit.sandbox.settlement import DISCREPANCY_KINDS, FORMATS
 
-from .conftest import ALL_KINDS
+from .conftest import ALL_KINDS, examples
 from .oracle import truth_breaks
 
 
@@ -96,7 +96,8 @@ def assert_summary_equals_break_table(result) -> None:
     assert {c: sum(g, Decimal(0)) for c, g in frame.groupby("currency")["amount_at_risk"]} == dict(per_currency)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=examples(20), deadline=None,  # each example generates and reconciles a scenario
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(mix=st.dictionaries(st.sampled_from(DISCREPANCY_KINDS), st.integers(0, 4), max_size=len(DISCREPANCY_KINDS)),
        fmt=st.sampled_from(FORMATS), seed=st.integers(0, 10_000), grace=st.integers(0, 5),
@@ -227,7 +228,7 @@ def test_break_table_is_arrow_sorted_by_currency_then_largest_risk_first():
         result.totals({"JPY": "0.0067"}, base="USD")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)  # cheap examples over mixed currencies and sizes
 @given(breaks=st.lists(st.tuples(st.sampled_from(["USD", "EUR", "JPY", None]),
                                  st.one_of(st.none(), st.integers(-3, 3), st.sampled_from([2**40, -(2**62), 2**62])),
                                  st.one_of(st.none(), st.integers(0, 5)),
@@ -294,7 +295,7 @@ def test_chunked_arrow_columns_as_parquet_gives_them_reconcile_like_plain_ones(t
     assert got.summary.equals(plain.summary)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)  # cheap examples over awkward whitespace
 @given(values=st.lists(st.one_of(st.none(), st.text(alphabet=st.sampled_from(
     ["a", "Z", "7", "-", " ", "\t", "\n", "\x1f", "\u00a0", "\u2003", "\u3000", "é", "😀"]), max_size=4)),
     max_size=12), start=st.integers(0, 3))

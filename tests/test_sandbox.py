@@ -278,6 +278,7 @@ def test_cli_serves_and_prints_credentials(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+        proc.stdout.close()  # else its pipe is left for the garbage collector, which warns
 
 
 def test_cli_serves_https_with_the_given_certificate_and_says_how_to_trust_it(certificate, monkeypatch):
@@ -297,6 +298,7 @@ def test_cli_serves_https_with_the_given_certificate_and_says_how_to_trust_it(ce
     finally:
         proc.terminate()
         proc.wait(10)
+        proc.stdout.close()  # else its pipe is left for the garbage collector, which warns
 
 
 def test_cli_help_documents_triggers():

@@ -24,7 +24,7 @@ from reconkit.auth import digest, http_date, jwt_token, sign_request
 from reconkit.sandbox import Sandbox
 from reconkit.sandbox.server import _MAX_BODY
 
-from .conftest import START
+from .conftest import START, examples
 
 CREDIT = json.dumps({
     "clientReferenceInformation": {"code": "hostile-1"},
@@ -310,7 +310,8 @@ def test_protocol_errors_are_answered_in_cybersource_shape(sb, name, raw, expect
 _TEXT = st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=40)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None,  # each example is a raw socket exchange
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
        path=st.sampled_from([PATH, "/pts/v2/credits/1/voids", "/tss/v2/searches", "/tss/v2/transactions/1",
                              "/reporting/v3/report-downloads?reportDate=x", "/nowhere"]),

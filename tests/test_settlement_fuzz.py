@@ -35,6 +35,8 @@ from reconkit.money import CURRENCIES
 from reconkit.settlement import FAILURE_COLUMNS
 from reconkit.settlement.delimited import read_delimited
 
+from .conftest import examples
+
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "sample"
 SEED = 20261128
 BAD_AMOUNTS = ["1.23457E+06", "1234567890123456789.00", "12,50", "1.005", "-", "", "١٢", "NaN", "9" * 40]
@@ -385,7 +387,8 @@ def _one_line_files(draw: st.DrawFn) -> bytes:
     return ("\r\n" if draw(st.booleans()) else "\n").join(lines).encode() + b"\n"
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None,  # cheap examples over any quoting of one line
+          suppress_health_check=[HealthCheck.too_slow])
 @given(data=_one_line_files())
 def test_the_fast_and_the_careful_path_agree(data):
     fast = read_delimited(data, "f.csv")

@@ -15,7 +15,7 @@ from reconkit.errors import SettlementFormatError
 from reconkit.spark import local_session, read_canonical
 from reconkit.spark import read_settlement as spark_read
 
-from .conftest import ALL_KINDS
+from .conftest import ALL_KINDS, examples
 
 COLUMNS = ["source_line", "reconciliation_id", "request_id", "merchant_ref", "transaction_type", "direction",
            "amount", "currency", "batch_id", "batch_date", "merchant_id", "payment_method", "report_format"]
@@ -271,7 +271,8 @@ _ROW = st.tuples(st.one_of(_QUOTED_CELL, _RAW_CELL), st.sampled_from(["", ",extr
 _FILE = st.tuples(st.lists(_ROW, min_size=1, max_size=6), st.sampled_from(["\n", "\r\n"]), st.booleans())
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(5), deadline=None,  # each example is a Spark job (seconds)
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(files=st.lists(_FILE, min_size=1, max_size=3))
 def test_any_quoting_reads_as_the_pandas_reader_reads_it(spark, files):
     with tempfile.TemporaryDirectory() as folder:

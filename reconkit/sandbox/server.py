@@ -754,7 +754,9 @@ class Sandbox:
             self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True,
                                                        do_handshake_on_connect=False)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"sandbox:{self.port}",
+        # A short poll: stop() waits for the accept loop's next poll, and the default half second
+        # was paid by every test that starts a sandbox.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), name=f"sandbox:{self.port}",
                                         daemon=True)
         self._thread.start()
         return self
