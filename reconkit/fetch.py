@@ -80,6 +80,18 @@ class FetchResult:
                                     dtype="boolean")
         return frame
 
+    def left_out(self) -> pd.DataFrame:
+        """Every id a reconciliation of :attr:`credits` leaves out, in ``failed``'s columns: the
+        failures, then the credits not indexed yet (``error`` ``NotIndexedYetError``, HTTP 404)."""
+        waiting = pd.DataFrame({"id": self.not_indexed["id"], "error": "NotIndexedYetError", "http_status": 404,
+                                "reason": pd.NA, "message": self.not_indexed["message"],
+                                "attempts": self.not_indexed["attempts"]}, columns=FAILED_COLUMNS)
+        if waiting.empty:
+            return self.failed.copy()
+        if self.failed.empty:
+            return waiting.astype(self.failed.dtypes.to_dict())
+        return pd.concat([self.failed, waiting.astype(self.failed.dtypes.to_dict())], ignore_index=True)
+
     def __repr__(self) -> str:
         return (f"FetchResult(requested={self.requested}, credits={len(self.credits)}, "
                 f"not_indexed={len(self.not_indexed)}, failed={len(self.failed)}, from_cache={self.from_cache})")

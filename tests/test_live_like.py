@@ -166,3 +166,48 @@ def test_a_frozen_clock_and_real_sleep_still_end_on_the_wall_clock(live, live_cl
 def test_the_error_is_public():
     assert reconkit.NotIndexedYetError is NotIndexedYetError
     assert issubclass(NotIndexedYetError, reconkit.ReconkitError)
+
+
+# --- the apps ---------------------------------------------------------------------------------
+def test_the_issue_app_shows_a_fresh_credit_as_not_indexed_yet(live, live_client):
+    from reconkit.widgets import IssueCreditApp
+
+    from .test_issue_app import issue
+
+    app = IssueCreditApp(live_client)
+    issue(app, amount="21.00")
+    created = live.state.credits()[-1]
+    assert app.credit_picker.value == created["id"]
+    app.fetch_button.click()
+    assert app.error.value == ""
+    assert "reconkit-not-indexed" in app.result.value and "Not indexed yet" in app.result.value
+    assert created["id"] in app.result.value and "PENDING" in app.result.value
+    assert app.last_credit.source == "create" and app.last_credit.id == created["id"]
+    live.advance(LAG)
+    app.fetch_button.click()
+    assert "not-indexed" not in app.result.value and "read from tss" in app.result.value
+    assert app.last_credit.source == "tss"
+
+
+def test_the_investigate_app_lists_not_indexed_credits_apart(live, live_client, tmp_path):
+    from reconkit.widgets import InvestigateApp
+
+    from .test_issue_app import table
+
+    old, new, ids = _mix(live, live_client)
+    app = InvestigateApp(live_client, out_dir=tmp_path / "out", data=tmp_path / "data")
+    app.ids.value = "\n".join(ids)
+    app.on_fetch(progress=False)
+    assert app.error.value == ""
+    assert "Fetched <b>2</b> credit(s)" in app.fetch_status.value
+    assert "<b>2</b> not indexed yet" in app.fetch_status.value and "<b>2</b> failed" in app.fetch_status.value
+    waiting_html, failed_html = app.failures.value.split("Credits that could not be fetched")
+    assert [row["Credit id"] for row in table(waiting_html)] == new
+    assert {row["Status when created"] for row in table(waiting_html)} == {"PENDING"}
+    assert [row["Credit id"] for row in table(failed_html)] == [UNKNOWN, "12ab"]
+    assert app.model.credits["credit_id"].tolist() == old  # reconciled: the indexed ones only
+    assert (app.model.not_indexed, app.model.unfetched) == (2, 4)
+    live.advance(LAG)
+    app.on_fetch(progress=False)
+    assert "not indexed yet" not in app.fetch_status.value and app.model.not_indexed == 0
+    assert app.model.credits["credit_id"].tolist() == [old[0], new[0], new[1], old[1]]
