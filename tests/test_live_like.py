@@ -211,3 +211,13 @@ def test_the_investigate_app_lists_not_indexed_credits_apart(live, live_client, 
     app.on_fetch(progress=False)
     assert "not indexed yet" not in app.fetch_status.value and app.model.not_indexed == 0
     assert app.model.credits["credit_id"].tolist() == [old[0], new[0], new[1], old[1]]
+
+
+def test_left_out_holds_failures_then_not_indexed_in_failed_columns(live, live_client):
+    old, new, ids = _mix(live, live_client)
+    result = live_client.fetch_credits(ids, progress=False)
+    left = result.left_out()
+    assert left["id"].tolist() == [UNKNOWN, "12ab", *new]
+    assert left["error"].tolist() == ["NotFoundError", "MalformedId", "NotIndexedYetError", "NotIndexedYetError"]
+    assert left["http_status"].tolist()[2:] == [404, 404]
+    assert list(left.columns) == list(result.failed.columns) and len(left) + len(result.credits) == result.requested
