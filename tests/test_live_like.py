@@ -214,7 +214,7 @@ def test_the_investigate_app_lists_not_indexed_credits_apart(live, live_client, 
 
 
 def test_left_out_holds_failures_then_not_indexed_in_failed_columns(live, live_client):
-    old, new, ids = _mix(live, live_client)
+    _old, new, ids = _mix(live, live_client)
     result = live_client.fetch_credits(ids, progress=False)
     left = result.left_out()
     assert left["id"].tolist() == [UNKNOWN, "12ab", *new]
