@@ -175,6 +175,9 @@ CASES: dict[str, tuple[list[str], dict[str, str], str]] = {
     "sandbox: live_like with --self-link-405": (
         ["sandbox", "--profile", "live_like", "--self-link-405"], {},
         "--self-link-405: the live_like profile already answers the self link 405"),
+    "sandbox: live_like with a TSS delay": (
+        ["sandbox", "--profile", "live_like", "--tss-delay-minutes", "5"], {},
+        "--tss-delay-minutes applies to --profile seed; the live_like profile's lag is --index-lag-minutes"),
     "sandbox: an index lag without live_like": (
         ["sandbox", "--index-lag-minutes", "3"], {},
         "--index-lag-minutes applies to --profile live_like; the seed profile's lag is --tss-delay-minutes"),

@@ -95,6 +95,7 @@ def test_the_seed_profile_keeps_the_self_link(sandbox, client):
     ({"profile": "live_like", "self_link_status": 200}, "self_link_status=200"),
     ({"index_lag": timedelta(minutes=1)}, "index_lag applies to profile='live_like'"),
     ({"profile": "live_like", "index_lag": timedelta(seconds=-1)}, "index_lag must be 0 or more"),
+    ({"profile": "live_like", "tss_delay": timedelta(minutes=5)}, "tss_delay applies to profile='seed'"),
 ])
 def test_contradictory_profiles_are_refused(kwargs, words):
     with pytest.raises(ValueError, match=words):

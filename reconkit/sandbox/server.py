@@ -653,9 +653,10 @@ class _Server(ThreadingHTTPServer):
 
 PROFILES = ("seed", "live_like")
 _LIVE_INDEX_LAG = timedelta(minutes=2)
+_SEED_TSS_DELAY = timedelta(minutes=5)
 
 
-def _profile_settings(profile: str, self_link_status: int | None, tss_delay: timedelta,
+def _profile_settings(profile: str, self_link_status: int | None, tss_delay: timedelta | None,
                       index_lag: timedelta | None) -> tuple[int, timedelta, timedelta]:
     """The self-link status, Transaction Details lag and search lag of a profile."""
     if profile not in PROFILES:
@@ -663,7 +664,10 @@ def _profile_settings(profile: str, self_link_status: int | None, tss_delay: tim
     if profile == "seed":
         if index_lag is not None:
             raise ValueError("index_lag applies to profile='live_like'; the seed profile's lag is tss_delay")
-        return (200 if self_link_status is None else self_link_status), tss_delay, timedelta(0)
+        status = 200 if self_link_status is None else self_link_status
+        return status, _SEED_TSS_DELAY if tss_delay is None else tss_delay, timedelta(0)
+    if tss_delay is not None:
+        raise ValueError("tss_delay applies to profile='seed'; the live_like profile's lag is index_lag")
     if self_link_status not in (None, 405):
         raise ValueError(f"profile='live_like' serves no self link (405); self_link_status={self_link_status} "
                          "contradicts it")
@@ -688,8 +692,9 @@ class Sandbox:
         by default it starts now and ticks.
     db : str
         ``":memory:"`` (default) or a SQLite file that survives restarts.
-    tss_delay : timedelta
-        Transaction Details answers 404 this long (sandbox time) after a credit's creation.
+    tss_delay : timedelta, optional
+        The ``"seed"`` profile's lag: Transaction Details answers 404 this long (sandbox time)
+        after a credit's creation; 5 minutes by default.
     self_link_status : int, optional
         200, or 405 to act like a live API whose self link does not answer GETs. By default the
         profile's: 200 for ``"seed"``, 405 for ``"live_like"``.
@@ -734,7 +739,7 @@ class Sandbox:
     """
 
     def __init__(self, *, port: int = 0, host: str = "127.0.0.1", seed: int = 0, start: datetime | None = None,
-                 db: str = ":memory:", tss_delay: timedelta = timedelta(minutes=5),
+                 db: str = ":memory:", tss_delay: timedelta | None = None,
                  self_link_status: int | None = None, profile: str = "seed", index_lag: timedelta | None = None,
                  faults: FaultPlan | None = None, portfolio_id: str | None = None,
                  cutoff: Any = None, merchant_id: str = "reconkit_sandbox",
