@@ -222,3 +222,34 @@ def test_left_out_holds_failures_then_not_indexed_in_failed_columns(live, live_c
     assert left["error"].tolist() == ["NotFoundError", "MalformedId", "NotIndexedYetError", "NotIndexedYetError"]
     assert left["http_status"].tolist()[2:] == [404, 404]
     assert list(left.columns) == list(result.failed.columns) and len(left) + len(result.credits) == result.requested
+
+
+def test_the_reconcile_command_counts_not_indexed_credits_as_left_out(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    from reconkit.cli import main
+    from reconkit.session import connect
+
+    with Sandbox(start=START, seed=5, profile="live_like", index_lag=LAG) as sb:
+        creds = sb.credentials
+        monkeypatch.setenv("RECONKIT_DATA", str(tmp_path / "data"))
+        for name, value in (("ENVIRONMENT", sb.url), ("MERCHANT_ID", creds.merchant_id),
+                            ("KEY_ID", creds.key_id), ("SECRET_KEY", creds.secret_key)):
+            monkeypatch.setenv(f"CYBERSOURCE_{name}", value)
+        monkeypatch.chdir(tmp_path)
+        with connect() as client:  # the ledger the command uses: data/reconkit.sqlite3
+            old = [client.create_credit(a, "USD", card=CARD).id for a in ("1.00", "2.00")]
+            sb.advance(hours=24)
+            bundle = sb.settlement(format="pbdr_csv", out_dir=tmp_path / "files")
+            new = [client.create_credit(a, "USD", card=CARD).id for a in ("3.00", "4.00")]
+        pd.DataFrame({"credit_id": old + new}).to_csv(tmp_path / "ids.csv", index=False)
+        settlement = str(bundle.files[0])
+        assert main(["reconcile", "ids.csv", settlement, "-o", "r.html"]) == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "2 of 4 credit id(s) could not be fetched, 2 of them not indexed yet" in line
+        listed = pd.read_csv(tmp_path / "r_unfetched.csv", dtype=str)
+        assert listed["id"].tolist() == new and set(listed["error"]) == {"NotIndexedYetError"}
+        assert main(["reconcile", "ids.csv", settlement, "-o", "r.html", "--allow-unfetched"]) == 0
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert ("<th>Credit ids not fetched</th><td>2 (left out of this report), 2 of them not indexed yet by "
+            "Transaction Details</td>") in page
