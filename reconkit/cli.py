@@ -54,6 +54,14 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
     if args.action == "settlement":
         return _cmd_settlement(args)
+    if args.profile == "live_like" and args.self_link_405:
+        raise argparse.ArgumentTypeError("--self-link-405: the live_like profile already answers the self link 405")
+    if args.profile == "live_like" and args.tss_delay_minutes is not None:
+        raise argparse.ArgumentTypeError("--tss-delay-minutes applies to --profile seed; the live_like profile's "
+                                         "lag is --index-lag-minutes")
+    if args.profile == "seed" and args.index_lag_minutes is not None:
+        raise argparse.ArgumentTypeError("--index-lag-minutes applies to --profile live_like; the seed profile's "
+                                         "lag is --tss-delay-minutes")
     try:
         faults = FaultPlan.parse(args.fault or [], latency_ms=args.latency_ms, jitter_ms=args.jitter_ms,
                                  retry_after=args.retry_after, hang_seconds=args.hang_seconds, seed=args.seed)
@@ -66,9 +74,10 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         check_folder(str(Path(args.db).parent), "--db")
         Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     sandbox = Sandbox(port=args.port, host=args.host, seed=args.seed, db=args.db,
-                      start=args.start,
-                      tss_delay=timedelta(minutes=args.tss_delay_minutes),
-                      self_link_status=405 if args.self_link_405 else 200, faults=faults, tls=tls)
+                      start=args.start, profile=args.profile,
+                      index_lag=None if args.index_lag_minutes is None else timedelta(minutes=args.index_lag_minutes),
+                      tss_delay=None if args.tss_delay_minutes is None else timedelta(minutes=args.tss_delay_minutes),
+                      self_link_status=405 if args.self_link_405 else None, faults=faults, tls=tls)
     sandbox.start()
     creds = sandbox.credentials
     if created:
@@ -201,9 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--db", default=":memory:", type=sandbox_db,
                          help="SQLite file to keep credits across restarts (created if absent, and said so)")
     sandbox.add_argument("--start", type=parse_as_of, help="freeze the sandbox clock at this ISO time")
-    sandbox.add_argument("--tss-delay-minutes", type=non_negative, default=5.0,
+    sandbox.add_argument("--tss-delay-minutes", type=non_negative, default=None,
                          help="minutes Transaction Details answers 404 after a credit is created (default 5)")
     sandbox.add_argument("--self-link-405", action="store_true", help="answer GET on the self link with 405")
+    sandbox.add_argument("--profile", choices=("seed", "live_like"), default="seed",
+                         help="seed (default): the self link answers 200, a search sees a credit at once; "
+                              "live_like: no GET on a credit (405), Transaction Details and search index a "
+                              "credit only after --index-lag-minutes")
+    sandbox.add_argument("--index-lag-minutes", type=non_negative, default=None,
+                         help="the live_like profile's indexing lag in sandbox minutes (default 2)")
     sandbox.add_argument("--fault", action="append", metavar="[ENDPOINT:]KIND=RATE",
                          help="inject a fault at this rate, e.g. get:429=0.1 (repeatable; kinds and endpoints below)")
     sandbox.add_argument("--latency-ms", type=non_negative, default=0.0,

@@ -310,8 +310,9 @@ def investigate(inputs: Inputs, *, ledger: str | None = None) -> Investigation:
         print(f"fetching {len(inputs.credit_ids)} credit(s) from {client.config.environment_name} "
               f"({client.config.base_url})")
         fetched = model.fetch(inputs.credit_ids)
-        if len(fetched.failed):
-            _unfetched(fetched.failed, len(fetched.credits), inputs)
+        left_out = fetched.left_out()  # failures and credits not indexed yet: both missing from the result
+        if len(left_out):
+            _unfetched(left_out, len(fetched.credits), inputs)
         model.reconcile()
         model.client = None  # closed with the connection; the model keeps what it read
     return model
@@ -328,7 +329,9 @@ def _unfetched(failed: pd.DataFrame, fetched: int, inputs: Inputs) -> None:
     else:
         first = zip(failed["id"].head(3), failed["message"].head(3), strict=True)
         where = "first: " + inert.shown(", ".join(f"{i} ({m})" for i, m in first))
-    counted = f"{len(failed)} of {len(failed) + fetched} credit id(s) could not be fetched ({where})"
+    waiting = int((failed["error"] == "NotIndexedYetError").sum())
+    of_which = f", {waiting} of them not indexed yet" if waiting else ""
+    counted = f"{len(failed)} of {len(failed) + fetched} credit id(s) could not be fetched{of_which} ({where})"
     if not inputs.allow_unfetched:
         raise _refuse(f"{counted}; nothing done: fix the ids or the connection, or pass --allow-unfetched to "
                       "reconcile without them")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 import time  # noqa: F401  -- reads sleep with time.sleep (in .transport); callers patch it here
@@ -22,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -41,6 +43,7 @@ from .errors import (
     InvalidRequestError,
     NetworkError,
     NotFoundError,
+    NotIndexedYetError,
     ProductionGuardError,
     error_for_status,
 )
@@ -559,8 +562,13 @@ class Client:
 
         Raises
         ------
+        NotIndexedYetError
+            Neither answers it yet, but the ledger holds the credit as created by this client (in
+            this environment and merchant): Transaction Details has not indexed it yet. The error
+            carries the create response's state (``created``) and outcome. A subclass of
+            :class:`NotFoundError`.
         NotFoundError
-            Neither the self link nor Transaction Details knows the id (yet: TSS lags creation).
+            Neither the self link nor Transaction Details knows the id, and neither does the ledger.
         CreditShapeError
             The credit's self link is not a path on this host naming that credit (nothing is sent),
             or the answer is another credit than the one asked for.
@@ -576,7 +584,10 @@ class Client:
             body, response = self._get(href)
             source = "self_link"
         except NotFoundError:
-            body, response = self._get(tss)
+            try:
+                body, response = self._get(tss)
+            except NotFoundError as missing:
+                raise self._not_indexed_yet(credit_id, missing) from None
             source = "tss"
         answered = body.get("id")
         if answered is not None and str(answered).strip() != credit_id:
@@ -584,6 +595,31 @@ class Client:
                                    f"when credit {credit_id} was asked for; it was not taken for it")
         return Credit(body, source=source, http_status=response.status_code,
                       correlation_id=response.headers.get("v-c-correlation-id"))
+
+    def _not_indexed_yet(self, credit_id: str, missing: NotFoundError) -> NotFoundError:
+        """``missing`` as a :class:`NotIndexedYetError` when the ledger holds ``credit_id`` as created
+        by this client; ``missing`` itself otherwise."""
+        ledger = self._ledger_if_any()
+        row = None if ledger is None else ledger.credit_by_id(
+            credit_id, environment=self.config.ledger_environment, merchant_id=self.config.merchant_id)
+        if row is None:
+            return missing
+        created = None
+        if row["outcome"] in (_ledger.CREATED, _ledger.DECLINED) and row.get("raw_json"):
+            created = Credit(json.loads(row["raw_json"]), source="create", http_status=201)
+        return NotIndexedYetError(missing.http_status, missing.body, credit_id=credit_id, outcome=row["outcome"],
+                                  created=created, created_at=row["intent_at"], correlation_id=missing.correlation_id,
+                                  method=missing.method, path=missing.path)
+
+    def _ledger_if_any(self) -> Ledger | None:
+        """The ledger when one is open, was given, or exists at the default path: a read must not
+        create a ledger file just to find nothing in it."""
+        with self._ledger_lock:
+            if self._ledger is not None or self._ledger_arg is not None:
+                pass
+            elif not Path(os.environ.get("RECONKIT_LEDGER") or _ledger.DEFAULT_LEDGER_PATH).exists():
+                return None
+        return self.ledger
 
     def void_credit(self, credit_or_id: Credit | str, *, reference_code: str | None = None) -> Void:
         """Void a credit before it is batched (``POST`` to its void link), exactly once.

@@ -30,6 +30,7 @@ Every exception reconkit raises on purpose derives from :class:`ReconkitError`::
         ├── InvalidRequestError     400
         ├── AuthenticationError     401
         ├── NotFoundError           404 (and 405 for an unsupported self link)
+        │   ├── NotIndexedYetError  a credit this client created is not readable yet (TSS lags creation)
         │   ├── ReportNotReadyError a Reporting API report exists but is not generated yet
         │   ├── NoReportDataError   CyberSource has nothing for that report date or window
         │   └── ReportFailedError   CyberSource could not generate the report (status ERROR)
@@ -77,6 +78,7 @@ __all__ = [
     "NetworkError",
     "NoReportDataError",
     "NotFoundError",
+    "NotIndexedYetError",
     "NotReadError",
     "ProductionGuardError",
     "RateLimitError",
@@ -552,6 +554,41 @@ class AuthenticationError(ApiError):
 
 class NotFoundError(ApiError):
     """HTTP 404 (or 405 on an unsupported self link): no such resource (yet)."""
+
+
+class NotIndexedYetError(NotFoundError):
+    """A credit the ledger says this client created cannot be read back yet.
+
+    CyberSource documents no GET for a credit; the fallback, Transaction Details, is "not intended
+    for real-time" and may lag creation by minutes. So a 404 for an id the ledger holds means
+    "not indexed yet", not "no such credit": read it again later.
+
+    Attributes
+    ----------
+    credit_id : str
+    outcome : str
+        The ledger's outcome of the create call (``created``, ``declined``, ``unknown_outcome``).
+    created : Credit or None
+        The create response's own state as the ledger kept it (``source="create"``), when the
+        create call answered with a credit.
+    created_at : str or None
+        When the credit was sent (the ledger's ``intent_at``, ISO 8601).
+    """
+
+    def __init__(self, http_status: int, body: Any = None, *, credit_id: str, outcome: str,
+                 created: Any = None, created_at: str | None = None, **kw: Any) -> None:
+        self.credit_id = credit_id
+        self.outcome = outcome
+        self.created = created
+        self.created_at = created_at
+        super().__init__(http_status, body, **kw)
+
+    def _sentence(self) -> str:
+        status = getattr(self.created, "status", None)
+        state = f"{self.outcome}, status {status}" if status else self.outcome
+        when = f" at {self.created_at}" if self.created_at else ""
+        return (f"credit {self.credit_id} is not indexed yet: the ledger has it sent{when} ({state}), but "
+                f"{super()._sentence()[:-1]}; Transaction Details lags creation, so read it again later.")
 
 
 class ReportNotReadyError(NotFoundError):

@@ -316,7 +316,9 @@ class Investigation:
 
     def fetch(self, ids: Iterable[str] | None = None, **fetch_options: Any) -> FetchResult:
         """Fetch ``ids`` (default: the ids chosen) through the client, replacing the credits and
-        clearing the result; ids that fail are in :attr:`fetch_result` ``.failed``.
+        clearing the result; ids that fail are in :attr:`fetch_result` ``.failed``, credits not
+        indexed yet in its ``.not_indexed`` (``fetch_options`` such as ``index_wait`` go to
+        :func:`~reconkit.fetch.fetch_credits`).
 
         Raises
         ------
@@ -376,8 +378,14 @@ class Investigation:
 
     @property
     def unfetched(self) -> int:
-        """How many ids of the last fetch could not be fetched."""
-        return 0 if self.fetch_result is None else len(self.fetch_result.failed)
+        """How many ids of the last fetch are left out of its credits: failed or not indexed yet."""
+        return 0 if self.fetch_result is None else len(self.fetch_result.failed) + self.not_indexed
+
+    @property
+    def not_indexed(self) -> int:
+        """How many ids of the last fetch were created by this client but are not indexed yet
+        (see :class:`~reconkit.NotIndexedYetError`): not failures, but not in the credits either."""
+        return 0 if self.fetch_result is None else len(self.fetch_result.not_indexed)
 
     # --- 2 · settlement -------------------------------------------------------------------------
     def choose_settlement(self, sources: Iterable[Source]) -> None:
@@ -555,6 +563,7 @@ class Investigation:
                            grace_days=self.parameters.grace_days, as_of=self.parameters.as_of,
                            failures=self.read_failures, environment=self.environment)
         result.parameters["unfetched_ids"] = self.unfetched  # the reports' Parameters say it when not 0
+        result.parameters["not_indexed_ids"] = self.not_indexed
         if self.credits_file is not None:  # the run names the credits' bytes, as it names the settlement's
             result.parameters["credits_file"] = f"{self.credits_file.file} (SHA-256 {self.credits_file.sha256})"
         elif self.client is not None and "merchant_id" not in self.credits:

@@ -261,6 +261,12 @@ class Ledger:
         rows = self._rows("reference_code=?", (reference_code,))
         return rows[0] if rows else None
 
+    def credit_by_id(self, credit_id: str, *, environment: str, merchant_id: str) -> dict[str, Any] | None:
+        """The ledger row of the credit this ledger's client created with id ``credit_id`` in one
+        environment and merchant (the latest if several), or None."""
+        rows = self._rows("credit_id=? AND environment=? AND merchant_id=?", (credit_id, environment, merchant_id))
+        return rows[-1] if rows else None
+
     def unknown_outcomes(self, environment: str, merchant_id: str) -> list[dict[str, Any]]:
         """Rows of one environment and merchant whose outcome is unknown, oldest first."""
         return self._rows("outcome=? AND environment=? AND merchant_id=?", (UNKNOWN, environment, merchant_id))

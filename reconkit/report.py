@@ -164,7 +164,9 @@ def _parameter_rows(result: ReconResult) -> list[tuple[str, str]]:
             # A filtered view's files hold only the breaks its filter selects: say which.
             *([("Filter", str(parameters["filter"]))] if parameters.get("filter") else []),
             # Credits that could not be fetched are missing from every figure: say how many.
-            *([("Credit ids not fetched", f"{parameters['unfetched_ids']} (left out of this report)")]
+            *([("Credit ids not fetched", f"{parameters['unfetched_ids']} (left out of this report)"
+                + (f", {parameters['not_indexed_ids']} of them not indexed yet by Transaction Details"
+                   if parameters.get("not_indexed_ids") else ""))]
               if parameters.get("unfetched_ids") else []),
             ("Written", datetime.now().astimezone().isoformat(timespec="seconds"))]
 

@@ -227,25 +227,36 @@ def report_definitions(client: Client, name: str | None = None) -> Any:
 
 def subscribe_report(client: Client, name: str, *, timezone: str = "UTC", fields: list[str] | None = None,
                      format: str = "csv", start_time: str = "0000",
-                     definition: str = "PaymentBatchDetailClass") -> None:
+                     definition: str = "PaymentBatchDetailClass", field_names: str | None = None) -> None:
     """Create or replace a daily report subscription (``PUT /reporting/v3/report-subscriptions``).
 
     A PUT replaces the subscription of that name whole, so sending it again is harmless: it is
     retried like a read. ``timezone`` (a tz-database name) sets the report's day: its
     ``reportDate`` is the end of that day *there*. ``fields`` default to every attribute of the
-    definition (``GET /reporting/v3/report-definitions/{definition}``).
+    definition (``GET /reporting/v3/report-definitions/{definition}``). ``field_names``, sent as
+    ``reportPreferences.fieldNameConvention`` (CSV only): ``"SOAPI"`` asks for the standard (new)
+    Payment Batch Detail layout's names (``RequestID``, ``TransactionReferenceNumber``; give
+    ``fields`` in those names), ``"SCMP"`` or None the classic ones (``request_id``).
     """
+    if field_names not in (None, "SOAPI", "SCMP"):
+        raise ValueError(f"field_names must be 'SOAPI', 'SCMP' or None, not {field_names!r}")
     if format not in _MIME:
         raise ValueError(f"format must be 'csv' or 'xml', not {format!r}")
     try:
         ZoneInfo(timezone)
     except (ValueError, ZoneInfoNotFoundError):
         raise ValueError(f"timezone {timezone!r} is not a tz-database name such as 'America/New_York'") from None
+    if fields is None and field_names == "SOAPI":
+        raise ValueError("field_names='SOAPI' needs fields in those names (e.g. RequestID, "
+                         "TransactionReferenceNumber, Amount); the definition lists its attributes in the classic ones")
     if fields is None:
         fields = [a["id"] for a in report_definitions(client, definition).get("attributes") or []
                   if isinstance(a, dict) and "id" in a]
-    body = {"reportDefinitionName": definition, "reportFields": list(fields), "reportMimeType": _MIME[format][0],
-            "reportFrequency": "DAILY", "reportName": name, "timezone": timezone, "startTime": start_time}
+    body: dict[str, Any] = {
+        "reportDefinitionName": definition, "reportFields": list(fields), "reportMimeType": _MIME[format][0],
+        "reportFrequency": "DAILY", "reportName": name, "timezone": timezone, "startTime": start_time}
+    if field_names is not None:
+        body["reportPreferences"] = {"fieldNameConvention": field_names}
     read(client, "PUT", "/reporting/v3/report-subscriptions", data=json.dumps(body).encode("utf-8"),
          headers={"Content-Type": "application/json"})
 
@@ -318,7 +329,17 @@ def download_report(client: Client, name: str, report_date: date | str, format: 
         raise error from None
     folder = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
     [path] = write_all_or_none(folder, {f"{name}_{day}.{format}": data})
+    if format == "csv" and _standard_layout(data):
+        reader_format = "pbdr_new_csv"
     return read_settlement(path, reader_format)
+
+
+def _standard_layout(data: bytes) -> bool:
+    """Whether a Payment Batch Detail CSV has the standard (new) layout's header: ``RequestID``
+    where the classic one has ``request_id`` (a subscription's ``fieldNameConvention`` chooses)."""
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    header = next(csv.reader(lines[1:2]), []) if len(lines) > 1 else []
+    return "RequestID" in (cell.strip().lstrip("\ufeff") for cell in header)
 
 
 def purchase_refund_details(client: Client, start: datetime | str, end: datetime | str, *,

@@ -172,6 +172,15 @@ CASES: dict[str, tuple[list[str], dict[str, str], str]] = {
                               "argument --hang-seconds: 'inf' is not a number, 0 or more"),
     "sandbox: negative TSS delay": (["sandbox", "--tss-delay-minutes", "-1"], {},
                                     "argument --tss-delay-minutes: '-1' is not a number, 0 or more"),
+    "sandbox: live_like with --self-link-405": (
+        ["sandbox", "--profile", "live_like", "--self-link-405"], {},
+        "--self-link-405: the live_like profile already answers the self link 405"),
+    "sandbox: live_like with a TSS delay": (
+        ["sandbox", "--profile", "live_like", "--tss-delay-minutes", "5"], {},
+        "--tss-delay-minutes applies to --profile seed; the live_like profile's lag is --index-lag-minutes"),
+    "sandbox: an index lag without live_like": (
+        ["sandbox", "--index-lag-minutes", "3"], {},
+        "--index-lag-minutes applies to --profile live_like; the seed profile's lag is --tss-delay-minutes"),
     "sandbox: Retry-After in words": (["sandbox", "--retry-after", "soon"], {},
                                       "argument --retry-after: 'soon' is not a Retry-After value"),
     "sandbox: fault rate in words": (["sandbox", "--fault", "get:429=often"], {},

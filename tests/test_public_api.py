@@ -4,7 +4,7 @@ PUBLIC = {
     "AmbiguousOutcomeError", "AmbiguousVoidError", "ApiError", "AuthenticationError", "BookIntegrityError", "BreakBook", "BreakBookError", "BreakConflictError",
     "Client", "Config", "ConfigError", "Credit", "CreditShapeError", "CreditsFileError", "DeclinedError", "DuplicateReferenceError",
     "FetchResult", "IdentityError", "IncompleteReportError", "IntakeError", "InvalidRequestError", "Ledger", "MessageEncryptionError", "MleSettings", "NetworkError", "NoReportDataError",
-    "NotFoundError", "ProductionGuardError", "RateLimitError", "ReconResult", "ReconciliationError",
+    "NotFoundError", "NotIndexedYetError", "ProductionGuardError", "RateLimitError", "ReconResult", "ReconciliationError",
     "ReconkitError", "RedirectError", "ReportFailedError", "ReportNotReadyError", "ServerError", "SettlementFormatError", "UnresolvedVoidError", "Void", "credits_to_frame", "read_credits", "read_settlement",
     "reconcile", "sign_request",
 }

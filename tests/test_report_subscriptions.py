@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from reconkit.auth import http_date, sign_request
-from reconkit.errors import NotFoundError
+from reconkit.errors import InvalidRequestError, NotFoundError
 from reconkit.reporting import (
     NoReportDataError,
     ReportNotReadyError,
@@ -187,3 +187,40 @@ def test_the_client_refuses_a_time_zone_before_sending(sb, client):
     with pytest.raises(ValueError, match="Mars/Olympus"):
         subscribe_report(client, "X", timezone="Mars/Olympus")
     assert sb.count("PUT", "subscribe") == before
+
+
+# --- the standard (new) Payment Batch Detail layout, chosen per subscription ----------------------
+STANDARD_FIELDS = ["RequestID", "MerchantID", "LocalizedRequestDate", "TransactionDate", "BatchID", "BatchDate",
+                   "Status", "MerchantReferenceNumber", "TransactionReferenceNumber", "Amount", "CurrencyCode"]
+"""The reference's standard field set (batch: BatchDate, BatchID, Status; request:
+LocalizedRequestDate, MerchantID, RequestID, TransactionDate) plus the custom fields reconciliation
+needs, written out here from settlement-formats.md §5.3, not imported."""
+
+
+def test_a_soapi_subscription_downloads_the_standard_layout_and_a_classic_one_the_classic(sb, client, tmp_path):
+    made = {client.create_credit(a, "USD", card=CARD).id: a for a in ("10.00", "20.50")}
+    subscribe_report(client, "Refunds_Standard", fields=STANDARD_FIELDS, field_names="SOAPI")
+    subscribe_report(client, "Refunds_Classic", field_names="SCMP")
+    report_date = local_report_date(CLOSE, ZoneInfo("UTC"))
+    sb.advance(period_end(report_date, ZoneInfo("UTC")) + timedelta(hours=3) - sb.now())
+    standard = client.download_report("Refunds_Standard", report_date, data_dir=tmp_path)
+    classic = client.download_report("Refunds_Classic", report_date, data_dir=tmp_path)
+    lines = (tmp_path / f"Refunds_Standard_{report_date}.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("Payment Batch Detail Report,1.0,")
+    assert set(STANDARD_FIELDS) <= set(lines[1].split(","))
+    assert "request_id" in (tmp_path / f"Refunds_Classic_{report_date}.csv").read_text(encoding="utf-8")
+    for frame in (standard, classic):
+        assert dict(zip(frame["request_id"], (f"{a:.2f}" for a in frame["amount"].abs()), strict=True)) == made
+    listed = signed(sb, "GET", "/reporting/v3/report-subscriptions/Refunds_Standard").json()
+    assert listed["reportPreferences"] == {"fieldNameConvention": "SOAPI"}
+
+
+def test_the_standard_layout_is_refused_for_xml_and_classic_field_names(sb, client):
+    with pytest.raises(InvalidRequestError) as xml:
+        subscribe_report(client, "Std_Xml", fields=STANDARD_FIELDS, field_names="SOAPI", format="xml")
+    assert "reportPreferences.fieldNameConvention applies to text/csv only" in str(xml.value)
+    with pytest.raises(InvalidRequestError) as mixed:
+        subscribe_report(client, "Std_Mixed", fields=["request_id", "amount"], field_names="SOAPI")
+    assert "reportFields" in str(mixed.value) and "RequestID" in str(mixed.value)
+    with pytest.raises(ValueError, match="field_names='SOAPI' needs fields"):
+        subscribe_report(client, "Std_Nofields", field_names="SOAPI")

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .settlement import PBDR_NEW_HEADER
+
 if TYPE_CHECKING:
     from .settlement import SettlementBundle
     from .state import SandboxState
@@ -115,6 +117,14 @@ class _Report:
     start_time: str = "0000"
     fields: tuple[str, ...] = field(default=PBDR_FIELDS)
     subscription_type: str = "PREDEFINED"
+    convention: str | None = None
+    """``reportPreferences.fieldNameConvention``: ``"SOAPI"`` is the standard (new) layout's
+    field names (``RequestID``); ``"SCMP"`` or none, the classic layout's (``request_id``)."""
+
+    @property
+    def writer(self) -> str:
+        """The settlement generator's format for a download of this report in ``format``."""
+        return "pbdr_new_csv" if self.convention == "SOAPI" else f"pbdr_{_FORMATS[self.mime]}"
 
     def frame(self, report_date: date) -> tuple[datetime, datetime] | None:
         """The period (UTC instants) of the instance ending at ``report_date``; None if there is none."""
@@ -226,8 +236,9 @@ class ReportingDesk:
                 if self._folder is None:
                     self._folder = tempfile.TemporaryDirectory(prefix="reconkit-reports-")
                 folder = Path(self._folder.name) / f"{len(self._bundles)}"
+                layout = report.writer if format == _FORMATS[report.mime] else f"pbdr_{format}"
                 self._bundles[key] = generate_settlement(
-                    self.state, window, format=f"pbdr_{format}", discrepancies=report.discrepancies,
+                    self.state, window, format=layout, discrepancies=report.discrepancies,
                     seed=report.seed, captures=report.captures, out_dir=folder, as_of=self.state.now(),
                     filename=f"{name}_{report_date}.{format}")
             return self._bundles[key]
@@ -358,7 +369,16 @@ class ReportingDesk:
         """``PUT /reporting/v3/report-subscriptions``: create or replace a daily subscription."""
         now = self.state.now()
         name, zone, mime = body.get("reportName"), body.get("timezone"), body.get("reportMimeType")
+        preferences = body.get("reportPreferences")
+        convention = preferences.get("fieldNameConvention") if isinstance(preferences, dict) else None
+        fields = PBDR_NEW_HEADER if convention == "SOAPI" else PBDR_FIELDS
         checks = [
+            ("reportPreferences", preferences is None or isinstance(preferences, dict),
+             "reportPreferences must be an object"),
+            ("reportPreferences.fieldNameConvention", convention in (None, "SOAPI", "SCMP"),
+             "reportPreferences.fieldNameConvention must be SOAPI or SCMP"),
+            ("reportPreferences.fieldNameConvention", convention != "SOAPI" or mime == "text/csv",
+             "reportPreferences.fieldNameConvention applies to text/csv only"),
             ("reportDefinitionName", body.get("reportDefinitionName") == PBDR_DEFINITION,
              f"reportDefinitionName must be {PBDR_DEFINITION} (the only class the sandbox generates)"),
             ("reportName", isinstance(name, str) and _REPORT_NAME.fullmatch(name) is not None,
@@ -370,8 +390,9 @@ class ReportingDesk:
             ("startTime", isinstance(body.get("startTime"), str) and _HHMM.fullmatch(body["startTime"]) is not None,
              "startTime must be hhmm"),
             ("reportFields", isinstance(body.get("reportFields"), list) and bool(body["reportFields"])
-             and all(f in PBDR_FIELDS for f in body["reportFields"]),
-             f"reportFields must name columns of {PBDR_DEFINITION}: {', '.join(PBDR_FIELDS)}"),
+             and all(f in fields for f in body["reportFields"]),
+             f"reportFields must name columns of {PBDR_DEFINITION}"
+             f"{' (fieldNameConvention SOAPI)' if convention == 'SOAPI' else ''}: {', '.join(fields)}"),
         ]
         bad = [(field_name, why) for field_name, ok, why in checks if not ok]
         if not bad and name in self._reports and self._reports[name].first is not None:
@@ -380,14 +401,16 @@ class ReportingDesk:
             return _problem(now, 400, "INVALID_DATA", f"{_INVALID}: " + "; ".join(why for _, why in bad),
                             *(f for f, _ in bad))
         self._reports[name] = _Report(name, timezone=zone, mime=mime, start_time=body["startTime"],
-                                      fields=tuple(body["reportFields"]), subscription_type="CUSTOM")
+                                      fields=tuple(body["reportFields"]), subscription_type="CUSTOM",
+                                      convention=convention)
         return Answer(200, b"", "application/hal+json")
 
     def _subscription(self, report: _Report) -> dict[str, Any]:
         return {"organizationId": self.state.merchant_id, "reportDefinitionId": PBDR_DEFINITION,
                 "reportDefinitionName": PBDR_DEFINITION, "reportMimeType": report.mime,
                 "reportFrequency": "DAILY", "reportName": report.name, "timezone": report.timezone,
-                "startTime": report.start_time, "reportFields": list(report.fields)}
+                "startTime": report.start_time, "reportFields": list(report.fields),
+                **({"reportPreferences": {"fieldNameConvention": report.convention}} if report.convention else {})}
 
     def _definition(self, attributes: bool) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -651,6 +651,32 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+PROFILES = ("seed", "live_like")
+_LIVE_INDEX_LAG = timedelta(minutes=2)
+_SEED_TSS_DELAY = timedelta(minutes=5)
+
+
+def _profile_settings(profile: str, self_link_status: int | None, tss_delay: timedelta | None,
+                      index_lag: timedelta | None) -> tuple[int, timedelta, timedelta]:
+    """The self-link status, Transaction Details lag and search lag of a profile."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
+    if profile == "seed":
+        if index_lag is not None:
+            raise ValueError("index_lag applies to profile='live_like'; the seed profile's lag is tss_delay")
+        status = 200 if self_link_status is None else self_link_status
+        return status, _SEED_TSS_DELAY if tss_delay is None else tss_delay, timedelta(0)
+    if tss_delay is not None:
+        raise ValueError("tss_delay applies to profile='seed'; the live_like profile's lag is index_lag")
+    if self_link_status not in (None, 405):
+        raise ValueError(f"profile='live_like' serves no self link (405); self_link_status={self_link_status} "
+                         "contradicts it")
+    lag = _LIVE_INDEX_LAG if index_lag is None else index_lag
+    if lag < timedelta(0):
+        raise ValueError(f"index_lag must be 0 or more, not {lag}")
+    return 405, lag, lag
+
+
 class Sandbox:
     """A local, stateful double of CyberSource's test environment.
 
@@ -666,10 +692,22 @@ class Sandbox:
         by default it starts now and ticks.
     db : str
         ``":memory:"`` (default) or a SQLite file that survives restarts.
-    tss_delay : timedelta
-        Transaction Details answers 404 this long (sandbox time) after a credit's creation.
-    self_link_status : int
-        200, or 405 to act like a live API whose self link does not answer GETs.
+    tss_delay : timedelta, optional
+        The ``"seed"`` profile's lag: Transaction Details answers 404 this long (sandbox time)
+        after a credit's creation; 5 minutes by default.
+    self_link_status : int, optional
+        200, or 405 to act like a live API whose self link does not answer GETs. By default the
+        profile's: 200 for ``"seed"``, 405 for ``"live_like"``.
+    profile : {"seed", "live_like"}
+        ``"seed"`` (the default) is the seed document's sandbox: the self link answers 200,
+        Transaction Details lags creation by ``tss_delay`` and a search sees a credit at once.
+        ``"live_like"`` acts out what CyberSource documents: no GET on a credit (the self link
+        answers 405), and both Transaction Details and the transaction search index a credit only
+        ``index_lag`` after its creation (404 and absent from search results before).
+    index_lag : timedelta, optional
+        The ``"live_like"`` indexing lag (sandbox time); two minutes by default, the lag the
+        Transaction Details page warns of. Refused with the ``"seed"`` profile, whose lag is
+        ``tss_delay``.
     faults : FaultPlan, optional
     portfolio_id : str, optional
         Expect MetaKey signatures from this portfolio.
@@ -701,7 +739,8 @@ class Sandbox:
     """
 
     def __init__(self, *, port: int = 0, host: str = "127.0.0.1", seed: int = 0, start: datetime | None = None,
-                 db: str = ":memory:", tss_delay: timedelta = timedelta(minutes=5), self_link_status: int = 200,
+                 db: str = ":memory:", tss_delay: timedelta | None = None,
+                 self_link_status: int | None = None, profile: str = "seed", index_lag: timedelta | None = None,
                  faults: FaultPlan | None = None, portfolio_id: str | None = None,
                  cutoff: Any = None, merchant_id: str = "reconkit_sandbox",
                  credentials: SandboxCredentials | None = None, id_salt: str = "",
@@ -712,6 +751,8 @@ class Sandbox:
 
         if mle not in _MLE_MODES:
             raise ValueError(f"mle must be one of {', '.join(_MLE_MODES)}, not {mle!r}")
+        self_link_status, tss_delay, search_lag = _profile_settings(profile, self_link_status, tss_delay, index_lag)
+        self.profile = profile
         self.mle = mle
         self._keys: SandboxKeys | None = None
         self._key_files: SandboxKeyFiles | None = None
@@ -730,7 +771,8 @@ class Sandbox:
         self.self_link_status = self_link_status
         self.faults = faults or FaultPlan(seed=seed)
         self.state = SandboxState(db, seed=seed, start=start, merchant_id=merchant_id,
-                                  cutoff=cutoff or _time(0, 0), tss_delay=tss_delay, id_salt=id_salt)
+                                  cutoff=cutoff or _time(0, 0), tss_delay=tss_delay, id_salt=id_salt,
+                                  search_lag=search_lag)
         self.reporting = ReportingDesk(self.state, ready_after=report_ready_after, queued_for=report_queued_for)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

@@ -373,12 +373,17 @@ def _write_psd_classic(rows: list[_Row], first: date, last: date, merchant: str,
     return _csv_bytes(lines, quote_all=True, info=info)[0]
 
 
+PBDR_NEW_HEADER = ("RequestID", "MerchantID", "LocalizedRequestDate", "TransactionDate", "BatchID", "BatchDate",
+                   "Status", "MerchantReferenceNumber", "TransactionReferenceNumber", "Application", "PaymentMethod",
+                   "CurrencyCode", "Amount")
+"""The standard (new) Payment Batch Detail CSV's columns as ``pbdr_new_csv`` writes them: the
+documented standard fields (batch and request) and the custom ones reconciliation needs, in SOAP
+style names; the documentation publishes no default order, so the order is the sandbox's."""
+
+
 def _write_pbdr_new(rows: list[_Row], first: date, last: date, merchant: str, ws: set[str],
                     rng: random.Random) -> bytes:
-    header = ["RequestID", "MerchantID", "LocalizedRequestDate", "TransactionDate", "BatchID", "BatchDate",
-              "Status", "MerchantReferenceNumber", "TransactionReferenceNumber", "Application", "PaymentMethod",
-              "CurrencyCode", "Amount"]
-    lines = [header]
+    lines = [list(PBDR_NEW_HEADER)]
     for number, row in enumerate(rows, start=3):
         row.line = number
         request_id, recon = _ids(row, ws, rng)

@@ -110,6 +110,9 @@ class SandboxState:
         The daily batch cut-off, UTC.
     tss_delay : timedelta
         How long Transaction Details answers 404 after a credit's creation (sandbox time).
+    search_lag : timedelta
+        How long after its creation a credit stays out of transaction search results (sandbox
+        time); 0, the default, finds it at once.
     id_salt : str
         Mixed into the id generator: processes sharing one database file pass different salts
         so that they never mint the same id (deterministic runs leave it empty).
@@ -123,13 +126,15 @@ class SandboxState:
 
     def __init__(self, db: str = ":memory:", *, seed: int = 0, start: datetime | None = None,
                  merchant_id: str = "reconkit_sandbox", cutoff: time = time(0, 0),
-                 tss_delay: timedelta = timedelta(minutes=5), id_salt: str = "") -> None:
+                 tss_delay: timedelta = timedelta(minutes=5), id_salt: str = "",
+                 search_lag: timedelta = timedelta(0)) -> None:
         import time as _time
 
         self.seed = seed
         self.merchant_id = merchant_id
         self.cutoff = cutoff
         self.tss_delay = tss_delay
+        self.search_lag = search_lag
         self._lock = threading.RLock()
         require_database(db, "sandbox")  # not a picture, not the ledger: refused before SQLite writes to it
         self._conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None, timeout=30)
@@ -495,7 +500,10 @@ class SandboxState:
             names = [c[0] for c in cursor.description]
             rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
         records = []
+        indexed_by = self.now() - self.search_lag
         for row in rows:
+            if datetime.fromisoformat(row["created_at"]) > indexed_by:
+                continue  # not indexed yet: the search lags creation as Transaction Details does
             raw = json.loads(row["raw_json"])
             record = {"id": row["id"], "reconciliationId": row["reconciliation_id"],
                       "clientReferenceInformation.code": row["reference_code"], "merchantId": self.merchant_id,

@@ -89,6 +89,20 @@ def failures_html(failed: pd.DataFrame) -> str:
     return "<b>Credits that could not be fetched</b>" + table_html(shown)
 
 
+def not_indexed_html(not_indexed: pd.DataFrame) -> str:
+    """The credits this client created that Transaction Details has not indexed yet, with the
+    state their create call answered: not failures, and not in the credits reconciled."""
+    if not len(not_indexed):
+        return ""
+    shown = pd.DataFrame({
+        "Credit id": not_indexed["id"], "Status when created": not_indexed["status"],
+        "Reconciliation id": not_indexed["reconciliation_id"], "Sent at": not_indexed["created_at"],
+        "Attempts": not_indexed["attempts"].astype("Int64")})
+    return ("<div class='reconkit-not-indexed'><b>Credits not indexed yet</b> (created here, but CyberSource's "
+            "Transaction Details does not list them yet; it can lag minutes: fetch again later. They are "
+            "left out of the reconciliation.)</div>" + table_html(shown))
+
+
 def loaded_html(files: list[LoadedFile], rows: int, verb: str) -> str:
     """What a Load or Pull read: each file with its format, rows read and unreadable, and digest."""
     unread = sum(f.unreadable for f in files)
@@ -287,9 +301,10 @@ class InvestigateApp(App):
         finally:
             self.fetch_button.disabled = False
             self._show_result()
+        waiting = f"<b>{len(result.not_indexed)}</b> not indexed yet, " if len(result.not_indexed) else ""
         self.fetch_status.value = (f"Fetched <b>{len(result.credits)}</b> credit(s) ({result.from_cache} from the "
-                                   f"cache), <b>{len(result.failed)}</b> failed.")
-        self.failures.value = failures_html(result.failed)
+                                   f"cache), {waiting}<b>{len(result.failed)}</b> failed.")
+        self.failures.value = not_indexed_html(result.not_indexed) + failures_html(result.failed)
         days = self.model.submission_days()
         if days is not None and not (self.pull_from.value or self.pull_to.value):  # the days to pull settlement for
             self.pull_from.value, self.pull_to.value = (day.isoformat() for day in days)

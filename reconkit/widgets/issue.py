@@ -27,6 +27,7 @@ from ..errors import (
     ApiError,
     DeclinedError,
     InvalidRequestError,
+    NotIndexedYetError,
     ReconkitError,
 )
 from ..money import CURRENCIES, format_amount, parse_amount
@@ -379,12 +380,12 @@ class IssueCreditApp(App):
         else:
             self.show_credit(credit)
 
-    def show_credit(self, credit: Credit, *, note: str = "") -> None:
+    def show_credit(self, credit: Credit, *, note: str = "", css: str = "reconkit-result") -> None:
         """Show one credit: status in colour, ids, raw JSON (replacing the previous one)."""
         self.last_credit = credit
         extra = f"<br>{escape(note)}" if note else ""
         self.result.value = (
-            f"<div class='reconkit-result'>Status {status_badge(credit.status)} · credit id "
+            f"<div class='{css}'>Status {status_badge(credit.status)} · credit id "
             f"<code>{escape(credit.id)}</code> · reconciliation id "
             f"<code>{escape(credit.reconciliation_id or '—')}</code> · {credit.amount} {credit.currency} "
             f"· read from {'the credit response' if credit.source == 'create' else credit.source}{extra}</div>")
@@ -451,10 +452,30 @@ class IssueCreditApp(App):
 
     @guarded
     def on_fetch(self, _button: Any = None) -> None:
-        """Fetch the selected credit again through its self link."""
+        """Fetch the selected credit again (its self link, else Transaction Details). One this app
+        created that Transaction Details does not list yet is shown as "not indexed yet", with the
+        state its create call answered."""
         self._begin(self.result, self.raw)
-        if self.credit_picker.value:
-            self.show_credit(self.client.get_credit(self.credit_picker.value))
+        if not self.credit_picker.value:
+            return
+        try:
+            credit = self.client.get_credit(self.credit_picker.value)
+        except NotIndexedYetError as exc:
+            self.show_not_indexed(exc)
+        else:
+            self.show_credit(credit)
+
+    def show_not_indexed(self, exc: NotIndexedYetError) -> None:
+        """Say that a credit is not readable yet, showing its create response where the ledger has it."""
+        note = (f"Not indexed yet: CyberSource's Transaction Details does not list credit {exc.credit_id} yet "
+                f"(sent {exc.created_at or 'earlier'}; it can lag minutes). Shown: the state its create call "
+                "answered. Fetch again later.")
+        if exc.created is not None:
+            self.show_credit(exc.created, note=note, css="reconkit-result reconkit-not-indexed")
+        else:
+            self.last_credit = None
+            self.result.value = (f"<div class='reconkit-not-indexed'>{escape(note)} Ledger outcome: "
+                                 f"{escape(exc.outcome)}.</div>")
 
     @guarded
     def on_void(self, _button: Any = None) -> None:
