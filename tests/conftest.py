@@ -138,7 +138,8 @@ def _settings_of(sb: Sandbox) -> dict[str, object]:
     f = sb.faults
     return {"clock": sb.now(), "faults": (id(f), {k: dict(v) for k, v in f.rates.items()}, f.latency_ms,
                                           f.jitter_ms, f.hang_seconds, f.retry_after),
-            "self_link_status": sb.self_link_status, "tss_delay": sb.state.tss_delay,
+            "profile": sb.profile, "self_link_status": sb.self_link_status, "tss_delay": sb.state.tss_delay,
+            "search_lag": sb.state.search_lag,
             "portfolio_id": sb.portfolio_id, "credentials": sb.credentials}
 
 

@@ -28,12 +28,12 @@ def _settlement(path, rows):
 @pytest.fixture
 def files(tmp_path):
     credits = tmp_path / "credits.csv"
-    pd.DataFrame({"credit_id": ["c1", "c2", "c3"], "reconciliation_id": ["r1", "r2", "r3"],
+    pd.DataFrame({"credit_id": ["701", "702", "703"], "reconciliation_id": ["r1", "r2", "r3"],
                   "status": ["PENDING"] * 3,
                   "submit_time_utc": ["2026-11-02T10:00:00Z", "2026-11-02T11:00:00Z", "2026-11-03T09:00:00Z"],
                   "amount": ["10.00", "20.00", "30.00"], "currency": ["USD"] * 3}).to_csv(credits, index=False)
-    day1 = _settlement(tmp_path / "day1.csv", [("r1", "c1", "10.00", "2026-11-03"), ("r2", "c2", "18.75", "2026-11-03")])
-    day2 = _settlement(tmp_path / "day2.csv", [("r3", "c3", "30.00", "2026-11-04")])
+    day1 = _settlement(tmp_path / "day1.csv", [("r1", "701", "10.00", "2026-11-03"), ("r2", "702", "18.75", "2026-11-03")])
+    day2 = _settlement(tmp_path / "day2.csv", [("r3", "703", "30.00", "2026-11-04")])
     return str(credits), day1, day2, str(tmp_path / "ledger.sqlite3")
 
 
@@ -50,27 +50,27 @@ def test_a_day_of_break_work_on_the_command_line(files, capsys, tmp_path):
     assert _breaks(ledger, "list") == 0
     listing = capsys.readouterr().out.splitlines()
     assert listing[0].split()[:7] == ["key", "status", "owner", "outcome", "amount_at_risk", "currency", "days_open"]
-    # c2 settled 18.75 of 20.00: 1.25 at risk; c3 is missing and within the 3-day grace period
-    assert listing[1].split()[:10] == ["credit:c3", "open", "-", "MISSING_PENDING", "30.00", "USD", "0", "0–2", "0",
+    # 702 settled 18.75 of 20.00: 1.25 at risk; 703 is missing and within the 3-day grace period
+    assert listing[1].split()[:10] == ["credit:703", "open", "-", "MISSING_PENDING", "30.00", "USD", "0", "0–2", "0",
                                        "timing"]
-    assert listing[2].split()[:10] == ["credit:c2", "open", "-", "AMOUNT_MISMATCH", "1.25", "USD", "0", "0–2", "1",
+    assert listing[2].split()[:10] == ["credit:702", "open", "-", "AMOUNT_MISMATCH", "1.25", "USD", "0", "0–2", "1",
                                        "break"]
     assert listing[-1] == "2 break(s) · analyst ann"
 
-    assert _breaks(ledger, "assign", "c2", "ann") == 0
-    assert capsys.readouterr().out.strip() == "credit:c2: investigating, owner ann (version 3)"
-    assert _breaks(ledger, "note", "c2", "processor short-paid") == 0
+    assert _breaks(ledger, "assign", "702", "ann") == 0
+    assert capsys.readouterr().out.strip() == "credit:702: investigating, owner ann (version 3)"
+    assert _breaks(ledger, "note", "702", "processor short-paid") == 0
     assert _breaks(ledger, "list", "--mine") == 0
-    assert "credit:c2" in capsys.readouterr().out
-    assert _breaks(ledger, "resolve", "c2", "--reason", "BOGUS") == 2
+    assert "credit:702" in capsys.readouterr().out
+    assert _breaks(ledger, "resolve", "702", "--reason", "BOGUS") == 2
     assert "reason 'BOGUS' is not a reason code; use one of SETTLED," in capsys.readouterr().err
-    assert _breaks(ledger, "resolve", "c2", "--reason", "PROCESSOR_CORRECTED", "--note", "re-sent") == 0
-    assert _breaks(ledger, "sign-off", "c2") == 2
-    assert "ann resolved break credit:c2 and cannot also sign it off" in capsys.readouterr().err
-    assert _breaks(ledger, "sign-off", "c2", analyst="bob") == 0
+    assert _breaks(ledger, "resolve", "702", "--reason", "PROCESSOR_CORRECTED", "--note", "re-sent") == 0
+    assert _breaks(ledger, "sign-off", "702") == 2
+    assert "ann resolved break credit:702 and cannot also sign it off" in capsys.readouterr().err
+    assert _breaks(ledger, "sign-off", "702", analyst="bob") == 0
     assert capsys.readouterr().out.strip().endswith(
-        "credit:c2: resolved, owner ann, reason PROCESSOR_CORRECTED, signed off by bob (version 6)")
-    assert _breaks(ledger, "note", "c2", "late", "--expect", "5") == 2
+        "credit:702: resolved, owner ann, reason PROCESSOR_CORRECTED, signed off by bob (version 6)")
+    assert _breaks(ledger, "note", "702", "late", "--expect", "5") == 2
     assert "changed since version 5 (now 6, last by bob)" in capsys.readouterr().err
 
     assert _breaks(ledger, "record", credits, day1, day2, "--as-of", "2026-11-04T18:00:00Z") == 0
@@ -80,14 +80,14 @@ def test_a_day_of_break_work_on_the_command_line(files, capsys, tmp_path):
 
     assert _breaks(ledger, "diff") == 0
     diff = capsys.readouterr().out.splitlines()
-    assert diff[2].split()[:4] == ["credit:c3", "cleared", "MISSING_PENDING", "MATCHED"]
+    assert diff[2].split()[:4] == ["credit:703", "cleared", "MISSING_PENDING", "MATCHED"]
     assert "SETTLED" in diff[2].split()
 
     assert _breaks(ledger, "list", "--all") == 0
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:-1]}
-    assert rows["credit:c3"][1] == "timing_difference" and rows["credit:c2"][-1] == "bob"
+    assert rows["credit:703"][1] == "timing_difference" and rows["credit:702"][-1] == "bob"
 
-    assert _breaks(ledger, "show", "c2") == 0
+    assert _breaks(ledger, "show", "702") == 0
     shown = capsys.readouterr().out
     assert "ann: processor short-paid" in shown and "ann: re-sent" in shown
     assert [line.split(None, 3)[2:] for line in shown.split("events:")[1].strip().splitlines()] == [
@@ -226,4 +226,4 @@ def test_a_run_failing_intake_is_refused_then_recorded_with_override_and_withdra
     assert "the book verifies" in capsys.readouterr().out
     assert _breaks(ledger, "list") == 0
     listing = capsys.readouterr().out
-    assert "credit:c2" in listing and "credit:c3" in listing and listing.strip().endswith("2 break(s) · analyst ann")
+    assert "credit:702" in listing and "credit:703" in listing and listing.strip().endswith("2 break(s) · analyst ann")
