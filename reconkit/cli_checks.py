@@ -14,7 +14,7 @@ import os
 from datetime import date
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .databases import database_kind, has_break_book, require_database, row_count
 from .errors import DatabaseKindError
@@ -27,48 +27,35 @@ def _refuse(message: str) -> argparse.ArgumentTypeError:
     return argparse.ArgumentTypeError(message)
 
 
+def _number(text: str, kind: type[int] | type[float], low: float, high: float, words: str) -> Any:
+    """``text`` as ``kind`` within ``[low, high]`` and finite, else a refusal saying it is not ``words``."""
+    try:
+        number = kind(text)
+    except ValueError:
+        number = None
+    if number is None or not (math.isfinite(number) and low <= number <= high):
+        raise _refuse(f"{text!r} is not {words}")
+    return number
+
+
 def port(text: str) -> int:
     """A TCP port, 0 (any free one) to 65535."""
-    try:
-        number = int(text)
-    except ValueError:
-        number = -1
-    if not 0 <= number <= 65535:
-        raise _refuse(f"{text!r} is not a port: a whole number from 0 (any free port) to 65535")
-    return number
+    return _number(text, int, 0, 65535, "a port: a whole number from 0 (any free port) to 65535")
 
 
 def non_negative(text: str) -> float:
     """A finite number, 0 or more (milliseconds, seconds, minutes, hours)."""
-    try:
-        number = float(text)
-    except ValueError:
-        number = -1.0
-    if not (math.isfinite(number) and number >= 0):
-        raise _refuse(f"{text!r} is not a number, 0 or more")
-    return number
+    return _number(text, float, 0, math.inf, "a number, 0 or more")
 
 
 def count(text: str) -> int:
     """A whole number, 0 or more."""
-    try:
-        number = int(text)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise _refuse(f"{text!r} is not a whole number, 0 or more")
-    return number
+    return _number(text, int, 0, math.inf, "a whole number, 0 or more")
 
 
 def positive_count(text: str) -> int:
     """A whole number, 1 or more."""
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise _refuse(f"{text!r} is not a whole number, 1 or more")
-    return number
+    return _number(text, int, 1, math.inf, "a whole number, 1 or more")
 
 
 def iso_date(text: str) -> date:
