@@ -33,7 +33,7 @@ from . import ledger as _ledger
 from .auth import CyberSourceAuth
 from .cards import luhn_ok
 from .config import Config
-from .credit import Credit, Void, dig
+from .credit import Credit, Void, dig, is_credit_id
 from .errors import (
     AmbiguousOutcomeError,
     AmbiguousVoidError,
@@ -139,7 +139,7 @@ def own_link(href: object, name: str, credit_id: object, allowed: Iterable[str])
     """
     path = same_origin_path(href, name)
     text = str(credit_id).strip() if credit_id is not None else ""
-    if not re.fullmatch(r"[0-9]{1,26}", text):
+    if not is_credit_id(text):
         raise CreditShapeError(f"the credit's id {credit_id!r} is not a credit id (1-26 digits), so its {name} link "
                                f"{path!r} was not followed and nothing was sent")
     if path not in {template.format(id=text) for template in allowed}:
@@ -150,7 +150,7 @@ def own_link(href: object, name: str, credit_id: object, allowed: Iterable[str])
 
 def _credit_id(value: object) -> str:
     credit_id = str(value).strip()
-    if not re.fullmatch(r"[0-9]{1,26}", credit_id):
+    if not is_credit_id(credit_id):
         raise ValueError(f"{value!r} is not a credit id (1-26 digits)")
     return credit_id
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,9 +16,32 @@ from .money import parse_amount
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["AMOUNT_PATHS", "CURRENCY_PATHS", "FIELD_PATHS", "FINAL_STATUSES", "TIME_PATHS", "Credit", "Void",
-           "credit_amount", "dig", "field_value", "json_text", "leaf_text", "parse_time",
-           "read_field"]
+__all__ = [
+    "AMOUNT_PATHS",
+    "CURRENCY_PATHS",
+    "FIELD_PATHS",
+    "FINAL_STATUSES",
+    "TIME_PATHS",
+    "Credit",
+    "Void",
+    "credit_amount",
+    "dig",
+    "field_value",
+    "is_credit_id",
+    "json_text",
+    "leaf_text",
+    "parse_time",
+    "read_field",
+]
+
+
+def is_credit_id(text: str) -> bool:
+    """Whether ``text`` (already stripped) is a CyberSource credit id: 1 to 26 ASCII digits, the one
+    rule the fetch, the link guard and the credits files apply."""
+    return _CREDIT_ID.fullmatch(text) is not None
+
+
+_CREDIT_ID = re.compile(r"[0-9]{1,26}")
 
 
 def parse_time(value: Any) -> datetime | None:

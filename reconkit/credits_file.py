@@ -38,7 +38,7 @@ from typing import IO, Any, Literal, overload
 import pandas as pd
 import pyarrow as pa
 
-from .credit import FIELD_PATHS, leaf_text, parse_time, read_field
+from .credit import FIELD_PATHS, is_credit_id, leaf_text, parse_time, read_field
 from .errors import CreditsFileError, CreditShapeError
 from .frames import CURATED_COLUMNS, credits_to_frame
 from .money import CURRENCIES, parse_amount
@@ -55,7 +55,6 @@ SEARCH_COLUMNS = ("Request ID", "Amount", "Currency", "Date and Time")
 """The columns a transaction-search export must hold."""
 
 _TEXT = pd.StringDtype("pyarrow")
-_ID = re.compile(r"^\d{1,26}$")
 _SCIENTIFIC = re.compile(r"^[+-]?\d+(\.\d+)?[eE][+-]?\d+$")
 _APPLICATION = re.compile(r"^(?P<name>.*?)\s*(\((?P<decision>[^()]*)\))?$")
 _CREDIT_APPLICATIONS = {"credit card credit", "ics_credit", "ics_ecp_credit", "electronic check credit",
@@ -189,7 +188,7 @@ def detect_credits_format(data: bytes, name: str = "upload") -> str:
         return "credits_frame"
     if delimiter == "," and "requestid" in keys and len(keys & {_key(c) for c in SEARCH_COLUMNS}) >= 3:
         return "transaction_search_csv"
-    if len(header) == 1 and all(len(r) == 1 and _ID.match(r[0].strip()) for r in rows[1:] or rows):
+    if len(header) == 1 and all(len(r) == 1 and is_credit_id(r[0].strip()) for r in rows[1:] or rows):
         raise CreditsFileError("is a list of credit ids, not credits: paste the ids (or upload them as ids) and "
                                "fetch them", file=name, line=1)
     shown = ", ".join(cell.strip() for cell in header[:8]) + (", ..." if len(header) > 8 else "")
@@ -208,7 +207,7 @@ def _check_id(value: str | None, line: int | None, column: str, failures: _Failu
     elif _SCIENTIFIC.match(text):
         failures.add(line, column, value, "a number in scientific notation: its digits are lost (a spreadsheet "
                                           "rewrote the id; export ids as text)")
-    elif not _ID.match(text):
+    elif not is_credit_id(text):
         failures.add(line, column, value, "not a credit id (1-26 digits)")
     else:
         return text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .credit import FINAL_STATUSES, Credit
+from .credit import FINAL_STATUSES, Credit, is_credit_id
 from .errors import ApiError, NotIndexedYetError, ReconkitError
 
 if TYPE_CHECKING:
@@ -25,7 +24,6 @@ NOT_INDEXED_COLUMNS = ("id", "outcome", "status", "reconciliation_id", "created_
 # Waits between rounds of asking again for credits not indexed yet: short first (a lag of
 # seconds), never longer than this (TSS may lag minutes; no point asking every second).
 _FIRST_WAIT, _LONGEST_WAIT = 1.0, 30.0
-_ID = re.compile(r"^\d{1,26}$")
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ def normalize_ids(ids: Iterable[Any]) -> tuple[list[str], list[str]]:
         if text in seen:
             continue
         seen.add(text)
-        (valid if _ID.match(text) else malformed).append(text)
+        (valid if is_credit_id(text) else malformed).append(text)
     return valid, malformed
 
 
